@@ -1,0 +1,462 @@
+"""The job ABI between the host and the guest stubs (docs/job-abi.md).
+
+A *job* is one blob loaded into guest RAM: stage-2 table regions to copy to
+their PAs, images (VTCR, VTTBR, a run of probes) and probes (IPA, AT kind).
+The stub writes a *results* area: a header (status, progress counters, ID
+registers, fatal details) and one fixed-size record per probe.
+
+Every guest address comes from the stub ELF's symbols (``JobLayout``, read
+by harness.elfsyms); the record layouts below are the ABI itself, versioned
+by ``ABI_VERSION`` and checked against the stub's ``__s2_abi_version``.
+
+Packing and unpacking are pure functions on bytes, so they are tested
+without QEMU.  Both work on whole tables at once (array/memoryview) because
+one boot carries thousands of images and ~10^5 probes.
+"""
+from __future__ import annotations
+
+import array
+import enum
+import os
+import struct
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping, Protocol, Sequence, runtime_checkable
+
+from harness.errors import UsageError
+from reference.arch import Arch, AtKind
+
+ABI_VERSION = 1
+JOB_MAGIC = 0x424A3253          # b"S2JB" read as a little-endian u32
+RESULTS_MAGIC = 0x53523253      # b"S2RS"
+HANG_OFF = 0xFFFF_FFFF          # hang_after value meaning "never"
+
+# Job blob: header, then the image, probe and region tables, then region data.
+_JOB_HEADER = struct.Struct("<6I5Q")   # magic version n_images n_probes n_regions hang_after
+JOB_HEADER_SIZE = _JOB_HEADER.size      # + image/probe/region/data offsets, total size
+IMAGE_RECORD_SIZE = 24                  # vtcr u64, vttbr u64, first_probe u32, n_probes u32
+PROBE_RECORD_SIZE = 16                  # ipa u64, kind u32, flags u32
+REGION_RECORD_SIZE = 24                 # pa u64, len u64, offset-in-job u64
+_IMAGE_RECORD = struct.Struct("<QQII")
+_REGION_RECORD = struct.Struct("<QQQ")
+
+# Results: header of u64 slots, then one record of RECORD_WORDS u64 per probe.
+RESULTS_HEADER_SIZE = 0x100
+RECORD_WORDS = 8                        # kind par esr far hpfar vector elr reserved
+RECORD_SIZE = RECORD_WORDS * 8
+_RH_STATUS, _RH_IMAGES_DONE, _RH_PROBES_DONE = 1, 2, 3        # u64 slot indices
+_RH_FATAL = 4                           # reason vector esr elr far detail (slots 4..9)
+_RH_IDREGS = 0x80 // 8                  # 16 slots
+ID_SLOTS = 16
+
+# Guest memory accesses with the MMU off are Device/Strongly-ordered and
+# fault when unaligned, so regions are copied in aligned 8-byte words.
+REGION_ALIGN = 8
+
+_LITTLE = sys.byteorder == "little"
+
+ID_REGISTER_NAMES: Mapping[Arch, tuple[str, ...]] = MappingProxyType({
+    Arch.AARCH64: ("MIDR_EL1", "ID_AA64MMFR0_EL1", "ID_AA64MMFR1_EL1",
+                   "ID_AA64MMFR2_EL1", "ID_AA64PFR0_EL1"),
+    Arch.AARCH32: ("MIDR", "ID_MMFR0", "ID_MMFR3", "ID_MMFR4", "ID_PFR1"),
+})
+"""Names of the ID-register slots, in slot order (docs/job-abi.md)."""
+
+
+class ObsKind(enum.Enum):
+    """What the stub recorded for one probe (word 0 of its record)."""
+
+    NOT_RUN = 0
+    PAR = 1         # the AT completed; ``par`` holds PAR_EL1 / the 64-bit PAR
+    EXCEPTION = 2   # the AT raised an exception at EL2/Hyp; esr/far/hpfar/vector/elr hold it
+
+
+class GuestStatus(enum.Enum):
+    """Results-header status as the stub left it."""
+
+    NOT_STARTED = 0     # the stub never ran (the RAM file starts zeroed)
+    RUNNING = 1         # started, did not reach the end (crash, hang, kill)
+    COMPLETED = 2
+    FATAL = 3           # unexpected exception or job error; see FatalInfo
+
+
+class FatalReason(enum.Enum):
+    """Why the stub stopped with GuestStatus.FATAL."""
+
+    NONE = 0
+    EXCEPTION = 1       # an exception that was not a probe's
+    BAD_MAGIC = 2       # the job header's magic is wrong (no job loaded?)
+    BAD_VERSION = 3     # job built for another ABI version
+    BAD_KIND = 4        # probe kind > 3; detail = the kind
+    BAD_REGION = 5      # region outside the arena; detail = its PA
+
+
+@dataclass(frozen=True)
+class JobLayout:
+    """Guest addresses of the stub ELF (its ``__s2_*`` symbols), in bytes.
+
+    Areas are half-open [start, end)."""
+
+    arch: Arch
+    abi_version: int
+    ram_base: int
+    ram_size: int
+    results_start: int
+    results_end: int
+    job_start: int
+    job_end: int
+    arena_start: int
+    arena_end: int
+
+    SYMBOLS = ("__s2_abi_version", "__s2_ram_base", "__s2_ram_size",
+               "__s2_results_start", "__s2_results_end", "__s2_job_start",
+               "__s2_job_end", "__s2_arena_start", "__s2_arena_end")
+
+    @classmethod
+    def from_symbols(cls, arch: Arch, symbols: Mapping[str, int]) -> "JobLayout":
+        missing = [s for s in cls.SYMBOLS if s not in symbols]
+        if missing:
+            raise UsageError(f"stub ELF lacks the job-ABI symbols {', '.join(missing)}")
+        return cls(arch, *(symbols[s] for s in cls.SYMBOLS))
+
+    @property
+    def max_probes(self) -> int:
+        """How many probe records fit in the results area."""
+        return (self.results_end - self.results_start - RESULTS_HEADER_SIZE) // RECORD_SIZE
+
+    @property
+    def job_capacity(self) -> int:
+        """Bytes available for the job blob."""
+        return self.job_end - self.job_start
+
+
+@dataclass(frozen=True, slots=True)
+class JobProbe:
+    """One AT operation on one IPA (with stage 1 off, VA == IPA)."""
+
+    ipa: int
+    at: AtKind
+
+
+@dataclass(frozen=True)
+class JobImage:
+    """One stage-2 configuration and the probes run under it.
+
+    ``regions`` are table bytes to place at a PA in the arena before the
+    batch starts: (pa, data), pa and len(data) multiples of 8.  ``vtcr`` is
+    the VTCR_EL2 / VTCR value (32-bit on AArch32), ``vttbr`` the 64-bit
+    VTTBR."""
+
+    vtcr: int
+    vttbr: int
+    regions: tuple[tuple[int, bytes], ...]
+    probes: tuple[JobProbe, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RawObservation:
+    """One probe's raw registers, unjudged (PAR with ``kind`` PAR; ESR/HSR,
+    FAR/HDFAR, HPFAR, vector offset and ELR with ``kind`` EXCEPTION)."""
+
+    kind: ObsKind
+    par: int = 0
+    esr: int = 0
+    far: int = 0
+    hpfar: int = 0
+    vector: int = 0
+    elr: int = 0
+
+
+NOT_RUN = RawObservation(ObsKind.NOT_RUN)
+
+
+@dataclass(frozen=True)
+class FatalInfo:
+    """The stub's own account of a fatal stop (results header slots 4..9)."""
+
+    reason: FatalReason
+    vector: int
+    esr: int
+    elr: int
+    far: int
+    detail: int
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """Observations of one image's probes, in probe order, and its table
+    regions as read back after the run ((pa, bytes), same order as the
+    image's ``regions``).  ``completed``: the stub finished every probe of
+    the image (index < images_done)."""
+
+    observations: tuple[RawObservation, ...]
+    regions_after: tuple[tuple[int, bytes], ...]
+    completed: bool
+
+
+@dataclass(frozen=True)
+class JobResults:
+    """Everything the results area says, per image."""
+
+    status: GuestStatus
+    images_done: int
+    probes_done: int
+    id_registers: Mapping[str, int]
+    images: tuple[ImageResult, ...]
+    fatal: FatalInfo | None
+
+
+# --- guest RAM as the host sees it -------------------------------------------
+
+@runtime_checkable
+class RamReader(Protocol):
+    """Reads guest physical memory: ``read(pa, length)`` returns exactly
+    ``length`` bytes (zeros where nothing was ever written)."""
+
+    def read(self, pa: int, length: int) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class RamBytes:
+    """Guest RAM held in memory, ``data[0]`` at physical address ``base``."""
+
+    base: int
+    data: bytes | bytearray | memoryview
+
+    def read(self, pa: int, length: int) -> bytes:
+        off = pa - self.base
+        if off < 0 or off + length > len(self.data):
+            raise UsageError(f"read of {length} bytes at PA {pa:#x} is outside the recorded RAM")
+        return bytes(self.data[off:off + length])
+
+
+@dataclass(frozen=True)
+class SparseRam:
+    """Recorded pieces of guest RAM ((pa, bytes) chunks); a read must fall
+    inside one chunk.  Enough to replay unpacking from a saved run."""
+
+    chunks: tuple[tuple[int, bytes], ...]
+
+    def read(self, pa: int, length: int) -> bytes:
+        for base, data in self.chunks:
+            if base <= pa and pa + length <= base + len(data):
+                return bytes(data[pa - base:pa - base + length])
+        raise UsageError(f"read of {length} bytes at PA {pa:#x} is outside the recorded RAM")
+
+
+@dataclass(frozen=True)
+class RamFile:
+    """Guest RAM backed by a file (QEMU memory-backend-file), file offset 0
+    at PA ``base``.  Bytes past the end of a short file read as zero."""
+
+    path: Path
+    base: int
+
+    def read(self, pa: int, length: int) -> bytes:
+        off = pa - self.base
+        if off < 0:
+            raise UsageError(f"PA {pa:#x} is below the RAM base {self.base:#x}")
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            data = os.pread(fd, length, off)
+        finally:
+            os.close(fd)
+        return data + bytes(length - len(data))
+
+
+# --- packing ------------------------------------------------------------------
+
+def _align(n: int, a: int = 8) -> int:
+    return (n + a - 1) & ~(a - 1)
+
+
+def _check_regions(layout: JobLayout, images: Sequence[JobImage]) -> None:
+    spans = []
+    for i, image in enumerate(images):
+        for pa, data in image.regions:
+            n = len(data)
+            if pa % REGION_ALIGN or n % REGION_ALIGN:
+                raise UsageError(f"image {i}: region at PA {pa:#x} ({n} bytes) is not "
+                                 f"{REGION_ALIGN}-byte aligned in address and length")
+            if n == 0:
+                raise UsageError(f"image {i}: empty region at PA {pa:#x}")
+            if pa < layout.arena_start or pa + n > layout.arena_end:
+                raise UsageError(f"image {i}: region [{pa:#x}, {pa + n:#x}) is outside the arena "
+                                 f"[{layout.arena_start:#x}, {layout.arena_end:#x})")
+            spans.append((pa, pa + n, i))
+    spans.sort()
+    for (a0, a1, ai), (b0, b1, bi) in zip(spans, spans[1:]):
+        if b0 < a1:
+            raise UsageError(f"regions overlap: image {ai} [{a0:#x}, {a1:#x}) and "
+                             f"image {bi} [{b0:#x}, {b1:#x})")
+
+
+def pack_job(layout: JobLayout, images: Sequence[JobImage], hang_after: int | None = None) -> bytes:
+    """Serialise ``images`` into a job blob for the stub described by ``layout``.
+
+    ``hang_after``: image index after which the stub spins forever (a fault-
+    injection hook for timeout tests); None = never.  Raises UsageError for
+    anything the stub cannot run: regions outside the arena, overlapping or
+    misaligned; values too wide for the architecture; a blob or a probe count
+    that does not fit the job or results area."""
+    if layout.abi_version != ABI_VERSION:
+        raise UsageError(f"stub speaks job ABI {layout.abi_version}, the harness {ABI_VERSION}")
+    if hang_after is None:
+        hang = HANG_OFF
+    elif 0 <= hang_after < HANG_OFF:
+        hang = hang_after
+    else:
+        raise UsageError(f"hang_after must be an image index, not {hang_after}")
+    _check_regions(layout, images)
+
+    narrow = layout.arch is Arch.AARCH32
+    n_images = len(images)
+    n_probes = sum(len(im.probes) for im in images)
+    n_regions = sum(len(im.regions) for im in images)
+    if n_probes > layout.max_probes:
+        raise UsageError(f"{n_probes} probes do not fit the results area (max {layout.max_probes})")
+
+    image_off = JOB_HEADER_SIZE
+    probe_off = image_off + IMAGE_RECORD_SIZE * n_images
+    region_off = probe_off + PROBE_RECORD_SIZE * n_probes
+    data_off = region_off + REGION_RECORD_SIZE * n_regions
+    total = data_off + sum(_align(len(d)) for im in images for _, d in im.regions)
+    if total > layout.job_capacity:
+        raise UsageError(f"job blob of {total} bytes exceeds the job area ({layout.job_capacity} bytes)")
+
+    blob = bytearray(total)
+    _JOB_HEADER.pack_into(blob, 0, JOB_MAGIC, ABI_VERSION, n_images, n_probes, n_regions, hang,
+                          image_off, probe_off, region_off, data_off, total)
+
+    first = 0
+    for i, im in enumerate(images):
+        if not (0 <= im.vtcr < (1 << (32 if narrow else 64))):
+            raise UsageError(f"image {i}: VTCR {im.vtcr:#x} does not fit the register")
+        if not (0 <= im.vttbr < (1 << 64)):
+            raise UsageError(f"image {i}: VTTBR {im.vttbr:#x} does not fit 64 bits")
+        _IMAGE_RECORD.pack_into(blob, image_off + IMAGE_RECORD_SIZE * i,
+                                im.vtcr, im.vttbr, first, len(im.probes))
+        first += len(im.probes)
+
+    # Probe table as u64 pairs (ipa, kind | flags << 32), built in one go.
+    words = array.array("Q")
+    try:
+        words.extend([w for im in images for p in im.probes for w in (p.ipa, p.at.value)])
+    except (OverflowError, TypeError, AttributeError) as exc:
+        raise UsageError(f"probe with an IPA outside 0..2^64-1 or a kind that is not an AtKind: {exc}") from exc
+    if narrow and n_probes and max(words[0::2]) >= 1 << 32:
+        raise UsageError("AArch32 probes need IPAs below 4 GiB (stage 1 is off, VA == IPA)")
+    if not _LITTLE:
+        words.byteswap()
+    blob[probe_off:region_off] = words.tobytes()
+
+    r = 0
+    data_at = data_off
+    for im in images:
+        for pa, data in im.regions:
+            _REGION_RECORD.pack_into(blob, region_off + REGION_RECORD_SIZE * r, pa, len(data), data_at)
+            blob[data_at:data_at + len(data)] = data
+            data_at += _align(len(data))
+            r += 1
+    return bytes(blob)
+
+
+# --- unpacking ---------------------------------------------------------------
+
+_OBS_KINDS = {k.value: k for k in ObsKind}
+
+
+def _u64s(data: bytes) -> list[int]:
+    words = array.array("Q")
+    words.frombytes(data)
+    if not _LITTLE:
+        words.byteswap()
+    return words.tolist()
+
+
+def _as_reader(layout: JobLayout, ram: RamReader | bytes | bytearray | memoryview) -> RamReader:
+    if isinstance(ram, RamReader):
+        return ram
+    return RamBytes(layout.ram_base, ram)
+
+
+def read_results_header(layout: JobLayout, ram: RamReader | bytes | bytearray | memoryview) -> list[int]:
+    """The results header as u64 slots (for progress polling while QEMU runs)."""
+    return _u64s(_as_reader(layout, ram).read(layout.results_start, RESULTS_HEADER_SIZE))
+
+
+def unpack_results(layout: JobLayout, ram: RamReader | bytes | bytearray | memoryview,
+                   images: Sequence[JobImage]) -> JobResults:
+    """Decode the results area and the table regions after a run.
+
+    ``ram``: a RamReader, or the whole guest RAM as bytes starting at
+    ``layout.ram_base``.  ``images``: the images the job was packed from
+    (probe counts and region PAs).  Works whatever the run's end: a probe
+    the stub did not record is ObsKind.NOT_RUN; a results area the stub
+    never initialised gives GuestStatus.NOT_STARTED."""
+    reader = _as_reader(layout, ram)
+    head = read_results_header(layout, reader)
+    started = head[0] == (ABI_VERSION << 32) | RESULTS_MAGIC
+    if not started and head[0] != 0:
+        raise UsageError(f"results header magic {head[0]:#x} is not that of job ABI {ABI_VERSION}")
+    try:
+        status = GuestStatus(head[_RH_STATUS]) if started else GuestStatus.NOT_STARTED
+    except ValueError as exc:
+        raise UsageError(f"results status {head[_RH_STATUS]} is unknown") from exc
+    images_done = head[_RH_IMAGES_DONE]
+    probes_done = head[_RH_PROBES_DONE]
+
+    names = ID_REGISTER_NAMES[layout.arch]
+    id_regs = MappingProxyType(dict(zip(names, head[_RH_IDREGS:_RH_IDREGS + len(names)])))
+
+    fatal = None
+    if status is GuestStatus.FATAL:
+        reason, vector, esr, elr, far, detail = head[_RH_FATAL:_RH_FATAL + 6]
+        try:
+            fr = FatalReason(reason)
+        except ValueError as exc:
+            raise UsageError(f"fatal reason {reason} is unknown") from exc
+        fatal = FatalInfo(fr, vector, esr, elr, far, detail)
+
+    n_probes = sum(len(im.probes) for im in images)
+    words = _u64s(reader.read(layout.results_start + RESULTS_HEADER_SIZE, n_probes * RECORD_SIZE))
+    kinds = words[0::RECORD_WORDS]
+    if not set(kinds) <= _OBS_KINDS.keys():
+        bad = next(k for k in kinds if k not in _OBS_KINDS)
+        raise UsageError(f"result record kind {bad} is unknown")
+
+    # The common record (a PAR with everything else 0) is built without
+    # touching its other words: this loop runs ~10^5 times per boot.
+    new = object.__new__
+    setattr_ = object.__setattr__
+    par_kind = ObsKind.PAR
+    observations: list[RawObservation] = []
+    append = observations.append
+    for i, k in enumerate(kinds):
+        if k == 1:
+            o = new(RawObservation)
+            base = i * RECORD_WORDS
+            setattr_(o, "kind", par_kind)
+            setattr_(o, "par", words[base + 1])
+            setattr_(o, "esr", words[base + 2])
+            setattr_(o, "far", words[base + 3])
+            setattr_(o, "hpfar", words[base + 4])
+            setattr_(o, "vector", words[base + 5])
+            setattr_(o, "elr", words[base + 6])
+            append(o)
+        elif k == 0:
+            append(NOT_RUN)
+        else:
+            base = i * RECORD_WORDS
+            append(RawObservation(_OBS_KINDS[k], *words[base + 1:base + 7]))
+
+    results = []
+    start = 0
+    for index, im in enumerate(images):
+        end = start + len(im.probes)
+        after = tuple((pa, reader.read(pa, len(data))) for pa, data in im.regions)
+        results.append(ImageResult(tuple(observations[start:end]), after, index < images_done))
+        start = end
+    return JobResults(status, images_done, probes_done, id_regs, tuple(results), fatal)
