@@ -1,0 +1,651 @@
+"""The stage-2 translation walk, as the Arm ARM pseudocode states it.
+
+``walk(cpu, config, memory, ipa, access)`` returns every outcome the
+architecture permits for one address-translation probe (AT S12E1R etc. with
+stage 1 disabled), each tagged with the rule that permits it and carrying
+its descriptor-read trace.
+
+This module is the readable statement of the architecture.  Its functions
+follow, and are named after, the pseudocode of DDI 0487 as published in the
+Sail translation of Arm's ASL (rems-project/sail-arm, arm-v9.4-a
+v8_base.sail): AArch64.S2Translate, AArch64.S2Walk and their helpers for
+AArch64; AArch32.S2Translate and AArch32.S2Walk for 32-bit ARM with LPAE.
+Where the architecture leaves a choice, each alternative becomes an outcome.
+Any faster implementation must agree with this one (see the tests).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable
+
+from .arch import Arch, AtKind, Granule
+from .bits import bit, field
+from .config import FINAL_LEVEL, PS_BITS, TG0_DECODING, S2Config, geometry
+from .cpus import CpuModel
+from .memory import Memory
+from .outcome import (DescriptorWrite, Fault, FaultKind, Outcome, TraceStep,
+                      Translation, WalkResult)
+
+DESC_AF = 1 << 10
+DESC_DBM = 1 << 51
+DESC_S2AP_W = 1 << 7
+
+
+@dataclasses.dataclass(frozen=True)
+class S2Params:
+    """The walk parameters the model uses (AArch64 S2TTWParams): the
+    effective granule after AArch64.S2DecodeTG0, the effective T0SZ after
+    the limits of AArch64.S2Translate, and the VTCR fields as they act."""
+
+    granule: Granule
+    txsz: int
+    sl0: int
+    sl2: int
+    ds: int
+    ps: int
+    ha: int
+    hd: int
+
+    @property
+    def ia_bits(self) -> int:
+        """AArch64.IASize: 64 - T0SZ."""
+        return 64 - self.txsz
+
+
+def _outcome(result, rules: Iterable[str], trace: list[TraceStep],
+             writes: tuple[DescriptorWrite, ...] = ()) -> Outcome:
+    return Outcome(result=result, rules=tuple(rules), writes=writes, trace=tuple(trace))
+
+
+# ---------------------------------------------------------------------------
+# AArch64: parameters
+# ---------------------------------------------------------------------------
+
+def aarch64_s2_decode_tg0(cpu: CpuModel, tg0: int) -> list[tuple[Granule, str]]:
+    """AArch64.S2DecodeTG0: VTCR_EL2.TG0 -> granule.
+
+    The reserved encoding 0b11, and any granule the PE does not support at
+    stage 2 (AArch64.HaveS2TG), select an IMPLEMENTATION DEFINED granule:
+    every granule the CPU supports is a permitted choice."""
+    granule = TG0_DECODING.get(tg0)
+    if granule is not None and cpu.s2_granule_supported(granule):
+        return [(granule, "AArch64.S2DecodeTG0")]
+    why = "reserved TG0 0b11" if granule is None else f"{granule.label} not supported at stage 2"
+    return [(g, f"IMPLEMENTATION DEFINED (AArch64.S2DecodeTG0, {why}): granule {g.label}")
+            for g in cpu.s2_granules]
+
+
+def aarch64_nss2_ttw_params(cpu: CpuModel, config: S2Config) -> list[tuple[S2Params, str]]:
+    """AArch64.NSS2TTWParams: the walk parameters from VTCR_EL2.
+
+    DS is read for the effective 4K/16K granule only with FEAT_LPA2; SL2 acts
+    only as SL2 AND DS, for 4K; HA and HD act only with FEAT_HAFDBS (HD needs
+    the dirty-state level of it)."""
+    params = []
+    for granule, rule in aarch64_s2_decode_tg0(cpu, config.tg0):
+        lpa2 = cpu.s2_granule_52bit(granule)
+        ds = config.ds if lpa2 else 0
+        sl2 = (config.sl2 & config.ds) if (lpa2 and granule is Granule.G4K) else 0
+        params.append((S2Params(granule=granule, txsz=config.t0sz, sl0=config.sl0, sl2=sl2,
+                                ds=ds, ps=config.ps,
+                                ha=config.ha if cpu.hafdbs >= 1 else 0,
+                                hd=config.hd if cpu.hafdbs >= 2 else 0), rule))
+    return params
+
+
+def aarch64_s2_min_txsz(cpu: CpuModel, p: S2Params) -> int:
+    """AArch64.S2MinTxSZ: 64 - PAMax, with PAMax capped at 48 bits for 4K/16K
+    without DS when FEAT_LPA is implemented (EL1 is AArch64 here)."""
+    ips = cpu.pamax
+    if cpu.feat_lpa and p.granule is not Granule.G64K and p.ds == 0:
+        ips = min(48, cpu.pamax)
+    else:
+        ips = min(52, cpu.pamax)
+    return 64 - ips
+
+
+def aarch64_max_txsz(cpu: CpuModel, granule: Granule) -> int:
+    """AArch64.MaxTxSZ: 39, or with FEAT_TTST 48 (4K, 16K) and 47 (64K)."""
+    if cpu.feat_ttst:
+        return 47 if granule is Granule.G64K else 48
+    return 39
+
+
+def aarch64_s2_txsz_choices(cpu: CpuModel, p: S2Params) -> list[tuple[S2Params | None, str]]:
+    """AArch64.S2TxSZFaults and the clamp in AArch64.S2Translate.
+
+    T0SZ below the minimum faults if FEAT_LPA is implemented, otherwise it is
+    IMPLEMENTATION DEFINED whether it faults or acts as the minimum; above
+    the maximum it is IMPLEMENTATION DEFINED whether it faults or acts as
+    the maximum.  ``None`` stands for the Translation fault at level 0."""
+    lo, hi = aarch64_s2_min_txsz(cpu, p), aarch64_max_txsz(cpu, p.granule)
+    if p.txsz < lo:
+        if cpu.feat_lpa:
+            return [(None, f"AArch64.S2TxSZFaults: T0SZ {p.txsz} < minimum {lo} with FEAT_LPA")]
+        return [(None, f"IMPLEMENTATION DEFINED (AArch64.S2TxSZFaults): T0SZ {p.txsz} < {lo} faults"),
+                (dataclasses.replace(p, txsz=lo),
+                 f"IMPLEMENTATION DEFINED (AArch64.S2TxSZFaults): T0SZ {p.txsz} < {lo} acts as {lo}")]
+    if p.txsz > hi:
+        return [(None, f"IMPLEMENTATION DEFINED (AArch64.S2TxSZFaults): T0SZ {p.txsz} > {hi} faults"),
+                (dataclasses.replace(p, txsz=hi),
+                 f"IMPLEMENTATION DEFINED (AArch64.S2TxSZFaults): T0SZ {p.txsz} > {hi} acts as {hi}")]
+    return [(p, "")]
+
+
+def aarch64_s2_start_level(p: S2Params) -> int | None:
+    """AArch64.S2StartLevel; None for the encodings the pseudocode leaves
+    undefined (they are rejected first by AArch64.S2InvalidSL)."""
+    if p.granule is Granule.G4K:
+        return {0b000: 2, 0b001: 1, 0b010: 0, 0b011: 3, 0b100: -1}.get(p.sl2 << 2 | p.sl0)
+    if p.granule is Granule.G16K:
+        return {0b00: 3, 0b01: 2, 0b10: 1, 0b11: 0}[p.sl0]
+    return {0b00: 3, 0b01: 2, 0b10: 1}.get(p.sl0)
+
+
+def aarch64_s2_invalid_sl(cpu: CpuModel, p: S2Params) -> str | None:
+    """AArch64.S2InvalidSL: the reason SL0 (and SL2) is invalid, or None.
+
+    4K: SL2=1 with SL0 != 0 is reserved; level 0 needs PAMax >= 44; level 3
+    (SL0 = 0b11) needs FEAT_TTST.  16K: level 0 (SL0 = 0b11) needs DS = 1;
+    level 1 needs PAMax >= 42.  64K: SL0 = 0b11 is reserved; level 1 needs
+    PAMax >= 44."""
+    if p.granule is Granule.G4K:
+        enc = p.sl2 << 2 | p.sl0
+        if enc in (0b101, 0b110, 0b111):
+            return f"SL2:SL0={enc:03b} is reserved"
+        if enc == 0b010 and cpu.pamax < 44:
+            return f"start level 0 needs PAMax >= 44 (PAMax {cpu.pamax})"
+        if enc == 0b011 and not cpu.feat_ttst:
+            return "start level 3 (SL0=0b11) needs FEAT_TTST"
+        return None
+    if p.granule is Granule.G16K:
+        if p.sl0 == 0b11 and p.ds == 0:
+            return "start level 0 (SL0=0b11) needs DS=1"
+        if p.sl0 == 0b10 and cpu.pamax < 42:
+            return f"start level 1 needs PAMax >= 42 (PAMax {cpu.pamax})"
+        return None
+    if p.sl0 == 0b11:
+        return "SL0=0b11 is reserved for 64K"
+    if p.sl0 == 0b10 and cpu.pamax < 44:
+        return f"start level 1 needs PAMax >= 44 (PAMax {cpu.pamax})"
+    return None
+
+
+def s2_inconsistent_sl(granule: Granule, ia_bits: int, start_level: int) -> str | None:
+    """AArch64.S2InconsistentSL / AArch32.S2InconsistentSL: the IPA size must
+    need at least one bit at the start level and at most a full table plus
+    4 bits (16 concatenated tables)."""
+    geo = geometry(granule, ia_bits, start_level)
+    if geo.consistent:
+        return None
+    lo = geo.level_lsb(start_level) + 1
+    hi = lo + granule.stride - 1 + 4
+    return (f"{ia_bits}-bit IPA cannot start at level {start_level} with {granule.label} "
+            f"(allowed {lo}..{hi} bits)")
+
+
+def aarch64_physical_address_size(cpu: CpuModel, ps: int, granule: Granule) -> int:
+    """AArch64.PhysicalAddressSize: PS decoded and capped at PAMax, and at 48
+    bits unless (64K and FEAT_LPA) or (4K/16K, FEAT_LPA2 and FEAT_LPA).  A PS
+    above the implemented size is not a fault: the size is capped."""
+    size = PS_BITS[ps]
+    if granule is not Granule.G64K and not cpu.feat_lpa2:
+        cap = min(48, cpu.pamax)
+    elif not cpu.feat_lpa:
+        cap = min(48, cpu.pamax)
+    else:
+        cap = min(52, cpu.pamax)
+    return min(size, cap)
+
+
+def aarch64_oa_out_of_range(cpu: CpuModel, p: S2Params, address: int) -> bool:
+    """AArch64.OAOutOfRange: any address bit [55:oasize] set."""
+    return address >> aarch64_physical_address_size(cpu, p.ps, p.granule) != 0
+
+
+def aarch64_s2_tt_base_address(cpu: CpuModel, p: S2Params, vttbr: int, start_level: int) -> int:
+    """AArch64.S2TTBaseAddress: the start-level table base from VTTBR_EL2.
+
+    VTTBR_EL2[5:2] hold PA[51:48] when (FEAT_LPA, 64K and PS = 0b110) or
+    DS = 1, and the table is then at least 64-byte aligned; otherwise
+    VTTBR_EL2[47:1] is the address.  Bits below the table size are ignored
+    (Align), so a misaligned BADDR is not a fault."""
+    geo = geometry(p.granule, p.ia_bits, start_level)
+    tsize = geo.start_bits + 3
+    if (cpu.feat_lpa and p.granule is Granule.G64K and p.ps == 0b110) or p.ds:
+        tsize = max(tsize, 6)
+        base = field(vttbr, 5, 2) << 48 | field(vttbr, 47, 6) << 6
+    else:
+        base = field(vttbr, 47, 1) << 1
+    return base & ~((1 << tsize) - 1)
+
+
+# ---------------------------------------------------------------------------
+# AArch64: descriptors
+# ---------------------------------------------------------------------------
+
+def aarch64_block_desc_supported(cpu: CpuModel, p: S2Params, level: int) -> bool:
+    """AArch64.BlockDescSupported: 4K blocks at levels 1 and 2 (and 0 with
+    DS = 1); 16K at level 2 (and 1 with DS = 1); 64K at level 2 (and 1 when
+    PAMax is 52 bits)."""
+    if p.granule is Granule.G4K:
+        return level in (1, 2) or (level == 0 and p.ds == 1)
+    if p.granule is Granule.G16K:
+        return level == 2 or (level == 1 and p.ds == 1)
+    return level == 2 or (level == 1 and cpu.pamax >= 52)
+
+
+def aarch64_decode_descriptor_type(cpu: CpuModel, p: S2Params, desc: int, level: int) -> str:
+    """AArch64.DecodeDescriptorType: 'invalid', 'table', 'block', 'page' or
+    'reserved' (0b01 where no block is allowed, which the pseudocode also
+    treats as invalid)."""
+    if not desc & 1:
+        return "invalid"
+    if desc & 2:
+        return "page" if level == FINAL_LEVEL else "table"
+    return "block" if aarch64_block_desc_supported(cpu, p, level) else "reserved"
+
+
+def aarch64_oa_high_bits(cpu: CpuModel, p: S2Params, desc: int) -> int:
+    """PA[51:48] held by a descriptor: bits [15:12] for 64K with FEAT_LPA,
+    bits [9:8]:[49:48] with DS = 1, none otherwise (AArch64.NextTableBase,
+    AArch64.LeafBase)."""
+    if cpu.feat_lpa and p.granule is Granule.G64K:
+        return field(desc, 15, 12) << 48
+    if p.ds:
+        return (field(desc, 9, 8) << 2 | field(desc, 49, 48)) << 48
+    return 0
+
+
+def aarch64_next_table_base(cpu: CpuModel, p: S2Params, desc: int) -> int:
+    """AArch64.NextTableBase: descriptor bits [47:granule] plus PA[51:48]."""
+    gbits = p.granule.bits
+    return field(desc, 47, gbits) << gbits | aarch64_oa_high_bits(cpu, p, desc)
+
+
+def aarch64_leaf_base(cpu: CpuModel, p: S2Params, desc: int, level: int) -> int:
+    """AArch64.LeafBase: descriptor bits [47:leafsize] plus PA[51:48]; bits
+    below the block size are ignored."""
+    leafsize = geometry(p.granule, p.ia_bits, level).block_bits(level)
+    return field(desc, 47, leafsize) << leafsize | aarch64_oa_high_bits(cpu, p, desc)
+
+
+def aarch64_contiguous_bit(granule: Granule, level: int, desc: int) -> int:
+    """AArch64.ContiguousBit: bit 52, ignored for 4K level 0, 16K level 1
+    and 64K level 1 blocks."""
+    if level == 0 and granule is Granule.G4K:
+        return 0
+    if level == 1 and granule in (Granule.G16K, Granule.G64K):
+        return 0
+    return bit(desc, 52)
+
+
+def contiguous_size(granule: Granule, level: int) -> int:
+    """ContiguousSize: log2 of the number of entries in a contiguous set:
+    4K 16 entries; 16K 32 at level 2 and 128 at level 3; 64K 32."""
+    if granule is Granule.G4K:
+        return 4
+    if granule is Granule.G16K:
+        return 5 if level == 2 else 7
+    return 5
+
+
+def _leaf_translation(p: S2Params, desc: int, level: int, pa: int, contiguous: int,
+                      cpu: CpuModel) -> Translation:
+    """The stage-2 leaf attributes (AArch64.S2NextWalkStateLeaf): MemAttr
+    [5:2], S2AP [7:6], SH [9:8] (VTCR.SH0 with DS = 1), AF [10], DBM [51],
+    XN [54] and, with FEAT_XNX, XNX [53]."""
+    xn = bit(desc, 54) << 1 | (bit(desc, 53) if cpu.feat_xnx else 0)
+    return Translation(pa=pa, level=level,
+                       block_bits=geometry(p.granule, p.ia_bits, level).block_bits(level),
+                       s2ap=field(desc, 7, 6), xn=xn, memattr=field(desc, 5, 2),
+                       sh=field(desc, 9, 8), af=bit(desc, 10), contiguous=contiguous,
+                       dbm=bit(desc, 51))
+
+
+# ---------------------------------------------------------------------------
+# AArch64: the walk
+# ---------------------------------------------------------------------------
+
+def aarch64_s1_disabled_output(cpu: CpuModel, ipa: int) -> Fault | None:
+    """AArch64.S1DisabledOutput: with stage 1 off, an input address with any
+    bit [63:PAMax] set takes a stage-1 Address size fault at level 0 before
+    stage 2 is consulted (TBI is 0 here)."""
+    if ipa >> cpu.pamax:
+        return Fault(FaultKind.ADDRESS_SIZE, 0, stage2=False)
+    return None
+
+
+def aarch64_s2_translate(cpu: CpuModel, config: S2Config, memory: Memory, ipa: int,
+                         access: AtKind) -> list[Outcome]:
+    """AArch64.S2Translate for an AT S12E1*/S12E0* probe with stage 1 off.
+
+    Order of checks: T0SZ limits, start level (invalid / inconsistent), IPA
+    range (all Translation faults at level 0), then the walk, then the
+    permission check, then the hardware Access flag / dirty-state update."""
+    s1 = aarch64_s1_disabled_output(cpu, ipa)
+    if s1 is not None:
+        return [_outcome(s1, ["AArch64.S1DisabledOutput: IPA >= 2^PAMax with stage 1 off"], [])]
+    outcomes: list[Outcome] = []
+    for p0, tg_rule in aarch64_nss2_ttw_params(cpu, config):
+        for p, tx_rule in aarch64_s2_txsz_choices(cpu, p0):
+            rules = [r for r in (tg_rule, tx_rule) if r]
+            if p is None:
+                outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, 0), rules, []))
+                continue
+            level = aarch64_s2_start_level(p)
+            why = aarch64_s2_invalid_sl(cpu, p)
+            if why is None and level is not None:
+                why = s2_inconsistent_sl(p.granule, p.ia_bits, level)
+            if why is not None:
+                outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, 0),
+                                         rules + [f"AArch64.S2InvalidSL/S2InconsistentSL: {why}"], []))
+                continue
+            if ipa >> p.ia_bits:
+                outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, 0),
+                                         rules + [f"AArch64.IPAIsOutOfRange: IPA >= 2^{p.ia_bits}"], []))
+                continue
+            outcomes.extend(aarch64_s2_walk(cpu, p, config.vttbr, level, memory, ipa,
+                                            access, rules))
+    return outcomes
+
+
+def aarch64_s2_walk(cpu: CpuModel, p: S2Params, vttbr: int, start_level: int,
+                    memory: Memory, ipa: int, access: AtKind, rules: list[str]) -> list[Outcome]:
+    """AArch64.S2Walk followed by the leaf checks of AArch64.S2Translate."""
+    geo = geometry(p.granule, p.ia_bits, start_level)
+    trace: list[TraceStep] = []
+    base = aarch64_s2_tt_base_address(cpu, p, vttbr, start_level)
+    level = start_level
+    address = base | geo.index(level, ipa) * 8
+    if aarch64_oa_out_of_range(cpu, p, address):
+        # The start-level table address is checked before the first fetch,
+        # and the fault is reported at level 0 whatever the start level.
+        trace.append(TraceStep(level, address, None, "not read", "VTTBR_EL2 base beyond PS"))
+        return [_outcome(Fault(FaultKind.ADDRESS_SIZE, 0), rules + [
+            "AArch64.S2Walk: start-level table address out of range (AArch64.OAOutOfRange)"], trace)]
+    while True:
+        desc = memory.read64(address)
+        if desc is None:
+            trace.append(TraceStep(level, address, None, "no memory"))
+            return [_outcome(Fault(FaultKind.SEA_ON_WALK, level), rules + [
+                "AArch64.S2Walk: synchronous External abort on the descriptor fetch "
+                "(taken as an exception by AT)"], trace)]
+        kind = aarch64_decode_descriptor_type(cpu, p, desc, level)
+        if kind in ("invalid", "reserved"):
+            note = ("bit 0 clear" if kind == "invalid" else
+                    "0b01 at level 3" if level == FINAL_LEVEL else f"no block at level {level}")
+            trace.append(TraceStep(level, address, desc, kind, note))
+            return [_outcome(Fault(FaultKind.TRANSLATION, level), rules + [
+                f"AArch64.DecodeDescriptorType: {note}"], trace)]
+        if kind == "table":
+            nxt = aarch64_next_table_base(cpu, p, desc)
+            next_address = nxt | geo.index(level + 1, ipa) * 8
+            if aarch64_oa_out_of_range(cpu, p, next_address):
+                trace.append(TraceStep(level, address, desc, "table",
+                                       f"next table {nxt:#x} beyond PS"))
+                return [_outcome(Fault(FaultKind.ADDRESS_SIZE, level), rules + [
+                    "AArch64.S2Walk: next-level table address out of range"], trace)]
+            trace.append(TraceStep(level, address, desc, "table", f"next table {nxt:#x}"))
+            level, address = level + 1, next_address
+            continue
+        trace.append(TraceStep(level, address, desc, kind))
+        return aarch64_s2_leaf(cpu, p, geo, level, address, desc, ipa, access, rules, trace)
+
+
+def aarch64_s2_leaf(cpu: CpuModel, p: S2Params, geo, level: int, address: int, desc: int,
+                    ipa: int, access: AtKind, rules: list[str],
+                    trace: list[TraceStep]) -> list[Outcome]:
+    """The leaf checks, in the pseudocode's order: contiguous-bit and nT
+    faults, output address size, Access flag, permission; then the hardware
+    Access flag update (AArch64.S2Walk, AArch64.S2Translate)."""
+    tsize = geo.block_bits(level)
+    contiguous = aarch64_contiguous_bit(p.granule, level, desc)
+    base = aarch64_leaf_base(cpu, p, desc, level)
+    branches: list[tuple[int, list[str]]] = []
+    if level < FINAL_LEVEL and cpu.bbm in (1, 2) and bit(desc, 16):
+        # AArch64.BlocknTFaults: with FEAT_BBM level 1 or 2 it is
+        # IMPLEMENTATION DEFINED whether a block with nT = 1 faults.
+        nt_fault = _outcome(Fault(FaultKind.TRANSLATION, level), rules + [
+            "IMPLEMENTATION DEFINED (AArch64.BlocknTFaults): block with nT = 1 faults"], trace)
+        rules = rules + ["IMPLEMENTATION DEFINED (AArch64.BlocknTFaults): nT = 1 ignored"]
+        return [nt_fault] + aarch64_s2_leaf_oa(cpu, p, geo, level, address, desc, ipa, access,
+                                               rules, trace, tsize, contiguous, base)
+    return aarch64_s2_leaf_oa(cpu, p, geo, level, address, desc, ipa, access, rules, trace,
+                              tsize, contiguous, base)
+
+
+def aarch64_s2_leaf_oa(cpu: CpuModel, p: S2Params, geo, level: int, address: int, desc: int,
+                       ipa: int, access: AtKind, rules: list[str], trace: list[TraceStep],
+                       tsize: int, contiguous: int, base: int) -> list[Outcome]:
+    """StageOA and the contiguous-bit rules, then the remaining leaf checks."""
+    branches: list[tuple[int, list[str]]] = []
+    if contiguous:
+        csize = contiguous_size(p.granule, level)
+        if tsize + csize > p.ia_bits:
+            # AArch64.ContiguousBitFaults: a contiguous range larger than the
+            # input address space may fault (IMPLEMENTATION DEFINED).
+            return [_outcome(Fault(FaultKind.TRANSLATION, level), rules + [
+                "IMPLEMENTATION DEFINED (AArch64.ContiguousBitFaults): contiguous range "
+                "larger than the IPA space faults"], trace)] + _leaf_branches(
+                cpu, p, level, address, desc, ipa, access, [(base | ipa & ((1 << tsize) - 1), [
+                    "IMPLEMENTATION DEFINED (AArch64.ContiguousBitFaults): no fault"])],
+                contiguous, rules, trace)
+        stage_oa = base & ~((1 << (tsize + csize)) - 1) | ipa & ((1 << (tsize + csize)) - 1)
+        desc_oa = base | ipa & ((1 << tsize) - 1)
+        branches.append((stage_oa, ["StageOA: contiguous range, OA low bits from the IPA"]))
+        if desc_oa != stage_oa:
+            # A contiguous set whose entries disagree is misprogrammed; the
+            # TLB may hold any of them (CONSTRAINED UNPREDICTABLE), so the
+            # entry's own output address is also permitted.
+            branches.append((desc_oa, ["CONSTRAINED UNPREDICTABLE: misprogrammed contiguous "
+                                       "set, OA from the descriptor itself"]))
+    else:
+        branches.append((base | ipa & ((1 << tsize) - 1), []))
+    return _leaf_branches(cpu, p, level, address, desc, ipa, access, branches, contiguous,
+                          rules, trace)
+
+
+def _leaf_branches(cpu: CpuModel, p: S2Params, level: int, address: int, desc: int, ipa: int,
+                   access: AtKind, branches: list[tuple[int, list[str]]], contiguous: int,
+                   rules: list[str], trace: list[TraceStep]) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    for oa, oa_rules in branches:
+        r = rules + oa_rules
+        if aarch64_oa_out_of_range(cpu, p, oa):
+            outcomes.append(_outcome(Fault(FaultKind.ADDRESS_SIZE, level), r + [
+                f"AArch64.S2Walk: output address {oa:#x} beyond "
+                f"{aarch64_physical_address_size(cpu, p.ps, p.granule)} bits"], trace))
+            continue
+        af = bit(desc, 10)
+        if af == 0 and p.ha == 0:
+            outcomes.append(_outcome(Fault(FaultKind.ACCESS_FLAG, level), r + [
+                "AArch64.S2Walk: AF = 0 and VTCR_EL2.HA = 0"], trace))
+            continue
+        outcomes.extend(aarch64_s2_permissions_and_updates(
+            cpu, p, level, address, desc, oa, access, contiguous, r, trace))
+    return outcomes
+
+
+def aarch64_s2_permissions_and_updates(cpu: CpuModel, p: S2Params, level: int, address: int,
+                                       desc: int, oa: int, access: AtKind, contiguous: int,
+                                       rules: list[str], trace: list[TraceStep]) -> list[Outcome]:
+    """AArch64.S2CheckPermissions for an AT probe, then the hardware updates.
+
+    AT ...R checks S2AP[0] (read), AT ...W checks S2AP[1] (write); with HA,
+    HD and DBM all 1 the entry counts as writable.  Execute permission is
+    never checked by AT.  AF update (HA = 1, AF = 0): after a successful
+    lookup AT instructions are permitted but not required to set the AF; on
+    a Permission fault setting it is CONSTRAINED UNPREDICTABLE
+    (Unpredictable_AFUPDATE).  Dirty state (S2AP[1] := 1) is never set by
+    an AT instruction (AArch64.S2Translate excludes AccessType_AT)."""
+    s2ap = field(desc, 7, 6)
+    dbm_writable = p.ha and p.hd and bit(desc, 51)
+    readable = s2ap & 1
+    writable = (s2ap >> 1) | dbm_writable
+    denied = not writable if access.is_write else not readable
+    af_clear = bit(desc, 10) == 0 and p.ha
+    with_af = DescriptorWrite(address, desc, desc | DESC_AF)
+    if denied:
+        fault = Fault(FaultKind.PERMISSION, level)
+        what = "write" if access.is_write else "read"
+        r = rules + [f"AArch64.S2CheckPermissions: S2AP={s2ap:02b} denies {what}"]
+        if not af_clear:
+            return [_outcome(fault, r, trace)]
+        return [_outcome(fault, r + ["CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF not set"], trace),
+                _outcome(fault, r + ["CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF set"],
+                         trace, (with_af,))]
+    result = _leaf_translation(p, desc, level, oa, contiguous, cpu)
+    if not af_clear:
+        return [_outcome(result, rules + ["AArch64.S2Walk: translation"], trace)]
+    return [_outcome(result, rules + ["hardware Access flag update: AT sets AF"], trace, (with_af,)),
+            _outcome(result, rules + ["hardware Access flag update: AT is permitted not to set AF"], trace)]
+
+
+# ---------------------------------------------------------------------------
+# AArch32 (LPAE stage 2, EL2 in AArch32)
+# ---------------------------------------------------------------------------
+
+def aarch32_s2_translate(cpu: CpuModel, config: S2Config, memory: Memory, ipa: int,
+                         access: AtKind) -> list[Outcome]:
+    """AArch32.S2Translate / AArch32.GetS2TTWParams for ATS12NSO* with stage 1 off.
+
+    VTCR.S must equal T0SZ[3]; when it does not, T0SZ is an UNKNOWN value
+    (CONSTRAINED UNPREDICTABLE, Unpredictable_RESVTCRS) and every T0SZ is a
+    permitted interpretation.  Configuration faults (IPA out of range, SL0
+    invalid or inconsistent) are Translation faults at level 1, not 0."""
+    s = config.s if config.s is not None else (config.t0sz >> 3) & 1
+    if s == (config.t0sz >> 3) & 1:
+        choices = [(config.t0sz, [])]
+    else:
+        choices = [(t, [f"CONSTRAINED UNPREDICTABLE (Unpredictable_RESVTCRS): VTCR.S != T0SZ[3], "
+                        f"T0SZ taken as {t}"]) for t in range(-8, 8)]
+    outcomes: list[Outcome] = []
+    for t0sz, rules in choices:
+        ia_bits = 32 - t0sz
+        if ia_bits < 40 and ipa >> ia_bits:
+            outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, 1), rules + [
+                f"AArch32.IPAIsOutOfRange: IPA >= 2^{ia_bits}"], []))
+            continue
+        outcomes.extend(aarch32_s2_walk(cpu, config, t0sz, memory, ipa, access, rules))
+    return outcomes
+
+
+def _a32_high_bits(cpu: CpuModel, value: int, what: str) -> list[str] | None:
+    """The AArch32 rule for address bits [47:40] of VTTBR or a descriptor.
+
+    ARMv8 AArch32: non-zero bits are an Address size fault (AArch32.S2Walk).
+    ARMv7 LPAE: the bits are UNK/SBZP; a non-zero value is UNPREDICTABLE, so
+    both the ARMv8 fault and ignoring them are accepted.  Returns the rules
+    under which the walk faults (empty list: no fault) or None when the bits
+    are zero."""
+    if field(value, 47, 40) == 0:
+        return None
+    if cpu.arch_version >= 8:
+        return [f"AArch32.S2Walk: {what} bits [47:40] non-zero"]
+    return [f"ARMv7 LPAE: {what} bits [47:40] are UNK/SBZP, UNPREDICTABLE if non-zero: fault",
+            f"ARMv7 LPAE: {what} bits [47:40] are UNK/SBZP, UNPREDICTABLE if non-zero: ignored"]
+
+
+def aarch32_s2_walk(cpu: CpuModel, config: S2Config, t0sz: int, memory: Memory, ipa: int,
+                    access: AtKind, rules: list[str]) -> list[Outcome]:
+    """AArch32.S2Walk: 4K granule, 40-bit output, start level 2 - SL0."""
+    ia_bits = 32 - t0sz
+    if config.sl0 & 0b10:
+        return [_outcome(Fault(FaultKind.TRANSLATION, 1),
+                         rules + [f"AArch32.S2Walk: SL0={config.sl0:02b} is reserved"], [])]
+    start = 2 - config.sl0
+    why = s2_inconsistent_sl(Granule.G4K, ia_bits, start)
+    if why:
+        return [_outcome(Fault(FaultKind.TRANSLATION, 1),
+                         rules + [f"AArch32.S2InconsistentSL: {why}"], [])]
+    geo = geometry(Granule.G4K, ia_bits, start)
+    trace: list[TraceStep] = []
+    outcomes: list[Outcome] = []
+    high = _a32_high_bits(cpu, config.vttbr, "VTTBR")
+    if high:
+        outcomes.append(_outcome(Fault(FaultKind.ADDRESS_SIZE, 0), rules + high[:1], trace))
+        if len(high) == 1:
+            return outcomes
+        rules = rules + high[1:]
+    baselsb = geo.start_bits + 3
+    address = (field(config.vttbr, 39, baselsb) << baselsb) | geo.index(start, ipa) * 8
+    level = start
+    while True:
+        desc = memory.read64(address)
+        if desc is None:
+            trace.append(TraceStep(level, address, None, "no memory"))
+            outcomes.append(_outcome(Fault(FaultKind.SEA_ON_WALK, level), rules + [
+                "AArch32.S2Walk: synchronous External abort on the descriptor fetch"], trace))
+            return outcomes
+        low = desc & 0b11
+        if low == 0b11 and level < FINAL_LEVEL:
+            high = _a32_high_bits(cpu, desc, "table descriptor")
+            nxt = field(desc, 39, 12) << 12
+            trace.append(TraceStep(level, address, desc, "table", f"next table {nxt:#x}"))
+            if high:
+                outcomes.append(_outcome(Fault(FaultKind.ADDRESS_SIZE, level), rules + high[:1], trace))
+                if len(high) == 1:
+                    return outcomes
+                rules = rules + high[1:]
+            level, address = level + 1, nxt | geo.index(level + 1, ipa) * 8
+            continue
+        if not (low == 0b11 or (low == 0b01 and level < FINAL_LEVEL)):
+            note = "bit 0 clear" if not low & 1 else "0b01 at level 3"
+            trace.append(TraceStep(level, address, desc, "invalid", note))
+            outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, level),
+                                     rules + [f"AArch32.DecodeDescriptorTypeLD: {note}"], trace))
+            return outcomes
+        trace.append(TraceStep(level, address, desc, "page" if level == FINAL_LEVEL else "block"))
+        high = _a32_high_bits(cpu, desc, "output address")
+        if high:
+            outcomes.append(_outcome(Fault(FaultKind.ADDRESS_SIZE, level), rules + high[:1], trace))
+            if len(high) == 1:
+                return outcomes
+            rules = rules + high[1:]
+        if not bit(desc, 10):
+            outcomes.append(_outcome(Fault(FaultKind.ACCESS_FLAG, level),
+                                     rules + ["AArch32.S2Walk: AF = 0 (no hardware update)"], trace))
+            return outcomes
+        lsb = geo.block_bits(level)
+        s2ap = field(desc, 7, 6)
+        denied = not (s2ap >> 1) if access.is_write else not (s2ap & 1)
+        if denied:
+            what = "write" if access.is_write else "read"
+            outcomes.append(_outcome(Fault(FaultKind.PERMISSION, level), rules + [
+                f"AArch32.S2HasPermissionsFault: S2AP={s2ap:02b} denies {what}"], trace))
+            return outcomes
+        oa = field(desc, 39, lsb) << lsb | ipa & ((1 << lsb) - 1)
+        result = Translation(pa=oa, level=level, block_bits=lsb, s2ap=s2ap,
+                             xn=bit(desc, 54) << 1, memattr=field(desc, 5, 2), sh=field(desc, 9, 8),
+                             af=1, contiguous=bit(desc, 52), dbm=0)
+        outcomes.append(_outcome(result, rules + ["AArch32.S2Walk: translation"], trace))
+        return outcomes
+
+
+# ---------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------
+
+def walk(cpu: CpuModel, config: S2Config, memory: Memory, ipa: int, access: AtKind) -> WalkResult:
+    """Every outcome the architecture permits for ``access`` at ``ipa``.
+
+    ``config`` carries VTCR and VTTBR; ``memory`` the table images over RAM.
+    Identical outcomes reached under different choices are merged, their
+    rules joined."""
+    if config.arch is not cpu.arch:
+        raise ValueError(f"{cpu.name} is {cpu.arch.value}, config is {config.arch.value}")
+    if config.arch is Arch.AARCH64:
+        outcomes = aarch64_s2_translate(cpu, config, memory, ipa, access)
+    else:
+        outcomes = aarch32_s2_translate(cpu, config, memory, ipa, access)
+    merged: dict[tuple, Outcome] = {}
+    for o in outcomes:
+        key = (o.result, o.writes)
+        if key in merged:
+            prev = merged[key]
+            extra = tuple(r for r in o.rules if r not in prev.rules)
+            merged[key] = dataclasses.replace(prev, rules=prev.rules + extra)
+        else:
+            merged[key] = o
+    return WalkResult(tuple(merged.values()))
