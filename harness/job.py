@@ -246,24 +246,37 @@ class SparseRam:
         raise UsageError(f"read of {length} bytes at PA {pa:#x} is outside the recorded RAM")
 
 
-@dataclass(frozen=True)
 class RamFile:
     """Guest RAM backed by a file (QEMU memory-backend-file), file offset 0
-    at PA ``base``.  Bytes past the end of a short file read as zero."""
+    at PA ``base``.  Bytes past the end of a short file read as zero.
 
-    path: Path
-    base: int
+    Holds the file open (one open for thousands of region reads); use as a
+    context manager or call close()."""
+
+    def __init__(self, path: Path, base: int) -> None:
+        self.path = Path(path)
+        self.base = base
+        self._fd: int | None = os.open(self.path, os.O_RDONLY)
 
     def read(self, pa: int, length: int) -> bytes:
+        if self._fd is None:
+            raise ValueError(f"{self.path} is closed")
         off = pa - self.base
         if off < 0:
             raise UsageError(f"PA {pa:#x} is below the RAM base {self.base:#x}")
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            data = os.pread(fd, length, off)
-        finally:
-            os.close(fd)
+        data = os.pread(self._fd, length, off)
         return data + bytes(length - len(data))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "RamFile":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 # --- packing ------------------------------------------------------------------
@@ -427,26 +440,12 @@ def unpack_results(layout: JobLayout, ram: RamReader | bytes | bytearray | memor
         bad = next(k for k in kinds if k not in _OBS_KINDS)
         raise UsageError(f"result record kind {bad} is unknown")
 
-    # The common record (a PAR with everything else 0) is built without
-    # touching its other words: this loop runs ~10^5 times per boot.
-    new = object.__new__
-    setattr_ = object.__setattr__
-    par_kind = ObsKind.PAR
+    # ~1.5 us per record (building the frozen objects dominates): about
+    # 0.2 s for the 10^5 probes of a large boot.
     observations: list[RawObservation] = []
     append = observations.append
     for i, k in enumerate(kinds):
-        if k == 1:
-            o = new(RawObservation)
-            base = i * RECORD_WORDS
-            setattr_(o, "kind", par_kind)
-            setattr_(o, "par", words[base + 1])
-            setattr_(o, "esr", words[base + 2])
-            setattr_(o, "far", words[base + 3])
-            setattr_(o, "hpfar", words[base + 4])
-            setattr_(o, "vector", words[base + 5])
-            setattr_(o, "elr", words[base + 6])
-            append(o)
-        elif k == 0:
+        if k == 0:
             append(NOT_RUN)
         else:
             base = i * RECORD_WORDS
