@@ -202,18 +202,29 @@ class ImageBuilder:
         """Write the raw descriptor ``desc`` for ``ipa`` at ``level``."""
         return self._put(ipa, level, desc, "plant")
 
+    @staticmethod
+    def _region(table: int, entries: dict[int, int], run: list[int]) -> Region:
+        lo, hi = run[0], run[-1]
+        data = bytearray((hi - lo + 1) * 8)
+        for idx in run:
+            struct.pack_into("<Q", data, (idx - lo) * 8, entries[idx])
+        return Region(table + lo * 8, bytes(data))
+
     def build(self) -> Image:
         regions = []
         tables = []
         for pa, (level, entries) in sorted(self._tables.items()):
             tables.append((level, pa))
-            if not entries:
-                continue
-            lo, hi = min(entries), max(entries)
-            data = bytearray((hi - lo + 1) * 8)
-            for idx, desc in entries.items():
-                struct.pack_into("<Q", data, (idx - lo) * 8, desc)
-            regions.append(Region(pa + lo * 8, bytes(data)))
+            # One region per run of written entries (gaps of more than 8
+            # entries split a run): the zero-filled RAM supplies the rest.
+            run: list[int] = []
+            for idx in sorted(entries):
+                if run and idx - run[-1] > 8:
+                    regions.append(self._region(pa, entries, run))
+                    run = []
+                run.append(idx)
+            if run:
+                regions.append(self._region(pa, entries, run))
         vttbr = self.vmid << 48 | self.root
         if field(self.root, 51, 48):
             vttbr = self.vmid << 48 | field(self.root, 47, 6) << 6 | field(self.root, 51, 48) << 2

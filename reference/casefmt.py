@@ -1,0 +1,217 @@
+"""The case file: a self-contained, human-readable JSON form of a Case
+(docs/case-file.md).  Pure: converts between a Case and plain JSON data and
+validates the data field by field; reading and writing files is the
+harness's business.
+
+The inputs (CPU model, VTCR, VTTBR, memory map, image, probes) are
+authoritative; the permitted outcomes written beside each probe are for the
+reader, and are recomputed by the reference whenever a case is used.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from .arch import Arch, AtKind
+from .config import S2Config
+from .cpus import get_cpu
+from .generate import Case, MemoryMap, Probe
+from .image import Image
+from .memory import Memory, Region
+from .outcome import WalkResult
+from .par import predict
+
+FORMAT = "s2diff-case"
+VERSION = 1
+MAX_REGION_BYTES = 64 << 20
+MAX_PROBES = 1 << 20
+
+
+class CaseFormatError(ValueError):
+    """The data is not a valid case; the message names the field."""
+
+
+def _hex(value: int) -> str:
+    return f"{value:#x}"
+
+
+def outcome_data(arch: Arch, result: WalkResult, ipa: int) -> list[dict[str, Any]]:
+    """The permitted outcomes of one probe as JSON data."""
+    data = []
+    for o in result.outcomes:
+        pred = predict(arch, o, ipa)
+        entry: dict[str, Any] = {
+            "result": o.describe(),
+            "rules": list(o.rules),
+            "report": pred.report.value,
+            "value": _hex(pred.pattern.value),
+            "care": _hex(pred.pattern.care),
+        }
+        if pred.far is not None:
+            entry["far"] = _hex(pred.far)
+        if o.writes:
+            entry["writes"] = [{"pa": _hex(w.pa), "old": _hex(w.old), "new": _hex(w.new)}
+                               for w in o.writes]
+        entry["trace"] = [t.describe() for t in o.trace]
+        data.append(entry)
+    return data
+
+
+def case_to_data(case: Case, *, with_outcomes: bool = True) -> dict[str, Any]:
+    """JSON data for ``case`` (keys in a stable, readable order)."""
+    arch = case.cpu.arch
+    probes = []
+    results = case.permitted() if with_outcomes else (None,) * len(case.probes)
+    for probe, result in zip(case.probes, results):
+        entry: dict[str, Any] = {"ipa": _hex(probe.ipa), "at": probe.at.name, "aim": probe.aim}
+        if result is not None:
+            entry["permitted"] = outcome_data(arch, result, probe.ipa)
+        probes.append(entry)
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "key": case.key,
+        "seed": case.seed,
+        "arch": arch.value,
+        "cpu": case.cpu.name,
+        "config": {
+            "vtcr": _hex(case.config.vtcr()),
+            "vttbr": _hex(case.config.vttbr),
+            "describe": case.config.describe(),
+        },
+        "memory": {
+            "ram": [[_hex(b), _hex(s)] for b, s in case.memory_map.ram],
+            "empty": [_hex(a) for a in case.memory_map.empty],
+        },
+        "image": {
+            "window": [_hex(case.image.window[0]), _hex(case.image.window[1])],
+            "root": _hex(case.image.root),
+            "regions": [{"pa": _hex(r.pa), "data": base64.b64encode(r.data).decode("ascii")}
+                        for r in case.image.regions],
+        },
+        "probes": probes,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------
+
+def _get(data: Any, key: str, kind: type, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise CaseFormatError(f"{where}: expected an object")
+    if key not in data:
+        raise CaseFormatError(f"{where}.{key}: missing")
+    value = data[key]
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise CaseFormatError(f"{where}.{key}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _int(text: Any, where: str, bits: int = 64) -> int:
+    """A non-negative integer written as a hex string ("0x...") or a JSON number."""
+    if isinstance(text, bool):
+        raise CaseFormatError(f"{where}: expected a hex string")
+    if isinstance(text, int):
+        value = text
+    elif isinstance(text, str):
+        try:
+            value = int(text, 16) if text.lower().startswith("0x") else int(text, 10)
+        except ValueError:
+            raise CaseFormatError(f"{where}: {text!r} is not a number") from None
+    else:
+        raise CaseFormatError(f"{where}: expected a hex string, got {type(text).__name__}")
+    if not 0 <= value < 1 << bits:
+        raise CaseFormatError(f"{where}: {text!r} is out of range (0 .. 2^{bits}-1)")
+    return value
+
+
+def case_from_data(data: Any) -> Case:
+    """Validate JSON data and rebuild the Case it describes."""
+    if not isinstance(data, dict):
+        raise CaseFormatError("case: expected a JSON object")
+    if data.get("format") != FORMAT:
+        raise CaseFormatError(f"format: expected {FORMAT!r}, got {data.get('format')!r}")
+    version = _get(data, "version", int, "case")
+    if version != VERSION:
+        raise CaseFormatError(f"version: unsupported case-file version {version} (this s2diff reads {VERSION})")
+    arch_name = _get(data, "arch", str, "case")
+    try:
+        arch = Arch(arch_name)
+    except ValueError:
+        raise CaseFormatError(f"arch: {arch_name!r} is not one of aarch64, arm") from None
+    try:
+        cpu = get_cpu(arch, _get(data, "cpu", str, "case"))
+    except ValueError as exc:
+        raise CaseFormatError(f"cpu: {exc}") from None
+    cfg = _get(data, "config", dict, "case")
+    vtcr = _int(_get(cfg, "vtcr", str, "config"), "config.vtcr",
+                64 if arch is Arch.AARCH64 else 32)
+    vttbr = _int(_get(cfg, "vttbr", str, "config"), "config.vttbr")
+    config = S2Config.from_vtcr(arch, vtcr, vttbr)
+
+    mem = _get(data, "memory", dict, "case")
+    ram = []
+    for i, pair in enumerate(_get(mem, "ram", list, "memory")):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise CaseFormatError(f"memory.ram[{i}]: expected [base, size]")
+        ram.append((_int(pair[0], f"memory.ram[{i}][0]", 52), _int(pair[1], f"memory.ram[{i}][1]", 52)))
+    if not ram:
+        raise CaseFormatError("memory.ram: at least one RAM range is needed")
+    empty = tuple(_int(a, f"memory.empty[{i}]", 52)
+                  for i, a in enumerate(_get(mem, "empty", list, "memory")))
+    mmap = MemoryMap(ram=tuple(ram), empty=empty)
+
+    img = _get(data, "image", dict, "case")
+    window = _get(img, "window", list, "image")
+    if len(window) != 2:
+        raise CaseFormatError("image.window: expected [base, size]")
+    window_t = (_int(window[0], "image.window[0]", 52), _int(window[1], "image.window[1]", 52))
+    regions = []
+    total = 0
+    for i, reg in enumerate(_get(img, "regions", list, "image")):
+        pa = _int(_get(reg, "pa", str, f"image.regions[{i}]"), f"image.regions[{i}].pa", 52)
+        try:
+            blob = base64.b64decode(_get(reg, "data", str, f"image.regions[{i}]"), validate=True)
+        except (binascii.Error, ValueError):
+            raise CaseFormatError(f"image.regions[{i}].data: not valid base64") from None
+        total += len(blob)
+        if total > MAX_REGION_BYTES:
+            raise CaseFormatError(f"image.regions: more than {MAX_REGION_BYTES} bytes")
+        if pa % 8 or len(blob) % 8:
+            raise CaseFormatError(f"image.regions[{i}]: PA and length must be multiples of 8")
+        regions.append(Region(pa, blob))
+    try:
+        memory = Memory(ram=mmap.ram, regions=tuple(regions))
+    except ValueError as exc:
+        raise CaseFormatError(f"image.regions: {exc}") from None
+    for r in memory.regions:
+        if not (memory.is_ram(r.pa) and memory.is_ram(r.end - 1)):
+            raise CaseFormatError(f"image.regions: region at {r.pa:#x} is not inside RAM")
+    root = _int(img.get("root", _hex(window_t[0])), "image.root", 52)
+    image = Image(regions=memory.regions, vttbr=vttbr, root=root, window=window_t, tables=())
+
+    probes = []
+    plist = _get(data, "probes", list, "case")
+    if len(plist) > MAX_PROBES:
+        raise CaseFormatError(f"probes: more than {MAX_PROBES} probes")
+    for i, p in enumerate(plist):
+        ipa = _int(_get(p, "ipa", str, f"probes[{i}]"), f"probes[{i}].ipa",
+                   64 if arch is Arch.AARCH64 else 32)
+        at_name = _get(p, "at", str, f"probes[{i}]")
+        try:
+            at = AtKind[at_name]
+        except KeyError:
+            raise CaseFormatError(f"probes[{i}].at: {at_name!r} is not one of "
+                                  f"{', '.join(k.name for k in AtKind)}") from None
+        aim = p.get("aim", "")
+        if not isinstance(aim, str):
+            raise CaseFormatError(f"probes[{i}].aim: expected a string")
+        probes.append(Probe(ipa, at, aim))
+    key = data.get("key", "")
+    seed = data.get("seed", 0)
+    if not isinstance(key, str) or isinstance(seed, bool) or not isinstance(seed, int):
+        raise CaseFormatError("key/seed: expected a string and an integer")
+    return Case(key=key, seed=seed, cpu=cpu, config=config, image=image, memory_map=mmap,
+                probes=tuple(probes))

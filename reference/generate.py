@@ -1,0 +1,355 @@
+"""Seeded generation of cases: a configuration, one table image and the
+probes that exercise it.
+
+A case is built from *scenarios*: each places one descriptor on purpose at
+some level (a block, a page, an invalid or reserved entry, AF = 0, a
+permission, an out-of-range output or table address, a table pointing where
+no memory is) and probes it at its edges.  IPAs are chosen from a small set
+of indices per level (first entry, last entry, the boundary between
+concatenated start-level tables, and random ones), so scenarios share
+tables and the edges of every table are reached.
+
+The generator decides nothing about outcomes: it only aims.  What each
+probe must produce comes from the walker (``Case.permitted``).  The same
+(seed, key) always yields the same case, byte for byte: all randomness
+comes from one ``random.Random`` seeded with a string.
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+
+from .arch import Arch, AtKind, Granule
+from .config import FINAL_LEVEL, S2Config
+from .cpus import CpuModel
+from .image import (Conflict, Image, ImageBuilder, LeafAttrs, Layout, encode_leaf, encode_table,
+                    layout_for)
+from .memory import Memory
+from .walk import (aarch64_block_desc_supported, aarch64_nss2_ttw_params, contiguous_size,
+                   aarch64_physical_address_size, aarch64_s2_invalid_sl,
+                   aarch64_s2_start_level, aarch64_s2_txsz_choices, s2_inconsistent_sl,
+                   walk, S2Params)
+from .outcome import WalkResult
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryMap:
+    """The guest's physical memory as the harness provides it.
+
+    ``ram``: (base, size) ranges of RAM, zero-filled outside loaded images.
+    ``empty``: addresses with nothing behind them (a walk reading there takes
+    a synchronous External abort), at least one granule each."""
+
+    ram: tuple[tuple[int, int], ...]
+    empty: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    """One AT probe: the IPA, the AT operation, and what it aims at."""
+
+    ipa: int
+    at: AtKind
+    aim: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """A configuration, its table image and its probes on one CPU model."""
+
+    key: str
+    seed: int
+    cpu: CpuModel
+    config: S2Config
+    image: Image
+    memory_map: MemoryMap
+    probes: tuple[Probe, ...]
+
+    def memory(self) -> Memory:
+        return Memory(ram=self.memory_map.ram, regions=self.image.regions)
+
+    def permitted(self) -> tuple[WalkResult, ...]:
+        """The walker's permitted outcomes for every probe, in probe order."""
+        mem = self.memory()
+        return tuple(walk(self.cpu, self.config, mem, p.ipa, p.at) for p in self.probes)
+
+
+def build_layout(cpu: CpuModel, config: S2Config) -> Layout:
+    """The geometry to build the image for.
+
+    For a valid configuration: the one the walker will use.  For an invalid
+    one, the first interpretation the architecture permits that still walks
+    (e.g. the IMPLEMENTATION DEFINED granule for a reserved TG0, or T0SZ
+    acting as its limit); failing that, the nearest consistent start level,
+    so that the probes still have tables to find under any reading."""
+    if config.arch is Arch.AARCH32:
+        start = 2 - (config.sl0 & 1)
+        ia = max(25, min(40, config.ia_bits))
+        if s2_inconsistent_sl(Granule.G4K, ia, start):
+            start = 1 if ia > 34 else 2
+        return Layout(Granule.G4K, ia, start)
+    for p0, _ in aarch64_nss2_ttw_params(cpu, config):
+        for p, _ in aarch64_s2_txsz_choices(cpu, p0):
+            if p is None:
+                continue
+            level = aarch64_s2_start_level(p)
+            if (level is not None and aarch64_s2_invalid_sl(cpu, p) is None
+                    and s2_inconsistent_sl(p.granule, p.ia_bits, level) is None):
+                return dataclasses.replace(layout_for(cpu, config, level), granule=p.granule,
+                                           ia_bits=p.ia_bits)
+    params = aarch64_nss2_ttw_params(cpu, config)[0][0]
+    ia = max(25, min(52, 64 - params.txsz))
+    granule = params.granule
+    for level in range(-1, FINAL_LEVEL + 1):
+        if s2_inconsistent_sl(granule, ia, level) is None:
+            return Layout(granule, ia, level)
+    return Layout(granule, ia, FINAL_LEVEL)
+
+
+class _Planner:
+    """Picks IPAs and output addresses for scenarios, and records probes."""
+
+    def __init__(self, cpu: CpuModel, config: S2Config, layout: Layout, builder: ImageBuilder,
+                 mmap: MemoryMap, rng: random.Random) -> None:
+        self.cpu, self.config, self.layout, self.b, self.mmap, self.rng = (
+            cpu, config, layout, builder, mmap, rng)
+        self.geo = layout.geo
+        self.probes: list[Probe] = []
+        self.oa_bits = self._oa_bits()
+        # Highest IPA a probe can use: stage 1 is off, so the IPA is the
+        # input address: < 2^32 on AArch32, < 2^PAMax on AArch64.
+        self.ipa_limit = min(1 << layout.ia_bits,
+                             1 << (32 if cpu.arch is Arch.AARCH32 else cpu.pamax))
+        # A few random indices per level, chosen once, shared by scenarios.
+        self.random_idx = {lvl: [rng.randrange(self._entries(lvl)) for _ in range(2)]
+                           for lvl in range(layout.start_level, FINAL_LEVEL + 1)}
+
+    def _oa_bits(self) -> int:
+        if self.cpu.arch is Arch.AARCH32:
+            return 40
+        return aarch64_physical_address_size(self.cpu, self.config.ps, self.layout.granule)
+
+    def _entries(self, level: int) -> int:
+        """Entries worth indexing at ``level``: at the start level only
+        those whose IPAs a probe can reach."""
+        if level == self.layout.start_level:
+            reachable = -(-self.ipa_limit >> self.geo.level_lsb(level))
+            return min(self.geo.root_entries, max(1, reachable))
+        return 1 << self.geo.stride
+
+    def _candidates(self, level: int) -> list[int]:
+        n = self._entries(level)
+        cands = [0, n - 1] + self.random_idx[level]
+        if level == self.layout.start_level and self.geo.concat > 1:
+            per = 1 << self.geo.stride
+            k = self.rng.randrange(1, self.geo.concat)
+            cands += [k * per - 1, k * per]
+        return cands
+
+    def pick_ipa(self, leaf_level: int) -> int | None:
+        """An IPA whose entry at ``leaf_level`` is still free, or None.
+
+        Each level's index is an edge or shared candidate (so tables are
+        shared and their first/last entries reached) or, one time in three,
+        a fresh random index (so leaves at high levels do not use up the
+        few candidates that deeper scenarios need as tables)."""
+        for _ in range(32):
+            ipa = 0
+            for lvl in range(self.layout.start_level, leaf_level + 1):
+                if self.rng.random() < 0.34:
+                    idx = self.rng.randrange(self._entries(lvl))
+                else:
+                    idx = self.rng.choice(self._candidates(lvl))
+                ipa |= idx << self.geo.level_lsb(lvl)
+            if ipa >= self.ipa_limit:
+                continue
+            if self.b.free(ipa, leaf_level):
+                return ipa
+        return None
+
+    def pick_oa(self, level: int, *, beyond: bool = False) -> int | None:
+        """A block/page-aligned output address below 2^oa_bits (or, with
+        ``beyond``, one with a bit at or above oa_bits that the descriptor
+        can still encode)."""
+        bits = self.geo.block_bits(level)
+        limit = 52 if (self.layout.lpa64 or self.layout.ds) else 48
+        if beyond:
+            if self.oa_bits >= limit:
+                return None
+            top = self.rng.randrange(self.oa_bits, limit)
+            return (1 << top | self.rng.getrandbits(self.oa_bits)) >> bits << bits
+        if self.oa_bits <= bits:
+            return 0
+        choice = self.rng.random()
+        if choice < 0.15:
+            return ((1 << self.oa_bits) - 1) >> bits << bits  # top of the output space
+        return self.rng.getrandbits(self.oa_bits) >> bits << bits
+
+    def put(self, level: int, desc: int) -> int | None:
+        """Write ``desc`` at ``level`` for a fresh IPA; the IPA, or None when
+        no free entry (or no room in the window) was found."""
+        ipa = self.pick_ipa(level)
+        if ipa is None:
+            return None
+        try:
+            self.b.plant(ipa, level, desc)
+        except Conflict:
+            return None
+        return ipa
+
+    def put_leaf(self, level: int, attrs: LeafAttrs, *, beyond: bool = False) -> int | None:
+        """A leaf with ``attrs`` (its output address beyond the output size
+        with ``beyond``) at a fresh IPA."""
+        oa = self.pick_oa(level, beyond=beyond)
+        if oa is None:
+            return None
+        return self.put(level, encode_leaf(self.layout, level, oa, attrs))
+
+    def probe(self, ipa: int, at: AtKind, aim: str) -> None:
+        if ipa < self.ipa_limit:
+            self.probes.append(Probe(ipa, at, aim))
+
+    def probe_block(self, ipa: int, level: int, aim: str, at: AtKind | None = None) -> None:
+        """Probe the first page, the last page and one page inside."""
+        size = 1 << self.geo.block_bits(level)
+        page = 1 << self.layout.granule.bits
+        offsets = {0, size - page, self.rng.randrange(size // page) * page}
+        for off in sorted(offsets):
+            self.probe(ipa + off + self.rng.randrange(page) // 8 * 8, at or self.any_at(), aim)
+
+    def any_at(self) -> AtKind:
+        return self.rng.choice(list(AtKind))
+
+    def read_at(self) -> AtKind:
+        return self.rng.choice((AtKind.S12E1R, AtKind.S12E0R))
+
+    def write_at(self) -> AtKind:
+        return self.rng.choice((AtKind.S12E1W, AtKind.S12E0W))
+
+
+def _leaf_levels(cpu: CpuModel, layout: Layout, config: S2Config) -> list[tuple[int, bool]]:
+    """(level, block allowed) for every level a leaf could sit at."""
+    if cpu.arch is Arch.AARCH32:
+        return [(lvl, True) for lvl in range(layout.start_level, FINAL_LEVEL + 1)
+                if lvl >= 1]
+    params = S2Params(granule=layout.granule, txsz=64 - layout.ia_bits, sl0=config.sl0,
+                      sl2=config.sl2, ds=int(layout.ds), ps=config.ps, ha=config.ha, hd=config.hd)
+    return [(lvl, lvl == FINAL_LEVEL or aarch64_block_desc_supported(cpu, params, lvl))
+            for lvl in range(layout.start_level, FINAL_LEVEL + 1)]
+
+
+def _scenarios(pl: _Planner, cpu: CpuModel, config: S2Config, layout: Layout) -> None:
+    """Place the scenarios of one case (see the module docstring)."""
+    rng = pl.rng
+    # Deepest level first: with few reachable start-level entries (AArch32
+    # above 4 GiB), the tables deeper scenarios need are taken before
+    # shallow leaves use the entries up.
+    for level, allowed in reversed(_leaf_levels(cpu, layout, config)):
+        kind = "page" if level == FINAL_LEVEL else "block"
+        if allowed:
+            # Well-formed leaves with each S2AP, probed with reads and writes.
+            for s2ap in (0b11, 0b01, 0b10, 0b00):
+                attrs = LeafAttrs(s2ap=s2ap, xn=rng.randrange(4),
+                                  memattr=rng.choice((0b1111, 0b0101, 0b0000, 0b1010)))
+                ipa = pl.put_leaf(level, attrs)
+                if ipa is not None:
+                    pl.probe_block(ipa, level, f"L{level} {kind} S2AP={s2ap:02b} read", pl.read_at())
+                    pl.probe(ipa, pl.write_at(), f"L{level} {kind} S2AP={s2ap:02b} write")
+            # AF = 0: Access flag fault, or a hardware update under HA.
+            ipa = pl.put_leaf(level, LeafAttrs(af=0, s2ap=rng.choice((0b11, 0b01))))
+            if ipa is not None:
+                pl.probe(ipa, pl.any_at(), f"L{level} {kind} AF=0")
+            if cpu.arch is Arch.AARCH64:
+                # DBM on a read-only leaf: dirty-state management under HA/HD.
+                ipa = pl.put_leaf(level, LeafAttrs(dbm=1, s2ap=0b01, af=rng.randrange(2)))
+                if ipa is not None:
+                    pl.probe(ipa, pl.write_at(), f"L{level} {kind} DBM read-only, write")
+                    pl.probe(ipa, pl.read_at(), f"L{level} {kind} DBM read-only, read")
+            # Output address beyond the output size.
+            ipa = pl.put_leaf(level, LeafAttrs(), beyond=True)
+            if ipa is not None:
+                pl.probe(ipa, pl.any_at(), f"L{level} {kind} OA beyond {pl.oa_bits} bits")
+            _contiguous(pl, cpu, layout, level)
+        else:
+            ipa = pl.put_leaf(level, LeafAttrs())
+            if ipa is not None:
+                pl.probe(ipa, pl.any_at(), f"L{level} block where no block is allowed")
+        # Reserved and invalid encodings.
+        if level == FINAL_LEVEL:
+            oa = pl.pick_oa(level) or 0
+            ipa = pl.put(level, encode_leaf(layout, level, oa) & ~0b10)
+            if ipa is not None:
+                pl.probe(ipa, pl.any_at(), "L3 reserved 0b01")
+        else:
+            ipa = pl.put(level, rng.choice((0, 0b10, rng.getrandbits(64) & ~1)))
+            if ipa is not None:
+                pl.probe(ipa, pl.any_at(), f"L{level} invalid (bit 0 clear)")
+            # A table pointing beyond the output size, and one pointing where
+            # there is no memory.
+            far = pl.pick_oa(FINAL_LEVEL, beyond=True)
+            if far is not None:
+                ipa = pl.put(level, encode_table(layout, far))
+                if ipa is not None:
+                    pl.probe(ipa, pl.any_at(), f"L{level} table address beyond {pl.oa_bits} bits")
+            if pl.mmap.empty:
+                empty = rng.choice(pl.mmap.empty) >> layout.granule.bits << layout.granule.bits
+                ipa = pl.put(level, encode_table(layout, empty))
+                if ipa is not None:
+                    pl.probe(ipa, pl.any_at(), f"L{level} table in no memory")
+    # Edges of the IPA space: the first and last IPA, and just beyond.
+    pl.probe(0, pl.any_at(), "IPA 0")
+    pl.probe(pl.ipa_limit - (1 << layout.granule.bits), pl.any_at(), "top page of the IPA space")
+    pl.probe(1 << layout.ia_bits, pl.any_at(), "first IPA beyond the IPA size")
+    if cpu.arch is Arch.AARCH64:
+        pl.probe(1 << cpu.pamax, pl.any_at(), "IPA at 2^PAMax (stage-1 address size)")
+
+
+def _contiguous(pl: _Planner, cpu: CpuModel, layout: Layout, level: int) -> None:
+    """A full, aligned, consistent contiguous set at ``level`` (where the
+    contiguous bit applies), probed at its first and last entries."""
+    if cpu.arch is Arch.AARCH64 and ((level == 0 and layout.granule is Granule.G4K) or
+                                     (level == 1 and layout.granule is not Granule.G4K)):
+        return
+    csize = contiguous_size(layout.granule, level)
+    n = 1 << csize
+    geo = layout.geo
+    span_bits = geo.block_bits(level) + csize
+    if level != layout.start_level and csize > layout.granule.stride:
+        return
+    ipa = pl.pick_ipa(level)
+    if ipa is None:
+        return
+    ipa = ipa >> span_bits << span_bits
+    if ipa + (1 << span_bits) > pl.ipa_limit:
+        return
+    if not all(pl.b.free(ipa + (i << geo.block_bits(level)), level) for i in range(n)):
+        return
+    oa = pl.pick_oa(level)
+    if oa is None or pl.oa_bits < span_bits:
+        return
+    oa = oa >> span_bits << span_bits
+    try:
+        for i in range(n):
+            step = i << geo.block_bits(level)
+            pl.b.map(ipa + step, oa + step, level, LeafAttrs(contiguous=1))
+    except Conflict:
+        return
+    pl.probe(ipa, pl.read_at(), f"L{level} contiguous set, first entry")
+    pl.probe(ipa + ((n - 1) << geo.block_bits(level)), pl.read_at(),
+             f"L{level} contiguous set, last entry")
+
+
+def generate_case(cpu: CpuModel, config: S2Config, seed: int, key: str,
+                  window: tuple[int, int], mmap: MemoryMap) -> Case:
+    """One case for ``config`` on ``cpu``, its image inside ``window`` =
+    (base PA, size in bytes).  ``key`` names the case within a run; the
+    same (seed, key, window) gives the same case."""
+    rng = random.Random(f"s2diff:{seed}:{key}")
+    layout = build_layout(cpu, config)
+    builder = ImageBuilder(layout, window[0], window[1],
+                           vmid=1 + rng.randrange(255))
+    planner = _Planner(cpu, config, layout, builder, mmap, rng)
+    _scenarios(planner, cpu, config, layout)
+    image = builder.build()
+    return Case(key=key, seed=seed, cpu=cpu, config=config.with_vttbr(image.vttbr), image=image,
+                memory_map=mmap, probes=tuple(planner.probes))
