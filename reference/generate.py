@@ -287,6 +287,12 @@ def _scenarios(pl: _Planner, cpu: CpuModel, config: S2Config, layout: Layout) ->
             # A table pointing beyond the output size, and one pointing where
             # there is no memory.
             far = pl.pick_oa(FINAL_LEVEL, beyond=True)
+            if far is not None and pl.mmap.empty:
+                # Below the output size the address names no memory, so a
+                # walker that ignores the high bits (ARMv7 LPAE may) takes
+                # a predictable External abort instead of reading RAM.
+                low = rng.choice(pl.mmap.empty) >> layout.granule.bits << layout.granule.bits
+                far = far >> pl.oa_bits << pl.oa_bits | low
             if far is not None:
                 ipa = pl.put(level, encode_table(layout, far))
                 if ipa is not None:

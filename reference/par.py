@@ -97,8 +97,16 @@ def encode_par_fault(arch: Arch, fault: Fault) -> Pattern:
     return Pattern(value, mask(47, 0))
 
 
-def predict(arch: Arch, outcome: Outcome, ipa: int) -> Prediction:
-    """What an AT S12E* / ATS12NSO* probe of ``ipa`` shows for ``outcome``."""
+def predict(arch: Arch, outcome: Outcome, ipa: int, arch_version: int = 8) -> Prediction:
+    """What an AT S12E* / ATS12NSO* probe of ``ipa`` shows for ``outcome``.
+
+    The syndrome of a synchronous External abort on the walk: EC 0x25 (Data
+    Abort without a change of exception level), CM = 1 and WnR = 1 (the
+    abort came from an address translation instruction), S1PTW = 0, DFSC =
+    EncodeLDFSC(SyncExternalOnWalk, level), and the fault address register
+    holding the input address.  IL is 1 for a Data Abort with ISV = 0 from
+    ARMv8 on; ARMv7's HSR does not define IL for such an abort, so it is
+    not compared there."""
     result = outcome.result
     if isinstance(result, Translation):
         return Prediction(Report.PAR, encode_par_success(arch, result.pa))
@@ -106,6 +114,9 @@ def predict(arch: Arch, outcome: Outcome, ipa: int) -> Prediction:
         esr = (EC_DABT_CUR << 26 | ESR_IL | ESR_CM | ESR_WNR
                | encode_fsc(result.kind, result.level))
         care = mask(31, 25) | ESR_CM | ESR_WNR | ESR_S1PTW | mask(5, 0)
+        if arch is Arch.AARCH32 and arch_version < 8:
+            care &= ~ESR_IL
+            esr &= ~ESR_IL
         return Prediction(Report.EXCEPTION, Pattern(esr, care), far=ipa)
     return Prediction(Report.PAR, encode_par_fault(arch, result))
 

@@ -1,0 +1,102 @@
+"""Comparison of raw observations with the reference's permitted outcomes.
+
+Pure functions: a probe passes when its raw observation matches the
+observable form (reference.par.predict) of at least one permitted outcome,
+exactly on every bit the architecture defines.  Table memory after an image
+passes when every descriptor word that changed equals the result of a
+hardware update some permitted outcome of that image allows.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import struct
+from typing import Sequence
+
+from reference.arch import Arch
+from reference.outcome import WalkResult
+from reference.par import Prediction, Report, decode_par, predict
+
+from .job import ObsKind, RawObservation
+
+
+class ProbeStatus(enum.Enum):
+    PASS = "pass"
+    DIVERGE = "diverge"
+    NOT_RUN = "not-run"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeJudgement:
+    """The verdict on one probe: ``matched`` lists the indices of the
+    permitted outcomes the observation matches."""
+
+    status: ProbeStatus
+    matched: tuple[int, ...]
+    observed: str
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryChange:
+    """A descriptor word whose value after the run no permitted outcome
+    explains."""
+
+    pa: int
+    before: int
+    after: int
+
+
+def describe_observation(arch: Arch, obs: RawObservation) -> str:
+    if obs.kind is ObsKind.PAR:
+        return decode_par(arch, obs.par).describe()
+    if obs.kind is ObsKind.EXCEPTION:
+        ec = obs.esr >> 26
+        return (f"exception: {'ESR_EL2' if arch is Arch.AARCH64 else 'HSR'}={obs.esr:#x} "
+                f"(EC {ec:#x}, DFSC {obs.esr & 0x3f:#04x}) FAR={obs.far:#x} HPFAR={obs.hpfar:#x}")
+    return "not run"
+
+
+def observation_matches(pred: Prediction, obs: RawObservation) -> bool:
+    if pred.report is Report.PAR:
+        return obs.kind is ObsKind.PAR and pred.pattern.matches(obs.par)
+    return (obs.kind is ObsKind.EXCEPTION and pred.pattern.matches(obs.esr)
+            and (pred.far is None or obs.far == pred.far))
+
+
+def judge_probe(arch: Arch, result: WalkResult, ipa: int, obs: RawObservation,
+                arch_version: int = 8) -> ProbeJudgement:
+    """Match one observation against every permitted outcome."""
+    if obs.kind is ObsKind.NOT_RUN:
+        return ProbeJudgement(ProbeStatus.NOT_RUN, (), "not run")
+    matched = tuple(i for i, o in enumerate(result.outcomes)
+                    if observation_matches(predict(arch, o, ipa, arch_version), obs))
+    status = ProbeStatus.PASS if matched else ProbeStatus.DIVERGE
+    return ProbeJudgement(status, matched, describe_observation(arch, obs))
+
+
+def _words(regions: Sequence[tuple[int, bytes]]) -> dict[int, int]:
+    words = {}
+    for pa, data in regions:
+        for off, (value,) in enumerate(struct.iter_unpack("<Q", data[:len(data) // 8 * 8])):
+            words[pa + off * 8] = value
+    return words
+
+
+def judge_memory(before: Sequence[tuple[int, bytes]], after: Sequence[tuple[int, bytes]],
+                 results: Sequence[WalkResult]) -> list[MemoryChange]:
+    """Descriptor words of an image that changed in a way no permitted
+    outcome of its probes allows (each outcome's ``writes``).  A word may
+    end as its old value or as the ``new`` value of any permitted write to
+    it, since updates are permitted, not required, and probes repeat."""
+    allowed: dict[int, set[int]] = {}
+    for result in results:
+        for outcome in result.outcomes:
+            for w in outcome.writes:
+                allowed.setdefault(w.pa, set()).add(w.new)
+    old, new = _words(before), _words(after)
+    changes = []
+    for pa, value in new.items():
+        was = old.get(pa, 0)
+        if value != was and value not in allowed.get(pa, ()):
+            changes.append(MemoryChange(pa, was, value))
+    return changes

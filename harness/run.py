@@ -1,0 +1,353 @@
+"""The differential run: matrix entries -> seeded cases -> batches in QEMU
+-> comparison -> records.
+
+A run is a deterministic function of (matrix, seed, cases per entry): the
+cases are cut into batches of one (arch, CPU model) each, in a fixed order,
+and every batch is numbered.  ``--shard K/N`` keeps the batches whose number
+is K-1 modulo N, so the shards of a run together hold exactly its batches.
+Workers (processes) generate, execute and judge whole batches; the parent
+appends their records to ``results.jsonl`` (flushed and fsync'd) as they
+arrive and writes a case file per divergence.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from reference.arch import Arch, Granule
+from reference.config import S2Config
+from reference.cpus import get_cpu
+from reference.generate import Case, MemoryMap, generate_case
+from reference.outcome import Fault, Translation, WalkResult
+
+from .build import build_stub
+from .compare import ProbeStatus, judge_memory, judge_probe
+from .elfsyms import read_stub
+from .errors import UsageError
+from .job import JobImage, JobProbe, ObsKind
+from .qemu import BatchStatus, run_batch
+
+RECORDS = "results.jsonl"
+
+# What has nothing behind it on QEMU's virt machine: the unpopulated part of
+# the RAM region above a 1 GiB RAM, and the hole between the virtio-mmio
+# transports and the platform bus.  A walk reading there takes a
+# synchronous External abort (measured, /tmp notes of the runner issue).
+VIRT_EMPTY = (0xC0000000, 0x0B000000)
+
+
+@dataclasses.dataclass(frozen=True)
+class MatrixEntry:
+    """One configuration of the matrix on one CPU model.
+
+    ``group`` names the family for the summary (e.g. "aarch64 4k valid",
+    "invalid: inconsistent SL"); ``name`` is unique within a matrix."""
+
+    name: str
+    group: str
+    arch: Arch
+    cpu: str
+    config: S2Config
+    valid: bool
+    kvm: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseSpec:
+    entry: MatrixEntry
+    index: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.entry.name}#{self.index}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    number: int
+    arch: Arch
+    cpu: str
+    specs: tuple[CaseSpec, ...]
+
+
+def window_bytes(config: S2Config) -> int:
+    """PA window reserved for one image: room for a full concatenated
+    start level (16 tables) and ~60 next-level tables of the granule."""
+    granule = config.granule or Granule.G4K
+    return 1 << (granule.bits + 7)
+
+
+def plan_batches(entries: Sequence[MatrixEntry], cases_per_entry: int, arena: tuple[int, int],
+                 max_images: int) -> list[Batch]:
+    """Cut the run into numbered batches: cases grouped by (arch, CPU),
+    each batch limited to ``max_images`` images and to what fits the arena."""
+    by_machine: dict[tuple[Arch, str], list[CaseSpec]] = {}
+    for entry in entries:
+        for i in range(cases_per_entry):
+            by_machine.setdefault((entry.arch, entry.cpu), []).append(CaseSpec(entry, i))
+    batches: list[Batch] = []
+    for (arch, cpu), specs in by_machine.items():
+        current: list[CaseSpec] = []
+        used = 0
+        for spec in specs:
+            size = window_bytes(spec.entry.config)
+            if current and (len(current) >= max_images or used + size > arena[1] - arena[0]):
+                batches.append(Batch(len(batches), arch, cpu, tuple(current)))
+                current, used = [], 0
+            current.append(spec)
+            used += size
+        if current:
+            batches.append(Batch(len(batches), arch, cpu, tuple(current)))
+    return batches
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/N' with 1 <= K <= N."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard: {text!r} is not of the form K/N (e.g. 2/3)") from None
+    if not 1 <= k <= n:
+        raise UsageError(f"--shard: {text!r} needs 1 <= K <= N")
+    return k, n
+
+
+def shard_batches(batches: Sequence[Batch], shard: tuple[int, int] | None) -> list[Batch]:
+    if shard is None:
+        return list(batches)
+    k, n = shard
+    return [b for b in batches if b.number % n == k - 1]
+
+
+def generate_batch(batch: Batch, seed: int, arena: tuple[int, int], mmap: MemoryMap) -> list[Case]:
+    """The cases of a batch, each image in its own window of the arena."""
+    cases = []
+    base = arena[0]
+    for spec in batch.specs:
+        size = window_bytes(spec.entry.config)
+        cpu = get_cpu(spec.entry.arch, spec.entry.cpu)
+        cases.append(generate_case(cpu, spec.entry.config, seed, spec.key, (base, size), mmap))
+        base += size
+    return cases
+
+
+def job_image(case: Case) -> JobImage:
+    return JobImage(vtcr=case.config.vtcr(), vttbr=case.config.vttbr,
+                    regions=tuple((r.pa, r.data) for r in case.image.regions),
+                    probes=tuple(JobProbe(p.ipa, p.at) for p in case.probes))
+
+
+def outcome_label(result: Translation | Fault) -> str:
+    """A short classification of an outcome: 'ok L2', 'translation L0', ..."""
+    if isinstance(result, Translation):
+        return f"ok L{result.level}"
+    stage = "" if result.stage2 else "stage-1 "
+    return f"{stage}{result.kind.value} L{result.level}"
+
+
+def observed_label(arch: Arch, obs: Any) -> str:
+    """The same classification for a raw observation."""
+    from reference.par import decode_par
+    if obs.kind is ObsKind.EXCEPTION:
+        return f"exception EC {obs.esr >> 26:#x} DFSC {obs.esr & 0x3f:#04x}"
+    if obs.kind is ObsKind.NOT_RUN:
+        return "not run"
+    view = decode_par(arch, obs.par)
+    if not view.f:
+        return "ok"
+    if view.fault is None:
+        return f"unknown FST {view.fst:#x}"
+    kind, level = view.fault
+    return f"{'' if view.s else 'stage-1 '}{kind.value} L{level}"
+
+
+def judge_batch(batch: Batch, cases: Sequence[Case], result) -> list[dict[str, Any]]:
+    """Records for one executed batch (see docs/results.md)."""
+    records: list[dict[str, Any]] = [{
+        "type": "batch", "batch": batch.number, "arch": batch.arch.value, "cpu": batch.cpu,
+        "status": result.status.value, "images": len(cases), "images_done": result.images_done,
+        "elapsed": round(result.elapsed, 4), "argv": list(result.argv),
+        "qemu_version": result.qemu_version, "diagnostic": result.diagnostic,
+    }]
+    for spec, case, image in zip(batch.specs, cases, result.images):
+        permitted = case.permitted()
+        arch = case.cpu.arch
+        counts = {"probes": len(case.probes), "passed": 0, "diverged": 0, "not_run": 0}
+        divergences = []
+        for i, (probe, res, obs) in enumerate(zip(case.probes, permitted, image.observations)):
+            verdict = judge_probe(arch, res, probe.ipa, obs, case.cpu.arch_version)
+            if verdict.status is ProbeStatus.PASS:
+                counts["passed"] += 1
+            elif verdict.status is ProbeStatus.NOT_RUN:
+                counts["not_run"] += 1
+            else:
+                counts["diverged"] += 1
+                divergences.append(_divergence(case, i, res, obs, verdict.observed))
+        if image.completed:
+            before = tuple((r.pa, r.data) for r in case.image.regions)
+            for change in judge_memory(before, image.regions_after, permitted):
+                counts["diverged"] += 1
+                divergences.append(_memory_divergence(case, permitted, change))
+        status = _case_status(result.status, image.completed, counts)
+        records.append({
+            "type": "case", "key": case.key, "entry": spec.entry.name, "group": spec.entry.group,
+            "arch": arch.value, "cpu": case.cpu.name, "vtcr": f"{case.config.vtcr():#x}",
+            "vttbr": f"{case.config.vttbr:#x}", "valid": spec.entry.valid, "kvm": spec.entry.kvm,
+            "batch": batch.number, "status": status, **counts,
+        })
+        for d in divergences:
+            d.update({"key": case.key, "entry": spec.entry.name, "group": spec.entry.group,
+                      "batch": batch.number, "qemu_version": result.qemu_version,
+                      "argv": list(result.argv)})
+            records.append(d)
+    return records
+
+
+def _case_status(batch_status: BatchStatus, completed: bool, counts: dict[str, int]) -> str:
+    if counts["diverged"]:
+        return "diverge"
+    if completed:
+        return "pass"
+    return {BatchStatus.TIMEOUT: "timeout", BatchStatus.CRASHED: "crash",
+            BatchStatus.GUEST_ERROR: "guest-error"}.get(batch_status, "not-run")
+
+
+def _divergence(case: Case, index: int, res: WalkResult, obs, observed: str) -> dict[str, Any]:
+    probe = case.probes[index]
+    arch = case.cpu.arch
+    return {
+        "type": "divergence", "kind": "probe", "probe": index, "ipa": f"{probe.ipa:#x}",
+        "at": probe.at.name, "aim": probe.aim, "arch": arch.value, "cpu": case.cpu.name,
+        "config": case.config.describe(), "vtcr": f"{case.config.vtcr():#x}",
+        "vttbr": f"{case.config.vttbr:#x}",
+        "expected": sorted({outcome_label(o.result) for o in res.outcomes}),
+        "permitted": [{"result": o.describe(), "rules": list(o.rules),
+                       "trace": [t.describe() for t in o.trace]} for o in res.outcomes],
+        "observed": observed_label(arch, obs), "observed_text": observed,
+        "raw": {"kind": obs.kind.name, "par": f"{obs.par:#x}", "esr": f"{obs.esr:#x}",
+                "far": f"{obs.far:#x}", "hpfar": f"{obs.hpfar:#x}"},
+    }
+
+
+def _memory_divergence(case: Case, permitted: Sequence[WalkResult], change) -> dict[str, Any]:
+    """A descriptor write no permitted outcome allows; attributed to the
+    first probe whose walk read that descriptor."""
+    index = next((i for i, r in enumerate(permitted)
+                  for o in r.outcomes for t in o.trace if t.address == change.pa), None)
+    probe = case.probes[index] if index is not None else None
+    return {
+        "type": "divergence", "kind": "memory", "probe": index,
+        "ipa": f"{probe.ipa:#x}" if probe else None, "at": probe.at.name if probe else None,
+        "aim": probe.aim if probe else "", "arch": case.cpu.arch.value, "cpu": case.cpu.name,
+        "config": case.config.describe(), "vtcr": f"{case.config.vtcr():#x}",
+        "vttbr": f"{case.config.vttbr:#x}",
+        "expected": [f"descriptor at {change.pa:#x} unchanged ({change.before:#x}) or updated "
+                     "as a permitted outcome allows"],
+        "permitted": [{"result": o.describe(), "rules": list(o.rules),
+                       "trace": [t.describe() for t in o.trace]}
+                      for o in (permitted[index].outcomes if index is not None else ())],
+        "observed": f"descriptor written {change.before:#x} -> {change.after:#x}",
+        "observed_text": f"[{change.pa:#x}] {change.before:#x} -> {change.after:#x}",
+        "raw": {"pa": f"{change.pa:#x}", "before": f"{change.before:#x}",
+                "after": f"{change.after:#x}"},
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Machine:
+    """What a worker needs to run batches: QEMU binaries and stub paths."""
+
+    qemu: dict[str, str | None]
+    stubs: dict[str, str]
+    arena: dict[str, tuple[int, int]]
+    ram: dict[str, tuple[int, int]]
+
+    def memory_map(self, arch: Arch) -> MemoryMap:
+        return MemoryMap(ram=(self.ram[arch.value],), empty=VIRT_EMPTY)
+
+
+def prepare_machine(arches: Iterable[Arch], qemu: dict[Arch, str | None]) -> Machine:
+    """Build the stubs (once, in the parent) and read their layouts."""
+    stubs, arena, ram = {}, {}, {}
+    for arch in set(arches):
+        path = build_stub(arch)
+        layout = read_stub(path).layout
+        stubs[arch.value] = str(path)
+        arena[arch.value] = (layout.arena_start, layout.arena_end)
+        ram[arch.value] = (layout.ram_base, layout.ram_size)
+    return Machine(qemu={a.value: q for a, q in qemu.items()}, stubs=stubs, arena=arena, ram=ram)
+
+
+def execute_batch(batch: Batch, seed: int, machine: Machine, timeout: float | None = None) -> list[dict[str, Any]]:
+    """Generate, run and judge one batch (runs in a worker process)."""
+    arch = batch.arch.value
+    cases = generate_batch(batch, seed, machine.arena[arch], machine.memory_map(batch.arch))
+    result = run_batch(batch.arch, batch.cpu, [job_image(c) for c in cases],
+                       qemu=machine.qemu.get(arch), stub=Path(machine.stubs[arch]), timeout=timeout)
+    return judge_batch(batch, cases, result)
+
+
+class RecordSink:
+    """Appends JSON Lines records to ``path``: each write is flushed and
+    fsync'd so that nothing finished is lost if the run is killed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._f = open(path, "a", encoding="utf-8")
+
+    def write(self, records: Iterable[dict[str, Any]]) -> None:
+        for rec in records:
+            self._f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    """Records of a results file; a torn last line (killed mid-write) is skipped."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and "type" in rec:
+                yield rec
+
+
+def run_batches(batches: Sequence[Batch], seed: int, machine: Machine, jobs: int,
+                sink: Callable[[list[dict[str, Any]]], None],
+                deadline: float | None = None) -> int:
+    """Execute ``batches`` on ``jobs`` worker processes, feeding each
+    batch's records to ``sink`` as it finishes.  Batches not started by
+    ``deadline`` (time.monotonic) are skipped.  Returns the number run."""
+    done = 0
+    if jobs <= 1:
+        for batch in batches:
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            sink(execute_batch(batch, seed, machine))
+            done += 1
+        return done
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
+        pending: set[concurrent.futures.Future] = set()
+        queue = list(batches)
+        queue.reverse()
+        while queue or pending:
+            while queue and len(pending) < jobs and (deadline is None or time.monotonic() < deadline):
+                pending.add(pool.submit(execute_batch, queue.pop(), seed, machine))
+            if not pending:
+                break
+            finished, pending = concurrent.futures.wait(
+                pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            for fut in finished:
+                sink(fut.result())
+                done += 1
+    return done
