@@ -11,6 +11,7 @@ arrive and writes a case file per divergence.
 """
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import dataclasses
 import json
@@ -25,7 +26,9 @@ from reference.cpus import get_cpu
 from reference.generate import Case, MemoryMap, generate_case
 from reference.outcome import Fault, Translation, WalkResult
 
+from .baseline import EMPTY, apply_baseline, load_baseline
 from .build import build_stub
+from .casefile import save_case
 from .compare import ProbeStatus, judge_memory, judge_probe
 from .elfsyms import read_stub
 from .errors import UsageError
@@ -217,12 +220,19 @@ def _case_status(batch_status: BatchStatus, completed: bool, counts: dict[str, i
             BatchStatus.GUEST_ERROR: "guest-error"}.get(batch_status, "not-run")
 
 
+def _granule(case: Case) -> str | None:
+    """The granule TG0 names (None for the reserved encoding)."""
+    g = case.config.granule
+    return g.label if g else None
+
+
 def _divergence(case: Case, index: int, res: WalkResult, obs, observed: str) -> dict[str, Any]:
     probe = case.probes[index]
     arch = case.cpu.arch
     return {
         "type": "divergence", "kind": "probe", "probe": index, "ipa": f"{probe.ipa:#x}",
         "at": probe.at.name, "aim": probe.aim, "arch": arch.value, "cpu": case.cpu.name,
+        "granule": _granule(case),
         "config": case.config.describe(), "vtcr": f"{case.config.vtcr():#x}",
         "vttbr": f"{case.config.vttbr:#x}",
         "expected": sorted({outcome_label(o.result) for o in res.outcomes}),
@@ -244,6 +254,7 @@ def _memory_divergence(case: Case, permitted: Sequence[WalkResult], change) -> d
         "type": "divergence", "kind": "memory", "probe": index,
         "ipa": f"{probe.ipa:#x}" if probe else None, "at": probe.at.name if probe else None,
         "aim": probe.aim if probe else "", "arch": case.cpu.arch.value, "cpu": case.cpu.name,
+        "granule": _granule(case),
         "config": case.config.describe(), "vtcr": f"{case.config.vtcr():#x}",
         "vttbr": f"{case.config.vttbr:#x}",
         "expected": [f"descriptor at {change.pa:#x} unchanged ({change.before:#x}) or updated "
@@ -283,13 +294,72 @@ def prepare_machine(arches: Iterable[Arch], qemu: dict[Arch, str | None]) -> Mac
     return Machine(qemu={a.value: q for a, q in qemu.items()}, stubs=stubs, arena=arena, ram=ram)
 
 
-def execute_batch(batch: Batch, seed: int, machine: Machine, timeout: float | None = None) -> list[dict[str, Any]]:
-    """Generate, run and judge one batch (runs in a worker process)."""
+@dataclasses.dataclass(frozen=True)
+class WorkerConfig:
+    """Everything a worker process needs besides the batch."""
+
+    seed: int
+    machine: Machine
+    out: str | None = None
+    baseline: str | None = None
+    timeout: float | None = None
+
+
+def execute_batch(batch: Batch, cfg: WorkerConfig) -> list[dict[str, Any]]:
+    """Generate, run and judge one batch (runs in a worker process).
+
+    Divergences are matched against the baseline here, and a case file is
+    written under OUT/cases/ for every case with a new divergence."""
     arch = batch.arch.value
-    cases = generate_batch(batch, seed, machine.arena[arch], machine.memory_map(batch.arch))
+    machine = cfg.machine
+    cases = generate_batch(batch, cfg.seed, machine.arena[arch], machine.memory_map(batch.arch))
     result = run_batch(batch.arch, batch.cpu, [job_image(c) for c in cases],
-                       qemu=machine.qemu.get(arch), stub=Path(machine.stubs[arch]), timeout=timeout)
-    return judge_batch(batch, cases, result)
+                       qemu=machine.qemu.get(arch), stub=Path(machine.stubs[arch]),
+                       timeout=cfg.timeout)
+    records = judge_batch(batch, cases, result)
+    baseline = load_baseline(cfg.baseline) if cfg.baseline else EMPTY
+    records = apply_baseline(baseline, records)
+    if cfg.out:
+        write_case_files(Path(cfg.out), cases, result, records)
+    return records
+
+
+def case_file_name(key: str) -> str:
+    """A file name for a case key: only [A-Za-z0-9._-], so that no key can
+    name a path outside the cases directory."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in key)
+    return safe.strip("._") + ".json"
+
+
+def write_case_files(out: Path, cases: Sequence[Case], result, records: list[dict[str, Any]]) -> None:
+    """One case file per case with a new divergence (docs/case-file.md),
+    with the observation, the QEMU command line and version added."""
+    new_by_key: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        if rec.get("type") == "divergence" and rec.get("known") is None:
+            new_by_key.setdefault(rec["key"], []).append(rec)
+    if not new_by_key:
+        return
+    folder = out / "cases"
+    folder.mkdir(parents=True, exist_ok=True)
+    for case, image in zip(cases, result.images):
+        divs = new_by_key.get(case.key)
+        if not divs:
+            continue
+        name = case_file_name(case.key)
+        observed = [{"kind": o.kind.name, "par": f"{o.par:#x}", "esr": f"{o.esr:#x}",
+                     "far": f"{o.far:#x}", "hpfar": f"{o.hpfar:#x}"} for o in image.observations]
+        extra = {
+            "observed": {"probes": observed,
+                         "regions_after": [{"pa": f"{pa:#x}", "data": base64.b64encode(d).decode()}
+                                           for pa, d in image.regions_after]},
+            "qemu": {"argv": list(result.argv), "version": result.qemu_version},
+            "divergence": [{"probe": d["probe"], "kind": d["kind"], "expected": d["expected"],
+                            "observed": d["observed"]} for d in divs],
+        }
+        save_case(folder / name, case, extra)
+        for d in divs:
+            d["case_file"] = f"cases/{name}"
 
 
 class RecordSink:
@@ -322,7 +392,7 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
                 yield rec
 
 
-def run_batches(batches: Sequence[Batch], seed: int, machine: Machine, jobs: int,
+def run_batches(batches: Sequence[Batch], cfg: WorkerConfig, jobs: int,
                 sink: Callable[[list[dict[str, Any]]], None],
                 deadline: float | None = None) -> int:
     """Execute ``batches`` on ``jobs`` worker processes, feeding each
@@ -333,7 +403,7 @@ def run_batches(batches: Sequence[Batch], seed: int, machine: Machine, jobs: int
         for batch in batches:
             if deadline is not None and time.monotonic() > deadline:
                 break
-            sink(execute_batch(batch, seed, machine))
+            sink(execute_batch(batch, cfg))
             done += 1
         return done
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -342,7 +412,7 @@ def run_batches(batches: Sequence[Batch], seed: int, machine: Machine, jobs: int
         queue.reverse()
         while queue or pending:
             while queue and len(pending) < jobs and (deadline is None or time.monotonic() < deadline):
-                pending.add(pool.submit(execute_batch, queue.pop(), seed, machine))
+                pending.add(pool.submit(execute_batch, queue.pop(), cfg))
             if not pending:
                 break
             finished, pending = concurrent.futures.wait(

@@ -1,0 +1,187 @@
+"""The known-divergence baseline (TOML, docs/baseline.md).
+
+An entry describes a divergence that is understood — an emulator bug, with
+its evidence — by the configurations and probes it concerns, the
+reference's outcome and the observed one.  A divergence matching an entry
+is reported as known instead of new; an entry matching nothing in a run is
+reported as stale.  Entries are data: fields are plain strings and lists
+matched as regular expressions, nothing is executed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .errors import UsageError
+
+VERSION = 1
+_LIST_FIELDS = ("cpus", "granules", "qemu_versions")
+_REGEX_FIELDS = ("expected", "observed", "aim", "config")
+_TEXT_FIELDS = ("id", "title", "evidence", "upstream", "case", "kind", "arch", "verdict")
+_KNOWN = set(_LIST_FIELDS) | set(_REGEX_FIELDS) | set(_TEXT_FIELDS)
+_KINDS = ("probe", "memory")
+_VERDICTS = ("qemu-bug", "architecture-permitted", "reference-limitation")
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineEntry:
+    """One known divergence.
+
+    ``expected`` is matched (re.fullmatch) against the permitted-outcome
+    labels joined with " | " (sorted, e.g. "translation L1"); ``observed``
+    (fullmatch) against the observed label; ``aim`` and ``config`` (search)
+    against the probe's aim and the configuration text.  ``cpus``,
+    ``granules`` and ``qemu_versions`` (prefixes of the version string)
+    restrict the entry when given."""
+
+    id: str
+    title: str
+    verdict: str
+    evidence: str
+    case: str
+    kind: str = "probe"
+    arch: str | None = None
+    cpus: tuple[str, ...] = ()
+    granules: tuple[str, ...] = ()
+    qemu_versions: tuple[str, ...] = ()
+    upstream: str = ""
+    expected: re.Pattern | None = None
+    observed: re.Pattern | None = None
+    aim: re.Pattern | None = None
+    config: re.Pattern | None = None
+
+    def matches(self, d: dict[str, Any]) -> bool:
+        """Whether the divergence record ``d`` (docs/results.md) is this entry."""
+        if d.get("kind", "probe") != self.kind:
+            return False
+        if self.arch and d.get("arch") != self.arch:
+            return False
+        if self.cpus and d.get("cpu") not in self.cpus:
+            return False
+        if self.granules and d.get("granule") not in self.granules:
+            return False
+        if self.qemu_versions and not any(str(d.get("qemu_version", "")).startswith(v)
+                                          for v in self.qemu_versions):
+            return False
+        if self.expected and not self.expected.fullmatch(" | ".join(sorted(d.get("expected", [])))):
+            return False
+        if self.observed and not self.observed.fullmatch(str(d.get("observed", ""))):
+            return False
+        if self.aim and not self.aim.search(str(d.get("aim") or "")):
+            return False
+        if self.config and not self.config.search(str(d.get("config", ""))):
+            return False
+        return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    path: Path | None
+    entries: tuple[BaselineEntry, ...]
+
+    def match(self, d: dict[str, Any]) -> BaselineEntry | None:
+        return next((e for e in self.entries if e.matches(d)), None)
+
+
+def _regex(value: Any, where: str) -> re.Pattern:
+    if not isinstance(value, str):
+        raise UsageError(f"{where}: expected a string (regular expression)")
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise UsageError(f"{where}: bad regular expression ({exc})") from None
+
+
+def parse_baseline(data: dict[str, Any], where: str = "baseline") -> Baseline:
+    """Validate TOML data against docs/baseline.md."""
+    version = data.get("version")
+    if version != VERSION:
+        raise UsageError(f"{where}: version: expected {VERSION}, got {version!r}")
+    unknown_top = set(data) - {"version", "divergence"}
+    if unknown_top:
+        raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(unknown_top))}")
+    raw = data.get("divergence", [])
+    if not isinstance(raw, list):
+        raise UsageError(f"{where}: [[divergence]] must be an array of tables")
+    entries, ids = [], set()
+    for i, item in enumerate(raw):
+        at = f"{where}: divergence[{i}]"
+        if not isinstance(item, dict):
+            raise UsageError(f"{at}: expected a table")
+        extra = set(item) - _KNOWN
+        if extra:
+            raise UsageError(f"{at}: unknown key(s) {', '.join(sorted(extra))} "
+                             f"(allowed: {', '.join(sorted(_KNOWN))})")
+        for key in ("id", "title", "verdict", "evidence", "case"):
+            if not isinstance(item.get(key), str) or not item[key].strip():
+                raise UsageError(f"{at}.{key}: required, a non-empty string")
+        if item["id"] in ids:
+            raise UsageError(f"{at}.id: {item['id']!r} is used twice")
+        ids.add(item["id"])
+        if item["verdict"] not in _VERDICTS:
+            raise UsageError(f"{at}.verdict: {item['verdict']!r} is not one of {', '.join(_VERDICTS)}")
+        kind = item.get("kind", "probe")
+        if kind not in _KINDS:
+            raise UsageError(f"{at}.kind: {kind!r} is not one of {', '.join(_KINDS)}")
+        lists = {}
+        for key in _LIST_FIELDS:
+            value = item.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise UsageError(f"{at}.{key}: expected a list of strings")
+            lists[key] = tuple(value)
+        regexes = {key: _regex(item[key], f"{at}.{key}") for key in _REGEX_FIELDS if key in item}
+        for key in ("arch", "upstream"):
+            if key in item and not isinstance(item[key], str):
+                raise UsageError(f"{at}.{key}: expected a string")
+        entries.append(BaselineEntry(id=item["id"], title=item["title"], verdict=item["verdict"],
+                                     evidence=item["evidence"], case=item["case"], kind=kind,
+                                     arch=item.get("arch"), upstream=item.get("upstream", ""),
+                                     **lists, **regexes))
+    return Baseline(None, tuple(entries))
+
+
+def load_baseline(path: str | Path) -> Baseline:
+    """Read and validate a baseline file; UsageError (one line) otherwise."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{p}: no such baseline file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{p}: cannot read baseline ({exc.__class__.__name__})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{p}: not valid TOML ({exc})") from None
+    baseline = parse_baseline(data, str(p))
+    return dataclasses.replace(baseline, path=p)
+
+
+EMPTY = Baseline(None, ())
+
+
+def apply_baseline(baseline: Baseline, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mark each divergence record ``known`` (entry id) or new (None)."""
+    out = []
+    for rec in records:
+        if rec.get("type") == "divergence":
+            entry = baseline.match(rec)
+            rec = {**rec, "known": entry.id if entry else None}
+        out.append(rec)
+    return out
+
+
+def stale_entries(baseline: Baseline, records: Sequence[dict[str, Any]]) -> list[BaselineEntry]:
+    """Entries that matched no divergence although the run covered what
+    they concern (their arch and CPU models appear among its cases)."""
+    used = {r.get("known") for r in records if r.get("type") == "divergence"}
+    covered = {(r.get("arch"), r.get("cpu")) for r in records if r.get("type") == "case"}
+    stale = []
+    for e in baseline.entries:
+        if e.id in used:
+            continue
+        if any((not e.arch or arch == e.arch) and (not e.cpus or cpu in e.cpus)
+               for arch, cpu in covered):
+            stale.append(e)
+    return stale
