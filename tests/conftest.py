@@ -35,3 +35,14 @@ def _no_qemu_left_behind(request: pytest.FixtureRequest):
     if request.node.get_closest_marker("qemu") is not None:
         left = qemu_children()
         assert not left, f"QEMU processes left running: {sorted(left)}"
+
+
+# -- Hypothesis profiles (unit tests of reference/) ----------------------------
+# dev (default): quick, for the edit-test loop; ci: every push; nightly: the
+# long run.  Select with HYPOTHESIS_PROFILE=ci (or pytest --hypothesis-profile).
+from hypothesis import settings as _hyp_settings  # noqa: E402
+
+_hyp_settings.register_profile("dev", max_examples=30, deadline=None)
+_hyp_settings.register_profile("ci", max_examples=300, deadline=None)
+_hyp_settings.register_profile("nightly", max_examples=3000, deadline=None)
+_hyp_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
