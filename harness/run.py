@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -31,7 +32,7 @@ from .build import build_stub
 from .casefile import save_case
 from .compare import ProbeStatus, judge_memory, judge_probe
 from .elfsyms import read_stub
-from .errors import UsageError
+from .errors import InfrastructureError, UsageError
 from .job import JobImage, JobProbe, ObsKind
 from .qemu import BatchStatus, run_batch
 
@@ -309,7 +310,22 @@ def execute_batch(batch: Batch, cfg: WorkerConfig) -> list[dict[str, Any]]:
     """Generate, run and judge one batch (runs in a worker process).
 
     Divergences are matched against the baseline here, and a case file is
-    written under OUT/cases/ for every case with a new divergence."""
+    written under OUT/cases/ for every case with a new divergence.  A
+    failure of the harness itself inside one batch is recorded as that
+    batch's status ``harness-error`` with the traceback, and the run goes on;
+    infrastructure errors (no QEMU, no toolchain) propagate."""
+    try:
+        return _execute_batch(batch, cfg)
+    except (InfrastructureError, UsageError):
+        raise
+    except Exception:
+        return [{"type": "batch", "batch": batch.number, "arch": batch.arch.value,
+                 "cpu": batch.cpu, "status": "harness-error", "images": len(batch.specs),
+                 "images_done": 0, "elapsed": 0.0, "argv": [], "qemu_version": "",
+                 "diagnostic": traceback.format_exc()}]
+
+
+def _execute_batch(batch: Batch, cfg: WorkerConfig) -> list[dict[str, Any]]:
     arch = batch.arch.value
     machine = cfg.machine
     cases = generate_batch(batch, cfg.seed, machine.arena[arch], machine.memory_map(batch.arch))
@@ -421,3 +437,91 @@ def run_batches(batches: Sequence[Batch], cfg: WorkerConfig, jobs: int,
                 sink(fut.result())
                 done += 1
     return done
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """A run as the command line asks for it (see `s2diff run --help`)."""
+
+    out: Path
+    seed: int = 1
+    cases_per_entry: int = 8
+    budget: float | None = None
+    jobs: int = 1
+    shard: tuple[int, int] | None = None
+    baseline: Path | None = None
+    qemu: dict = dataclasses.field(default_factory=dict)
+    max_images: int = 400
+    timeout: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOutcome:
+    batches_planned: int
+    batches_run: int
+    records: tuple[dict[str, Any], ...]
+    interrupted: bool
+
+
+def prepare_out(out: Path) -> Path:
+    """Create the output directory; UsageError if it cannot be written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"--out: cannot write to {out} ({exc.strerror or exc})") from None
+    return out
+
+
+def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[str] = (),
+               on_records: Callable[[list[dict[str, Any]]], None] | None = None,
+               on_start: Callable[[dict[str, Any]], None] | None = None) -> RunOutcome:
+    """Plan, execute and record a run of ``entries``.
+
+    Records go to OUT/results.jsonl as they arrive; ``on_records`` sees
+    each batch's records too (progress display).  Ctrl-C stops the run
+    promptly: workers (and their QEMUs) are stopped, and everything finished
+    stays recorded."""
+    from .qemu import find_qemu, qemu_version
+    out = prepare_out(opts.out)
+    arches = sorted({e.arch for e in entries}, key=lambda a: a.value)
+    machine = prepare_machine(arches, {a: opts.qemu.get(a) for a in arches})
+    arena = min((machine.arena[a.value] for a in arches), key=lambda r: r[1] - r[0])
+    batches = shard_batches(plan_batches(entries, opts.cases_per_entry, arena, opts.max_images),
+                            opts.shard)
+    header = {
+        "type": "run", "version": 1, "seed": opts.seed, "cases_per_entry": opts.cases_per_entry,
+        "shard": f"{opts.shard[0]}/{opts.shard[1]}" if opts.shard else None,
+        "entries": len(entries), "batches": len(batches),
+        "cases": sum(len(b.specs) for b in batches), "argv": list(argv),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "qemu": {a.value: qemu_version(find_qemu(a, opts.qemu.get(a))) for a in arches},
+        "baseline": str(opts.baseline) if opts.baseline else None,
+    }
+    sink = RecordSink(out / RECORDS)
+    collected: list[dict[str, Any]] = []
+    sink.write([header])
+    if on_start:
+        on_start(header)
+
+    def accept(records: list[dict[str, Any]]) -> None:
+        sink.write(records)
+        collected.extend(records)
+        if on_records:
+            on_records(records)
+
+    cfg = WorkerConfig(seed=opts.seed, machine=machine, out=str(out),
+                       baseline=str(opts.baseline) if opts.baseline else None,
+                       timeout=opts.timeout)
+    deadline = time.monotonic() + opts.budget if opts.budget else None
+    interrupted = False
+    done = 0
+    try:
+        done = run_batches(batches, cfg, opts.jobs, accept, deadline)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        sink.close()
+    return RunOutcome(len(batches), done, tuple(collected), interrupted)

@@ -178,12 +178,13 @@ class _Planner:
                 return None
             top = self.rng.randrange(self.oa_bits, limit)
             return (1 << top | self.rng.getrandbits(self.oa_bits)) >> bits << bits
-        if self.oa_bits <= bits:
+        usable = min(self.oa_bits, limit)  # what the descriptors can hold
+        if usable <= bits:
             return 0
         choice = self.rng.random()
         if choice < 0.15:
-            return ((1 << self.oa_bits) - 1) >> bits << bits  # top of the output space
-        return self.rng.getrandbits(self.oa_bits) >> bits << bits
+            return ((1 << usable) - 1) >> bits << bits  # top of the output space
+        return self.rng.getrandbits(usable) >> bits << bits
 
     def put(self, level: int, desc: int) -> int | None:
         """Write ``desc`` at ``level`` for a fresh IPA; the IPA, or None when

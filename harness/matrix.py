@@ -1,0 +1,175 @@
+"""The configuration matrix: which (CPU model, stage-2 configuration)
+entries a run covers.  Data, built from the reference's catalogue.
+
+The default (nightly) matrix is every valid configuration for IPA sizes 32,
+36, 40, 42, 44, 48 and 52 bits on every AArch64 CPU model and granule it
+supports (25..40 bits on 32-bit ARM), the hardware Access flag / dirty
+state variants on the models that implement FEAT_HAFDBS, and the
+invalid-configuration families, each named after the rule it breaks.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable, Sequence
+
+from reference.arch import Arch, Granule
+from reference.catalogue import (AARCH32_IPA_SIZES, Convention, catalogue, judge,
+                                 kvm_start_level, vtcr_config)
+from reference.config import PS_ENCODING, TG0_ENCODING, S2Config, aarch32_config, aarch64_config
+from reference.cpus import CPUS, CpuModel, cpu_names, get_cpu
+
+from .errors import UsageError
+from .run import MatrixEntry
+
+NIGHTLY_IPA_SIZES = (32, 36, 40, 42, 44, 48, 52)
+
+
+def _name(cpu: CpuModel, config: S2Config, tag: str) -> str:
+    g = config.granule.label if config.granule else f"tg0-{config.tg0}"
+    extra = "".join(f"-{n}" for n in ("ha", "hd", "ds") if getattr(config, n, 0))
+    return f"{cpu.arch.value}/{cpu.name}/{g}/ipa{config.ia_bits}/sl0-{config.sl0}{extra}/{tag}"
+
+
+def valid_entries(cpu: CpuModel, ipa_sizes: Iterable[int] | None,
+                  granules: Iterable[Granule] | None) -> list[MatrixEntry]:
+    """The catalogue of ``cpu`` as matrix entries, KVM's choices marked."""
+    out = []
+    for e in catalogue(cpu, ipa_sizes, granules):
+        kvm = Convention.KVM in e.conventions
+        start = e.geometry.start_level
+        tag = f"L{start}x{e.geometry.concat}" + ("-kvm" if kvm else "")
+        group = f"{cpu.arch.value} {e.granule.label}" if cpu.arch is Arch.AARCH64 else "arm lpae"
+        out.append(MatrixEntry(name=_name(cpu, e.config, tag), group=group, arch=cpu.arch,
+                               cpu=cpu.name, config=e.config, valid=True, kvm=kvm))
+    return out
+
+
+def hafdbs_entries(cpu: CpuModel, ipa_sizes: Iterable[int] | None,
+                   granules: Iterable[Granule] | None) -> list[MatrixEntry]:
+    """KVM's choices again with VTCR_EL2.HA (and HA+HD) set, on models with
+    FEAT_HAFDBS: exercises the hardware Access flag and dirty-state rules."""
+    if cpu.arch is not Arch.AARCH64 or cpu.hafdbs == 0:
+        return []
+    out = []
+    for e in valid_entries(cpu, ipa_sizes, granules):
+        if not e.kvm:
+            continue
+        for ha, hd in ((1, 0), (1, 1)) if cpu.hafdbs >= 2 else ((1, 0),):
+            cfg = dataclasses.replace(e.config, ha=ha, hd=hd)
+            out.append(dataclasses.replace(e, name=_name(cpu, cfg, "kvm"), config=cfg,
+                                           group="aarch64 hafdbs"))
+    return out
+
+
+def invalid_entries(cpu: CpuModel) -> list[MatrixEntry]:
+    """One entry per configuration rule that ``cpu`` can break, plus the
+    legal-but-unusual families (PS above PARange, IPA larger than PS).
+    Each is judged by the reference, which names the rule; the family name
+    only groups them."""
+    fam: list[tuple[str, S2Config]] = []
+    if cpu.arch is Arch.AARCH32:
+        fam += [
+            ("invalid: reserved SL0", dataclasses.replace(aarch32_config(40, 1), sl0=0b10)),
+            ("invalid: VTCR.S != T0SZ[3]", dataclasses.replace(aarch32_config(40, 1), s=0)),
+            ("invalid: inconsistent start level", aarch32_config(25, 1)),
+            ("invalid: inconsistent start level", aarch32_config(40, 2)),
+        ]
+    else:
+        pa = cpu.pamax
+        g4 = Granule.G4K
+        ps_max = PS_ENCODING[min(pa, 48)]
+
+        def cfg(granule: Granule, ia: int, level: int, **kw) -> S2Config:
+            return aarch64_config(granule, ia, level, ps_bits=min(pa, 48), **kw)
+
+        above = min(pa + 1, 53)
+        fam.append(("invalid: T0SZ below minimum", dataclasses.replace(
+            cfg(g4, 40, 1), t0sz=64 - above, sl0=0b10 if above > 43 else 0b01)))
+        fam.append(("invalid: T0SZ above maximum", dataclasses.replace(cfg(g4, 25, 2), t0sz=40)))
+        fam.append(("invalid: reserved SL0", dataclasses.replace(cfg(g4, 40, 1), sl0=0b11)))
+        if Granule.G64K in cpu.s2_granules:
+            fam.append(("invalid: reserved SL0",
+                        dataclasses.replace(cfg(Granule.G64K, 42, 2), sl0=0b11)))
+            fam.append(("start level against PAMax", cfg(Granule.G64K, 44, 1)))
+        fam.append(("start level against PAMax", cfg(g4, 40, 0)))
+        fam.append(("invalid: inconsistent start level", dataclasses.replace(cfg(g4, 40, 1), sl0=0b00)))
+        fam.append(("invalid: inconsistent start level", dataclasses.replace(cfg(g4, 32, 1), sl0=0b10)))
+        fam.append(("implementation defined: reserved TG0",
+                    dataclasses.replace(cfg(g4, 40, 1), tg0=0b11)))
+        for granule in Granule:
+            if not cpu.s2_granule_supported(granule):
+                fam.append(("implementation defined: unsupported granule", S2Config(
+                    arch=Arch.AARCH64, t0sz=24, sl0=0b01, tg0=TG0_ENCODING[granule], ps=ps_max,
+                    irgn0=1, orgn0=1, sh0=3)))
+        fam.append(("legal: PS above PARange", dataclasses.replace(cfg(g4, 40, 1), ps=0b110)))
+        if pa >= 40:
+            fam.append(("legal: IPA larger than PS", dataclasses.replace(
+                cfg(g4, 40, 1), ps=PS_ENCODING[36])))
+    out = []
+    seen = set()
+    for group, config in fam:
+        valid = judge(cpu, config).valid
+        name = _name(cpu, config, group.split(":")[-1].strip().replace(" ", "-").replace(".", "")
+                     .replace("!=", "ne").replace("[", "").replace("]", ""))
+        if name in seen:
+            continue
+        seen.add(name)
+        out.append(MatrixEntry(name=name, group=group, arch=cpu.arch, cpu=cpu.name,
+                               config=config, valid=valid))
+    return out
+
+
+def _cpus(arch: Arch | None, names: Sequence[str] | None) -> list[CpuModel]:
+    arches = [arch] if arch else [Arch.AARCH64, Arch.AARCH32]
+    out = []
+    for a in arches:
+        if names:
+            for n in names:
+                if (a, n) in CPUS:
+                    out.append(CPUS[(a, n)])
+        else:
+            out.extend(CPUS[(a, n)] for n in cpu_names(a))
+    if names:
+        known = {n for a in arches for n in cpu_names(a)}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise UsageError(f"--cpu: unknown CPU model {unknown[0]!r} "
+                             f"(known: {', '.join(sorted(known))})")
+    return out
+
+
+def build_matrix(*, arch: Arch | None = None, cpus: Sequence[str] | None = None,
+                 granules: Sequence[Granule] | None = None, ipa_sizes: Sequence[int] | None = None,
+                 vtcr: int | None = None, vttbr: int = 0,
+                 invalid: bool = True) -> list[MatrixEntry]:
+    """The matrix a run covers.  With no arguments: the nightly matrix.
+
+    ``vtcr`` selects exactly one entry: that register value on the one CPU
+    model named (validating one hypervisor's configuration)."""
+    if vtcr is not None:
+        models = _cpus(arch, cpus)
+        if len(models) != 1:
+            raise UsageError("--vtcr needs exactly one --cpu (and --arch when the name is ambiguous)")
+        cpu = models[0]
+        limit = 1 << (64 if cpu.arch is Arch.AARCH64 else 32)
+        if not 0 <= vtcr < limit:
+            raise UsageError(f"--vtcr: {vtcr:#x} does not fit the {cpu.arch.value} VTCR")
+        config = vtcr_config(cpu, vtcr, vttbr)
+        verdict = judge(cpu, config)
+        return [MatrixEntry(name=f"{cpu.arch.value}/{cpu.name}/vtcr-{vtcr:#x}",
+                            group="--vtcr", arch=cpu.arch, cpu=cpu.name, config=config,
+                            valid=verdict.valid)]
+    entries: list[MatrixEntry] = []
+    for cpu in _cpus(arch, cpus):
+        sizes = ipa_sizes
+        if sizes is None:
+            sizes = NIGHTLY_IPA_SIZES if cpu.arch is Arch.AARCH64 else AARCH32_IPA_SIZES
+        entries += valid_entries(cpu, sizes, granules)
+        entries += hafdbs_entries(cpu, sizes, granules)
+        if invalid and granules is None and ipa_sizes is None:
+            entries += invalid_entries(cpu)
+    return entries
+
+
+__all__ = ["NIGHTLY_IPA_SIZES", "build_matrix", "get_cpu", "hafdbs_entries", "invalid_entries",
+           "kvm_start_level", "valid_entries"]
