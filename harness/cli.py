@@ -1,0 +1,463 @@
+"""The ``s2diff`` command line.
+
+Thin over library functions: each subcommand is one ``configure`` function
+(its arguments) and one ``run`` function registered in ``SUBCOMMANDS``.  Only
+this module prints and chooses exit codes:
+
+    0 success · 1 the thing checked is not right (a new divergence; for
+    ``configs --vtcr``, an invalid configuration) · 2 bad usage or input
+    (one line on stderr) · 3 infrastructure failure, or an internal error
+    (then with a traceback: that is a bug in s2diff).
+
+Add a subcommand by writing ``_NAME_arguments(parser)`` and decorating its
+run function with ``@subcommand("NAME", "help", _NAME_arguments)``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import traceback
+from typing import Callable, Sequence, TextIO
+
+from reference import catalogue as cat
+from reference.arch import Arch, Granule
+from reference.cpus import CpuModel, cpu_names, get_cpu
+
+from .errors import S2DiffError, UsageError
+
+PROG = "s2diff"
+
+# IPA sizes --ipa accepts: the AArch32 minimum (T0SZ = 7) to the AArch64
+# maximum (52 bits with FEAT_LPA/LPA2).
+IPA_RANGE = (25, 52)
+
+
+@dataclasses.dataclass(frozen=True)
+class Streams:
+    """Where a subcommand writes; ``tty`` says whether ``out`` is a terminal."""
+
+    out: TextIO
+    err: TextIO
+    tty: bool
+
+    def note(self, text: str) -> None:
+        print(f"note: {text}", file=self.err)
+
+
+@dataclasses.dataclass(frozen=True)
+class Subcommand:
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, Streams], int]
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {}
+
+
+def subcommand(name: str, help: str, configure: Callable[[argparse.ArgumentParser], None]):
+    """Register the decorated ``run(args, streams) -> exit code``."""
+    def register(run: Callable[[argparse.Namespace, Streams], int]):
+        SUBCOMMANDS[name] = Subcommand(name, help, configure, run)
+        return run
+    return register
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises UsageError instead of printing usage
+    and exiting, so that main() reports every bad argument as one line."""
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+# ---------------------------------------------------------------------------
+# Argument value parsers (argparse prefixes "argument --NAME: ")
+# ---------------------------------------------------------------------------
+
+def _items(text: str, what: str) -> list[str]:
+    items = [t.strip() for t in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"empty item in {text!r} (give a comma-separated "
+                                         f"list of {what})")
+    return items
+
+
+def ipa_list(text: str) -> list[int]:
+    """Comma-separated IPA sizes in bits, each in IPA_RANGE."""
+    sizes = []
+    for item in _items(text, "IPA sizes in bits, e.g. 36,40,48"):
+        try:
+            size = int(item, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is not an IPA size in bits (e.g. 36,40,48)") from None
+        if not IPA_RANGE[0] <= size <= IPA_RANGE[1]:
+            raise argparse.ArgumentTypeError(
+                f"{size} is out of range (allowed {IPA_RANGE[0]}..{IPA_RANGE[1]})")
+        sizes.append(size)
+    return sizes
+
+
+def granule_list(text: str) -> list[Granule]:
+    """Comma-separated granules: 4k, 16k, 64k."""
+    try:
+        return [Granule.from_label(item) for item in _items(text, "granules: 4k, 16k, 64k")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def name_list(text: str) -> list[str]:
+    return _items(text, "CPU model names")
+
+
+def hex_value(text: str) -> int:
+    """A register value in hexadecimal, with or without 0x; '_' may group digits."""
+    try:
+        value = int(text.strip(), 16)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a hexadecimal number (e.g. 0x80023558)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative (give the register value)")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# configs
+# ---------------------------------------------------------------------------
+
+def _configs_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", choices=[a.value for a in Arch], default=Arch.AARCH64.value,
+                   help="aarch64 (VTCR_EL2) or arm (AArch32 VTCR); default aarch64")
+    p.add_argument("--cpu", type=name_list, metavar="NAME[,NAME]",
+                   help="CPU models (default: all of the architecture)")
+    p.add_argument("--ipa", type=ipa_list, metavar="BITS[,BITS]",
+                   help=f"IPA sizes in bits, {IPA_RANGE[0]}..{IPA_RANGE[1]} "
+                        f"(default: 32..52 for aarch64, 25..40 for arm)")
+    p.add_argument("--granule", type=granule_list, metavar="G[,G]",
+                   help="granules: 4k, 16k, 64k (default: all the CPU has)")
+    p.add_argument("--vtcr", type=hex_value, metavar="HEX",
+                   help="judge this VTCR_EL2 (or VTCR) value instead of listing")
+    p.add_argument("--vttbr", type=hex_value, metavar="HEX",
+                   help="with --vtcr: the VTTBR_EL2 (or VTTBR) value, default 0")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _select_cpus(arch: Arch, names: list[str] | None) -> list[CpuModel]:
+    if not names:
+        return [get_cpu(arch, n) for n in cpu_names(arch)]
+    cpus = []
+    for name in dict.fromkeys(names):
+        try:
+            cpus.append(get_cpu(arch, name))
+        except ValueError as exc:
+            raise UsageError(f"--cpu: {exc}") from None
+    return cpus
+
+
+_CONFIGS_EPILOG = """\
+Without --vtcr: every valid (granule, IPA size, start level) per CPU model,
+KVM's choice marked with *.  With --vtcr: the register decoded and judged;
+exit status 1 if it is invalid on a selected CPU model."""
+
+
+@subcommand("configs", "list the valid stage-2 configurations, or judge one VTCR value",
+            _configs_arguments)
+def run_configs(args: argparse.Namespace, io: Streams) -> int:
+    arch = Arch(args.arch)
+    cpus = _select_cpus(arch, args.cpu)
+    if args.vtcr is None:
+        if args.vttbr is not None:
+            raise UsageError("--vttbr: only with --vtcr")
+        return _list_configs(args, arch, cpus, io)
+    for option in ("ipa", "granule"):
+        if getattr(args, option) is not None:
+            raise UsageError(f"--{option}: selects catalogue entries, it does not apply to --vtcr")
+    return _judge_vtcr(args, arch, cpus, io)
+
+
+# -- the catalogue -----------------------------------------------------------
+
+def _granule_missing(cpu: CpuModel, granule: Granule) -> str:
+    if cpu.arch is Arch.AARCH32:
+        return f"{cpu.name} (arm) has no {granule.label} granule: AArch32 stage 2 uses 4K only"
+    n = {Granule.G4K: "4", Granule.G16K: "16", Granule.G64K: "64"}[granule]
+    return (f"{cpu.name} has no {granule.label} granule at stage 2 "
+            f"(ID_AA64MMFR0_EL1.TGran{n}_2 / TGran{n}: not implemented)")
+
+
+def _ipa_missing(cpu: CpuModel, ipa: int, granules: list[Granule]) -> str:
+    if cpu.arch is Arch.AARCH32:
+        return (f"{cpu.name} (arm) has no {ipa}-bit IPA: AArch32 stage 2 takes 25..40 bits "
+                f"(AArch32.S2IASize)")
+    for g in granules:
+        lo, hi = cat.ipa_limits(cpu, g)
+        if ipa > hi:
+            return (f"{cpu.name} has no {ipa}-bit IPA with {g.label}: AArch64.S2MinTxSZ limits "
+                    f"it to {hi} bits (PAMax {cpu.pamax})")
+        if ipa < lo:
+            return (f"{cpu.name} has no {ipa}-bit IPA with {g.label}: AArch64.MaxTxSZ needs at "
+                    f"least {lo} bits (no FEAT_TTST)")
+    return f"{cpu.name} has no valid configuration with a {ipa}-bit IPA"
+
+
+def _list_configs(args: argparse.Namespace, arch: Arch, cpus: list[CpuModel], io: Streams) -> int:
+    wanted = args.granule or list(Granule)
+    listing: list[tuple[CpuModel, list[cat.Entry]]] = []
+    notes: list[str] = []
+    for cpu in cpus:
+        granules = [g for g in dict.fromkeys(wanted) if cpu.s2_granule_supported(g)]
+        if args.granule:
+            notes.extend(_granule_missing(cpu, g) for g in dict.fromkeys(wanted)
+                         if g not in granules)
+        entries = cat.catalogue(cpu, args.ipa, granules)
+        if args.ipa and granules:
+            have = {e.ia_bits for e in entries}
+            notes.extend(_ipa_missing(cpu, ipa, granules) for ipa in dict.fromkeys(args.ipa)
+                         if ipa not in have)
+        if entries:
+            listing.append((cpu, entries))
+    if not listing:
+        raise UsageError("nothing to list: " + "; ".join(notes) if notes else
+                         "nothing to list")
+    if args.json:
+        json.dump([cat.entry_record(e) for _, es in listing for e in es], io.out, indent=2)
+        io.out.write("\n")
+    elif io.tty:
+        _print_rich(listing, arch, io)
+    else:
+        _print_plain(listing, arch, io)
+    for text in notes:
+        io.note(text)
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} B"
+
+
+_COLUMNS = ("KVM", "granule", "IPA", "T0SZ", "SL0", "DS/SL2", "start", "levels", "concat",
+            "root table", "VTTBR align", "PS", "OA", "VTCR", "remark")
+_RIGHT = {"IPA", "T0SZ", "start", "levels", "concat", "root table", "VTTBR align", "OA"}
+
+
+def _row(e: cat.Entry) -> list[str]:
+    c = e.config
+    a64 = c.arch is Arch.AARCH64
+    flags = " ".join(n for n, v in (("DS", c.ds), ("SL2", c.sl2)) if a64 and v)
+    return ["*" if cat.Convention.KVM in e.conventions else "", e.granule.label, str(e.ia_bits),
+            str(c.t0sz), f"{c.sl0:02b}", flags, f"L{e.start_level}", str(e.geometry.levels),
+            str(e.geometry.concat), _size(e.geometry.root_bytes), _size(e.vttbr_align),
+            f"{c.ps:03b}" if a64 else "-", str(e.oa_bits),
+            f"{c.vtcr():#x}", e.remark]
+
+
+def _cpu_title(cpu: CpuModel) -> str:
+    granules = ", ".join(g.label for g in cpu.s2_granules)
+    return (f"{cpu.name} ({cpu.arch.value}; {cpu.description}; PAMax {cpu.pamax}; "
+            f"stage-2 granules {granules})")
+
+
+def _legend(arch: Arch) -> list[str]:
+    if arch is Arch.AARCH64:
+        return [
+            "* KVM's choice: kvm_get_vtcr (arch/arm64/kvm/hyp/pgtable.c), levels = "
+            "ARM64_HW_PGTABLE_LEVELS(IPA - 4), at least 2, start level = 4 - levels.",
+            "Xen's choice: pa_range_info in xen/arch/arm/mmu/p2m.c (4k, IPA = PA size).",
+            "Unmarked rows are legal alternatives (same granule and IPA, another start level).",
+            "PS: the CPU's PARange as KVM programs it (48 bits without DS for 4k/16k); any PS "
+            "is legal, a smaller one only lowers the output size OA "
+            "(AArch64.PhysicalAddressSize).",
+        ]
+    return [
+        "* KVM's choice: KVM/arm (arch/arm/include/asm/kvm_arm.h, Linux <= 5.6): "
+        "40-bit IPA, SL0 = 1.",
+        "Xen's choice: pa_range_info in xen/arch/arm/mmu/p2m.c (CONFIG_ARM_32).",
+        "Output size is 40 bits (AArch32.S2Walk).",
+    ]
+
+
+def _print_plain(listing, arch: Arch, io: Streams) -> None:
+    for cpu, entries in listing:
+        rows = [list(_COLUMNS)] + [_row(e) for e in entries]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+        print(_cpu_title(cpu), file=io.out)
+        for r in rows:
+            cells = [cell.rjust(w) if name in _RIGHT else cell.ljust(w)
+                     for name, cell, w in zip(_COLUMNS, r, widths)]
+            print("  " + "  ".join(cells).rstrip(), file=io.out)
+        print(file=io.out)
+    for line in _legend(arch):
+        print(line, file=io.out)
+
+
+def _print_rich(listing, arch: Arch, io: Streams) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=io.out)
+    for cpu, entries in listing:
+        table = Table(title=_cpu_title(cpu), title_justify="left")
+        for name in _COLUMNS:
+            table.add_column(name, justify="right" if name in _RIGHT else "left",
+                             style="bold" if name == "KVM" else None)
+        for e in entries:
+            table.add_row(*_row(e), style="green" if cat.Convention.KVM in e.conventions else None)
+        console.print(table)
+    for line in _legend(arch):
+        console.print(line, highlight=False, markup=False)
+
+
+# -- one register value ------------------------------------------------------
+
+def _judge_vtcr(args: argparse.Namespace, arch: Arch, cpus: list[CpuModel], io: Streams) -> int:
+    width = 64 if arch is Arch.AARCH64 else 32
+    register = "VTCR_EL2" if arch is Arch.AARCH64 else "VTCR"
+    if args.vtcr >> width:
+        raise UsageError(f"--vtcr: {args.vtcr:#x} does not fit {register} ({width} bits)")
+    vttbr = args.vttbr or 0
+    if vttbr >> 64:
+        raise UsageError(f"--vttbr: {vttbr:#x} does not fit VTTBR (64 bits)")
+    verdicts = [cat.judge(cpu, cat.vtcr_config(cpu, args.vtcr, vttbr)) for cpu in cpus]
+    if args.json:
+        json.dump([cat.verdict_record(v) for v in verdicts], io.out, indent=2)
+        io.out.write("\n")
+    else:
+        for v in verdicts:
+            _print_verdict(v, args.vtcr, io)
+    return 0 if all(v.valid for v in verdicts) else 1
+
+
+def _geometry_text(granule, ia_bits, start_level, levels, concat, root, align, oa) -> str:
+    tables = f"{concat} concatenated tables" if concat > 1 else "1 table"
+    return (f"{granule.label} granule, {ia_bits}-bit IPA, start level {start_level}, "
+            f"{levels} levels, {tables} at the start level ({_size(root)}, VTTBR aligned to "
+            f"{_size(align)}), output {oa} bits")
+
+
+def _print_verdict(v: cat.Verdict, vtcr: int, io: Streams) -> None:
+    out = io.out
+    c = v.config
+    register = "VTCR_EL2" if c.arch is Arch.AARCH64 else "VTCR"
+    print(f"{v.cpu.name} ({c.arch.value}, PAMax {v.cpu.pamax}): {register} = {vtcr:#x}, "
+          f"VTTBR = {c.vttbr:#x}", file=out)
+    for f in cat.decode_vtcr(c.arch, vtcr, v.start_level):
+        bits = f"[{f.hi}:{f.lo}]" if f.hi != f.lo else f"[{f.hi}]"
+        value = str(f.value) if f.name == "T0SZ" or f.hi == f.lo else f"{f.value:#0{f.hi - f.lo + 3}b}"
+        print(f"  {f.name:<6}{bits:<9}{value:<6} {f.meaning}", file=out)
+    other = cat.uninterpreted_bits(c.arch, vtcr)
+    if other:
+        print(f"  bits {other:#x} are set but not interpreted by the model "
+              f"(RES0, or a feature it does not implement)", file=out)
+    if v.valid:
+        walking = v.readings
+        if v.granule is not None and v.start_level is not None and v.ia_bits is not None:
+            print("  valid: " + _geometry_text(v.granule, v.ia_bits, v.start_level, v.levels,
+                                                v.concat, v.root_bytes, v.vttbr_align,
+                                                v.oa_bits), file=out)
+            if v.choices:
+                print("  (under every permitted choice:)", file=out)
+                _print_choices(v.choices, out)
+        else:
+            print("  valid, but the geometry depends on the choices:", file=out)
+            for r in walking:
+                _print_choices(r.choices, out)
+                g = r.geometry
+                print("      -> " + _geometry_text(r.granule, r.ia_bits, r.start_level, g.levels,
+                                                   g.concat, g.root_bytes, r.vttbr_align,
+                                                   r.oa_bits), file=out)
+    else:
+        walking = [r for r in v.readings if r.walks]
+        print("  INVALID: " + ("some permitted readings fault before the walk" if walking
+                               else "every access faults before the walk"), file=out)
+        if len(v.readings) > 4:
+            # Many readings come from one choice (e.g. an UNKNOWN T0SZ): summarise.
+            _print_choices(v.choices, out)
+            print(f"    {len(walking)} of {len(v.readings)} readings walk; the others fault:",
+                  file=out)
+            for problem, fault in dict.fromkeys((r.problem, r.fault) for r in v.readings
+                                                if not r.walks):
+                print(f"    {problem} -> {fault.describe()}", file=out)
+        else:
+            for r in v.readings:
+                _print_choices([c for c in r.choices if c != r.problem], out)
+                if r.walks:
+                    g = r.geometry
+                    print("      -> walks: " + _geometry_text(
+                        r.granule, r.ia_bits, r.start_level, g.levels, g.concat, g.root_bytes,
+                        r.vttbr_align, r.oa_bits), file=out)
+                else:
+                    print(f"    {r.problem} -> {r.fault.describe()}", file=out)
+    for text in v.notes:
+        print(f"  note: {text}", file=out)
+    marks = cat.verdict_conventions(v)
+    if v.valid and v.start_level is not None:
+        kvm = "yes" if cat.Convention.KVM in marks else "no"
+        xen = "yes" if cat.Convention.XEN in marks else "no"
+        print(f"  KVM's choice: {kvm}; Xen's choice: {xen}", file=out)
+    print(file=out)
+
+
+def _print_choices(choices: Sequence[str], out: TextIO) -> None:
+    shown = list(choices) if len(choices) <= 4 else list(choices[:2])
+    for text in shown:
+        print(f"    choice: {text}", file=out)
+    if len(shown) < len(choices):
+        print(f"    ... and {len(choices) - len(shown)} more choices of the same kind", file=out)
+
+
+# ---------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Differential tester of ARM stage-2 translation "
+                     "(IPA -> PA): an architectural reference model against QEMU.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for sc in SUBCOMMANDS.values():
+        epilog = _CONFIGS_EPILOG if sc.name == "configs" else None
+        sub = commands.add_parser(sc.name, help=sc.help, description=sc.help, epilog=epilog,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sc.configure(sub)
+        sub.set_defaults(_run=sc.run)
+    return parser
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (see the module docstring)."""
+    streams = Streams(out=sys.stdout, err=sys.stderr, tty=sys.stdout.isatty())
+    try:
+        args = build_parser().parse_args(argv)
+        return args._run(args, streams)
+    except S2DiffError as exc:
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except SystemExit as exc:       # --help and --version
+        return exc.code if isinstance(exc.code, int) else 0
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except Exception:
+        traceback.print_exc()
+        print(f"{PROG}: internal error (a bug in s2diff; the traceback is above)", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
