@@ -90,7 +90,7 @@ class FatalReason(enum.Enum):
     BAD_MAGIC = 2       # the job header's magic is wrong (no job loaded?)
     BAD_VERSION = 3     # job built for another ABI version
     BAD_KIND = 4        # probe kind > 3; detail = the kind
-    BAD_REGION = 5      # region outside the arena; detail = its PA
+    BAD_REGION = 5      # region outside the arena or not 8-byte aligned; detail = its PA
 
 
 @dataclass(frozen=True)

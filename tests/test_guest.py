@@ -329,6 +329,34 @@ class TestEndings:
         assert all(im.observations == (NOT_RUN,) for im in r.images)
 
     @pytest.mark.qemu
+    @pytest.mark.parametrize("arch, cpu", [(Arch.AARCH64, "cortex-a53"), (Arch.AARCH32, "cortex-a15")])
+    @pytest.mark.parametrize("field, value, reason, detail", [
+        (0x00, 0x1234_5678, FatalReason.BAD_MAGIC, 0),
+        (0x04, 99, FatalReason.BAD_VERSION, 0),
+        ("kind", 7, FatalReason.BAD_KIND, 7),
+        ("region_pa", 0x4000_0000, FatalReason.BAD_REGION, 0x4000_0000),
+    ])
+    def test_stub_refuses_a_bad_job(self, arch, cpu, field, value, reason, detail, monkeypatch):
+        """The stub's own job checks stop it with a FATAL job line and exit 2."""
+        def corrupt_pack_job(layout_, images, hang_after=None):
+            blob = bytearray(pack_job(layout_, images, hang_after))
+            if field == "kind":
+                struct.pack_into("<I", blob, struct.unpack_from("<Q", blob, 0x20)[0] + 8, value)
+            elif field == "region_pa":
+                struct.pack_into("<Q", blob, struct.unpack_from("<Q", blob, 0x28)[0], value)
+            else:
+                struct.pack_into("<I", blob, field, value)
+            return bytes(blob)
+
+        monkeypatch.setattr(qemu_mod, "pack_job", corrupt_pack_job)
+        r = run_batch(arch, cpu, small_batch(arch, 1))
+        assert r.status is BatchStatus.GUEST_ERROR
+        assert r.returncode == 2
+        assert r.fatal is not None and (r.fatal.reason, r.fatal.detail) == (reason, detail)
+        assert r.diagnostic.startswith("FATAL: job reason=")
+        assert f"stub refused the job: {reason.name}" in r.diagnostic
+
+    @pytest.mark.qemu
     def test_qemu_refusing_to_start_raises(self):
         """An unknown -cpu is infrastructure trouble, not a batch outcome."""
         with pytest.raises(QemuError) as info:

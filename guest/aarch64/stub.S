@@ -161,7 +161,11 @@ _start:
     ldp     x0, x1, [x11]                       // pa, len
     ldr     x2, [x11, #16]                      // offset in the job
     add     x2, x19, x2
-    // Refuse a region outside the arena: it could overwrite the stub.
+    // Refuse a region outside the arena (it could overwrite the stub) or
+    // not made of whole aligned words (the copy below would overrun).
+    orr     x3, x0, x1
+    tst     x3, #7
+    b.ne    region_fatal
     add     x3, x0, x1
     cmp     x0, x12
     b.lo    region_fatal

@@ -162,7 +162,11 @@ _start:
     ldr     r1, [r7, #8]                        @ len (low word)
     ldr     r2, [r7, #16]                       @ offset in the job
     add     r2, r4, r2
-    @ Refuse a region outside the arena: it could overwrite the stub.
+    @ Refuse a region outside the arena (it could overwrite the stub) or
+    @ not made of whole aligned words (the copy below would overrun).
+    orr     r3, r0, r1
+    tst     r3, #7
+    bne     region_fatal
     ldr     r3, [r7, #4]                        @ pa, high word
     cmp     r3, #0
     bne     region_fatal
