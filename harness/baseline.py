@@ -19,11 +19,17 @@ from .errors import UsageError
 
 VERSION = 1
 _LIST_FIELDS = ("cpus", "granules", "qemu_versions")
-_REGEX_FIELDS = ("expected", "observed", "aim", "config")
+_REGEX_FIELDS = ("expected", "observed", "aim", "config", "rule")
 _TEXT_FIELDS = ("id", "title", "evidence", "upstream", "case", "kind", "arch", "verdict")
 _KNOWN = set(_LIST_FIELDS) | set(_REGEX_FIELDS) | set(_TEXT_FIELDS)
 _KINDS = ("probe", "memory")
 _VERDICTS = ("qemu-bug", "architecture-permitted", "reference-limitation")
+
+
+def version_number(text: str) -> str:
+    """'QEMU emulator version 7.2.22 (Debian ...)' -> '7.2.22'."""
+    m = re.search(r"version (\d+(?:\.\d+)*)", str(text))
+    return m.group(1) if m else str(text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +39,9 @@ class BaselineEntry:
     ``expected`` is matched (re.fullmatch) against the permitted-outcome
     labels joined with " | " (sorted, e.g. "translation L1"); ``observed``
     (fullmatch) against the observed label; ``aim`` and ``config`` (search)
-    against the probe's aim and the configuration text.  ``cpus``,
+    against the probe's aim and the configuration text; ``rule`` (search)
+    against the rules of the permitted outcomes, i.e. the architecture rule
+    the emulator breaks.  ``cpus``,
     ``granules`` and ``qemu_versions`` (prefixes of the version string)
     restrict the entry when given."""
 
@@ -52,6 +60,7 @@ class BaselineEntry:
     observed: re.Pattern | None = None
     aim: re.Pattern | None = None
     config: re.Pattern | None = None
+    rule: re.Pattern | None = None
 
     def matches(self, d: dict[str, Any]) -> bool:
         """Whether the divergence record ``d`` (docs/results.md) is this entry."""
@@ -63,7 +72,7 @@ class BaselineEntry:
             return False
         if self.granules and d.get("granule") not in self.granules:
             return False
-        if self.qemu_versions and not any(str(d.get("qemu_version", "")).startswith(v)
+        if self.qemu_versions and not any(version_number(d.get("qemu_version", "")).startswith(v)
                                           for v in self.qemu_versions):
             return False
         if self.expected and not self.expected.fullmatch(" | ".join(sorted(d.get("expected", [])))):
@@ -73,6 +82,9 @@ class BaselineEntry:
         if self.aim and not self.aim.search(str(d.get("aim") or "")):
             return False
         if self.config and not self.config.search(str(d.get("config", ""))):
+            return False
+        if self.rule and not any(self.rule.search(r) for p in d.get("permitted", [])
+                                 for r in p.get("rules", [])):
             return False
         return True
 

@@ -179,28 +179,11 @@ def judge_batch(batch: Batch, cases: Sequence[Case], result) -> list[dict[str, A
         "qemu_version": result.qemu_version, "diagnostic": result.diagnostic,
     }]
     for spec, case, image in zip(batch.specs, cases, result.images):
-        permitted = case.permitted()
-        arch = case.cpu.arch
-        counts = {"probes": len(case.probes), "passed": 0, "diverged": 0, "not_run": 0}
-        divergences = []
-        for i, (probe, res, obs) in enumerate(zip(case.probes, permitted, image.observations)):
-            verdict = judge_probe(arch, res, probe.ipa, obs, case.cpu.arch_version)
-            if verdict.status is ProbeStatus.PASS:
-                counts["passed"] += 1
-            elif verdict.status is ProbeStatus.NOT_RUN:
-                counts["not_run"] += 1
-            else:
-                counts["diverged"] += 1
-                divergences.append(_divergence(case, i, res, obs, verdict.observed))
-        if image.completed:
-            before = tuple((r.pa, r.data) for r in case.image.regions)
-            for change in judge_memory(before, image.regions_after, permitted):
-                counts["diverged"] += 1
-                divergences.append(_memory_divergence(case, permitted, change))
+        counts, divergences = judge_case(case, image)
         status = _case_status(result.status, image.completed, counts)
         records.append({
             "type": "case", "key": case.key, "entry": spec.entry.name, "group": spec.entry.group,
-            "arch": arch.value, "cpu": case.cpu.name, "vtcr": f"{case.config.vtcr():#x}",
+            "arch": case.cpu.arch.value, "cpu": case.cpu.name, "vtcr": f"{case.config.vtcr():#x}",
             "vttbr": f"{case.config.vttbr:#x}", "valid": spec.entry.valid, "kvm": spec.entry.kvm,
             "batch": batch.number, "status": status, **counts,
         })
@@ -210,6 +193,30 @@ def judge_batch(batch: Batch, cases: Sequence[Case], result) -> list[dict[str, A
                       "argv": list(result.argv)})
             records.append(d)
     return records
+
+
+def judge_case(case: Case, image) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Counts and divergence records (without run context) for one case's
+    observations (an ImageResult)."""
+    permitted = case.permitted()
+    arch = case.cpu.arch
+    counts = {"probes": len(case.probes), "passed": 0, "diverged": 0, "not_run": 0}
+    divergences = []
+    for i, (probe, res, obs) in enumerate(zip(case.probes, permitted, image.observations)):
+        verdict = judge_probe(arch, res, probe.ipa, obs, case.cpu.arch_version)
+        if verdict.status is ProbeStatus.PASS:
+            counts["passed"] += 1
+        elif verdict.status is ProbeStatus.NOT_RUN:
+            counts["not_run"] += 1
+        else:
+            counts["diverged"] += 1
+            divergences.append(_divergence(case, i, res, obs, verdict.observed))
+    if image.completed:
+        before = tuple((r.pa, r.data) for r in case.image.regions)
+        for change in judge_memory(before, image.regions_after, permitted):
+            counts["diverged"] += 1
+            divergences.append(_memory_divergence(case, permitted, change))
+    return counts, divergences
 
 
 def _case_status(batch_status: BatchStatus, completed: bool, counts: dict[str, int]) -> str:
