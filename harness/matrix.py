@@ -102,6 +102,14 @@ def invalid_entries(cpu: CpuModel) -> list[MatrixEntry]:
                     arch=Arch.AARCH64, t0sz=24, sl0=0b01, tg0=TG0_ENCODING[granule], ps=ps_max,
                     irgn0=1, orgn0=1, sh0=3)))
         fam.append(("legal: PS above PARange", dataclasses.replace(cfg(g4, 40, 1), ps=0b110)))
+        # A PS below PARange makes output and table addresses between PS and
+        # PAMax Address size faults: the only way to reach them on a model
+        # whose descriptors cannot hold an address beyond PAMax.
+        small = 40 if pa > 40 else 36
+        for granule in cpu.s2_granules:
+            fam.append(("legal: PS below PARange", dataclasses.replace(
+                aarch64_config(granule, small - 4, kvm_start_level(granule, small - 4),
+                               ps_bits=small))))
         if pa >= 40:
             fam.append(("legal: IPA larger than PS", dataclasses.replace(
                 cfg(g4, 40, 1), ps=PS_ENCODING[36])))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from typing import Callable
 
 from .arch import Arch, AtKind, Granule
 from .config import FINAL_LEVEL, S2Config
@@ -137,6 +138,10 @@ class _Planner:
             return min(self.geo.root_entries, max(1, reachable))
         return 1 << self.geo.stride
 
+    def start_entries(self) -> int:
+        """Start-level entries a probe can reach."""
+        return self._entries(self.layout.start_level)
+
     def _candidates(self, level: int) -> list[int]:
         n = self._entries(level)
         cands = [0, n - 1] + self.random_idx[level]
@@ -240,75 +245,106 @@ def _leaf_levels(cpu: CpuModel, layout: Layout, config: S2Config) -> list[tuple[
 
 
 def _scenarios(pl: _Planner, cpu: CpuModel, config: S2Config, layout: Layout) -> None:
-    """Place the scenarios of one case (see the module docstring)."""
+    """Place the scenarios of one case (see the module docstring).
+
+    Deepest level first: with few reachable start-level entries (AArch32
+    above 4 GiB) the tables deeper scenarios need are taken before shallow
+    leaves use the entries up.  When the start level is that small, every
+    other case puts its start-level scenarios first, in a shuffled order, so
+    that the faults only a start-level entry can give are reached too."""
     rng = pl.rng
-    # Deepest level first: with few reachable start-level entries (AArch32
-    # above 4 GiB), the tables deeper scenarios need are taken before
-    # shallow leaves use the entries up.
-    for level, allowed in reversed(_leaf_levels(cpu, layout, config)):
-        kind = "page" if level == FINAL_LEVEL else "block"
-        if allowed:
-            # Well-formed leaves with each S2AP, probed with reads and writes.
-            for s2ap in (0b11, 0b01, 0b10, 0b00):
-                attrs = LeafAttrs(s2ap=s2ap, xn=rng.randrange(4),
-                                  memattr=rng.choice((0b1111, 0b0101, 0b0000, 0b1010)))
-                ipa = pl.put_leaf(level, attrs)
-                if ipa is not None:
-                    pl.probe_block(ipa, level, f"L{level} {kind} S2AP={s2ap:02b} read", pl.read_at())
-                    pl.probe(ipa, pl.write_at(), f"L{level} {kind} S2AP={s2ap:02b} write")
-            # AF = 0: Access flag fault, or a hardware update under HA.
-            ipa = pl.put_leaf(level, LeafAttrs(af=0, s2ap=rng.choice((0b11, 0b01))))
-            if ipa is not None:
-                pl.probe(ipa, pl.any_at(), f"L{level} {kind} AF=0")
-            if cpu.arch is Arch.AARCH64:
-                # DBM on a read-only leaf: dirty-state management under HA/HD.
-                ipa = pl.put_leaf(level, LeafAttrs(dbm=1, s2ap=0b01, af=rng.randrange(2)))
-                if ipa is not None:
-                    pl.probe(ipa, pl.write_at(), f"L{level} {kind} DBM read-only, write")
-                    pl.probe(ipa, pl.read_at(), f"L{level} {kind} DBM read-only, read")
-            # Output address beyond the output size.
-            ipa = pl.put_leaf(level, LeafAttrs(), beyond=True)
-            if ipa is not None:
-                pl.probe(ipa, pl.any_at(), f"L{level} {kind} OA beyond {pl.oa_bits} bits")
-            _contiguous(pl, cpu, layout, level)
-        else:
-            ipa = pl.put_leaf(level, LeafAttrs())
-            if ipa is not None:
-                pl.probe(ipa, pl.any_at(), f"L{level} block where no block is allowed")
-        # Reserved and invalid encodings.
-        if level == FINAL_LEVEL:
-            oa = pl.pick_oa(level) or 0
-            ipa = pl.put(level, encode_leaf(layout, level, oa) & ~0b10)
-            if ipa is not None:
-                pl.probe(ipa, pl.any_at(), "L3 reserved 0b01")
-        else:
-            ipa = pl.put(level, rng.choice((0, 0b10, rng.getrandbits(64) & ~1)))
-            if ipa is not None:
-                pl.probe(ipa, pl.any_at(), f"L{level} invalid (bit 0 clear)")
-            # A table pointing beyond the output size, and one pointing where
-            # there is no memory.
-            far = pl.pick_oa(FINAL_LEVEL, beyond=True)
-            if far is not None and pl.mmap.empty:
-                # Below the output size the address names no memory, so a
-                # walker that ignores the high bits (ARMv7 LPAE may) takes
-                # a predictable External abort instead of reading RAM.
-                low = rng.choice(pl.mmap.empty) >> layout.granule.bits << layout.granule.bits
-                far = far >> pl.oa_bits << pl.oa_bits | low
-            if far is not None:
-                ipa = pl.put(level, encode_table(layout, far))
-                if ipa is not None:
-                    pl.probe(ipa, pl.any_at(), f"L{level} table address beyond {pl.oa_bits} bits")
-            if pl.mmap.empty:
-                empty = rng.choice(pl.mmap.empty) >> layout.granule.bits << layout.granule.bits
-                ipa = pl.put(level, encode_table(layout, empty))
-                if ipa is not None:
-                    pl.probe(ipa, pl.any_at(), f"L{level} table in no memory")
+    small_root = pl.start_entries() <= 16
+    order = list(reversed(_leaf_levels(cpu, layout, config)))
+    if small_root and rng.random() < 0.5:
+        order = order[-1:] + order[:-1]
+    for level, allowed in order:
+        steps = _level_scenarios(pl, cpu, layout, level, allowed)
+        if small_root and level == layout.start_level:
+            rng.shuffle(steps)
+        for step in steps:
+            step()
     # Edges of the IPA space: the first and last IPA, and just beyond.
     pl.probe(0, pl.any_at(), "IPA 0")
     pl.probe(pl.ipa_limit - (1 << layout.granule.bits), pl.any_at(), "top page of the IPA space")
     pl.probe(1 << layout.ia_bits, pl.any_at(), "first IPA beyond the IPA size")
     if cpu.arch is Arch.AARCH64:
         pl.probe(1 << cpu.pamax, pl.any_at(), "IPA at 2^PAMax (stage-1 address size)")
+
+
+def _level_scenarios(pl: _Planner, cpu: CpuModel, layout: Layout, level: int,
+                     allowed: bool) -> list[Callable[[], None]]:
+    """The scenarios of one level, each a step that places its descriptor
+    and its probes."""
+    rng = pl.rng
+    kind = "page" if level == FINAL_LEVEL else "block"
+    steps: list[Callable[[], None]] = []
+
+    def leaf(attrs: LeafAttrs, aims: tuple[tuple[str, Callable[[], AtKind]], ...],
+             beyond: bool = False, whole_block: bool = False) -> Callable[[], None]:
+        def step() -> None:
+            ipa = pl.put_leaf(level, attrs, beyond=beyond)
+            if ipa is None:
+                return
+            for i, (aim, at) in enumerate(aims):
+                if whole_block and i == 0:
+                    pl.probe_block(ipa, level, aim, at())
+                else:
+                    pl.probe(ipa, at(), aim)
+        return step
+
+    def raw(desc: int, aim: str) -> Callable[[], None]:
+        def step() -> None:
+            ipa = pl.put(level, desc)
+            if ipa is not None:
+                pl.probe(ipa, pl.any_at(), aim)
+        return step
+
+    if allowed:
+        # Well-formed leaves with each S2AP, probed with reads and writes.
+        for s2ap in (0b11, 0b01, 0b10, 0b00):
+            attrs = LeafAttrs(s2ap=s2ap, xn=rng.randrange(4),
+                              memattr=rng.choice((0b1111, 0b0101, 0b0000, 0b1010)))
+            steps.append(leaf(attrs, ((f"L{level} {kind} S2AP={s2ap:02b} read", pl.read_at),
+                                      (f"L{level} {kind} S2AP={s2ap:02b} write", pl.write_at)),
+                              whole_block=True))
+        # AF = 0: Access flag fault, or a hardware update under HA.
+        steps.append(leaf(LeafAttrs(af=0, s2ap=rng.choice((0b11, 0b01))),
+                          ((f"L{level} {kind} AF=0", pl.any_at),)))
+        if cpu.arch is Arch.AARCH64:
+            # DBM on a read-only leaf: dirty-state management under HA/HD.
+            steps.append(leaf(LeafAttrs(dbm=1, s2ap=0b01, af=rng.randrange(2)),
+                              ((f"L{level} {kind} DBM read-only, write", pl.write_at),
+                               (f"L{level} {kind} DBM read-only, read", pl.read_at))))
+        # Output address beyond the output size.
+        steps.append(leaf(LeafAttrs(), ((f"L{level} {kind} OA beyond {pl.oa_bits} bits",
+                                         pl.any_at),), beyond=True))
+        steps.append(lambda: _contiguous(pl, cpu, layout, level))
+    else:
+        steps.append(leaf(LeafAttrs(), ((f"L{level} block where no block is allowed",
+                                         pl.any_at),)))
+    # Reserved and invalid encodings.
+    if level == FINAL_LEVEL:
+        oa = pl.pick_oa(level) or 0
+        steps.append(raw(encode_leaf(layout, level, oa) & ~0b10, "L3 reserved 0b01"))
+        return steps
+    steps.append(raw(rng.choice((0, 0b10, rng.getrandbits(64) & ~1)),
+                     f"L{level} invalid (bit 0 clear)"))
+    # A table pointing beyond the output size, and one pointing where there
+    # is no memory.
+    far = pl.pick_oa(FINAL_LEVEL, beyond=True)
+    if far is not None and pl.mmap.empty:
+        # Below the output size the address names no memory, so a walker
+        # that ignores the high bits (ARMv7 LPAE may) takes a predictable
+        # External abort instead of reading RAM.
+        low = rng.choice(pl.mmap.empty) >> layout.granule.bits << layout.granule.bits
+        far = far >> pl.oa_bits << pl.oa_bits | low
+    if far is not None:
+        steps.append(raw(encode_table(layout, far),
+                         f"L{level} table address beyond {pl.oa_bits} bits"))
+    if pl.mmap.empty:
+        empty = rng.choice(pl.mmap.empty) >> layout.granule.bits << layout.granule.bits
+        steps.append(raw(encode_table(layout, empty), f"L{level} table in no memory"))
+    return steps
 
 
 def _contiguous(pl: _Planner, cpu: CpuModel, layout: Layout, level: int) -> None:
