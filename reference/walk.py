@@ -45,6 +45,9 @@ class S2Params:
     ps: int
     ha: int
     hd: int
+    # VTCR_EL2.SH0: the shareability of a leaf when DS = 1, whose
+    # descriptor bits [9:8] are then OA[51:50] (AArch64.S2NextWalkStateLeaf).
+    sh0: int = 0
 
     @property
     def ia_bits(self) -> int:
@@ -89,7 +92,8 @@ def aarch64_nss2_ttw_params(cpu: CpuModel, config: S2Config) -> list[tuple[S2Par
         params.append((S2Params(granule=granule, txsz=config.t0sz, sl0=config.sl0, sl2=sl2,
                                 ds=ds, ps=config.ps,
                                 ha=config.ha if cpu.hafdbs >= 1 else 0,
-                                hd=config.hd if cpu.hafdbs >= 2 else 0), rule))
+                                hd=config.hd if cpu.hafdbs >= 2 else 0,
+                                sh0=config.sh0), rule))
     return params
 
 
@@ -296,10 +300,11 @@ def _leaf_translation(p: S2Params, desc: int, level: int, pa: int, contiguous: i
     [5:2], S2AP [7:6], SH [9:8] (VTCR.SH0 with DS = 1), AF [10], DBM [51],
     XN [54] and, with FEAT_XNX, XNX [53]."""
     xn = bit(desc, 54) << 1 | (bit(desc, 53) if cpu.feat_xnx else 0)
+    sh = p.sh0 if p.ds else field(desc, 9, 8)
     return Translation(pa=pa, level=level,
                        block_bits=geometry(p.granule, p.ia_bits, level).block_bits(level),
                        s2ap=field(desc, 7, 6), xn=xn, memattr=field(desc, 5, 2),
-                       sh=field(desc, 9, 8), af=bit(desc, 10), contiguous=contiguous,
+                       sh=sh, af=bit(desc, 10), contiguous=contiguous,
                        dbm=bit(desc, 51))
 
 
