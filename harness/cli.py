@@ -298,20 +298,35 @@ def _print_plain(listing, arch: Arch, io: Streams) -> None:
         print(line, file=io.out)
 
 
+# The terminal view fits 80 columns: T0SZ, SL0, DS/SL2 and PS are in the
+# VTCR value, and the remark is left to the plain and JSON forms.
+_RICH_COLUMNS = ("", "gran", "IPA", "start", "lvl", "cat", "root", "align", "OA", "VTCR")
+_RICH_LEGEND = ("x = Xen's choice; start = start level, lvl = levels, cat = concatenated "
+                "tables at the start level, root = their size, align = VTTBR alignment, "
+                "OA = output bits.")
+
+
 def _print_rich(listing, arch: Arch, io: Streams) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(file=io.out)
     for cpu, entries in listing:
-        table = Table(title=_cpu_title(cpu), title_justify="left")
-        for name in _COLUMNS:
-            table.add_column(name, justify="right" if name in _RIGHT else "left",
-                             style="bold" if name == "KVM" else None)
+        table = Table(title=_cpu_title(cpu), title_justify="left", box=None, padding=(0, 1),
+                      pad_edge=False, header_style="bold")
+        for name in _RICH_COLUMNS:
+            table.add_column(name, no_wrap=True,
+                             justify="left" if name in ("", "gran", "VTCR") else "right")
         for e in entries:
-            table.add_row(*_row(e), style="green" if cat.Convention.KVM in e.conventions else None)
+            row = dict(zip(_COLUMNS, _row(e)))
+            mark = row["KVM"] + ("x" if cat.Convention.XEN in e.conventions else "")
+            table.add_row(mark, row["granule"], row["IPA"], row["start"], row["levels"],
+                          row["concat"], row["root table"], row["VTTBR align"], row["OA"],
+                          row["VTCR"],
+                          style="bold green" if cat.Convention.KVM in e.conventions else None)
         console.print(table)
-    for line in _legend(arch):
+        console.print()
+    for line in [_RICH_LEGEND, *_legend(arch)]:
         console.print(line, highlight=False, markup=False)
 
 
@@ -335,11 +350,12 @@ def _judge_vtcr(args: argparse.Namespace, arch: Arch, cpus: list[CpuModel], io: 
     return 0 if all(v.valid for v in verdicts) else 1
 
 
-def _geometry_text(granule, ia_bits, start_level, levels, concat, root, align, oa) -> str:
-    tables = f"{concat} concatenated tables" if concat > 1 else "1 table"
-    return (f"{granule.label} granule, {ia_bits}-bit IPA, start level {start_level}, "
-            f"{levels} levels, {tables} at the start level ({_size(root)}, VTTBR aligned to "
-            f"{_size(align)}), output {oa} bits")
+def _reading_text(r: cat.Reading) -> str:
+    g = r.geometry
+    tables = f"{g.concat} concatenated tables" if g.concat > 1 else "1 table"
+    return (f"{r.granule.label} granule, {r.ia_bits}-bit IPA, start level {r.start_level}, "
+            f"{g.levels} levels, {tables} at the start level ({_size(g.root_bytes)}, VTTBR "
+            f"aligned to {_size(r.vttbr_align)}), output {r.oa_bits} bits")
 
 
 def _print_verdict(v: cat.Verdict, vtcr: int, io: Streams) -> None:
@@ -350,31 +366,26 @@ def _print_verdict(v: cat.Verdict, vtcr: int, io: Streams) -> None:
           f"VTTBR = {c.vttbr:#x}", file=out)
     for f in cat.decode_vtcr(c.arch, vtcr, v.start_level):
         bits = f"[{f.hi}:{f.lo}]" if f.hi != f.lo else f"[{f.hi}]"
-        value = str(f.value) if f.name == "T0SZ" or f.hi == f.lo else f"{f.value:#0{f.hi - f.lo + 3}b}"
+        value = (str(f.value) if f.name == "T0SZ" or f.hi == f.lo
+                 else f"{f.value:#0{f.hi - f.lo + 3}b}")
         print(f"  {f.name:<6}{bits:<9}{value:<6} {f.meaning}", file=out)
     other = cat.uninterpreted_bits(c.arch, vtcr)
     if other:
         print(f"  bits {other:#x} are set but not interpreted by the model "
               f"(RES0, or a feature it does not implement)", file=out)
-    if v.valid:
-        walking = v.readings
-        if v.granule is not None and v.start_level is not None and v.ia_bits is not None:
-            print("  valid: " + _geometry_text(v.granule, v.ia_bits, v.start_level, v.levels,
-                                                v.concat, v.root_bytes, v.vttbr_align,
-                                                v.oa_bits), file=out)
-            if v.choices:
-                print("  (under every permitted choice:)", file=out)
-                _print_choices(v.choices, out)
-        else:
-            print("  valid, but the geometry depends on the choices:", file=out)
-            for r in walking:
-                _print_choices(r.choices, out)
-                g = r.geometry
-                print("      -> " + _geometry_text(r.granule, r.ia_bits, r.start_level, g.levels,
-                                                   g.concat, g.root_bytes, r.vttbr_align,
-                                                   r.oa_bits), file=out)
+    walking = [r for r in v.readings if r.walks]
+    unique = v.valid and None not in (v.granule, v.ia_bits, v.start_level)
+    if unique:
+        print("  valid: " + _reading_text(walking[0]), file=out)
+        if v.choices:
+            print("  (the same under every permitted choice:)", file=out)
+            _print_choices(v.choices, out)
+    elif v.valid:
+        print("  valid, but the geometry depends on the choices:", file=out)
+        for r in walking:
+            _print_choices(r.choices, out)
+            print("      -> " + _reading_text(r), file=out)
     else:
-        walking = [r for r in v.readings if r.walks]
         print("  INVALID: " + ("some permitted readings fault before the walk" if walking
                                else "every access faults before the walk"), file=out)
         if len(v.readings) > 4:
@@ -387,22 +398,27 @@ def _print_verdict(v: cat.Verdict, vtcr: int, io: Streams) -> None:
                 print(f"    {problem} -> {fault.describe()}", file=out)
         else:
             for r in v.readings:
-                _print_choices([c for c in r.choices if c != r.problem], out)
+                _print_choices([text for text in r.choices if text != r.problem], out)
                 if r.walks:
-                    g = r.geometry
-                    print("      -> walks: " + _geometry_text(
-                        r.granule, r.ia_bits, r.start_level, g.levels, g.concat, g.root_bytes,
-                        r.vttbr_align, r.oa_bits), file=out)
+                    print("      -> walks: " + _reading_text(r), file=out)
                 else:
                     print(f"    {r.problem} -> {r.fault.describe()}", file=out)
     for text in v.notes:
         print(f"  note: {text}", file=out)
-    marks = cat.verdict_conventions(v)
-    if v.valid and v.start_level is not None:
-        kvm = "yes" if cat.Convention.KVM in marks else "no"
-        xen = "yes" if cat.Convention.XEN in marks else "no"
-        print(f"  KVM's choice: {kvm}; Xen's choice: {xen}", file=out)
+    if unique:
+        print("  " + _conventions_text(v), file=out)
     print(file=out)
+
+
+def _conventions_text(v: cat.Verdict) -> str:
+    marks = cat.verdict_conventions(v)
+    kvm = "yes" if cat.Convention.KVM in marks else "no"
+    xen = "yes" if cat.Convention.XEN in marks else "no"
+    lo, hi = cat.kvm_ipa_range(v.cpu)
+    if kvm == "no" and v.config.arch is Arch.AARCH64 and lo <= v.ia_bits <= hi:
+        kvm += (f" (KVM starts a {v.ia_bits}-bit {v.granule.label} walk at level "
+                f"{cat.kvm_start_level(v.granule, v.ia_bits)})")
+    return f"KVM's choice: {kvm}; Xen's choice: {xen}"
 
 
 def _print_choices(choices: Sequence[str], out: TextIO) -> None:
