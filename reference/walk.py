@@ -422,20 +422,24 @@ def aarch64_s2_leaf(cpu: CpuModel, p: S2Params, geo, level: int, address: int, d
 
 def aarch64_s2_leaf_oa(cpu: CpuModel, p: S2Params, geo, level: int, address: int, desc: int,
                        ipa: int, access: AtKind, rules: list[str], trace: list[TraceStep],
-                       tsize: int, contiguous: int, base: int) -> list[Outcome]:
-    """StageOA and the contiguous-bit rules, then the remaining leaf checks."""
+                       tsize: int, contiguous: int, base: int,
+                       checked: bool = False) -> list[Outcome]:
+    """StageOA and the contiguous-bit rules, then the remaining leaf checks.
+    ``checked``: the ContiguousBitFaults choice has been made already."""
     branches: list[tuple[int, list[str]]] = []
     if contiguous:
         csize = contiguous_size(p.granule, level)
-        if tsize + csize > p.ia_bits:
+        if tsize + csize > p.ia_bits and not checked:
             # AArch64.ContiguousBitFaults: a contiguous range larger than the
-            # input address space may fault (IMPLEMENTATION DEFINED).
-            return [_outcome(Fault(FaultKind.TRANSLATION, level), rules + [
+            # input address space may fault (IMPLEMENTATION DEFINED); if it
+            # does not, the walk goes on with the contiguous bit set (StageOA).
+            fault = _outcome(Fault(FaultKind.TRANSLATION, level), rules + [
                 "IMPLEMENTATION DEFINED (AArch64.ContiguousBitFaults): contiguous range "
-                "larger than the IPA space faults"], trace)] + _leaf_branches(
-                cpu, p, level, address, desc, ipa, access, [(base | ipa & ((1 << tsize) - 1), [
-                    "IMPLEMENTATION DEFINED (AArch64.ContiguousBitFaults): no fault"])],
-                contiguous, rules, trace)
+                "larger than the IPA space faults"], trace)
+            rules = rules + ["IMPLEMENTATION DEFINED (AArch64.ContiguousBitFaults): no fault"]
+            return [fault] + aarch64_s2_leaf_oa(cpu, p, geo, level, address, desc, ipa, access,
+                                                rules, trace, tsize, contiguous, base,
+                                                checked=True)
         stage_oa = base & ~((1 << (tsize + csize)) - 1) | ipa & ((1 << (tsize + csize)) - 1)
         desc_oa = base | ipa & ((1 << tsize) - 1)
         branches.append((stage_oa, ["StageOA: contiguous range, OA low bits from the IPA"]))
