@@ -159,6 +159,11 @@ class QemuMachine:
         return shlex.join(self.argv)
 
     @property
+    def version(self) -> str:
+        """``qemu --version`` of the binary this machine runs (cached)."""
+        return qemu_version(self.binary)
+
+    @property
     def pid(self) -> int | None:
         return self._child.pid if self._child is not None else None
 
@@ -427,7 +432,6 @@ def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
     layout = stub_elf.layout
     blob = pack_job(layout, images, hang_after)
     binary = find_qemu(arch, qemu)
-    version = qemu_version(binary)
     limit = default_timeout(images) if timeout is None else timeout
 
     if keep_dir is not None:
@@ -445,6 +449,7 @@ def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
         machine = QemuMachine(arch, cpu, stub_elf.path, ram_file=ram_path,
                               ram_size=layout.ram_size, loaders=((job_path, layout.job_start),),
                               qemu=binary)
+        version = machine.version
         (tmp / "cmdline.txt").write_text(machine.command_line + "\n")
         try:
             with machine:

@@ -247,7 +247,7 @@ class TestEndings:
     def test_hang_is_a_timeout_keeping_finished_images(self, arch, cpu, tmp_path):
         """A stub spinning after image 1 ends as TIMEOUT; images 0-1 are kept,
         QEMU is gone and the batch directory removed."""
-        r = run_batch(arch, cpu, small_batch(arch, 4), hang_after=1, timeout=1.5, workdir=tmp_path)
+        r = run_batch(arch, cpu, small_batch(arch, 4), hang_after=1, timeout=3.0, workdir=tmp_path)
         assert r.status is BatchStatus.TIMEOUT
         assert r.images_done == 2 and r.guest_status is GuestStatus.RUNNING
         assert [im.observations for im in r.images] == [(par_of_image(0),), (par_of_image(1),),
