@@ -91,7 +91,9 @@ class RunInfo:
     ``shards`` are the "K/N" of sharded run records (sorted); ``complete``
     is true when an unsharded run record is present or every shard 1..N
     is (``shards`` is then empty: a complete run reads the same however it
-    was split).  ``qemu`` pairs (arch, version): the versions batches ran on, and
+    was split).  ``batches_planned`` is what the run records say the
+    present shards hold, ``batches_present`` how many batch records there
+    are: fewer when a run stopped early (``--budget``, Ctrl-C).  ``qemu`` pairs (arch, version): the versions batches ran on, and
     for an arch without batches those the run records name."""
 
     seed: int | None
@@ -99,19 +101,23 @@ class RunInfo:
     entries: int | None
     shards: tuple[str, ...]
     complete: bool
+    batches_planned: int | None
+    batches_present: int
     qemu: tuple[tuple[str, str], ...]
 
     @property
     def coverage(self) -> str:
         """How much of the run the records cover, in words."""
+        short = (self.batches_planned is not None and self.batches_present < self.batches_planned)
+        done = f"{self.batches_present} of {self.batches_planned} batches"
         if self.complete:
-            return "all batches"
+            return f"{done} (run stopped early)" if short else "all batches"
         if not self.shards:
             return "unknown (no run record)"
         n = int(self.shards[0].split("/")[1])
         have = {int(s.split("/")[0]) for s in self.shards}
         missing = ", ".join(f"{k}/{n}" for k in range(1, n + 1) if k not in have)
-        return f"shards {', '.join(self.shards)} (missing {missing})"
+        return f"shards {', '.join(self.shards)} (missing {missing})" + (f", {done}" if short else "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -341,6 +347,7 @@ class _RunRecord:
     cases_per_entry: int | None
     entries: int | None
     shard: tuple[int, int] | None
+    batches: int | None
     qemu: tuple[tuple[str, str], ...]
 
 
@@ -360,11 +367,12 @@ def _run(rec: Mapping[str, Any], where: str) -> _RunRecord:
     qemu = rec.get("qemu")
     versions = tuple(sorted((str(a), str(v)) for a, v in qemu.items() if v)) \
         if isinstance(qemu, dict) else ()
-    cpe, entries = rec.get("cases_per_entry"), rec.get("entries")
+    cpe, entries, batches = (rec.get(k) for k in ("cases_per_entry", "entries", "batches"))
     return _RunRecord(seed=_int(rec, "seed"),
                       cases_per_entry=cpe if isinstance(cpe, int) else None,
                       entries=entries if isinstance(entries, int) else None,
-                      shard=shard, qemu=versions)
+                      shard=shard, batches=batches if isinstance(batches, int) else None,
+                      qemu=versions)
 
 
 def _results_path(path: Path) -> Path:
@@ -447,8 +455,19 @@ def _merge_run_info(runs: Sequence[tuple[str, _RunRecord]],
     if len(counts) > 1:
         raise UsageError("cannot merge shards of different splits: "
                          + ", ".join(f"{k}/{n}" for k, n in sorted(sharded)))
-    complete = any(r.shard is None for _, r in runs) or (
+    unsharded = [r for _, r in runs if r.shard is None]
+    complete = bool(unsharded) or (
         bool(sharded) and {k for k, _ in sharded} == set(range(1, next(iter(counts)) + 1)))
+    # The same shard may be given twice (or a run appended twice to a
+    # directory): count each shard's plan once.
+    plans: dict[tuple[int, int] | None, int | None] = {}
+    for _, r in runs:
+        key = None if unsharded else r.shard
+        if r.batches is None or plans.get(key, 0) is None:
+            plans[key] = None
+        else:
+            plans[key] = max(plans.get(key) or 0, r.batches)
+    planned = None if not plans or None in plans.values() else sum(plans.values())
     by_arch: dict[str, set[str]] = collections.defaultdict(set)
     for b in batches:
         if b.qemu_version:
@@ -460,7 +479,7 @@ def _merge_run_info(runs: Sequence[tuple[str, _RunRecord]],
                 by_arch[arch].add(version)
     return RunInfo(seed=seed, cases_per_entry=cpe, entries=entries,
                    shards=() if complete else tuple(f"{k}/{n}" for k, n in sorted(sharded)),
-                   complete=complete,
+                   complete=complete, batches_planned=planned, batches_present=len(batches),
                    qemu=tuple(sorted((a, v) for a, vs in by_arch.items() for v in vs)))
 
 

@@ -37,9 +37,9 @@ E8 = "aarch64/cortex-a53/4k/ipa40/sl0-3/reserved-SL0-b"
 INVALID = "invalid: reserved SL0 <x&y>"   # markup in a name: must come out escaped
 
 
-def run_record(shard: str | None) -> dict:
+def run_record(shard: str | None, batches: int = 7) -> dict:
     return {"type": "run", "version": 1, "seed": SEED, "cases_per_entry": 2, "shard": shard,
-            "entries": 8, "batches": 7, "cases": 16, "argv": ["s2diff", "run"],
+            "entries": 8, "batches": batches, "cases": 16, "argv": ["s2diff", "run"],
             "started": "2026-01-01T00:00:00Z",
             "qemu": {"aarch64": "7.2.11", "arm": "7.2.11"}}
 
@@ -159,8 +159,8 @@ def dirs(tmp_path: Path) -> dict[str, Path]:
     recs = batches_records()
     order = [1, 0, 3, 2, 5, 4, 6]
     full = write_results(tmp_path / "full", [run_record(None)] + [r for n in order for r in recs[n]])
-    s1 = write_results(tmp_path / "s1", [run_record("1/2")] + [r for n in (4, 0, 2, 6) for r in recs[n]])
-    s2 = write_results(tmp_path / "s2", [run_record("2/2")] + [r for n in (5, 3, 1) for r in recs[n]])
+    s1 = write_results(tmp_path / "s1", [run_record("1/2", 4)] + [r for n in (4, 0, 2, 6) for r in recs[n]])
+    s2 = write_results(tmp_path / "s2", [run_record("2/2", 3)] + [r for n in (5, 3, 1) for r in recs[n]])
     for d in (full, s1):
         (d / "cases").mkdir()
         (d / "cases" / "E1_1.json").write_text("{}")
@@ -204,6 +204,7 @@ class TestLoadRun:
         """Seed, matrix and QEMU versions come from the run and batch records."""
         info = load_run([dirs["full"]]).info
         assert (info.seed, info.cases_per_entry, info.entries) == (SEED, 2, 8)
+        assert (info.batches_planned, info.batches_present) == (7, 7)
         assert info.complete and info.coverage == "all batches"
         assert info.qemu == (("aarch64", "7.2.11"), ("arm", "7.2.11"))
 
@@ -218,6 +219,14 @@ class TestLoadRun:
         once = load_run([dirs["s1"], dirs["s2"]])
         assert load_run([dirs["s1"], dirs["s2"], dirs["s1"]]) == once
         assert load_run([dirs["full"], dirs["s2"], dirs["s1"]]) == once
+
+    def test_a_run_stopped_early(self, tmp_path):
+        """Fewer batch records than planned: the coverage says so."""
+        recs = batches_records()
+        d = write_results(tmp_path / "short", [run_record(None)] + [r for n in range(5) for r in recs[n]])
+        assert load_run([d]).info.coverage == "5 of 7 batches (run stopped early)"
+        d = write_results(tmp_path / "short1", [run_record("1/2", 4)] + recs[0])
+        assert load_run([d]).info.coverage == "shards 1/2 (missing 2/2), 1 of 4 batches"
 
     def test_one_shard_is_incomplete(self, dirs):
         """A lone shard says which shards are missing and holds only its batches."""
