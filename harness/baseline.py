@@ -10,6 +10,7 @@ matched as regular expressions, nothing is executed.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -184,16 +185,22 @@ def apply_baseline(baseline: Baseline, records: Iterable[dict[str, Any]]) -> lis
     return out
 
 
-def stale_entries(baseline: Baseline, records: Sequence[dict[str, Any]]) -> list[BaselineEntry]:
-    """Entries that matched no divergence although the run covered what
-    they concern (their arch and CPU models appear among its cases)."""
-    used = {r.get("known") for r in records if r.get("type") == "divergence"}
-    covered = {(r.get("arch"), r.get("cpu")) for r in records if r.get("type") == "case"}
+def stale_entries(baseline: Baseline, used: set, ran: set,
+                  root: Path | None = None) -> list[BaselineEntry]:
+    """Entries that matched no divergence (``used``: the ids that did)
+    although the run executed the configuration of their case file (its
+    (arch, CPU model, VTCR) is in ``ran``): the bug they describe did not
+    show where it used to."""
+    base = root or (baseline.path.parent if baseline.path else Path("."))
     stale = []
     for e in baseline.entries:
         if e.id in used:
             continue
-        if any((not e.arch or arch == e.arch) and (not e.cpus or cpu in e.cpus)
-               for arch, cpu in covered):
+        try:
+            data = json.loads((base / e.case).read_text(encoding="utf-8"))
+            where = (data["arch"], data["cpu"], data["config"]["vtcr"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a missing or broken case file is reported by the tests
+        if where in ran:
             stale.append(e)
     return stale

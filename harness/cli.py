@@ -433,7 +433,13 @@ def _print_choices(choices: Sequence[str], out: TextIO) -> None:
 # Entry point
 # ---------------------------------------------------------------------------
 
+def _load_subcommands() -> None:
+    """Subcommands defined in other modules register themselves on import."""
+    from . import cli_cases  # noqa: F401
+
+
 def build_parser() -> argparse.ArgumentParser:
+    _load_subcommands()
     parser = _Parser(prog=PROG, description="Differential tester of ARM stage-2 translation "
                      "(IPA -> PA): an architectural reference model against QEMU.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -476,4 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run through the package module, not this __main__ copy, so that the
+    # subcommands other modules register land in the registry main() reads.
+    from harness.cli import main as _main
+    raise SystemExit(_main())

@@ -12,6 +12,7 @@ arrive and writes a case file per divergence.
 from __future__ import annotations
 
 import base64
+import collections
 import concurrent.futures
 import dataclasses
 import json
@@ -344,7 +345,19 @@ def _execute_batch(batch: Batch, cfg: WorkerConfig) -> list[dict[str, Any]]:
     records = apply_baseline(baseline, records)
     if cfg.out:
         write_case_files(Path(cfg.out), cases, result, records)
-    return records
+    return [compact_known(r) for r in records]
+
+
+# Fields a known divergence does not need in results.jsonl: its baseline
+# entry has the evidence and a reproducing case, and a nightly run has many
+# thousands of them.
+_KNOWN_DROPS = ("permitted", "raw", "argv")
+
+
+def compact_known(rec: dict[str, Any]) -> dict[str, Any]:
+    if rec.get("type") == "divergence" and rec.get("known"):
+        return {k: v for k, v in rec.items() if k not in _KNOWN_DROPS}
+    return rec
 
 
 def case_file_name(key: str) -> str:
@@ -460,14 +473,68 @@ class RunOptions:
     qemu: dict = dataclasses.field(default_factory=dict)
     max_images: int = 400
     timeout: float | None = None
+    resume: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class RunOutcome:
-    batches_planned: int
-    batches_run: int
-    records: tuple[dict[str, Any], ...]
-    interrupted: bool
+    """What the end of a run needs, accumulated without keeping records
+    (a nightly run's records stay on disk: memory does not grow with it).
+
+    ``known_used``: baseline ids that matched; ``ran``: (arch, cpu, vtcr) of
+    every case executed; ``batch_status``: batches per status."""
+
+    batches_planned: int = 0
+    batches_run: int = 0
+    interrupted: bool = False
+    known_used: set = dataclasses.field(default_factory=set)
+    ran: set = dataclasses.field(default_factory=set)
+    batch_status: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    new_divergences: int = 0
+
+    def add(self, records: Iterable[dict[str, Any]]) -> None:
+        for rec in records:
+            kind = rec.get("type")
+            if kind == "case":
+                self.ran.add((rec.get("arch"), rec.get("cpu"), rec.get("vtcr")))
+            elif kind == "divergence":
+                if rec.get("known"):
+                    self.known_used.add(rec["known"])
+                else:
+                    self.new_divergences += 1
+            elif kind == "batch":
+                self.batch_status[rec.get("status")] += 1
+
+
+RESUME_KEYS = ("seed", "cases_per_entry", "shard", "entries", "baseline")
+
+
+def resume_records(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records of an interrupted run that ``--resume`` keeps: its run
+    header and every record of its finished batches (those whose batch
+    record was written).  The results file is rewritten with just those,
+    atomically, so that appending continues a consistent file."""
+    if not path.is_file():
+        raise UsageError(f"--resume: {path} does not exist (nothing to resume)")
+    records = list(read_records(path))
+    runs = [r for r in records if r.get("type") == "run"]
+    if not runs:
+        raise UsageError(f"--resume: {path} has no run header")
+    old = runs[0]
+    for key in RESUME_KEYS:
+        if old.get(key) != header.get(key):
+            raise UsageError(f"--resume: the run in {path.parent} has {key}={old.get(key)!r}, "
+                             f"this one {header.get(key)!r}; resume with the same options")
+    finished = {r["batch"] for r in records if r.get("type") == "batch"}
+    kept = [old] + [r for r in records if r.get("type") != "run" and r.get("batch") in finished]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for rec in kept:
+            f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return kept
 
 
 def prepare_out(out: Path) -> Path:
@@ -507,28 +574,43 @@ def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[
         "qemu": {a.value: qemu_version(find_qemu(a, opts.qemu.get(a))) for a in arches},
         "baseline": str(opts.baseline) if opts.baseline else None,
     }
-    sink = RecordSink(out / RECORDS)
-    collected: list[dict[str, Any]] = []
-    sink.write([header])
+    outcome = RunOutcome(batches_planned=len(batches))
+    if opts.resume:
+        kept = resume_records(out / RECORDS, header)
+        finished = {r["batch"] for r in kept if r.get("type") == "batch"}
+        batches = [b for b in batches if b.number not in finished]
+        outcome.add(kept)
+        outcome.batches_run = len(finished)
+        sink = RecordSink(out / RECORDS)
+    else:
+        kept = []
+        (out / RECORDS).unlink(missing_ok=True)
+        sink = RecordSink(out / RECORDS)
+        sink.write([header])
     if on_start:
         on_start(header)
+    if on_records and kept:
+        on_records([r for r in kept if r.get("type") != "run"])
 
     def accept(records: list[dict[str, Any]]) -> None:
-        sink.write(records)
-        collected.extend(records)
+        # The batch record goes last: it marks the batch as finished, so a
+        # run killed while writing leaves no finished-looking partial batch.
+        ordered = [r for r in records if r.get("type") != "batch"] + \
+                  [r for r in records if r.get("type") == "batch"]
+        sink.write(ordered)
+        outcome.add(ordered)
         if on_records:
-            on_records(records)
+            on_records(ordered)
 
     cfg = WorkerConfig(seed=opts.seed, machine=machine, out=str(out),
                        baseline=str(opts.baseline) if opts.baseline else None,
                        timeout=opts.timeout)
     deadline = time.monotonic() + opts.budget if opts.budget else None
-    interrupted = False
-    done = 0
     try:
-        done = run_batches(batches, cfg, opts.jobs, accept, deadline)
+        outcome.batches_run += run_batches(batches, cfg, opts.jobs, accept, deadline)
     except KeyboardInterrupt:
-        interrupted = True
+        outcome.interrupted = True
+        outcome.batches_run = outcome.batch_status.total()
     finally:
         sink.close()
-    return RunOutcome(len(batches), done, tuple(collected), interrupted)
+    return outcome
