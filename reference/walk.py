@@ -625,8 +625,10 @@ def aarch32_s2_walk(cpu: CpuModel, config: S2Config, t0sz: int, memory: Memory, 
                 f"AArch32.S2HasPermissionsFault: S2AP={s2ap:02b} denies {what}"], trace))
             return outcomes
         oa = field(desc, 39, lsb) << lsb | ipa & ((1 << lsb) - 1)
+        # XN = desc[54]; XNX = desc[53] only with FEAT_XNX (AArch32.S2Walk).
+        xn = bit(desc, 54) << 1 | (bit(desc, 53) if cpu.feat_xnx else 0)
         result = Translation(pa=oa, level=level, block_bits=lsb, s2ap=s2ap,
-                             xn=bit(desc, 54) << 1, memattr=field(desc, 5, 2), sh=field(desc, 9, 8),
+                             xn=xn, memattr=field(desc, 5, 2), sh=field(desc, 9, 8),
                              af=1, contiguous=bit(desc, 52), dbm=0)
         outcomes.append(_outcome(result, rules + ["AArch32.S2Walk: translation"], trace))
         return outcomes
