@@ -435,7 +435,13 @@ def _print_choices(choices: Sequence[str], out: TextIO) -> None:
 
 def _load_subcommands() -> None:
     """Subcommands defined in other modules register themselves on import."""
-    from . import cli_cases  # noqa: F401
+    import importlib
+    for module in ("cli_cases", "cli_debug", "cli_bench"):
+        try:
+            importlib.import_module(f"{__package__}.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{module}":
+                raise
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -738,7 +738,7 @@ def _truncate(text: str, width: int) -> str:
     return text if len(text) <= width else text[:max(width - 1, 0)] + "~"
 
 
-def render_summary(run: RunData, width: int = 100) -> str:
+def render_summary(run: RunData, width: int = 132) -> str:
     """The summary as aligned plain text: run information, one line per
     group and the totals, entry verdicts, skip reasons and harness errors.
     The group column is shortened (ending in '~') to keep lines within
@@ -1226,7 +1226,7 @@ def write_html(run: RunData, path: Path | str, max_divergences: int = MAX_HTML_D
     return p
 
 
-def render_text(run: RunData, width: int = 100) -> str:
+def render_text(run: RunData, width: int = 132) -> str:
     """summary.txt: the summary followed by the divergence families."""
     return render_summary(run, width) + "\n" + render_families(run)
 
