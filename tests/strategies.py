@@ -150,6 +150,13 @@ def sl_fields(granule: Granule, level: int) -> tuple[int, int]:
     return 3 - level, 0
 
 
+def output_address_size(f: CpuFacts, granule: Granule, ps: int) -> int:
+    """AArch64.PhysicalAddressSize restated: PS decoded, capped at PAMax and
+    at 48 bits unless FEAT_LPA and (64K or FEAT_LPA2)."""
+    cap = 52 if (f.lpa and (granule is Granule.G64K or f.lpa2)) else 48
+    return min(PS_BITS[ps], f.pamax, cap)
+
+
 TG0 = {Granule.G4K: 0b00, Granule.G64K: 0b01, Granule.G16K: 0b10}
 PS_BITS = {0: 32, 1: 36, 2: 40, 3: 42, 4: 44, 5: 48, 6: 52, 7: 56}
 
@@ -162,8 +169,10 @@ TABLE_WINDOW = (0x4100_0000, 0x0100_0000)
 @dataclasses.dataclass(frozen=True)
 class ValidConfig:
     """A valid stage-2 configuration with what the tests need to know about
-    it, worked out by hand: the effective granule, DS and start level, and
-    ``oa_bits``, the output addresses a descriptor can hold under it."""
+    it, worked out by hand: the effective granule, DS and start level,
+    ``oa_bits``, the output addresses a descriptor can hold under it, and
+    ``oa_size``, the output address size beyond which a leaf's output
+    address is an Address size fault."""
 
     cpu: CpuModel
     config: S2Config
@@ -172,6 +181,7 @@ class ValidConfig:
     start_level: int
     ds: int
     oa_bits: int
+    oa_size: int
 
     @property
     def facts(self) -> CpuFacts:
@@ -210,7 +220,8 @@ def valid_aarch64_configs(draw, cpu: CpuModel | None = None) -> ValidConfig:
     # with 64K + FEAT_LPA (bits [15:12]) or DS = 1 (bits [9:8], [49:48]).
     wide = (granule is Granule.G64K and f.lpa) or ds
     oa_bits = min(PS_BITS[ps], f.pamax, 52 if wide else 48)
-    return ValidConfig(cpu, config, granule, ia_bits, level, ds, oa_bits)
+    return ValidConfig(cpu, config, granule, ia_bits, level, ds, oa_bits,
+                       output_address_size(f, granule, ps))
 
 
 @st.composite
@@ -225,7 +236,7 @@ def valid_aarch32_configs(draw, cpu: CpuModel | None = None) -> ValidConfig:
     config = S2Config(arch=Arch.AARCH32, t0sz=32 - ia_bits, sl0=2 - level,
                       sh0=draw(st.integers(0, 3)), irgn0=draw(st.integers(0, 3)),
                       orgn0=draw(st.integers(0, 3)))
-    return ValidConfig(cpu, config, Granule.G4K, ia_bits, level, 0, 40)
+    return ValidConfig(cpu, config, Granule.G4K, ia_bits, level, 0, 40, 40)
 
 
 # ---------------------------------------------------------------------------
@@ -265,7 +276,8 @@ def mappings(draw, vc: ValidConfig, max_size: int = 6) -> list[Mapping]:
     """Up to ``max_size`` leaves (possibly overlapping: the test decides
     which ones the builder must refuse) with random attributes and probe
     offsets.  The Access flag is 1 and Contiguous 0 so every probe inside a
-    mapping must translate (or meet its permission check)."""
+    mapping must translate, meet its permission check, or (a block reaching
+    beyond the output address size) take an Address size fault."""
     levels = leaf_levels(vc)
     out = []
     for _ in range(draw(st.integers(1, max_size))):

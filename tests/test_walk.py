@@ -903,6 +903,8 @@ def build_accepting(vc: S.ValidConfig, maps: list[S.Mapping]):
 def expected_for(vc: S.ValidConfig, m: S.Mapping, offset: int, at: AtKind):
     """What AT ``at`` at m.ipa + offset must give, from the mapping alone."""
     a = m.attrs
+    if (m.oa + offset) >> vc.oa_size:
+        return ASF(m.level)          # AArch64.OAOutOfRange, before AF and permissions
     if (a.s2ap & 0b10 == 0) if at.is_write else (a.s2ap & 0b01 == 0):
         return PF(m.level)
     if vc.config.arch is Arch.AARCH32:
@@ -946,7 +948,7 @@ class TestBuiltImages:
 
     @given(S.valid_aarch64_configs())
     @example(S.ValidConfig(MAX, cfg64(12, 0b00, ps=0b110, ds=1, sl2=1, sh0=0b01), G4, 52, -1,
-                           1, 52))
+                           1, 52, 52))
     def test_valid_configs_reach_the_walk(self, vc):
         """A configuration the hand rules call valid is not a level-0
         configuration fault: an empty image faults at the start level."""
