@@ -345,6 +345,25 @@ class TestGranuleChoice:
         assert results(MAX, cfg64(25, 0b01, tg0=0b01), self.MEM, 0x4000_1234) == {self.AS_64K}
 
 
+class TestVttbrBase:
+    """AArch64.S2TTBaseAddress: tablebase = VTTBR_EL2[47:1], then Align to the
+    start-level table size (2^(start_bits + 3)): lower bits are ignored, a
+    misaligned BADDR is not a fault; bit 0 is CnP."""
+
+    MEM = words({TT + 8: block(0x4000_0000)})
+
+    @pytest.mark.parametrize("low", [0x1, 0x40, 0x1FF8, 0x1FFF])
+    def test_low_bits_ignored(self, low):
+        # KVM40: 10 bits at level 1 -> 8 KiB root: VTTBR bits [12:0] ignored.
+        cfg = dataclasses.replace(KVM40, vttbr=TT | low)
+        assert results(A57, cfg, self.MEM, 0x4000_1234) == {T(0x4000_1234, 1, 30)}
+
+    def test_bit_above_root_size_is_used(self):
+        # Bit 13 is above the 8 KiB root: the root moves to TT + 0x2000 (empty).
+        cfg = dataclasses.replace(KVM40, vttbr=TT | 0x2000)
+        assert results(A57, cfg, self.MEM, 0x4000_1234) == {TF(1)}
+
+
 class TestInputRange:
     def test_ipa_beyond_t0sz_is_stage2_translation_level0(self):
         # AArch64.IPAIsOutOfRange: T0SZ 32 (32-bit IPA), IPA bit 32 set.
@@ -790,6 +809,14 @@ class TestHardwareUpdates:
     def test_ha_ignored_without_hafdbs(self, cpu):
         cfg = dataclasses.replace(KVM40, ha=1, hd=1)
         assert outcomes(cpu, cfg, words({self.LEAF: self.AF0}), 0x4000_1234) == {(AFF(1), ())}
+
+    def test_no_update_on_other_faults(self):
+        # AArch64.SettingAccessFlagPermitted: only no fault (always) or a
+        # Permission/Alignment fault (Unpredictable_AFUPDATE); an Address size
+        # fault at the leaf (checked before the AF) never sets it.
+        cfg = dataclasses.replace(KVM40, ha=1)
+        desc = block(1 << 40) & ~AF
+        assert outcomes(MAX, cfg, words({self.LEAF: desc}), 0x4000_1234) == {(ASF(1), ())}
 
     def test_ha_0_faults(self):
         assert outcomes(MAX, KVM40, words({self.LEAF: self.AF0}), 0x4000_1234) == {(AFF(1), ())}

@@ -83,8 +83,10 @@ class TestConfiguration:
 
     def test_ipa_out_of_range_is_level1(self):
         # AArch32.IPAIsOutOfRange: T0SZ 1 -> 31-bit IPA; IPA bit 31 set -> TF L1.
+        # (The level-1 index IPA[30:30] of 0x8000_1234 is 0: entry 0 holds a
+        # block, so only the range check can make this fault.)
         cfg = cfg32(1, 0b01)
-        mem = words({TT + 8: block(0x4000_0000)})
+        mem = words({TT: block(0x6000_0000), TT + 8: block(0x4000_0000)})
         assert results(A15, cfg, mem, 0x8000_1234) == {TF(1)}
         # IPA[30] = 1: the second of the two level-1 entries.
         assert results(A15, cfg, mem, 0x4000_1234) == {T(0x4000_1234, 1, 30)}
@@ -106,6 +108,15 @@ class TestConfiguration:
         # TF L1; T0SZ -2..7 (34..25 bits) index IPA[ia-1:21] = 0 for IPA 0x1234.
         mem = words({TT: block(0x4000_0000)})
         assert results(MAX, cfg32(0, 0b00, s=1), mem, 0x1234) == {TF(1), T(0x4000_1234, 2, 21)}
+
+
+class TestVttbrBase:
+    def test_low_bits_ignored(self):
+        # AArch32.S2Walk: base = VTTBR[39:baselsb], baselsb = 10 + 3 for the
+        # 8 KiB level-1 root of a 40-bit IPA; bit 0 (CnP) and [12:1] ignored.
+        mem = words({TT + 8: block(0x4000_0000)})
+        cfg = dataclasses.replace(DESIGN, vttbr=TT | 0x1FFF)
+        assert results(A15, cfg, mem, 0x4000_1234) == {T(0x4000_1234, 1, 30)}
 
 
 class TestHighAddressBits:
