@@ -108,11 +108,17 @@ def qemu_version(binary: Path | str) -> str:
     return _version_of(path, os.stat(path).st_mtime_ns)
 
 
+def set_parent_death_signal(sig: int) -> None:
+    """Have the kernel send ``sig`` to this process when the thread that
+    created it dies (Linux prctl PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
 def _die_with_parent() -> None:
     # Runs in the forked child before exec: QEMU gets SIGKILL when the
     # thread that launched it dies, so a killed harness leaks no QEMU.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    set_parent_death_signal(signal.SIGKILL)
 
 
 # --- the launcher ---------------------------------------------------------------

@@ -16,7 +16,9 @@ import collections
 import concurrent.futures
 import dataclasses
 import json
+import multiprocessing.connection
 import os
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -35,7 +37,7 @@ from .compare import ProbeStatus, judge_memory, judge_probe
 from .elfsyms import read_stub
 from .errors import InfrastructureError, UsageError
 from .job import JobImage, JobProbe, ObsKind
-from .qemu import BatchStatus, run_batch
+from .qemu import BatchStatus, run_batch, set_parent_death_signal
 
 RECORDS = "results.jsonl"
 
@@ -433,7 +435,11 @@ def run_batches(batches: Sequence[Batch], cfg: WorkerConfig, jobs: int,
                 deadline: float | None = None) -> int:
     """Execute ``batches`` on ``jobs`` worker processes, feeding each
     batch's records to ``sink`` as it finishes.  Batches not started by
-    ``deadline`` (time.monotonic) are skipped.  Returns the number run."""
+    ``deadline`` (time.monotonic) are skipped.  Returns the number run.
+
+    An exception here (KeyboardInterrupt included) stops the workers at
+    once: batches not started are cancelled and running ones abandoned,
+    their QEMUs stopped and temporary directories removed."""
     done = 0
     if jobs <= 1:
         for batch in batches:
@@ -442,7 +448,8 @@ def run_batches(batches: Sequence[Batch], cfg: WorkerConfig, jobs: int,
             sink(execute_batch(batch, cfg))
             done += 1
         return done
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
+    try:
         pending: set[concurrent.futures.Future] = set()
         queue = list(batches)
         queue.reverse()
@@ -456,7 +463,53 @@ def run_batches(batches: Sequence[Batch], cfg: WorkerConfig, jobs: int,
             for fut in finished:
                 sink(fut.result())
                 done += 1
+    except BaseException:
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
     return done
+
+
+# Seconds a worker gets to stop its QEMU (QemuMachine.shutdown: SIGTERM,
+# up to 3 s, SIGKILL) and remove its batch directory before it is killed.
+WORKER_STOP_GRACE = 5.0
+
+
+def _worker_init() -> None:
+    """Signals in a worker process.  Ctrl-C is the parent's to handle (a
+    terminal sends it to the whole process group): ignored here.  SIGTERM
+    -- from the parent stopping the pool, or from the kernel when the
+    parent dies -- unwinds the running batch like an exception, so that
+    QemuMachine stops its QEMU and run_batch removes its directory."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    set_parent_death_signal(signal.SIGTERM)
+
+
+def _exit_on_sigterm(signum, frame):
+    # SystemExit, not KeyboardInterrupt: a worker idle in the executor's
+    # queue then ends quietly instead of printing a traceback.
+    raise SystemExit(128 + signum)
+
+
+def _stop_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Cancel what has not started and stop the workers now: SIGTERM, then
+    SIGKILL after WORKER_STOP_GRACE seconds.  ``shutdown(wait=True)``
+    would instead wait for every running batch to finish."""
+    # The executor has no public list of its worker processes.
+    workers = list((pool._processes or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in workers:
+        proc.terminate()
+    # Wait on the sentinels, not join(): the executor's own thread reaps
+    # these processes too, and a reaped pid must not be signalled again.
+    left = {proc.sentinel: proc for proc in workers}
+    end = time.monotonic() + WORKER_STOP_GRACE
+    while left and time.monotonic() < end:
+        for ready in multiprocessing.connection.wait(list(left), end - time.monotonic()):
+            del left[ready]
+    for proc in left.values():
+        proc.kill()
 
 
 @dataclasses.dataclass(frozen=True)
