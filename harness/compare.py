@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import struct
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from reference.arch import Arch
-from reference.outcome import WalkResult
+from reference.outcome import DescriptorWrite, WalkResult
 from reference.par import Prediction, Report, decode_par, predict
 
 from .job import ObsKind, RawObservation
@@ -82,17 +82,20 @@ def _words(regions: Sequence[tuple[int, bytes]]) -> dict[int, int]:
     return words
 
 
+def permitted_writes(results: Sequence[WalkResult]) -> list[DescriptorWrite]:
+    """Every descriptor write some permitted outcome of ``results`` allows."""
+    return [w for result in results for outcome in result.outcomes for w in outcome.writes]
+
+
 def judge_memory(before: Sequence[tuple[int, bytes]], after: Sequence[tuple[int, bytes]],
-                 results: Sequence[WalkResult]) -> list[MemoryChange]:
+                 writes: Iterable[DescriptorWrite]) -> list[MemoryChange]:
     """Descriptor words of an image that changed in a way no permitted
-    outcome of its probes allows (each outcome's ``writes``).  A word may
-    end as its old value or as the ``new`` value of any permitted write to
-    it, since updates are permitted, not required, and probes repeat."""
+    write allows (``writes``: see permitted_writes).  A word may end as its
+    old value or as the ``new`` value of any permitted write to it, since
+    updates are permitted, not required, and probes repeat."""
     allowed: dict[int, set[int]] = {}
-    for result in results:
-        for outcome in result.outcomes:
-            for w in outcome.writes:
-                allowed.setdefault(w.pa, set()).add(w.new)
+    for w in writes:
+        allowed.setdefault(w.pa, set()).add(w.new)
     old, new = _words(before), _words(after)
     changes = []
     for pa, value in new.items():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import array
 import enum
+import functools
 import os
 import struct
 import sys
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
 
 from harness.errors import UsageError
 from reference.arch import Arch, AtKind
@@ -189,11 +192,28 @@ class ImageResult:
     """Observations of one image's probes, in probe order, and its table
     regions as read back after the run ((pa, bytes), same order as the
     image's ``regions``).  ``completed``: the stub finished every probe of
-    the image (index < images_done)."""
+    the image (index < images_done).
 
-    observations: tuple[RawObservation, ...]
+    ``records`` is the raw results table of the image, one row of
+    RECORD_WORDS u64 per probe (kind par esr far hpfar vector elr
+    reserved): the bulk comparison reads it directly; ``observations``
+    builds the value objects on first use."""
+
+    records: np.ndarray
     regions_after: tuple[tuple[int, bytes], ...]
     completed: bool
+
+    @classmethod
+    def not_run(cls, n_probes: int) -> "ImageResult":
+        return cls(np.zeros((n_probes, RECORD_WORDS), dtype=np.uint64), (), False)
+
+    @functools.cached_property
+    def observations(self) -> tuple[RawObservation, ...]:
+        out = []
+        for row in self.records.tolist():
+            kind = _OBS_KINDS[row[0]]
+            out.append(NOT_RUN if kind is ObsKind.NOT_RUN else RawObservation(kind, *row[1:7]))
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -306,6 +326,26 @@ def _check_regions(layout: JobLayout, images: Sequence[JobImage]) -> None:
                              f"image {bi} [{b0:#x}, {b1:#x})")
 
 
+PROBE_DTYPE = np.dtype([("ipa", "<u8"), ("kind", "<u4"), ("flags", "<u4")])
+assert PROBE_DTYPE.itemsize == PROBE_RECORD_SIZE
+
+
+def probe_table(probes) -> np.ndarray:
+    """Probes as rows of PROBE_DTYPE: a JobProbe sequence, or an array of
+    that dtype already (the bulk path builds those directly)."""
+    if isinstance(probes, np.ndarray):
+        if probes.dtype != PROBE_DTYPE:
+            raise UsageError(f"probe array of dtype {probes.dtype}, expected {PROBE_DTYPE}")
+        return probes
+    table = np.zeros(len(probes), dtype=PROBE_DTYPE)
+    try:
+        table["ipa"] = [p.ipa for p in probes]
+        table["kind"] = [p.at.value for p in probes]
+    except (OverflowError, TypeError, AttributeError, ValueError) as exc:
+        raise UsageError(f"probe with an IPA outside 0..2^64-1 or a kind that is not an AtKind: {exc}") from exc
+    return table
+
+
 def pack_job(layout: JobLayout, images: Sequence[JobImage], hang_after: int | None = None) -> bytes:
     """Serialise ``images`` into a job blob for the stub described by ``layout``.
 
@@ -353,17 +393,14 @@ def pack_job(layout: JobLayout, images: Sequence[JobImage], hang_after: int | No
                                 im.vtcr, im.vttbr, first, len(im.probes))
         first += len(im.probes)
 
-    # Probe table as u64 pairs (ipa, kind | flags << 32), built in one go.
-    words = array.array("Q")
-    try:
-        words.extend([w for im in images for p in im.probes for w in (p.ipa, p.at.value)])
-    except (OverflowError, TypeError, AttributeError) as exc:
-        raise UsageError(f"probe with an IPA outside 0..2^64-1 or a kind that is not an AtKind: {exc}") from exc
-    if narrow and n_probes and max(words[0::2]) >= 1 << 32:
+    # Probe table: (ipa u64, kind u32, flags u32) rows, built in one go.
+    table = np.concatenate([probe_table(im.probes) for im in images]) if images else \
+        np.zeros(0, dtype=PROBE_DTYPE)
+    if n_probes and int(table["kind"].max()) > 3:
+        raise UsageError(f"probe kind {int(table['kind'].max())} is not an AtKind")
+    if narrow and n_probes and int(table["ipa"].max()) >= 1 << 32:
         raise UsageError("AArch32 probes need IPAs below 4 GiB (stage 1 is off, VA == IPA)")
-    if not _LITTLE:
-        words.byteswap()
-    blob[probe_off:region_off] = words.tobytes()
+    blob[probe_off:region_off] = table.tobytes()
 
     r = 0
     data_at = data_off
@@ -434,28 +471,19 @@ def unpack_results(layout: JobLayout, ram: RamReader | bytes | bytearray | memor
         fatal = FatalInfo(fr, vector, esr, elr, far, detail)
 
     n_probes = sum(len(im.probes) for im in images)
-    words = _u64s(reader.read(layout.results_start + RESULTS_HEADER_SIZE, n_probes * RECORD_SIZE))
-    kinds = words[0::RECORD_WORDS]
-    if not set(kinds) <= _OBS_KINDS.keys():
-        bad = next(k for k in kinds if k not in _OBS_KINDS)
-        raise UsageError(f"result record kind {bad} is unknown")
-
-    # ~1.5 us per record (building the frozen objects dominates): about
-    # 0.2 s for the 10^5 probes of a large boot.
-    observations: list[RawObservation] = []
-    append = observations.append
-    for i, k in enumerate(kinds):
-        if k == 0:
-            append(NOT_RUN)
-        else:
-            base = i * RECORD_WORDS
-            append(RawObservation(_OBS_KINDS[k], *words[base + 1:base + 7]))
+    raw = reader.read(layout.results_start + RESULTS_HEADER_SIZE, n_probes * RECORD_SIZE)
+    table = np.frombuffer(raw, dtype="<u8").reshape(n_probes, RECORD_WORDS)
+    if n_probes:
+        kinds = table[:, 0]
+        bad = kinds[~np.isin(kinds, np.array(list(_OBS_KINDS), dtype=np.uint64))]
+        if bad.size:
+            raise UsageError(f"result record kind {int(bad[0])} is unknown")
 
     results = []
     start = 0
     for index, im in enumerate(images):
         end = start + len(im.probes)
         after = tuple((pa, reader.read(pa, len(data))) for pa, data in im.regions)
-        results.append(ImageResult(tuple(observations[start:end]), after, index < images_done))
+        results.append(ImageResult(table[start:end], after, index < images_done))
         start = end
     return JobResults(status, images_done, probes_done, id_regs, tuple(results), fatal)

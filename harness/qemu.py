@@ -413,7 +413,7 @@ def default_workdir() -> Path | None:
 
 def _empty_results(images: Sequence[JobImage]) -> JobResults:
     return JobResults(GuestStatus.NOT_STARTED, 0, 0, MappingProxyType({}),
-                      tuple(ImageResult(tuple(NOT_RUN for _ in im.probes), (), False)
+                      tuple(ImageResult.not_run(len(im.probes))
                             for im in images), None)
 
 

@@ -24,6 +24,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+import numpy as np
+
 from reference.arch import Arch, Granule
 from reference.config import S2Config
 from reference.cpus import get_cpu
@@ -33,10 +35,11 @@ from reference.outcome import Fault, Translation, WalkResult
 from .baseline import EMPTY, apply_baseline, load_baseline
 from .build import build_stub
 from .casefile import save_case
-from .compare import ProbeStatus, judge_memory, judge_probe
+from .bulk import judge_fanout
+from .compare import ProbeStatus, judge_memory, judge_probe, permitted_writes
 from .elfsyms import read_stub
 from .errors import InfrastructureError, UsageError
-from .job import JobImage, JobProbe, ObsKind
+from .job import PROBE_DTYPE, JobImage, ObsKind, RawObservation
 from .qemu import BatchStatus, run_batch, set_parent_death_signal
 
 RECORDS = "results.jsonl"
@@ -131,22 +134,41 @@ def shard_batches(batches: Sequence[Batch], shard: tuple[int, int] | None) -> li
     return [b for b in batches if b.number % n == k - 1]
 
 
-def generate_batch(batch: Batch, seed: int, arena: tuple[int, int], mmap: MemoryMap) -> list[Case]:
+def generate_batch(batch: Batch, seed: int, arena: tuple[int, int], mmap: MemoryMap,
+                   fanout: int = 0) -> list[Case]:
     """The cases of a batch, each image in its own window of the arena."""
     cases = []
     base = arena[0]
     for spec in batch.specs:
         size = window_bytes(spec.entry.config)
         cpu = get_cpu(spec.entry.arch, spec.entry.cpu)
-        cases.append(generate_case(cpu, spec.entry.config, seed, spec.key, (base, size), mmap))
+        cases.append(generate_case(cpu, spec.entry.config, seed, spec.key, (base, size), mmap,
+                                   fanout=fanout))
         base += size
     return cases
 
 
+# Upper bound of the entries a case places (spans): what the results area
+# must hold per image is about fanout times this.
+MAX_SPANS = 100
+
+
+def images_per_batch(max_images: int, fanout: int, max_probes: int) -> int:
+    """Images per batch so that the probes fit the stub's results area."""
+    per_image = MAX_SPANS * (fanout + 2)
+    return max(1, min(max_images, max_probes // per_image))
+
+
 def job_image(case: Case) -> JobImage:
+    """The job image of a case: its named probes, then its fan-out probes."""
+    table = np.zeros(len(case.probes) + len(case.fanout), dtype=PROBE_DTYPE)
+    named = len(case.probes)
+    table["ipa"][:named] = [p.ipa for p in case.probes]
+    table["kind"][:named] = [p.at.value for p in case.probes]
+    table["ipa"][named:] = case.fanout.ipa
+    table["kind"][named:] = case.fanout.at
     return JobImage(vtcr=case.config.vtcr(), vttbr=case.config.vttbr,
-                    regions=tuple((r.pa, r.data) for r in case.image.regions),
-                    probes=tuple(JobProbe(p.ipa, p.at) for p in case.probes))
+                    regions=tuple((r.pa, r.data) for r in case.image.regions), probes=table)
 
 
 def outcome_label(result: Translation | Fault) -> str:
@@ -200,12 +222,15 @@ def judge_batch(batch: Batch, cases: Sequence[Case], result) -> list[dict[str, A
 
 def judge_case(case: Case, image) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """Counts and divergence records (without run context) for one case's
-    observations (an ImageResult)."""
+    observations (an ImageResult): the named probes one by one with the
+    readable walker, the fan-out probes in bulk (harness.bulk)."""
     permitted = case.permitted()
     arch = case.cpu.arch
-    counts = {"probes": len(case.probes), "passed": 0, "diverged": 0, "not_run": 0}
+    named = len(case.probes)
+    counts = {"probes": named + len(case.fanout), "passed": 0, "diverged": 0, "not_run": 0}
     divergences = []
-    for i, (probe, res, obs) in enumerate(zip(case.probes, permitted, image.observations)):
+    for i, (probe, res) in enumerate(zip(case.probes, permitted)):
+        obs = row_observation(image.records[i])
         verdict = judge_probe(arch, res, probe.ipa, obs, case.cpu.arch_version)
         if verdict.status is ProbeStatus.PASS:
             counts["passed"] += 1
@@ -213,13 +238,31 @@ def judge_case(case: Case, image) -> tuple[dict[str, int], list[dict[str, Any]]]
             counts["not_run"] += 1
         else:
             counts["diverged"] += 1
-            divergences.append(_divergence(case, i, res, obs, verdict.observed))
+            divergences.append(_divergence(case, i, probe.ipa, probe.at, probe.aim, res, obs,
+                                           verdict.observed))
+    bulk = judge_fanout(case, image.records[named:], observed_label)
+    counts["passed"] += bulk.passed
+    counts["not_run"] += bulk.not_run
+    counts["diverged"] += bulk.diverged
+    for row, res, obs, count, ipas, at, ipa, text in bulk.divergences:
+        span = int(case.fanout.span[row])
+        aim = f"fan-out of span {span} ({case.fanout.spans[span][0]:#x}, 2^{case.fanout.spans[span][1]})"
+        d = _divergence(case, named + row, ipa, at, aim, res, obs, text)
+        d.update({"count": count, "ipas": ipas})
+        divergences.append(d)
     if image.completed:
         before = tuple((r.pa, r.data) for r in case.image.regions)
-        for change in judge_memory(before, image.regions_after, permitted):
+        for change in judge_memory(before, image.regions_after,
+                                   permitted_writes(permitted) + bulk.writes):
             counts["diverged"] += 1
             divergences.append(_memory_divergence(case, permitted, change))
     return counts, divergences
+
+
+def row_observation(row) -> RawObservation:
+    """A results-table row (harness.job RECORD_WORDS u64) as an observation."""
+    values = [int(v) for v in row[:7]]
+    return RawObservation(ObsKind(values[0]), *values[1:])
 
 
 def _case_status(batch_status: BatchStatus, completed: bool, counts: dict[str, int]) -> str:
@@ -237,12 +280,12 @@ def _granule(case: Case) -> str | None:
     return g.label if g else None
 
 
-def _divergence(case: Case, index: int, res: WalkResult, obs, observed: str) -> dict[str, Any]:
-    probe = case.probes[index]
+def _divergence(case: Case, index: int, ipa: int, at, aim: str, res: WalkResult, obs,
+                observed: str) -> dict[str, Any]:
     arch = case.cpu.arch
     return {
-        "type": "divergence", "kind": "probe", "probe": index, "ipa": f"{probe.ipa:#x}",
-        "at": probe.at.name, "aim": probe.aim, "arch": arch.value, "cpu": case.cpu.name,
+        "type": "divergence", "kind": "probe", "probe": index, "ipa": f"{ipa:#x}",
+        "at": at.name, "aim": aim, "arch": arch.value, "cpu": case.cpu.name,
         "granule": _granule(case),
         "config": case.config.describe(), "vtcr": f"{case.config.vtcr():#x}",
         "vttbr": f"{case.config.vttbr:#x}",
@@ -288,6 +331,7 @@ class Machine:
     stubs: dict[str, str]
     arena: dict[str, tuple[int, int]]
     ram: dict[str, tuple[int, int]]
+    max_probes: dict[str, int]
 
     def memory_map(self, arch: Arch) -> MemoryMap:
         return MemoryMap(ram=(self.ram[arch.value],), empty=VIRT_EMPTY)
@@ -295,14 +339,16 @@ class Machine:
 
 def prepare_machine(arches: Iterable[Arch], qemu: dict[Arch, str | None]) -> Machine:
     """Build the stubs (once, in the parent) and read their layouts."""
-    stubs, arena, ram = {}, {}, {}
+    stubs, arena, ram, max_probes = {}, {}, {}, {}
     for arch in set(arches):
         path = build_stub(arch)
         layout = read_stub(path).layout
         stubs[arch.value] = str(path)
         arena[arch.value] = (layout.arena_start, layout.arena_end)
         ram[arch.value] = (layout.ram_base, layout.ram_size)
-    return Machine(qemu={a.value: q for a, q in qemu.items()}, stubs=stubs, arena=arena, ram=ram)
+        max_probes[arch.value] = layout.max_probes
+    return Machine(qemu={a.value: q for a, q in qemu.items()}, stubs=stubs, arena=arena, ram=ram,
+                   max_probes=max_probes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,6 +360,7 @@ class WorkerConfig:
     out: str | None = None
     baseline: str | None = None
     timeout: float | None = None
+    fanout: int = 0
 
 
 def execute_batch(batch: Batch, cfg: WorkerConfig) -> list[dict[str, Any]]:
@@ -338,16 +385,44 @@ def execute_batch(batch: Batch, cfg: WorkerConfig) -> list[dict[str, Any]]:
 def _execute_batch(batch: Batch, cfg: WorkerConfig) -> list[dict[str, Any]]:
     arch = batch.arch.value
     machine = cfg.machine
-    cases = generate_batch(batch, cfg.seed, machine.arena[arch], machine.memory_map(batch.arch))
-    result = run_batch(batch.arch, batch.cpu, [job_image(c) for c in cases],
-                       qemu=machine.qemu.get(arch), stub=Path(machine.stubs[arch]),
-                       timeout=cfg.timeout)
+    cases = generate_batch(batch, cfg.seed, machine.arena[arch], machine.memory_map(batch.arch),
+                           cfg.fanout)
+    result = run_boots(batch, [job_image(c) for c in cases], cfg)
     records = judge_batch(batch, cases, result)
     baseline = load_baseline(cfg.baseline) if cfg.baseline else EMPTY
     records = apply_baseline(baseline, records)
     if cfg.out:
         write_case_files(Path(cfg.out), cases, result, records)
     return [compact_known(r) for r in records]
+
+
+def run_boots(batch: Batch, images: Sequence[JobImage], cfg: WorkerConfig):
+    """Run a batch's images in as few QEMU boots as the stub's results area
+    allows (usually one), combined into one BatchResult: statuses other than
+    completed win, counts and times add up."""
+    machine = cfg.machine
+    arch = batch.arch.value
+    capacity = machine.max_probes[arch]
+    chunks: list[list[JobImage]] = [[]]
+    probes = 0
+    for image in images:
+        if chunks[-1] and probes + len(image.probes) > capacity:
+            chunks.append([])
+            probes = 0
+        chunks[-1].append(image)
+        probes += len(image.probes)
+    results = [run_batch(batch.arch, batch.cpu, chunk, qemu=machine.qemu.get(arch),
+                         stub=Path(machine.stubs[arch]), timeout=cfg.timeout) for chunk in chunks]
+    if len(results) == 1:
+        return results[0]
+    worst = next((r for r in results if r.status is not BatchStatus.COMPLETED), results[0])
+    return dataclasses.replace(
+        worst, images=tuple(im for r in results for im in r.images),
+        images_done=sum(r.images_done for r in results),
+        probes_done=sum(r.probes_done for r in results),
+        elapsed=sum(r.elapsed for r in results),
+        console="".join(r.console for r in results),
+        diagnostic="\n".join(r.diagnostic for r in results if r.diagnostic))
 
 
 # Fields a known divergence does not need in results.jsonl: its baseline
@@ -527,6 +602,7 @@ class RunOptions:
     max_images: int = 400
     timeout: float | None = None
     resume: bool = False
+    fanout: int = 0
 
 
 @dataclasses.dataclass
@@ -559,7 +635,7 @@ class RunOutcome:
                 self.batch_status[rec.get("status")] += 1
 
 
-RESUME_KEYS = ("seed", "cases_per_entry", "shard", "entries", "baseline")
+RESUME_KEYS = ("seed", "cases_per_entry", "fanout", "shard", "entries", "baseline")
 
 
 def resume_records(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
@@ -616,10 +692,13 @@ def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[
     arches = sorted({e.arch for e in entries}, key=lambda a: a.value)
     machine = prepare_machine(arches, {a: opts.qemu.get(a) for a in arches})
     arena = min((machine.arena[a.value] for a in arches), key=lambda r: r[1] - r[0])
-    batches = shard_batches(plan_batches(entries, opts.cases_per_entry, arena, opts.max_images),
+    per_batch = images_per_batch(opts.max_images, opts.fanout,
+                                 min(machine.max_probes[a.value] for a in arches))
+    batches = shard_batches(plan_batches(entries, opts.cases_per_entry, arena, per_batch),
                             opts.shard)
     header = {
         "type": "run", "version": 1, "seed": opts.seed, "cases_per_entry": opts.cases_per_entry,
+        "fanout": opts.fanout,
         "shard": f"{opts.shard[0]}/{opts.shard[1]}" if opts.shard else None,
         "entries": len(entries), "batches": len(batches),
         "cases": sum(len(b.specs) for b in batches), "argv": list(argv),
@@ -655,7 +734,7 @@ def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[
         if on_records:
             on_records(ordered)
 
-    cfg = WorkerConfig(seed=opts.seed, machine=machine, out=str(out),
+    cfg = WorkerConfig(seed=opts.seed, machine=machine, out=str(out), fanout=opts.fanout,
                        baseline=str(opts.baseline) if opts.baseline else None,
                        timeout=opts.timeout)
     deadline = time.monotonic() + opts.budget if opts.budget else None

@@ -12,7 +12,8 @@ from reference.generate import Case
 from reference.outcome import WalkResult
 from reference.par import predict
 
-from .compare import MemoryChange, ProbeJudgement, ProbeStatus, judge_memory, judge_probe
+from .compare import (MemoryChange, ProbeJudgement, ProbeStatus, judge_memory, judge_probe,
+                      permitted_writes)
 from .errors import UsageError
 from .job import RawObservation
 from .qemu import BatchResult, BatchStatus, run_batch
@@ -56,7 +57,7 @@ def run_case(case: Case, *, cpu: str | None = None, qemu: str | Path | None = No
     memory: tuple[MemoryChange, ...] = ()
     if image.completed:
         memory = tuple(judge_memory([(r.pa, r.data) for r in case.image.regions],
-                                    image.regions_after, permitted))
+                                    image.regions_after, permitted_writes(permitted)))
     return CaseRun(case, batch, permitted, judgements, memory)
 
 

@@ -12,6 +12,7 @@ field because the two architectures treat descriptor output-address bits
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Mapping
 
 from .arch import Arch, Granule
@@ -36,12 +37,16 @@ class CpuModel:
     id_regs: tuple[tuple[str, int], ...]
     description: str = ""
 
+    @functools.cached_property
+    def _regs(self) -> dict[str, int]:
+        return dict(self.id_regs)
+
     def reg(self, name: str) -> int:
-        return dict(self.id_regs)[name]
+        return self._regs[name]
 
     # -- AArch64 features, decoded from ID_AA64MMFR0/1/2_EL1 -----------------
 
-    @property
+    @functools.cached_property
     def pamax(self) -> int:
         """PAMax in bits: the largest physical (and stage-2 input) address size.
 
@@ -60,6 +65,18 @@ class CpuModel:
         return field(mmfr0, 27, 24), field(mmfr0, 39, 36)
 
     def s2_granule_supported(self, granule: Granule) -> bool:
+        return self._s2_support[granule][0]
+
+    def s2_granule_52bit(self, granule: Granule) -> bool:
+        """Stage 2 supports 52-bit addresses with this 4K/16K granule (FEAT_LPA2)."""
+        return self._s2_support[granule][1]
+
+    @functools.cached_property
+    def _s2_support(self) -> dict[Granule, tuple[bool, bool]]:
+        """(supported, 52-bit) per granule, decoded once."""
+        return {g: (self._decode_s2_granule(g), self._decode_s2_granule_52bit(g)) for g in Granule}
+
+    def _decode_s2_granule(self, granule: Granule) -> bool:
         """Stage-2 support for ``granule`` (TGranX_2; 0b0000 means "as TGranX").
 
         TGran4/TGran64: 0b0000 supported, 0b0001 supported with 52-bit (4K),
@@ -75,8 +92,7 @@ class CpuModel:
             return s1 in (0, 1)
         return s2 in (2, 3)
 
-    def s2_granule_52bit(self, granule: Granule) -> bool:
-        """Stage 2 supports 52-bit addresses with this 4K/16K granule (FEAT_LPA2)."""
+    def _decode_s2_granule_52bit(self, granule: Granule) -> bool:
         if self.arch is Arch.AARCH32 or granule is Granule.G64K:
             return False
         s1, s2 = self._tgran(granule)
@@ -84,26 +100,26 @@ class CpuModel:
             return s1 == (1 if granule is Granule.G4K else 2)
         return s2 == 3
 
-    @property
+    @functools.cached_property
     def s2_granules(self) -> tuple[Granule, ...]:
         return tuple(g for g in Granule if self.s2_granule_supported(g))
 
-    @property
+    @functools.cached_property
     def feat_lpa(self) -> bool:
         """FEAT_LPA: 52-bit PA with the 64K granule (PARange = 0b0110)."""
         return self.arch is Arch.AARCH64 and self.pamax == 52
 
-    @property
+    @functools.cached_property
     def feat_lpa2(self) -> bool:
         """FEAT_LPA2: 52-bit addresses with 4K/16K granules (VTCR_EL2.DS)."""
         return any(self.s2_granule_52bit(g) for g in (Granule.G4K, Granule.G16K))
 
-    @property
+    @functools.cached_property
     def feat_ttst(self) -> bool:
         """FEAT_TTST (ID_AA64MMFR2_EL1.ST): small translation tables, T0SZ up to 48/47."""
         return self.arch is Arch.AARCH64 and field(self.reg("ID_AA64MMFR2_EL1"), 31, 28) >= 1
 
-    @property
+    @functools.cached_property
     def feat_xnx(self) -> bool:
         """FEAT_XNX (ID_AA64MMFR1_EL1.XNX, or ID_MMFR4.XNX [11:8] for AArch32):
         stage-2 XN[1:0] distinguishes EL0 and EL1."""
@@ -111,7 +127,7 @@ class CpuModel:
             return field(self.reg("ID_MMFR4"), 11, 8) >= 1
         return field(self.reg("ID_AA64MMFR1_EL1"), 31, 28) >= 1
 
-    @property
+    @functools.cached_property
     def bbm(self) -> int:
         """ID_AA64MMFR2_EL1.BBM: FEAT_BBM level (0, 1 or 2); with level 1 or 2
         a block's nT bit (16) may cause a Translation fault."""
@@ -119,14 +135,14 @@ class CpuModel:
             return 0
         return field(self.reg("ID_AA64MMFR2_EL1"), 55, 52)
 
-    @property
+    @functools.cached_property
     def hafdbs(self) -> int:
         """ID_AA64MMFR1_EL1.HAFDBS: 0 none, 1 hardware Access flag, 2 AF and dirty state."""
         if self.arch is Arch.AARCH32:
             return 0
         return field(self.reg("ID_AA64MMFR1_EL1"), 3, 0)
 
-    @property
+    @functools.cached_property
     def feat_s2fwb(self) -> bool:
         """FEAT_S2FWB (ID_AA64MMFR2_EL1.FWB)."""
         return self.arch is Arch.AARCH64 and field(self.reg("ID_AA64MMFR2_EL1"), 43, 40) >= 1

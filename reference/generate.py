@@ -20,6 +20,8 @@ import dataclasses
 import random
 from typing import Callable
 
+import numpy as np
+
 from .arch import Arch, AtKind, Granule
 from .config import FINAL_LEVEL, S2Config
 from .cpus import CpuModel
@@ -54,9 +56,39 @@ class Probe:
     aim: str
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class FanOut:
+    """Bulk probes: ``count`` random IPAs in each span of placed entries.
+
+    ``spans`` are (base IPA, bits): the 2^bits IPAs an entry placed by a
+    scenario covers (clipped to what a probe can reach); row i probes
+    ``ipa[i]`` with AtKind ``at[i]`` inside span ``span[i]``.  Spans are a
+    grouping hint for the bulk comparison (reference.fast), which checks
+    that a span really is uniform before using it."""
+
+    spans: tuple[tuple[int, int], ...]
+    ipa: np.ndarray
+    at: np.ndarray
+    span: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ipa)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, FanOut) and self.spans == other.spans
+                and np.array_equal(self.ipa, other.ipa) and np.array_equal(self.at, other.at)
+                and np.array_equal(self.span, other.span))
+
+    @classmethod
+    def empty(cls) -> "FanOut":
+        return cls((), np.zeros(0, np.uint64), np.zeros(0, np.uint8), np.zeros(0, np.int32))
+
+
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """A configuration, its table image and its probes on one CPU model."""
+    """A configuration, its table image and its probes on one CPU model:
+    ``probes`` each aimed at something and described, ``fanout`` bulk
+    probes spread over the entries the scenarios placed."""
 
     key: str
     seed: int
@@ -65,6 +97,7 @@ class Case:
     image: Image
     memory_map: MemoryMap
     probes: tuple[Probe, ...]
+    fanout: FanOut = dataclasses.field(default_factory=FanOut.empty)
 
     def memory(self) -> Memory:
         return Memory(ram=self.memory_map.ram, regions=self.image.regions)
@@ -116,6 +149,7 @@ class _Planner:
             cpu, config, layout, builder, mmap, rng)
         self.geo = layout.geo
         self.probes: list[Probe] = []
+        self.spans: list[tuple[int, int]] = []
         self.oa_bits = self._oa_bits()
         # Highest IPA a probe can use: stage 1 is off, so the IPA is the
         # input address: < 2^32 on AArch32, < 2^PAMax on AArch64.
@@ -201,7 +235,18 @@ class _Planner:
             self.b.plant(ipa, level, desc)
         except Conflict:
             return None
+        self.add_span(ipa, level)
         return ipa
+
+    def add_span(self, ipa: int, level: int) -> None:
+        """Record the IPAs the entry for ``ipa`` at ``level`` covers,
+        clipped (still aligned) to the IPAs a probe can reach."""
+        bits = self.geo.level_lsb(level)
+        base = ipa >> bits << bits
+        while base + (1 << bits) > self.ipa_limit and bits > 0:
+            bits -= 1
+            base = ipa >> bits << bits
+        self.spans.append((base, bits))
 
     def put_leaf(self, level: int, attrs: LeafAttrs, *, beyond: bool = False) -> int | None:
         """A leaf with ``attrs`` (its output address beyond the output size
@@ -375,6 +420,7 @@ def _contiguous(pl: _Planner, cpu: CpuModel, layout: Layout, level: int) -> None
         for i in range(n):
             step = i << geo.block_bits(level)
             pl.b.map(ipa + step, oa + step, level, LeafAttrs(contiguous=1))
+            pl.add_span(ipa + step, level)
     except Conflict:
         return
     pl.probe(ipa, pl.read_at(), f"L{level} contiguous set, first entry")
@@ -382,11 +428,29 @@ def _contiguous(pl: _Planner, cpu: CpuModel, layout: Layout, level: int) -> None
              f"L{level} contiguous set, last entry")
 
 
+def fan_out(pl: _Planner, count: int) -> FanOut:
+    """``count`` probes at random IPAs (any byte offset) in every span, with
+    random AT kinds, drawn from a generator seeded by the case's rng."""
+    if count <= 0 or not pl.spans:
+        return FanOut.empty()
+    gen = np.random.default_rng(pl.rng.getrandbits(64))
+    spans = tuple(pl.spans)
+    bases = np.array([b for b, _ in spans], dtype=np.uint64)
+    sizes = np.array([1 << bits for _, bits in spans], dtype=np.uint64)
+    span = np.repeat(np.arange(len(spans), dtype=np.int32), count)
+    # Offsets uniform in [0, size): 64 random bits reduced modulo the size.
+    offsets = gen.integers(0, 1 << 63, size=len(span), dtype=np.uint64, endpoint=False)
+    ipa = bases[span] + offsets % sizes[span]
+    at = gen.integers(0, len(AtKind), size=len(span), dtype=np.uint8)
+    return FanOut(spans, ipa, at, span)
+
+
 def generate_case(cpu: CpuModel, config: S2Config, seed: int, key: str,
-                  window: tuple[int, int], mmap: MemoryMap) -> Case:
+                  window: tuple[int, int], mmap: MemoryMap, fanout: int = 0) -> Case:
     """One case for ``config`` on ``cpu``, its image inside ``window`` =
     (base PA, size in bytes).  ``key`` names the case within a run; the
-    same (seed, key, window) gives the same case."""
+    same (seed, key, window, fanout) gives the same case.  ``fanout``: bulk
+    probes per placed entry (see FanOut)."""
     rng = random.Random(f"s2diff:{seed}:{key}")
     layout = build_layout(cpu, config)
     builder = ImageBuilder(layout, window[0], window[1],
@@ -395,4 +459,4 @@ def generate_case(cpu: CpuModel, config: S2Config, seed: int, key: str,
     _scenarios(planner, cpu, config, layout)
     image = builder.build()
     return Case(key=key, seed=seed, cpu=cpu, config=config.with_vttbr(image.vttbr), image=image,
-                memory_map=mmap, probes=tuple(planner.probes))
+                memory_map=mmap, probes=tuple(planner.probes), fanout=fan_out(planner, fanout))

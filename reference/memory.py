@@ -46,6 +46,10 @@ class Memory:
     def is_ram(self, pa: int) -> bool:
         return any(base <= pa < base + size for base, size in self.ram)
 
+    def ram_overlaps(self, lo: int, hi: int) -> bool:
+        """Whether any byte of [lo, hi] (inclusive) is RAM."""
+        return any(base <= hi and lo < base + size for base, size in self.ram)
+
     def read64(self, pa: int) -> int | None:
         """The little-endian 64-bit word at ``pa`` (8-byte aligned), or None
         when no memory is behind it."""

@@ -1,0 +1,164 @@
+"""Bulk prediction: the permitted outcomes of every probe in an aligned IPA
+span from two walks of the readable walker.
+
+This is not a second statement of the architecture: it calls
+``walk.walk`` and only reuses its answer.  The argument that the reuse is
+exact:
+
+Let a span be the 2^bits IPAs [base, base + 2^bits), base aligned.  A walk
+reads, at each level, the descriptor indexed by a contiguous field of IPA
+bits.  Walk ``base`` (all bits below ``bits`` zero) and ``last`` = base +
+2^bits - 1 (all of them one).  If an index field contained any bit below
+``bits`` the two walks would read different descriptor addresses.  So when
+both walks read exactly the same descriptors (addresses and values, level by
+level, in every permitted outcome), no index field touches the low bits:
+every IPA of the span reads the same descriptors and meets the same checks.
+What may still depend on the IPA is, by the pseudocode:
+
+- the output address of a translation: the leaf's base ORed with the IPA
+  bits below the block (or contiguous-set) size, which is at least ``bits``
+  since the leaf index lies above ``bits``: PA - IPA is the same for the
+  whole span;
+- the fault address of a synchronous External abort: the IPA itself;
+- the range checks (IPA beyond the input size, beyond PAMax): monotone in
+  the IPA, so equal at both ends means equal throughout.
+
+Hence ``span_model`` compares the two walks after replacing each
+translation's PA by PA - IPA; when they agree it returns that normalised
+answer for the whole span, otherwise None and the caller walks each probe.
+The test suite checks the claim against the readable walker probe by probe
+on large seeded samples of every configuration family.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .arch import Arch, AtKind
+from .config import S2Config
+from .cpus import CpuModel
+from .memory import Memory
+from .outcome import Outcome, Translation, WalkResult
+from .par import Report, predict, pa_bits
+from .bits import mask
+from .walk import walk
+
+U64 = (1 << 64) - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class SpanModel:
+    """The permitted outcomes of every IPA of a span, for one AT kind.
+
+    ``result`` is the readable walker's answer at ``base``; ``deltas[i]`` is
+    PA - IPA (mod 2^64) for a translation outcome i, None otherwise."""
+
+    base: int
+    bits: int
+    at: AtKind
+    result: WalkResult
+    deltas: tuple[int | None, ...]
+
+    def result_for(self, ipa: int) -> WalkResult:
+        """The walker's answer for any ``ipa`` of the span (translations
+        shifted; traces are those of ``base``)."""
+        outcomes = []
+        for o, delta in zip(self.result.outcomes, self.deltas):
+            if delta is not None:
+                o = dataclasses.replace(o, result=dataclasses.replace(o.result, pa=(ipa + delta) & U64))
+            outcomes.append(o)
+        return WalkResult(tuple(outcomes))
+
+
+def _normalised(result: WalkResult, ipa: int) -> tuple:
+    """The walk with what legitimately varies over a span taken out: a
+    translation's PA becomes PA - IPA, and the address of a final read that
+    found no memory is dropped (see span_model)."""
+    out = []
+    for o in result.outcomes:
+        r = o.result
+        if isinstance(r, Translation):
+            r = dataclasses.replace(r, pa=(r.pa - ipa) & U64)
+        trace = o.trace
+        if trace and trace[-1].value is None:
+            trace = trace[:-1] + (dataclasses.replace(trace[-1], address=-1),)
+        out.append((r, o.writes, trace))
+    return tuple(out)
+
+
+def _no_memory_reads(result: WalkResult) -> list[int]:
+    return [o.trace[-1].address for o in result.outcomes if o.trace and o.trace[-1].value is None]
+
+
+def span_model(cpu: CpuModel, config: S2Config, memory: Memory, base: int, bits: int,
+               at: AtKind) -> SpanModel | None:
+    """The model of the span [base, base + 2^bits) for ``at``, or None when
+    the two end walks differ (the caller then walks probe by probe).
+
+    A walk that ends reading a descriptor where there is no memory reads,
+    across the span, addresses from the one ``base`` reads to the one
+    ``last`` reads (the same table, an index monotone in the IPA): if no
+    RAM lies in between, every IPA of the span takes the same External
+    abort, so that final address is compared by this check instead."""
+    last = base + (1 << bits) - 1
+    first = walk(cpu, config, memory, base, at)
+    if bits:
+        other = walk(cpu, config, memory, last, at)
+        if _normalised(first, base) != _normalised(other, last):
+            return None
+        for lo, hi in zip(_no_memory_reads(first), _no_memory_reads(other)):
+            if memory.ram_overlaps(min(lo, hi), max(lo, hi) + 7):
+                return None
+    deltas = tuple((o.result.pa - base) & U64 if isinstance(o.result, Translation) else None
+                   for o in first.outcomes)
+    return SpanModel(base, bits, at, first, deltas)
+
+
+@dataclasses.dataclass(frozen=True)
+class BulkPatterns:
+    """For each outcome of a span model, what the observation of a probe at
+    IPA x must be: a PAR with (par & care) == value | ((x + delta) & pa_mask)
+    (pa_mask 0 for faults), or an exception with (esr & care) == value and
+    FAR == x."""
+
+    report: tuple[Report, ...]
+    value: np.ndarray
+    care: np.ndarray
+    delta: np.ndarray
+    pa_mask: np.ndarray
+
+
+def bulk_patterns(arch: Arch, model: SpanModel, arch_version: int) -> BulkPatterns:
+    reports, values, cares, deltas, masks = [], [], [], [], []
+    hi, lo = pa_bits(arch)
+    for o, delta in zip(model.result.outcomes, model.deltas):
+        pred = predict(arch, o, model.base, arch_version)
+        value, pa_mask = pred.pattern.value, 0
+        if delta is not None:
+            pa_mask = mask(hi, lo)
+            value &= ~pa_mask
+        reports.append(pred.report)
+        values.append(value)
+        cares.append(pred.pattern.care)
+        deltas.append(delta or 0)
+        masks.append(pa_mask)
+    as_u64 = lambda xs: np.array(xs, dtype=np.uint64)  # noqa: E731
+    return BulkPatterns(tuple(reports), as_u64(values), as_u64(cares), as_u64(deltas),
+                        as_u64(masks))
+
+
+def bulk_matches(patterns: BulkPatterns, ipas: np.ndarray, is_par: np.ndarray,
+                 is_exception: np.ndarray, par: np.ndarray, esr: np.ndarray,
+                 far: np.ndarray) -> np.ndarray:
+    """Boolean array: which observations (PAR or exception registers, as
+    uint64 arrays) match at least one outcome of the span."""
+    ok = np.zeros(ipas.shape, dtype=bool)
+    for i, report in enumerate(patterns.report):
+        care = patterns.care[i]
+        if report is Report.PAR:
+            want = patterns.value[i] | ((ipas + patterns.delta[i]) & patterns.pa_mask[i])
+            ok |= is_par & ((par & care) == want)
+        else:
+            ok |= is_exception & ((esr & care) == patterns.value[i]) & (far == ipas)
+    return ok
