@@ -1,0 +1,777 @@
+"""Localizing a divergence: the first walk level at which QEMU departs from
+the reference, the descriptor there and the field involved; and the readable
+explanation of a (minimal) case.
+
+The experiment (docs/debugging.md has the worked reasoning).  For each level
+L of the reference's walk of the probe, variants replace the descriptor at
+L, and nothing else, by one whose outcome the architecture fixes:
+
+* ``invalid``: the same descriptor with bit[0] cleared: a Translation fault
+  at level L for every walker that reads it at that address;
+* ``leaf``: where the architecture allows a block or page at L, a valid leaf
+  (AF = 1, S2AP = 0b11) with an in-range output address: a translation at L.
+
+QEMU *reaches* level L when it agrees with the reference on every variant at
+L **and** its answer changed (some variant's observation differs from the
+unmodified case's): it reads the descriptor at the reference's address, by
+the same interpretation of everything above it, and handles ordinary values
+there as the reference does.  The levels reached form a prefix of the walk.
+The departure is at the last level of that prefix:
+
+* every level is reached down to the terminal descriptor (the one that
+  decides the outcome): QEMU reads that descriptor and differs only on its
+  value, so the departure is a field of the terminal descriptor;
+* the prefix stops at level K above the terminal: QEMU reads the table
+  descriptor at K but does not arrive where the reference does at K + 1, so
+  it interprets that table descriptor differently;
+* no level is reached: QEMU departs before the first descriptor read, in
+  the configuration (VTCR, VTTBR).  Configuration variants then change one
+  field at a time (PS, T0SZ, SL0), keeping only those for which the
+  reference's outcome is unchanged; a field for which QEMU then agrees is
+  implicated.
+
+The field of a departing descriptor is named from the reference's rule for
+it (and the observed outcome), and confirmed where a *repair* variant exists:
+the same descriptor with only that field made ordinary (OA bits above the
+output size cleared, AF set, S2AP = 0b11, ...); QEMU agreeing on the repair
+shows that field is the one it treats differently.
+
+Variants are rebuilt walks (harness.shrink.rebuild) in windows of their
+own, so one QEMU boot runs them all; an unmodified rebuilt control must
+diverge the same way first.  When the walk cannot be rebuilt, each variant
+edits the case's image in place and runs in a boot of its own.
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import struct
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from reference import catalogue as cat
+from reference.arch import Arch, Granule
+from reference.bits import bit, field, mask
+from reference.config import FINAL_LEVEL, PS_BITS, S2Config
+from reference.generate import Case, build_layout
+from reference.image import Layout, LeafAttrs, encode_leaf
+from reference.memory import Region
+from reference.outcome import TraceStep
+from reference.par import predict
+from reference.walk import (aarch64_block_desc_supported, aarch64_nss2_ttw_params,
+                            aarch64_physical_address_size, walk)
+
+from .compare import describe_observation
+from .job import ObsKind, RawObservation
+from .qemu import describe_esr
+if TYPE_CHECKING:
+    from .shrink import ShrinkResult
+from .shrink import (Lab, NotRebuildable, Signature, Trial, WalkPath, Windows,
+                     config_with_geometry, longest_trace, rebuild, rebuild_footprint,
+                     reference_labels, table_address_mask, walk_path)
+
+
+# ---------------------------------------------------------------------------
+# Descriptor and configuration decoding (for the reader)
+# ---------------------------------------------------------------------------
+
+def oa_bits(case: Case) -> int:
+    """The effective output address size in bits (AArch32: 40)."""
+    if case.cpu.arch is Arch.AARCH32:
+        return 40
+    layout = build_layout(case.cpu, case.config)
+    return aarch64_physical_address_size(case.cpu, case.config.ps, layout.granule)
+
+
+def descriptor_address(case: Case, layout: Layout, value: int, low_bits: int) -> int:
+    """The address a descriptor holds (bits [47:low_bits], or [39:low_bits]
+    on AArch32, plus PA[51:48] where the layout keeps them)."""
+    if case.cpu.arch is Arch.AARCH32:
+        return field(value, 39, low_bits) << low_bits
+    addr = field(value, 47, low_bits) << low_bits
+    if layout.lpa64:
+        addr |= field(value, 15, 12) << 48
+    elif layout.ds:
+        addr |= (field(value, 9, 8) << 2 | field(value, 49, 48)) << 48
+    return addr
+
+
+def block_allowed(case: Case, layout: Layout, level: int) -> bool:
+    """Whether the architecture allows a leaf (block or page) at ``level``."""
+    if level == FINAL_LEVEL:
+        return True
+    if case.cpu.arch is Arch.AARCH32:
+        return level >= 1
+    p = aarch64_nss2_ttw_params(case.cpu, case.config)[0][0]
+    p = dataclasses.replace(p, granule=layout.granule, ds=int(layout.ds))
+    return aarch64_block_desc_supported(case.cpu, p, level)
+
+
+def decode_descriptor(case: Case, layout: Layout, step: TraceStep) -> str:
+    """The fields of one descriptor read, by their Arm ARM names."""
+    v = step.value
+    if v is None:
+        return "nothing read (no memory behind the address)"
+    level = step.level
+    if not v & 1:
+        return "bits[1:0]=0b%d%d: invalid (bit 0 clear)" % (bit(v, 1), bit(v, 0))
+    if v & 2 and level < FINAL_LEVEL:
+        nxt = descriptor_address(case, layout, v, layout.granule.bits)
+        other = v & ~table_address_mask(case.cpu.arch, layout) & ~0b11
+        text = f"bits[1:0]=0b11 table: next-level table {nxt:#x}"
+        if case.cpu.arch is Arch.AARCH32 and field(v, 47, 40):
+            text += f", bits[47:40]={field(v, 47, 40):#x}"
+            other &= ~mask(47, 40)
+        return text + (f", other bits {other:#x}" if other else "")
+    lsb = layout.geo.block_bits(level)
+    kind = "page" if level == FINAL_LEVEL else "block"
+    oa = descriptor_address(case, layout, v, lsb)
+    parts = [f"bits[1:0]=0b{bit(v, 1)}{bit(v, 0)} {kind}: OA {oa:#x}"]
+    if case.cpu.arch is Arch.AARCH32 and field(v, 47, 40):
+        parts.append(f"bits[47:40]={field(v, 47, 40):#x}")
+    parts.append(f"MemAttr={field(v, 5, 2):04b} S2AP={field(v, 7, 6):02b}")
+    if not layout.ds:
+        parts.append(f"SH={field(v, 9, 8):02b}")
+    parts.append(f"AF={bit(v, 10)}")
+    for name, n in (("nT", 16), ("DBM", 51), ("Contiguous", 52)):
+        if bit(v, n):
+            parts.append(f"{name}=1")
+    parts.append(f"XN={field(v, 54, 53):02b}")
+    return " ".join(parts)
+
+
+def describe_config(case: Case) -> list[str]:
+    """VTCR and VTTBR decoded field by field, and the geometry they select."""
+    arch = case.cpu.arch
+    c = case.config
+    verdict = cat.judge(case.cpu, c)
+    reg = "VTCR_EL2" if arch is Arch.AARCH64 else "VTCR"
+    lines = [f"CPU {case.cpu.name} ({arch.value}, PAMax {case.cpu.pamax})",
+             f"{reg} = {c.vtcr():#x}"]
+    for f in cat.decode_vtcr(arch, c.vtcr(), verdict.start_level):
+        bits = f"[{f.hi}:{f.lo}]" if f.hi != f.lo else f"[{f.hi}]"
+        lines.append(f"  {f.name:<6}{bits:<8}{f.value:<5} {f.meaning}")
+    if verdict.valid and verdict.start_level is not None and verdict.ia_bits is not None:
+        lines.append(f"  -> {verdict.granule.label} granule, {verdict.ia_bits}-bit IPA, start level "
+                     f"{verdict.start_level}, {verdict.levels} levels, {verdict.concat} table(s) "
+                     f"at the start level, output {verdict.oa_bits} bits")
+    else:
+        lines.append("  -> invalid: " + "; ".join(verdict.problems))
+    vmid = field(c.vttbr, 63, 48) if arch is Arch.AARCH64 else field(c.vttbr, 55, 48)
+    reg = "VTTBR_EL2" if arch is Arch.AARCH64 else "VTTBR"
+    lines.append(f"{reg} = {c.vttbr:#x}: VMID {vmid:#x}, BADDR {c.vttbr & mask(47, 1):#x}"
+                 + (", CnP" if c.vttbr & 1 else ""))
+    return lines
+
+
+def describe_obs(arch: Arch, obs: RawObservation) -> str:
+    from .run import observed_label
+    text = describe_observation(arch, obs)
+    if obs.kind is ObsKind.EXCEPTION:
+        text += f"; {describe_esr(obs.esr)}"
+    return f"{text}  [{observed_label(arch, obs)}]"
+
+
+def explain_case(case: Case, trial: Trial | None, index: int = 0) -> str:
+    """The readable account of probe ``index``: configuration decoded, the
+    reference's walk level by level (descriptor address, raw value, decoded
+    fields, the rule applied), the permitted outcomes and the observation."""
+    arch = case.cpu.arch
+    layout = build_layout(case.cpu, case.config)
+    probe = case.probes[index]
+    lines = describe_config(case)
+    lines.append("image: " + ", ".join(f"[{r.pa:#x}] {struct.unpack_from('<Q', r.data, o)[0]:#018x}"
+                                       for r in case.image.regions
+                                       for o in range(0, len(r.data), 8))[:2000])
+    lines.append(f"probe {index}: {probe.at.name_for(arch)} IPA {probe.ipa:#x} ({probe.aim})")
+    res = walk(case.cpu, case.config, case.memory(), probe.ipa, probe.at)
+    try:
+        trace = longest_trace(case, index)
+    except NotRebuildable:
+        trace = max((o.trace for o in res.outcomes), key=len)
+    lines.append("walk (reference):")
+    if not trace:
+        lines.append("  no descriptor read")
+    for step in trace:
+        value = "no memory" if step.value is None else f"{step.value:#018x}"
+        lines.append(f"  L{step.level} [{step.address:#x}] = {value}")
+        lines.append(f"      {decode_descriptor(case, layout, step)}")
+        lines.append(f"      {step.kind}" + (f": {step.note}" if step.note else ""))
+    for o in res.outcomes:
+        pred = predict(arch, o, probe.ipa, case.cpu.arch_version)
+        lines.append(f"permitted: {o.describe()} -> {pred.report.value} {pred.pattern.value:#x} "
+                     f"(care {pred.pattern.care:#x})")
+        for rule in o.rules:
+            lines.append(f"    rule: {rule}")
+    if trial is not None and trial.completed:
+        lines.append(f"observed ({trial.batch.qemu_version}): "
+                     f"{describe_obs(arch, trial.observation(index))}")
+        for f in trial.divergences:
+            if f.signature.kind == "memory":
+                lines.append(f"observed: {f.record.get('observed_text', '')} (no permitted outcome "
+                             "writes this)")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Variants
+# ---------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One modified case run in QEMU.  ``level``: the walk level whose
+    descriptor it replaces (None for a configuration variant); ``role``:
+    'control', 'invalid', 'leaf', 'repair' or 'config'."""
+
+    role: str
+    level: int | None
+    text: str
+    case: Case
+    trial: Trial | None = None
+    param: str = ""         # configuration variants: the VTCR field changed
+    setting: str = ""       # ... and what it was set to
+
+    @property
+    def expected(self) -> str:
+        return " | ".join(reference_labels(self.case, 0))
+
+    @property
+    def observed(self) -> str:
+        from .run import observed_label
+        if self.trial is None or not self.trial.completed:
+            return "not completed"
+        return observed_label(self.case.cpu.arch, self.trial.observation(0))
+
+    @property
+    def agrees(self) -> bool:
+        return self.trial is not None and self.trial.agrees
+
+    def line(self) -> str:
+        verdict = "agrees" if self.agrees else "DIFFERS"
+        return (f"{self.text}: reference {self.expected}; QEMU {self.observed} -> {verdict}")
+
+
+def _obs_key(trial: Trial | None) -> tuple:
+    """What QEMU did, comparable across windows: the raw report of probe 0
+    and which descriptor bits it wrote."""
+    if trial is None or not trial.completed:
+        return ("not completed",)
+    obs = trial.observation(0)
+    written = tuple(sorted(f.signature.observed for f in trial.divergences
+                           if f.signature.kind == "memory"))
+    return (obs.kind, obs.par, obs.esr, written)
+
+
+def _in_place(case: Case, address: int, value: int) -> Case:
+    """The case with the 8-byte word at ``address`` set to ``value``."""
+    words = {}
+    for r in case.image.regions:
+        for off in range(0, len(r.data) - 7, 8):
+            words[r.pa + off] = struct.unpack_from("<Q", r.data, off)[0]
+    words[address] = value
+    regions = tuple(Region(pa, struct.pack("<Q", v)) for pa, v in sorted(words.items()) if v)
+    return dataclasses.replace(case, image=dataclasses.replace(case.image, regions=regions))
+
+
+class _Maker:
+    """Makes variants, rebuilt in windows of their own when the walk can be
+    rebuilt, else edited in place."""
+
+    def __init__(self, case: Case, path: WalkPath | None, lab: Lab, rebuilt: bool) -> None:
+        self.case, self.path, self.lab, self.rebuilt = case, path, lab, rebuilt
+        self.windows = Windows(lab.arena)
+
+    def descriptor(self, level: int, value: int) -> Case:
+        assert self.path is not None
+        if self.rebuilt:
+            return self._rebuild(replace={level: value})
+        step = self.path.at(level)
+        assert step is not None
+        return _in_place(self.case, step.address, value)
+
+    def control(self) -> Case:
+        return self._rebuild()
+
+    def config(self, config: S2Config) -> Case | None:
+        if self.rebuilt:
+            try:
+                return self._rebuild(config=config)
+            except NotRebuildable:
+                return None
+        return dataclasses.replace(self.case, config=config.with_vttbr(self.case.config.vttbr))
+
+    def _rebuild(self, config: S2Config | None = None, replace=None) -> Case:
+        assert self.path is not None
+        layout = build_layout(self.case.cpu, config or self.case.config)
+        end = self.path.terminal.level
+        if replace:
+            end = min(end, min(replace))
+        size, align = rebuild_footprint(layout, max(end, layout.start_level))
+        base = self.windows.take(size, align)
+        return rebuild(self.case, 0, self.path, base=base, config=config, replace=replace)
+
+
+def _leaf_value(case: Case, layout: Layout, level: int) -> int:
+    """A valid leaf at ``level``: AF = 1, S2AP = 0b11, output address the
+    RAM base rounded down to the leaf size (always within the output size)."""
+    ram_base = case.memory_map.ram[0][0]
+    lsb = layout.geo.block_bits(level)
+    return encode_leaf(layout, level, ram_base >> lsb << lsb, LeafAttrs())
+
+
+# ---------------------------------------------------------------------------
+# The field involved
+# ---------------------------------------------------------------------------
+
+_BIT_NAMES = {0: "valid", 1: "type", 6: "S2AP[0]", 7: "S2AP[1]", 10: "AF", 16: "nT",
+              51: "DBM", 52: "Contiguous", 53: "XN[0]", 54: "XN[1]"}
+
+
+def _granule_blocks(case: Case, layout: Layout) -> str:
+    g = layout.granule
+    levels = [lvl for lvl in range(-1, FINAL_LEVEL) if block_allowed(case, layout, lvl)]
+    where = ", ".join(str(lvl) for lvl in levels) or "no level"
+    return f"{g.label} blocks are allowed at level {where} here"
+
+
+def _oa_repair(case: Case, layout: Layout, value: int, low_bits: int, limit: int) -> int:
+    """``value`` with the address bits at and above ``limit`` cleared (in
+    bits [47:low_bits] and in the PA[51:48] fields of the layout)."""
+    addr = descriptor_address(case, layout, value, low_bits)
+    keep = addr & ((1 << limit) - 1)
+    if case.cpu.arch is Arch.AARCH32:
+        return (value & ~mask(47, low_bits)) | keep
+    cleared = value & ~mask(47, low_bits)
+    if layout.lpa64:
+        cleared &= ~mask(15, 12)
+    if layout.ds:
+        cleared &= ~(mask(9, 8) | mask(49, 48))
+    return cleared | keep
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldFinding:
+    """The field named for the departing descriptor, and the repair variant
+    that would confirm it (None when there is none)."""
+
+    text: str
+    repair: int | None = None
+    repair_text: str = ""
+
+
+def terminal_field(case: Case, path: WalkPath, sig: Signature) -> FieldFinding:
+    """The field of the terminal descriptor the reference's rule turns on
+    (or, for an expected translation, the one the observed fault names)."""
+    layout = path.layout
+    step = path.terminal
+    v = step.value
+    assert v is not None
+    level = step.level
+    probe = case.probes[0]
+    res = walk(case.cpu, case.config, case.memory(), probe.ipa, probe.at)
+    rules = " ".join(r for o in res.outcomes for r in o.rules)
+    size = oa_bits(case)
+    if sig.kind == "memory":
+        after = v ^ int(sig.observed.split()[2], 16)
+        allowed = {v} | {w.new for o in res.outcomes for w in o.writes if w.pa == step.address}
+        nearest = min(allowed, key=lambda a: bin(a ^ after).count("1"))
+        extra = after ^ nearest
+        names = ", ".join(_BIT_NAMES.get(n, f"bit {n}") for n in range(64) if extra >> n & 1)
+        state = (f"DBM={bit(v, 51)}, S2AP={field(v, 7, 6):02b}, AF={bit(v, 10)}, "
+                 f"VTCR_EL2.HA={case.config.ha} HD={case.config.hd}")
+        repair = (v & ~(1 << 51), "DBM cleared") if bit(v, 51) and extra & (1 << 7) else (None, "")
+        return FieldFinding(f"QEMU writes descriptor bits {extra:#x} ({names}) that no permitted "
+                            f"outcome of {probe.at.name_for(case.cpu.arch)} writes ({state}; "
+                            f"written {v:#x} -> {after:#x})", *repair)
+    if step.kind == "reserved":
+        if level == FINAL_LEVEL:
+            return FieldFinding("descriptor bits[1:0] = 0b01 at level 3: reserved, only 0b11 is a "
+                                "page (AArch64.DecodeDescriptorType)")
+        return FieldFinding(f"descriptor bits[1:0] = 0b01 (a block) at level {level}, where "
+                            f"AArch64.BlockDescSupported is FALSE ({_granule_blocks(case, layout)})")
+    if step.kind == "invalid":
+        return FieldFinding(f"descriptor bits[1:0] = 0b{bit(v, 1)}{bit(v, 0)}: bit 0 clear, an "
+                            "invalid descriptor")
+    if step.kind == "table":
+        nxt = descriptor_address(case, layout, v, layout.granule.bits)
+        if "synchronous External abort" in rules:
+            return FieldFinding(f"next-level table address {nxt:#x} (descriptor bits "
+                                f"[47:{layout.granule.bits}]): no memory behind it")
+        if case.cpu.arch is Arch.AARCH32 and field(v, 47, 40):
+            return FieldFinding(f"table descriptor bits[47:40] = {field(v, 47, 40):#x}, which must "
+                                "be zero (AArch32.S2Walk)", v & ~mask(47, 40),
+                                "bits[47:40] cleared")
+        where = _high_field(layout)
+        return FieldFinding(f"next-level table address {nxt:#x} (bits [47:{layout.granule.bits}]"
+                            f"{where}) has bits above the {size}-bit output size",
+                            _oa_repair(case, layout, v, layout.granule.bits, size),
+                            f"address bits >= {size} cleared")
+    lsb = layout.geo.block_bits(level)
+    oa = descriptor_address(case, layout, v, lsb)
+    if "beyond" in rules and "output address" in rules:
+        return FieldFinding(f"output address {oa:#x} (bits [47:{lsb}]{_high_field(layout)}) has "
+                            f"bits above the {size}-bit output size: {oa >> size << size:#x}",
+                            _oa_repair(case, layout, v, lsb, size), f"OA bits >= {size} cleared")
+    if "bits [47:40]" in rules:
+        return FieldFinding(f"output address bits[47:40] = {field(v, 47, 40):#x}",
+                            v & ~mask(47, 40), "bits[47:40] cleared")
+    if "AF = 0" in rules:
+        return FieldFinding("AF (bit 10) = 0", v | 1 << 10, "AF set")
+    if "S2CheckPermissions" in rules:
+        return FieldFinding(f"S2AP (bits[7:6]) = {field(v, 7, 6):02b}", v | 0b11 << 6,
+                            "S2AP = 0b11")
+    if "ContiguousBitFaults" in rules:
+        return FieldFinding("Contiguous (bit 52) on a range larger than the IPA space",
+                            v & ~(1 << 52), "Contiguous cleared")
+    if "BlocknTFaults" in rules:
+        return FieldFinding("nT (bit 16) = 1", v & ~(1 << 16), "nT cleared")
+    observed = sig.observed
+    if observed.startswith("address-size"):
+        return FieldFinding(f"output address {oa:#x} (bits [47:{lsb}]{_high_field(layout)}): QEMU "
+                            f"finds it out of range, the reference within {size} bits")
+    if observed.startswith("permission"):
+        return FieldFinding(f"S2AP (bits[7:6]) = {field(v, 7, 6):02b} for "
+                            f"{probe.at.name_for(case.cpu.arch)}")
+    if observed.startswith("access-flag"):
+        return FieldFinding(f"AF (bit 10) = {bit(v, 10)}")
+    if observed.startswith("translation"):
+        return FieldFinding(f"descriptor type bits[1:0] = 0b{bit(v, 1)}{bit(v, 0)} at level {level}: "
+                            "QEMU finds it invalid")
+    if observed == "ok":
+        return FieldFinding(f"output address {oa:#x} (bits [47:{lsb}]): QEMU reports another PA "
+                            "or attributes")
+    return FieldFinding(f"the {step.kind} descriptor at level {level} as a whole")
+
+
+def _high_field(layout: Layout) -> str:
+    if layout.lpa64:
+        return ", PA[51:48] in bits [15:12]"
+    if layout.ds:
+        return ", PA[51:50] in bits [9:8], PA[49:48] in bits [49:48]"
+    return ""
+
+
+def config_variants(case: Case, maker: _Maker, sig: Signature) -> list[Variant]:
+    """One-field changes of the configuration (PS, T0SZ, SL0) under which the
+    reference's outcome stays the same."""
+    arch = case.cpu.arch
+    c = case.config
+    layout = build_layout(case.cpu, c)
+    out = []
+    seen = set()
+
+    def add(text: str, config: S2Config, param: str, setting: str) -> None:
+        if config.vtcr() in seen or config.vtcr() == c.vtcr():
+            return
+        seen.add(config.vtcr())
+        var = maker.config(config)
+        if var is None:
+            return
+        if reference_labels(var, 0) != sig.expected:
+            return
+        out.append(Variant("config", None, text, var, param=param, setting=setting))
+
+    if arch is Arch.AARCH64:
+        for ps in range(7):
+            if ps != c.ps:
+                add(f"PS {c.ps:#05b} ({PS_BITS[c.ps]} bits) -> {ps:#05b} ({PS_BITS[ps]} bits)",
+                    dataclasses.replace(c, ps=ps), "PS", f"{PS_BITS[ps]}")
+    for ia in range(25, 53):
+        if ia == layout.ia_bits or case.probes[0].ipa >> ia:
+            continue
+        new = config_with_geometry(case, layout.granule, ia, layout.start_level)
+        if new is not None and build_layout(case.cpu, new).ia_bits == ia:
+            add(f"T0SZ {c.t0sz} -> {new.t0sz} ({ia}-bit IPA, start level {layout.start_level})", new,
+                "T0SZ", f"{ia}")
+    for start in range(-1, FINAL_LEVEL + 1):
+        if start == layout.start_level:
+            continue
+        new = config_with_geometry(case, layout.granule, layout.ia_bits, start)
+        if new is not None:
+            nl = build_layout(case.cpu, new)
+            if (nl.start_level, nl.ia_bits) == (start, layout.ia_bits):
+                add(f"SL0 {c.sl0} -> {new.sl0} (start level {start}, {layout.ia_bits}-bit IPA)",
+                    new, "SL0", f"{start}")
+    return out
+
+
+_UNITS = {"PS": ("output size", "bits"), "T0SZ": ("IPA size", "bits"), "SL0": ("start level", "")}
+
+
+def _config_summary(case: Case, agreeing: Sequence[Variant], tried: Sequence[Variant]) -> list[str]:
+    """Per VTCR field: the settings under which QEMU agrees, of those tried."""
+    layout = build_layout(case.cpu, case.config)
+    now = {"PS": str(PS_BITS.get(case.config.ps, "?")), "T0SZ": str(layout.ia_bits),
+           "SL0": str(layout.start_level)}
+    out = []
+    for param in dict.fromkeys(v.param for v in agreeing):
+        ok = [v.setting for v in agreeing if v.param == param]
+        n = sum(1 for v in tried if v.param == param)
+        what, unit = _UNITS[param]
+        out.append(f"{param}: QEMU agrees with {what} {', '.join(ok)}{' ' + unit if unit else ''} "
+                   f"({len(ok)} of {n} tried; the case has {now[param]})")
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Localization
+# ---------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Localization:
+    """Where QEMU departs: ``level`` None means before the first descriptor
+    read (the configuration); ``address``/``value`` the descriptor there;
+    ``field`` the field involved; ``reasoning`` how the variants show it."""
+
+    level: int | None
+    address: int | None
+    value: int | None
+    field: str
+    reasoning: tuple[str, ...]
+    variants: tuple[Variant, ...]
+    boots: int
+    rebuilt: bool
+
+    def render(self) -> str:
+        if self.level is None:
+            head = "QEMU departs from the reference before the first descriptor read: the configuration"
+        else:
+            head = (f"QEMU departs from the reference at level {self.level}: descriptor "
+                    f"[{self.address:#x}] = {self.value:#018x}")
+        how = ("rebuilt in windows of their own, one boot" if self.rebuilt
+               else "edited in place, one boot each")
+        lines = [head, f"field: {self.field}",
+                 f"variants ({len(self.variants)}, {how}; {self.boots} QEMU boot"
+                 f"{'s' if self.boots != 1 else ''}):"]
+        lines += [f"  {v.line()}" for v in self.variants]
+        lines += [f"reasoning: {self.reasoning[0]}"] + [f"  {r}" for r in self.reasoning[1:]]
+        return "\n".join(lines)
+
+
+def localize(case: Case, lab: Lab, sig: Signature, base: Trial, index: int = 0) -> Localization:
+    """Localize the divergence ``sig`` of probe ``index`` (observed in
+    ``base``, the case's own trial) by the experiment in the module
+    docstring.  With a rebuildable walk every variant (the control, the
+    level variants, the terminal descriptor's repair and the configuration
+    variants) runs in one QEMU boot; the repair of a table descriptor above
+    the terminal one, when the departure is there, takes one more."""
+    boots0 = lab.boots
+    if len(case.probes) != 1:
+        case = dataclasses.replace(case, probes=(case.probes[index],))
+        base = lab.run([case])[0]
+    base_key = _obs_key(base)
+    reasoning: list[str] = []
+    try:
+        path: WalkPath | None = walk_path(case, 0)
+    except NotRebuildable as exc:
+        path = None
+        reasoning.append(f"no descriptor variants: {exc}")
+
+    def plan(maker: _Maker) -> tuple[list[Variant], dict[int, list[Variant]], Variant | None,
+                                     list[Variant]]:
+        control = ([Variant("control", None, "control: the same walk rebuilt elsewhere",
+                            maker.control())] if maker.rebuilt else [])
+        levels: dict[int, list[Variant]] = {}
+        repair = None
+        if path is not None:
+            for step in path.steps:
+                v = step.value
+                assert v is not None
+                vs = []
+                if v & 1:
+                    vs.append(Variant("invalid", step.level, f"L{step.level} bit 0 cleared "
+                                      f"({v & ~1:#x})", maker.descriptor(step.level, v & ~1)))
+                if block_allowed(case, path.layout, step.level):
+                    leaf = _leaf_value(case, path.layout, step.level)
+                    if leaf != v:
+                        kind = "page" if step.level == FINAL_LEVEL else "block"
+                        vs.append(Variant("leaf", step.level, f"L{step.level} valid {kind} "
+                                          f"{leaf:#x}", maker.descriptor(step.level, leaf)))
+                levels[step.level] = vs
+            finding = terminal_field(case, path, sig)
+            if finding.repair is not None:
+                level = path.terminal.level
+                repair = Variant("repair", level, f"L{level} {finding.repair_text} "
+                                 f"({finding.repair:#x})", maker.descriptor(level, finding.repair))
+        return control, levels, repair, config_variants(case, maker, sig)
+
+    def execute(maker: _Maker):
+        control, levels, repair, configs = plan(maker)
+        flat = control + [v for vs in levels.values() for v in vs] + \
+            ([repair] if repair else []) + configs
+        done = iter(lab.run([v.case for v in flat]))
+        control = [dataclasses.replace(v, trial=next(done)) for v in control]
+        levels = {lvl: [dataclasses.replace(v, trial=next(done)) for v in vs]
+                  for lvl, vs in levels.items()}
+        repair = dataclasses.replace(repair, trial=next(done)) if repair else None
+        configs = [dataclasses.replace(v, trial=next(done)) for v in configs]
+        return control, levels, repair, configs
+
+    maker = _Maker(case, path, lab, rebuilt=path is not None)
+    control, level_vars, repair, cvars = execute(maker)
+    if control and not control[0].trial.shows(sig):
+        reasoning.append("the rebuilt control does not diverge the same way: variants are edited "
+                         "in place instead")
+        maker = _Maker(case, path, lab, rebuilt=False)
+        control, level_vars, repair, cvars = execute(maker)
+    variants: list[Variant] = control + [v for vs in level_vars.values() for v in vs]
+
+    reached: list[int] = []
+    stop_note = ""
+    for level, vs in level_vars.items():
+        agrees = bool(vs) and all(v.agrees for v in vs)
+        responds = any(_obs_key(v.trial) != base_key for v in vs)
+        if agrees and responds:
+            reached.append(level)
+            continue
+        if not vs:
+            stop_note = f"level {level}: no variant is possible there"
+        elif agrees:
+            stop_note = (f"level {level} is inconclusive: QEMU agrees with the variants but its "
+                         "answer did not change, so they do not show that it reads this descriptor")
+        else:
+            stop_note = (f"level {level} is not reached: QEMU differs from the reference on "
+                         + ", ".join(v.text for v in vs if not v.agrees))
+        break
+
+    if path is not None and reached:
+        level = reached[-1]
+        step = path.at(level)
+        assert step is not None and step.value is not None
+        reasoning.append(f"level{'s' if len(reached) > 1 else ''} "
+                         f"{', '.join(str(x) for x in reached)} reached: QEMU agrees on every "
+                         "variant there and its answer changes with them, so it reads "
+                         f"{'those descriptors' if len(reached) > 1 else 'that descriptor'} at the "
+                         "reference's address")
+        if level == path.terminal.level:
+            finding = terminal_field(case, path, sig)
+            reasoning.append(f"the level-{level} descriptor decides the reference's outcome, and "
+                             "with ordinary values there QEMU agrees: the departure is in this "
+                             "descriptor's value")
+        else:
+            amask = table_address_mask(case.cpu.arch, path.layout)
+            other = step.value & ~amask & ~0b11
+            finding = FieldFinding(
+                f"the table descriptor's next-level address {step.value & amask:#x}"
+                + (f" and its other bits {other:#x}" if other else "")
+                + ": QEMU does not arrive where the reference goes next",
+                (step.value & ~other) if other else None, "non-address bits cleared")
+            reasoning.append(stop_note)
+            reasoning.append(f"so QEMU interprets the level-{level} table descriptor differently")
+            repair = None
+            if finding.repair is not None:
+                repair = Variant("repair", level, f"L{level} {finding.repair_text} "
+                                 f"({finding.repair:#x})", maker.descriptor(level, finding.repair))
+                repair = dataclasses.replace(repair, trial=lab.run([repair.case])[0])
+        if repair is not None:
+            variants.append(repair)
+            if repair.agrees:
+                reasoning.append(f"confirmed: with only that field changed ({finding.repair_text}) "
+                                 "QEMU agrees with the reference")
+            else:
+                reasoning.append(f"not confirmed: with {finding.repair_text} QEMU still differs")
+        return Localization(level, step.address, step.value, finding.text, tuple(reasoning),
+                            tuple(variants), lab.boots - boots0, maker.rebuilt)
+
+    # Before the first descriptor: the configuration.
+    if stop_note:
+        reasoning.append(stop_note)
+    reasoning.append("no level is reached: QEMU's answer does not come from the reference's walk, "
+                     "so it departs in the configuration (VTCR, VTTBR)")
+    variants += cvars
+    agreeing = [v for v in cvars if v.agrees]
+    if agreeing:
+        text = "VTCR " + "; ".join(_config_summary(case, agreeing, cvars))
+        reasoning.append(f"{len(agreeing)} of {len(cvars)} one-field configuration changes that "
+                         "leave the reference's outcome unchanged make QEMU agree")
+    else:
+        text = f"the configuration as a whole ({case.config.describe()})"
+        reasoning.append(f"none of {len(cvars)} one-field configuration changes makes QEMU agree")
+    return Localization(None, None, None, text, tuple(reasoning), tuple(variants),
+                        lab.boots - boots0, maker.rebuilt)
+
+
+# ---------------------------------------------------------------------------
+# Shrink + localize, as `s2diff shrink` and `s2diff run --shrink` use it
+# ---------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ShrinkReport:
+    """What shrink_case_file produced: the shrink, the localization, the
+    minimal case file written and the report text (also written beside it)."""
+
+    shrink: "ShrinkResult"
+    localization: Localization
+    case_file: Path
+    report_file: Path
+    text: str
+
+
+def minimal_case_path(case_path: Path) -> Path:
+    """Default name of the minimal case: NAME.min.json beside NAME.json."""
+    name = case_path.name[:-5] if case_path.name.endswith(".json") else case_path.name
+    return case_path.with_name(name + ".min.json")
+
+
+def _observed_extra(result: "ShrinkResult", loc: Localization, source: Path) -> dict[str, Any]:
+    trial = result.trial
+    assert trial.image is not None
+    obs = [{"kind": o.kind.name, "par": f"{o.par:#x}", "esr": f"{o.esr:#x}", "far": f"{o.far:#x}",
+            "hpfar": f"{o.hpfar:#x}"} for o in trial.image.observations]
+    return {
+        "observed": {"probes": obs,
+                     "regions_after": [{"pa": f"{pa:#x}", "data": base64.b64encode(d).decode()}
+                                       for pa, d in trial.image.regions_after]},
+        "qemu": {"argv": list(trial.batch.argv), "version": trial.batch.qemu_version},
+        "divergence": [{"probe": f.probe, "kind": f.signature.kind,
+                        "expected": list(f.signature.expected), "observed": f.signature.observed}
+                       for f in trial.divergences if f.signature == result.signature],
+        "shrunk_from": {"case": str(source), "probe": result.probe,
+                        "steps": [f"{s.name}: {s.text}" for s in result.steps]},
+        "localization": {"level": loc.level,
+                         "address": None if loc.address is None else f"{loc.address:#x}",
+                         "value": None if loc.value is None else f"{loc.value:#x}",
+                         "field": loc.field},
+    }
+
+
+def shrink_case_file(case_path: str | Path, *, out: str | Path | None = None,
+                     probe: int | None = None, qemu: str | Path | None = None,
+                     timeout: float | None = None) -> ShrinkReport:
+    """Shrink the case file, localize its divergence, write the minimal case
+    (``out``, default minimal_case_path) and the report beside it (.txt)."""
+    from .casefile import load_case, save_case
+    from .shrink import Lab, shrink
+    source = Path(case_path)
+    case = load_case(source)
+    lab = Lab(case.cpu.arch, case.cpu.name, qemu=qemu, timeout=timeout)
+    result = shrink(case, lab, probe=probe)
+    loc = localize(result.minimal, lab, result.signature, result.trial)
+    target = Path(out) if out is not None else minimal_case_path(source)
+    save_case(target, result.minimal, _observed_extra(result, loc, source))
+    report = target.with_suffix(".txt")
+    text = "\n".join([
+        f"shrink of {source}, probe {result.probe}",
+        result.summary(),
+        f"minimal case: {target}  (re-run: s2diff repro {target})",
+        "",
+        "== the minimal case ==",
+        explain_case(result.minimal, result.trial),
+        "",
+        "== localization ==",
+        loc.render(),
+        f"QEMU boots in all: {lab.boots}",
+    ]) + "\n"
+    report.write_text(text, encoding="utf-8")
+    return ShrinkReport(result, loc, target, report, text)
+
+
+def shrink_and_localize(case_path: str | Path, *, out: str | Path | None = None,
+                        probe: int | None = None, qemu: str | Path | None = None,
+                        timeout: float | None = None) -> str:
+    """For `s2diff run --shrink`: shrink one new divergence's case file and
+    localize it; returns the report text (the minimal case is written as
+    NAME.min.json and the report as NAME.min.txt beside the case unless
+    ``out`` says otherwise).  Raises ShrinkError (exit 2) when the case does
+    not diverge or QEMU does not complete it."""
+    return shrink_case_file(case_path, out=out, probe=probe, qemu=qemu, timeout=timeout).text
