@@ -259,6 +259,9 @@ class QemuMachine:
                 for sig, grace in ((signal.SIGTERM, term_grace), (signal.SIGKILL, 10.0)):
                     try:
                         os.kill(child.pid, sig)
+                        # A stopped QEMU (SIGSTOP, a debugger) acts on
+                        # SIGTERM only once continued; SIGKILL needs no help.
+                        os.kill(child.pid, signal.SIGCONT)
                     except ProcessLookupError:
                         pass
                     if self._reap(grace):
