@@ -58,7 +58,7 @@ class BatchStatus(enum.Enum):
 
     COMPLETED = "completed"         # end marker, exit 0, results header COMPLETED
     GUEST_ERROR = "guest-error"     # the stub reported FATAL (unexpected exception, bad job)
-    CRASHED = "crashed"             # QEMU died (signal, or exit without the end marker)
+    CRASHED = "crashed"             # QEMU died (signal), exited non-zero or without the end marker
     TIMEOUT = "timeout"             # no end within the timeout; QEMU was killed
 
 
@@ -499,7 +499,8 @@ def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
         how = (f"killed by signal {qexit.signal} ({signal.Signals(qexit.signal).name})"
                if qexit.signal is not None else f"exited with status {qexit.returncode}")
         tail = "\n".join(console.strip().splitlines()[-5:])
-        diagnostic = (f"QEMU {how} without the end marker; images done "
+        marker = "after the end marker" if END_MARKER in console else "without the end marker"
+        diagnostic = (f"QEMU {how} {marker}; images done "
                       f"{results.images_done}/{len(images)}; stub status "
                       f"{results.status.name}" + (f"\nlast console lines:\n{tail}" if tail else ""))
 
