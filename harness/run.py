@@ -18,6 +18,7 @@ import dataclasses
 import json
 import multiprocessing.connection
 import os
+import shlex
 import signal
 import time
 import traceback
@@ -38,7 +39,7 @@ from .casefile import save_case
 from .bulk import judge_fanout
 from .compare import ProbeStatus, judge_memory, judge_probe, permitted_writes
 from .elfsyms import read_stub
-from .errors import InfrastructureError, UsageError
+from .errors import InfrastructureError, QemuError, UsageError
 from .job import PROBE_DTYPE, JobImage, ObsKind, RawObservation
 from .qemu import BatchStatus, run_batch, set_parent_death_signal
 
@@ -369,17 +370,28 @@ def execute_batch(batch: Batch, cfg: WorkerConfig) -> list[dict[str, Any]]:
     Divergences are matched against the baseline here, and a case file is
     written under OUT/cases/ for every case with a new divergence.  A
     failure of the harness itself inside one batch is recorded as that
-    batch's status ``harness-error`` with the traceback, and the run goes on;
+    batch's status ``harness-error`` with the traceback, and so is QEMU
+    failing to run the batch (QemuError: it exited before the stub ran),
+    with its command line and output; the run goes on.  Other
     infrastructure errors (no QEMU, no toolchain) propagate."""
     try:
         return _execute_batch(batch, cfg)
+    except QemuError as exc:
+        output = "\n".join(exc.output.strip().splitlines()[-10:])
+        return [_harness_error(batch, f"{exc}\n{shlex.join(exc.argv)}\n{output}".rstrip(),
+                               list(exc.argv))]
     except (InfrastructureError, UsageError):
         raise
     except Exception:
-        return [{"type": "batch", "batch": batch.number, "arch": batch.arch.value,
-                 "cpu": batch.cpu, "status": "harness-error", "images": len(batch.specs),
-                 "images_done": 0, "elapsed": 0.0, "argv": [], "qemu_version": "",
-                 "diagnostic": traceback.format_exc()}]
+        return [_harness_error(batch, traceback.format_exc())]
+
+
+def _harness_error(batch: Batch, diagnostic: str, argv: list[str] | None = None) -> dict[str, Any]:
+    """The batch record of a batch that produced no results."""
+    return {"type": "batch", "batch": batch.number, "arch": batch.arch.value,
+            "cpu": batch.cpu, "status": "harness-error", "images": len(batch.specs),
+            "images_done": 0, "elapsed": 0.0, "argv": argv or [], "qemu_version": "",
+            "diagnostic": diagnostic}
 
 
 def _execute_batch(batch: Batch, cfg: WorkerConfig) -> list[dict[str, Any]]:
