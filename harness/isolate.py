@@ -1,0 +1,289 @@
+"""Crash and hang isolation: when a batch crashes QEMU, hangs it, or stops
+the stub (FATAL), find the single image and probe that trigger it.
+
+A failing boot is bisected, first over images (the images keep their PA
+windows, which never overlap within a batch), then over the probes of the
+image found: each half runs in a boot of its own, and the half that fails
+*the same way* (:class:`Failure`: same kind, and for a crash the same signal
+or exit status) is kept.  The stub's progress in the failing boot (images
+done, probe records written) names a suspect first, which is tried alone
+before bisecting.  When neither half fails alone the failure needs both, and
+the search stops there and says so.
+
+The result is a case file of kind crash/hang (docs/case-file.md, key
+``expect``) that ``s2diff repro-crash`` reproduces.
+"""
+from __future__ import annotations
+
+import dataclasses
+import signal
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from reference.generate import Case
+
+from .errors import S2DiffError, UsageError
+from .job import JobImage, JobProbe, ObsKind
+from .qemu import BatchResult, BatchStatus, run_batch
+
+# How a failed boot is recorded: BatchStatus -> case-file kind.
+KINDS = {BatchStatus.CRASHED: "crash", BatchStatus.TIMEOUT: "hang",
+         BatchStatus.GUEST_ERROR: "guest-error"}
+CONSOLE_TAIL = 4000     # characters of the console kept in a case file
+
+
+class IsolateError(S2DiffError):
+    """Nothing to isolate (the batch completes), or the inputs cannot run
+    together; exit 2."""
+
+    exit_code = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """How one boot failed: ``kind`` crash, hang or guest-error; for a crash
+    the signal that killed QEMU or its exit status."""
+
+    kind: str
+    signal: int | None = None
+    returncode: int | None = None
+
+    def describe(self) -> str:
+        if self.kind == "crash":
+            if self.signal is not None:
+                return f"crash: QEMU killed by signal {self.signal} ({signal_name(self.signal)})"
+            return f"crash: QEMU exited with status {self.returncode} without the end marker"
+        if self.kind == "hang":
+            return "hang: no end within the timeout"
+        return "guest-error: the stub stopped (FATAL)"
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def failure_of(batch: BatchResult) -> Failure | None:
+    """The failure of a boot, or None when it completed."""
+    kind = KINDS.get(batch.status)
+    if kind is None:
+        return None
+    if kind == "crash":
+        return Failure(kind, batch.signal, None if batch.signal is not None else batch.returncode)
+    return Failure(kind)
+
+
+def job_images(cases: Sequence[Case]) -> list[JobImage]:
+    return [JobImage(vtcr=c.config.vtcr(), vttbr=c.config.vttbr,
+                     regions=tuple((r.pa, r.data) for r in c.image.regions),
+                     probes=tuple(JobProbe(p.ipa, p.at) for p in c.probes)) for c in cases]
+
+
+@dataclasses.dataclass(frozen=True)
+class Isolation:
+    """The single image and probe found: ``case`` (one image, one probe),
+    its position in the input (``image``, ``probe``), the failure and the
+    boot that last reproduced it; ``probe_needed`` False when the image
+    fails with no probe at all; ``complete`` False when the search stopped
+    at a set that fails only as a whole (``case`` then holds that set's
+    first image)."""
+
+    case: Case
+    image: int
+    probe: int
+    failure: Failure
+    batch: BatchResult
+    probe_needed: bool
+    complete: bool
+    boots: int
+    log: tuple[str, ...]
+
+    def expect(self) -> dict[str, Any]:
+        """The case file's ``expect`` key (docs/case-file.md)."""
+        b = self.batch
+        return {"kind": self.failure.kind, "status": b.status.value,
+                "signal": self.failure.signal,
+                "signal_name": signal_name(self.failure.signal) if self.failure.signal else None,
+                "returncode": self.failure.returncode,
+                "probe_needed": self.probe_needed,
+                "diagnostic": b.diagnostic,
+                "console": b.console[-CONSOLE_TAIL:]}
+
+
+class _Runner:
+    def __init__(self, arch, cpu: str, qemu, timeout: float | None,
+                 log: Callable[[str], None] | None) -> None:
+        self.arch, self.cpu, self.qemu, self.timeout = arch, cpu, qemu, timeout
+        self.boots = 0
+        self.lines: list[str] = []
+        self._log = log
+
+    def note(self, text: str) -> None:
+        self.lines.append(text)
+        if self._log:
+            self._log(text)
+
+    def run(self, cases: Sequence[Case], what: str) -> BatchResult:
+        batch = run_batch(self.arch, self.cpu, job_images(cases), qemu=self.qemu,
+                          timeout=self.timeout)
+        self.boots += 1
+        f = failure_of(batch)
+        self.note(f"boot {self.boots}: {what}: {f.describe() if f else 'completes'}")
+        return batch
+
+
+def _suspect(batch: BatchResult) -> tuple[int | None, int | None]:
+    """(image, probe) the stub had reached when the boot failed: the first
+    image not completed and its first probe without a record."""
+    image = next((i for i, im in enumerate(batch.images) if not im.completed), None)
+    if image is None:
+        return None, None
+    obs = batch.images[image].observations
+    probe = next((k for k, o in enumerate(obs) if o.kind is ObsKind.NOT_RUN), None)
+    return image, probe
+
+
+def _bisect(items: list[int], fails: Callable[[list[int]], bool], suspect: int | None,
+            runner: _Runner, what: str) -> tuple[list[int], bool]:
+    """Narrow ``items`` (known to fail) to one; (remaining, complete)."""
+    if suspect is not None and suspect in items and len(items) > 1:
+        if fails([suspect]):
+            return [suspect], True
+    current = items
+    while len(current) > 1:
+        half = len(current) // 2
+        first, second = current[:half], current[half:]
+        if fails(first):
+            current = first
+        elif fails(second):
+            current = second
+        else:
+            runner.note(f"neither half of {len(current)} {what} fails alone: the failure needs "
+                        "both; stopping here")
+            return current, False
+    return current, True
+
+
+def isolate(cases: Sequence[Case], *, qemu: str | Path | None = None,
+            timeout: float | None = None, log: Callable[[str], None] | None = None) -> Isolation:
+    """Find the image and probe of ``cases`` (run together in one boot, as
+    a batch) that make QEMU crash or hang.  ``timeout`` per boot in seconds
+    (a hang costs that much per bisection step); ``log`` sees each boot."""
+    if not cases:
+        raise UsageError("no case to isolate")
+    arch, cpu = cases[0].cpu.arch, cases[0].cpu.name
+    if any(c.cpu.name != cpu or c.cpu.arch is not arch for c in cases):
+        raise UsageError("the cases of one batch must share the CPU model")
+    runner = _Runner(arch, cpu, qemu, timeout, log)
+    whole = runner.run(cases, f"all {len(cases)} images")
+    failure = failure_of(whole)
+    if failure is None:
+        raise IsolateError(f"the {len(cases)} images complete in QEMU: nothing to isolate")
+    last = {"batch": whole}
+
+    def fails_with(subset: list[Case], what: str) -> bool:
+        batch = runner.run(subset, what)
+        if failure_of(batch) == failure:
+            last["batch"] = batch
+            return True
+        return False
+
+    suspect_image, suspect_probe = _suspect(whole)
+    images, complete = _bisect(
+        list(range(len(cases))),
+        lambda idx: fails_with([cases[i] for i in idx],
+                               f"images {_ranges(idx)}"),
+        suspect_image, runner, "images")
+    image = images[0]
+    case = cases[image]
+    if not complete:
+        return Isolation(case, image, 0, failure, last["batch"], True, False, runner.boots,
+                         tuple(runner.lines))
+    if len(case.probes) > 1:
+        probes, complete = _bisect(
+            list(range(len(case.probes))),
+            lambda idx: fails_with([dataclasses.replace(case, probes=tuple(case.probes[k]
+                                                                         for k in idx))],
+                                   f"image {image}, probes {_ranges(idx)}"),
+            suspect_probe if suspect_image == image else None, runner, "probes")
+        if not complete:
+            return Isolation(dataclasses.replace(case, probes=tuple(case.probes[k] for k in probes)),
+                             image, probes[0], failure, last["batch"], True, False, runner.boots,
+                             tuple(runner.lines))
+        probe = probes[0]
+    elif case.probes:
+        probe = 0
+    else:
+        probe = -1
+    single = dataclasses.replace(case, probes=(case.probes[probe],)) if probe >= 0 else case
+    needed = True
+    if single.probes:
+        if fails_with([dataclasses.replace(single, probes=())], f"image {image} without probes"):
+            needed = False
+            runner.note("the image fails with no probe at all: the probe is kept for reference")
+        if not fails_with([single], f"image {image}, probe {probe} (final check)"):
+            raise IsolateError("the single image and probe no longer fail: the failure is "
+                               "not reproducible")
+    return Isolation(single, image, probe, failure, last["batch"], needed, True, runner.boots,
+                     tuple(runner.lines))
+
+
+def _ranges(idx: Sequence[int]) -> str:
+    if not idx:
+        return "(none)"
+    if list(idx) == list(range(idx[0], idx[-1] + 1)):
+        return f"{idx[0]}" if len(idx) == 1 else f"{idx[0]}..{idx[-1]}"
+    return ",".join(str(i) for i in idx)
+
+
+# ---------------------------------------------------------------------------
+# Case files of kind crash / hang
+# ---------------------------------------------------------------------------
+
+def isolation_extra(iso: Isolation, source: str) -> dict[str, Any]:
+    """The top-level keys a crash/hang case file adds (docs/case-file.md)."""
+    return {"expect": iso.expect(),
+            "qemu": {"argv": list(iso.batch.argv), "version": iso.batch.qemu_version},
+            "isolated_from": {"source": source, "image": iso.image, "probe": iso.probe,
+                              "complete": iso.complete, "boots": iso.boots,
+                              "log": list(iso.log)}}
+
+
+def parse_expect(data: dict[str, Any]) -> Failure | None:
+    """The ``expect`` key of case-file data as a Failure (None: no key)."""
+    exp = data.get("expect")
+    if exp is None:
+        return None
+    if not isinstance(exp, dict) or exp.get("kind") not in ("crash", "hang", "guest-error"):
+        raise UsageError("expect.kind: expected one of crash, hang, guest-error")
+    sig, rc = exp.get("signal"), exp.get("returncode")
+    for name, v in (("signal", sig), ("returncode", rc)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            raise UsageError(f"expect.{name}: expected an integer or null")
+    return Failure(exp["kind"], sig, rc)
+
+
+@dataclasses.dataclass(frozen=True)
+class CrashRepro:
+    """A crash/hang case re-run: ``verdict`` 'reproduces', 'completes' or
+    'fails-differently'."""
+
+    expected: Failure
+    observed: Failure | None
+    batch: BatchResult
+
+    @property
+    def verdict(self) -> str:
+        if self.observed is None:
+            return "completes"
+        return "reproduces" if self.observed == self.expected else "fails-differently"
+
+
+def repro_crash(case: Case, expected: Failure, *, qemu: str | Path | None = None,
+                timeout: float | None = None) -> CrashRepro:
+    """Run a crash/hang case once and compare how the boot ends."""
+    batch = run_batch(case.cpu.arch, case.cpu.name, job_images([case]), qemu=qemu,
+                      timeout=timeout)
+    return CrashRepro(expected, failure_of(batch), batch)
