@@ -1,0 +1,211 @@
+"""Subcommands for debugging a divergence: shrink, localize, isolate,
+repro-crash, bisect (docs/debugging.md).
+
+Registered into harness.cli's SUBCOMMANDS when cli.py loads its subcommand
+modules; each is thin over harness.shrink / localize / isolate / bisect.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .casefile import load_case, load_case_data, save_case
+from .cli import Streams, subcommand
+from .cli_cases import _qemu_arguments, _qemu_for
+from .errors import S2DiffError, UsageError
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# shrink / localize
+# ---------------------------------------------------------------------------
+
+def _shrink_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("case", type=Path, metavar="CASE", help="a divergent case file")
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="minimal case file to write (default: CASE's name with .min.json; the "
+                        "report goes beside it with .txt)")
+    p.add_argument("--probe", type=int, metavar="N",
+                   help="follow probe N's divergence (default: the first divergent probe)")
+    p.add_argument("--timeout", type=_positive, metavar="SECONDS", help="QEMU timeout per boot")
+    _qemu_arguments(p)
+
+
+@subcommand("shrink", "minimize a divergent case (checked in QEMU), explain it and localize "
+            "where QEMU departs from the reference", _shrink_arguments)
+def run_shrink(args: argparse.Namespace, io: Streams) -> int:
+    from .localize import shrink_case_file
+    case = load_case(args.case)
+    report = shrink_case_file(args.case, out=args.out, probe=args.probe,
+                              qemu=_qemu_for(args, case.cpu.arch), timeout=args.timeout)
+    io.out.write(report.text)
+    print(f"written: {report.case_file}, {report.report_file}", file=io.out)
+    return 0
+
+
+def _localize_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("case", type=Path, metavar="CASE", help="a divergent case file")
+    p.add_argument("--probe", type=int, metavar="N",
+                   help="the divergent probe to localize (default: the first)")
+    p.add_argument("--timeout", type=_positive, metavar="SECONDS", help="QEMU timeout per boot")
+    _qemu_arguments(p)
+
+
+@subcommand("localize", "find the walk level, descriptor and field where QEMU departs from "
+            "the reference (without shrinking)", _localize_arguments)
+def run_localize(args: argparse.Namespace, io: Streams) -> int:
+    import dataclasses
+    from .localize import explain_case, localize
+    from .shrink import Lab, choose_target, first_trial
+    case = load_case(args.case)
+    lab = Lab(case.cpu.arch, case.cpu.name, qemu=_qemu_for(args, case.cpu.arch),
+              timeout=args.timeout)
+    trial = first_trial(case, lab)
+    target = choose_target(trial, args.probe)
+    single = dataclasses.replace(case, probes=(case.probes[target.probe],))
+    base = lab.run([single])[0]
+    if not base.shows(target.signature):
+        raise UsageError(f"probe {target.probe} does not diverge the same way when run alone; "
+                         "shrink the case first (s2diff shrink)")
+    loc = localize(single, lab, target.signature, base)
+    print(f"probe {target.probe}: {target.signature.describe()}", file=io.out)
+    print(explain_case(single, base), file=io.out)
+    print(loc.render(), file=io.out)
+    print(f"QEMU boots: {lab.boots}", file=io.out)
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# isolate / repro-crash
+# ---------------------------------------------------------------------------
+
+def _isolate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cases", nargs="+", type=Path, metavar="CASE",
+                   help="case files run together in one boot, as a batch (their image windows "
+                        "must not overlap); one case file is bisected over its probes")
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="crash/hang case file to write (default: crash-IMAGE-PROBE.json beside "
+                        "the first CASE)")
+    p.add_argument("--timeout", type=_positive, metavar="SECONDS",
+                   help="QEMU timeout per boot (a hang costs this much per bisection step)")
+    _qemu_arguments(p)
+
+
+@subcommand("isolate", "find the image and probe that crash or hang QEMU, by bisection; write "
+            "them as a crash/hang case file", _isolate_arguments)
+def run_isolate(args: argparse.Namespace, io: Streams) -> int:
+    from .isolate import isolate, isolation_extra
+    cases = [load_case(p) for p in args.cases]
+    arch = cases[0].cpu.arch
+    iso = isolate(cases, qemu=_qemu_for(args, arch), timeout=args.timeout,
+                  log=lambda line: print(line, file=io.out, flush=True))
+    source = args.cases[0] if len(args.cases) == 1 else args.cases[iso.image]
+    out = args.out or args.cases[0].with_name(f"crash-{iso.image}-{iso.probe}.json")
+    save_case(out, iso.case, isolation_extra(iso, str(source)))
+    probe = iso.case.probes[0] if iso.case.probes else None
+    where = (f"image {iso.image} ({source})" + (f", probe {iso.probe}: "
+             f"{probe.at.name_for(arch)} IPA {probe.ipa:#x} ({probe.aim})" if probe else ""))
+    print(f"ISOLATED: {iso.failure.describe()} -- {where}"
+          + ("" if iso.complete else " (incomplete: the failure needs more than one)"),
+          file=io.out)
+    if not iso.probe_needed:
+        print("note: the image fails with no probe at all", file=io.out)
+    print(f"QEMU boots: {iso.boots}; written: {out} (re-run: s2diff repro-crash {out})",
+          file=io.out)
+    return 0
+
+
+def _repro_crash_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("case", type=Path, metavar="CASE", help="a crash/hang case file (key expect)")
+    p.add_argument("--timeout", type=_positive, metavar="SECONDS", help="QEMU timeout")
+    _qemu_arguments(p)
+
+
+@subcommand("repro-crash", "re-run a crash/hang case file (exit 1: QEMU still fails the "
+            "recorded way, 0: it completes, 3: it fails another way)", _repro_crash_arguments)
+def run_repro_crash(args: argparse.Namespace, io: Streams) -> int:
+    from reference.casefmt import CaseFormatError, case_from_data
+    from .isolate import parse_expect, repro_crash
+    data = load_case_data(args.case)
+    try:
+        case = case_from_data(data)
+    except CaseFormatError as exc:
+        raise UsageError(f"{args.case}: {exc}") from None
+    expected = parse_expect(data)
+    if expected is None:
+        raise UsageError(f"{args.case}: no 'expect' key: not a crash/hang case (use s2diff repro)")
+    rep = repro_crash(case, expected, qemu=_qemu_for(args, case.cpu.arch), timeout=args.timeout)
+    print(f"command: {rep.batch.command_line}", file=io.out)
+    print(f"expected: {expected.describe()}", file=io.out)
+    print(f"observed: {rep.observed.describe() if rep.observed else 'completes'}"
+          + (f"\n{rep.batch.diagnostic}" if rep.batch.diagnostic else ""), file=io.out)
+    if rep.verdict == "reproduces":
+        print("REPRO: still fails", file=io.out)
+        return 1
+    if rep.verdict == "completes":
+        print("REPRO: no longer fails", file=io.out)
+        return 0
+    print("REPRO: fails another way", file=io.out)
+    return 3
+
+
+# ---------------------------------------------------------------------------
+# bisect
+# ---------------------------------------------------------------------------
+
+def _bisect_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cases", nargs="+", type=Path, metavar="CASE",
+                   help="case files (outside the tree being bisected, or absolute paths)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--qemu-src", type=Path, metavar="DIR",
+                     help="QEMU source tree to configure and build at each step")
+    src.add_argument("--qemu-cmd", metavar="COMMAND",
+                     help="the qemu-system-* binary to use, or a command (run in the current "
+                          "directory) printing PATH or ARCH=PATH lines")
+    p.add_argument("--build-dir", type=Path, metavar="DIR",
+                   help="build directory, kept between steps (default: QEMU-SRC/build-s2diff)")
+    p.add_argument("--configure-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument for QEMU's configure (repeatable)")
+    p.add_argument("--jobs", type=int, metavar="N", help="ninja -j N")
+    p.add_argument("--timeout", type=_positive, metavar="SECONDS", help="QEMU timeout per case")
+    p.add_argument("--any-divergence", action="store_true",
+                   help="count any divergence as bad, not only the one a case file records")
+    # Argument errors must stop `git bisect run`, not mark the commit bad.
+    error = p.error
+
+    def abort(message: str):
+        from .bisect import Abort
+        try:
+            error(message)
+        except UsageError as exc:
+            raise Abort(str(exc)) from None
+    p.error = abort  # type: ignore[method-assign]
+
+
+@subcommand("bisect", "one step of `git bisect run` over QEMU commits: build or find QEMU, run "
+            "the cases; exit 0 good, 1 bad, 125 untestable, 128 abort", _bisect_arguments)
+def run_bisect(args: argparse.Namespace, io: Streams) -> int:
+    from .bisect import ABORT, BisectOptions, bisect_step
+    if args.build_dir is not None and args.qemu_src is None:
+        print("s2diff: error: --build-dir: only with --qemu-src", file=io.err)
+        return ABORT
+    opts = BisectOptions(cases=tuple(args.cases), qemu_src=args.qemu_src,
+                         build_dir=args.build_dir, qemu_cmd=args.qemu_cmd, jobs=args.jobs,
+                         configure_args=tuple(args.configure_arg), timeout=args.timeout,
+                         any_divergence=args.any_divergence)
+    try:
+        return bisect_step(opts, lambda line: print(f"bisect: {line}", file=io.out, flush=True))
+    except S2DiffError as exc:
+        # Not this commit's fault (a bad case file, no cross toolchain): stop git bisect.
+        print(f"s2diff: error: {' '.join(str(exc).split())} (aborting the bisection)",
+              file=io.err)
+        return ABORT
