@@ -42,6 +42,34 @@ def _observation(row: np.ndarray) -> RawObservation:
     return RawObservation(ObsKind(values[0]), *values[1:])
 
 
+# A span the model cannot vouch for is split in halves, recursively, down
+# to this many levels, when it has enough probes to make that worth it
+# (an IMPLEMENTATION DEFINED granule, for instance, walks other index bits).
+SPLIT_DEPTH = 6
+SPLIT_MIN_PROBES = 32
+
+
+def _models(case: Case, memory, base: int, bits: int, at: AtKind, n_probes: int,
+            depth: int = SPLIT_DEPTH) -> list[tuple[int, int, object]]:
+    """(base, bits, model or None) covering [base, base + 2^bits)."""
+    model = span_model(case.cpu, case.config, memory, base, bits, at)
+    if model is not None or depth == 0 or bits <= 12 or n_probes < SPLIT_MIN_PROBES:
+        return [(base, bits, model)]
+    half = bits - 1
+    return (_models(case, memory, base, half, at, n_probes // 2, depth - 1)
+            + _models(case, memory, base + (1 << half), half, at, n_probes // 2, depth - 1))
+
+
+def _label_keys(kinds: np.ndarray, par: np.ndarray, esr: np.ndarray) -> np.ndarray:
+    """A key per observation that determines its observed label (run.observed_label):
+    the kind, and for a PAR its F, FST, PTW and S bits (a success is 'ok'
+    whatever its PA); for an exception its EC and DFSC."""
+    par_key = np.where(par & 1, par & 0x3FF, 0)
+    exc_key = (esr >> 26) << 8 | (esr & 0x3F)
+    return np.where(kinds == ObsKind.PAR.value, par_key,
+                    np.where(kinds == ObsKind.EXCEPTION.value, exc_key, 0)) | (kinds << 60)
+
+
 def judge_fanout(case: Case, records: np.ndarray, observed_label) -> BulkVerdict:
     """Judge the fan-out rows (``records``: one results row per fan-out
     probe, in FanOut order).  ``observed_label(arch, obs)`` classifies an
@@ -57,46 +85,62 @@ def judge_fanout(case: Case, records: np.ndarray, observed_label) -> BulkVerdict
     is_par = kinds == ObsKind.PAR.value
     is_exc = kinds == ObsKind.EXCEPTION.value
     par, esr, far = records[:, 1], records[:, 2], records[:, 3]  # kind par esr far ...
+    label_key = _label_keys(kinds, par, esr)
     group_key = fan.span.astype(np.int64) * len(AtKind) + fan.at.astype(np.int64)
     order = np.argsort(group_key, kind="stable")
     keys, starts = np.unique(group_key[order], return_index=True)
     bounds = list(starts[1:]) + [len(order)]
     for key, lo, hi in zip(keys.tolist(), starts.tolist(), bounds):
-        rows = order[lo:hi]
         span_index, at = divmod(key, len(AtKind))
         at_kind = AtKind(at)
         base, bits = fan.spans[span_index]
-        model = span_model(cpu, case.config, memory, base, bits, at_kind)
-        ipas = fan.ipa[rows]
-        ran = ~(kinds[rows] == ObsKind.NOT_RUN.value)
-        if model is not None:
-            ok = bulk_matches(bulk_patterns(arch, model, cpu.arch_version), ipas, is_par[rows],
-                              is_exc[rows], par[rows], esr[rows], far[rows])
-            verdict.writes.extend(w for o in model.result.outcomes for w in o.writes)
-            results = None
-        else:
-            results = [walk(cpu, case.config, memory, int(ipa), at_kind) for ipa in ipas.tolist()]
-            ok = np.array([judge_probe(arch, res, int(ipa), _observation(records[r]),
-                                       cpu.arch_version).status is ProbeStatus.PASS
-                           for res, ipa, r in zip(results, ipas.tolist(), rows.tolist())],
-                          dtype=bool)
-            verdict.writes.extend(w for res in results for o in res.outcomes for w in o.writes)
-        verdict.passed += int(np.count_nonzero(ok & ran))
-        bad = np.nonzero(~ok & ran)[0]
-        if not bad.size:
-            continue
-        verdict.diverged += int(bad.size)
-        by_label: dict[str, list[int]] = {}
-        for b in bad.tolist():
-            obs = _observation(records[rows[b]])
-            by_label.setdefault(observed_label(arch, obs), []).append(b)
-        for label, members in by_label.items():
-            first = members[0]
-            ipa = int(ipas[first])
-            result: WalkResult = (model.result_for(ipa) if model is not None
-                                  else results[first])
-            obs = _observation(records[rows[first]])
-            verdict.divergences.append((int(rows[first]), result, obs, len(members),
-                                        [f"{int(ipas[m]):#x}" for m in members[:SAMPLE_IPAS]],
-                                        at_kind, ipa, describe_observation(arch, obs)))
+        group = order[lo:hi]
+        for sub_base, sub_bits, model in _models(case, memory, base, bits, at_kind, len(group)):
+            ipas_all = fan.ipa[group]
+            inside = (ipas_all >= np.uint64(sub_base)) & \
+                     (ipas_all - np.uint64(sub_base) < np.uint64(1 << sub_bits))
+            rows = group[inside]
+            if rows.size:
+                _judge_rows(case, memory, records, rows, fan.ipa[rows], at_kind, model, kinds,
+                            is_par, is_exc, par, esr, far, label_key, observed_label, verdict)
     return verdict
+
+
+def _judge_rows(case, memory, records, rows, ipas, at_kind, model, kinds, is_par, is_exc, par,
+                esr, far, label_key, observed_label, verdict: BulkVerdict) -> None:
+    arch, cpu = case.cpu.arch, case.cpu
+    ran = kinds[rows] != ObsKind.NOT_RUN.value
+    if model is not None:
+        ok = bulk_matches(bulk_patterns(arch, model, cpu.arch_version), ipas, is_par[rows],
+                          is_exc[rows], par[rows], esr[rows], far[rows])
+        verdict.writes.extend(w for o in model.result.outcomes for w in o.writes)
+        results = None
+    else:
+        results = [walk(cpu, case.config, memory, int(ipa), at_kind) for ipa in ipas.tolist()]
+        ok = np.array([judge_probe(arch, res, int(ipa), _observation(records[r]),
+                                   cpu.arch_version).status is ProbeStatus.PASS
+                       for res, ipa, r in zip(results, ipas.tolist(), rows.tolist())],
+                      dtype=bool)
+        verdict.writes.extend(w for res in results for o in res.outcomes for w in o.writes)
+    verdict.passed += int(np.count_nonzero(ok & ran))
+    bad = np.nonzero(~ok & ran)[0]
+    if not bad.size:
+        return
+    verdict.diverged += int(bad.size)
+    # Aggregate by observed label: one representative row per label key.
+    bad_keys = label_key[rows[bad]]
+    uniq, first_index, counts = np.unique(bad_keys, return_index=True, return_counts=True)
+    by_label: dict[str, list] = {}
+    for k, fi in zip(uniq.tolist(), first_index.tolist()):
+        members = bad[bad_keys == k]
+        obs = _observation(records[rows[members[0]]])
+        by_label.setdefault(observed_label(arch, obs), []).append(members)
+    for label, parts in by_label.items():
+        members = np.sort(np.concatenate(parts))
+        first = int(members[0])
+        ipa = int(ipas[first])
+        result: WalkResult = model.result_for(ipa) if model is not None else results[first]
+        obs = _observation(records[rows[first]])
+        verdict.divergences.append((int(rows[first]), result, obs, int(members.size),
+                                    [f"{int(ipas[m]):#x}" for m in members[:SAMPLE_IPAS]],
+                                    at_kind, ipa, describe_observation(arch, obs)))

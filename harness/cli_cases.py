@@ -121,6 +121,9 @@ def run_repro(args: argparse.Namespace, io: Streams) -> int:
 
 NIGHTLY_CASES = 24
 NIGHTLY_BUDGET = 270.0
+# Bulk probes per placed entry: enough that QEMU, not the host, sets the
+# pace (see `s2diff bench`), few enough to leave room for many cases.
+NIGHTLY_FANOUT = 2048
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
@@ -133,6 +136,9 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1, help="seed of the case generator (default 1)")
     p.add_argument("--cases", type=int, metavar="N",
                    help=f"cases per matrix entry (default {NIGHTLY_CASES})")
+    p.add_argument("--fanout", type=int, metavar="N",
+                   help=f"bulk probes per placed table entry (default {NIGHTLY_FANOUT}; 0: "
+                        "only the named probes)")
     p.add_argument("--budget", type=float, metavar="SECONDS",
                    help=f"stop starting batches after this long (default {NIGHTLY_BUDGET:.0f} s "
                         "for the default matrix, none otherwise)")
@@ -168,6 +174,8 @@ def run_run(args: argparse.Namespace, io: Streams) -> int:
         raise UsageError("--cases: must be at least 1")
     if args.jobs < 1:
         raise UsageError("--jobs: must be at least 1")
+    if args.fanout is not None and args.fanout < 0:
+        raise UsageError("--fanout: must be 0 or more")
     if args.budget is not None and args.budget <= 0:
         raise UsageError("--budget: must be a positive number of seconds")
     shard = parse_shard(args.shard) if args.shard else None
@@ -186,7 +194,8 @@ def run_run(args: argparse.Namespace, io: Streams) -> int:
                       budget=args.budget or (NIGHTLY_BUDGET if nightly else None),
                       jobs=args.jobs, shard=shard, baseline=baseline,
                       qemu={Arch.AARCH64: args.qemu_aarch64, Arch.AARCH32: args.qemu_arm},
-                      resume=args.resume)
+                      resume=args.resume,
+                      fanout=NIGHTLY_FANOUT if args.fanout is None else args.fanout)
     progress = Progress(enabled=io.tty)
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:

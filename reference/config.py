@@ -12,6 +12,7 @@ walker, image builder) goes through it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Iterator
 
 from .arch import Arch, Granule
@@ -47,9 +48,20 @@ class Geometry:
     ia_bits: int
     start_level: int
 
+    def __post_init__(self) -> None:
+        # Field extents per level, computed once: walks ask for them on
+        # every descriptor they read.
+        gbits, stride = self.granule.bits, self.granule.stride
+        lsb = {lvl: gbits + (FINAL_LEVEL - lvl) * stride for lvl in range(-1, FINAL_LEVEL + 1)}
+        msb = {lvl: (self.ia_bits - 1 if lvl == self.start_level else lsb[lvl] + stride - 1)
+               for lvl in lsb}
+        object.__setattr__(self, "_lsb", lsb)
+        object.__setattr__(self, "_msb", msb)
+        object.__setattr__(self, "_stride", stride)
+
     @property
     def stride(self) -> int:
-        return self.granule.stride
+        return self._stride
 
     @property
     def levels(self) -> int:
@@ -60,14 +72,12 @@ class Geometry:
         """Lowest input-address bit indexed at ``level``; also log2 of the
         size of the block (or page) a leaf at ``level`` maps:
         granule bits + (3 - level) * stride (TranslationSize in the ASL)."""
-        return self.granule.bits + (FINAL_LEVEL - level) * self.stride
+        return self._lsb[level]
 
     def level_msb(self, level: int) -> int:
         """Highest input-address bit indexed at ``level``.  At the start
         level this is ia_bits - 1, which spans the concatenated tables."""
-        if level == self.start_level:
-            return self.ia_bits - 1
-        return self.level_lsb(level) + self.stride - 1
+        return self._msb[level]
 
     @property
     def start_bits(self) -> int:
@@ -104,15 +114,18 @@ class Geometry:
     def index(self, level: int, ia: int) -> int:
         """Index of the descriptor for ``ia`` in the table at ``level``
         (at the start level, across the concatenated tables)."""
-        return field(ia, self.level_msb(level), self.level_lsb(level))
+        lsb = self._lsb[level]
+        return (ia >> lsb) & ((1 << (self._msb[level] - lsb + 1)) - 1)
 
     def block_bits(self, level: int) -> int:
         """log2 of the bytes a leaf at ``level`` maps."""
         return self.level_lsb(level)
 
 
+@functools.lru_cache(maxsize=1024)
 def geometry(granule: Granule, ia_bits: int, start_level: int) -> Geometry:
-    """The geometry of a stage-2 walk; see :class:`Geometry`."""
+    """The geometry of a stage-2 walk; see :class:`Geometry` (immutable,
+    so one instance per distinct argument set serves every walk)."""
     return Geometry(granule, ia_bits, start_level)
 
 

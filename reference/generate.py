@@ -441,7 +441,14 @@ def fan_out(pl: _Planner, count: int) -> FanOut:
     # Offsets uniform in [0, size): 64 random bits reduced modulo the size.
     offsets = gen.integers(0, 1 << 63, size=len(span), dtype=np.uint64, endpoint=False)
     ipa = bases[span] + offsets % sizes[span]
-    at = gen.integers(0, len(AtKind), size=len(span), dtype=np.uint8)
+    # Each span is probed with one read and one write AT kind, its EL (0 or
+    # 1) drawn per span: every kind is covered across spans, and a span
+    # needs two models rather than four.
+    el0_read = gen.integers(0, 2, size=len(spans), dtype=np.uint8)[span]
+    el0_write = gen.integers(0, 2, size=len(spans), dtype=np.uint8)[span]
+    is_write = gen.integers(0, 2, size=len(span), dtype=np.uint8)
+    # AtKind codes: S12E1R 0, S12E1W 1, S12E0R 2, S12E0W 3.
+    at = (is_write + 2 * np.where(is_write == 1, el0_write, el0_read)).astype(np.uint8)
     return FanOut(spans, ipa, at, span)
 
 

@@ -1,0 +1,230 @@
+"""`s2diff bench`: throughput measured in one run on one machine.
+
+(a) QEMU's raw rates, the stub in a tight loop with no host work: AT probes
+    per second (one image, many probes on valid mappings) and image switches
+    per second (many images sharing one set of tables, one probe each),
+    each net of an empty boot.
+(b) The harness end to end on a sample of the default nightly mix:
+    generated, executed and compared probes and images per second, with
+    --jobs 1 and --jobs N (scaling).
+(c) The naive baseline: one QEMU boot per case, where the case is one image
+    with one probe, generated, walked and compared alone.
+
+Ratios: (b)/(a) and (b)/(c).  Peak memory: the harness's own processes and
+QEMU's, from getrusage of the processes waited for.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import resource
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reference.arch import Arch, AtKind, Granule
+from reference.config import aarch64_config
+from reference.cpus import get_cpu
+from reference.generate import generate_case
+from reference.image import ImageBuilder, LeafAttrs, layout_for
+
+from .job import PROBE_DTYPE, JobImage
+from .matrix import build_matrix
+from .qemu import run_batch
+from .run import (RunOptions, VIRT_EMPTY, WorkerConfig, job_image, judge_case, prepare_machine,
+                  run_matrix)
+
+BENCH_CPU = "cortex-a57"
+RAW_PROBES = 400_000
+RAW_IMAGES = 20_000
+
+
+@dataclasses.dataclass
+class BenchResult:
+    """All figures of one bench run (rates per second, memory in MiB)."""
+
+    raw_at_per_s: float = 0.0
+    raw_images_per_s: float = 0.0
+    boot_s: float = 0.0
+    e2e_probes_per_s: float = 0.0
+    e2e_images_per_s: float = 0.0
+    e2e_probes: int = 0
+    e2e_images: int = 0
+    e2e_seconds: float = 0.0
+    jobs: int = 1
+    e2e1_probes_per_s: float = 0.0
+    naive_probes_per_s: float = 0.0
+    fanout: int = 0
+    peak_harness_mib: float = 0.0
+    peak_qemu_mib: float = 0.0
+    notes: list = dataclasses.field(default_factory=list)
+
+    @property
+    def ratio_raw(self) -> float:
+        return self.e2e_probes_per_s / self.raw_at_per_s if self.raw_at_per_s else 0.0
+
+    @property
+    def ratio_naive(self) -> float:
+        return self.e2e_probes_per_s / self.naive_probes_per_s if self.naive_probes_per_s else 0.0
+
+    scaling_measured: float = 0.0
+
+    @property
+    def scaling(self) -> float:
+        return self.scaling_measured
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.update(ratio_e2e_over_raw=self.ratio_raw, ratio_e2e_over_naive=self.ratio_naive,
+                 jobs_scaling=self.scaling)
+        return d
+
+
+RAW_PAGES = 512
+
+
+def _one_image_tables(arena_base: int):
+    """KVM's 4K, 40-bit, start-level-1 image on cortex-a57 mapping 512 pages:
+    every probe is a three-level walk (DESIGN.md's 0.3 us figure)."""
+    cpu = get_cpu(Arch.AARCH64, BENCH_CPU)
+    config = aarch64_config(Granule.G4K, 40, 1, ps_bits=44)
+    builder = ImageBuilder(layout_for(cpu, config, 1), arena_base, 1 << 20)
+    for i in range(RAW_PAGES):
+        builder.map(i << 12, (i + 0x100000) << 12, 3, LeafAttrs())
+    image = builder.build()
+    return config.with_vttbr(image.vttbr), image
+
+
+def _probes(n: int, rng: np.random.Generator) -> np.ndarray:
+    table = np.zeros(n, dtype=PROBE_DTYPE)
+    table["ipa"] = rng.integers(0, RAW_PAGES << 12, size=n, dtype=np.uint64)
+    table["kind"] = rng.integers(0, len(AtKind), size=n, dtype=np.uint32)
+    return table
+
+
+def measure_raw(arena_base: int) -> tuple[float, float, float]:
+    """(AT probes/s, image switches/s, empty boot seconds), each rate net
+    of an empty boot, medians of three."""
+    config, image = _one_image_tables(arena_base)
+    regions = tuple((r.pa, r.data) for r in image.regions)
+    rng = np.random.default_rng(1)
+
+    def boot(images) -> float:
+        result = run_batch(Arch.AARCH64, BENCH_CPU, images)
+        if result.status.value != "completed":
+            raise RuntimeError(f"bench boot did not complete: {result.diagnostic}")
+        return result.elapsed
+
+    empty = sorted(boot([]) for _ in range(3))[1]
+    many_probes = [JobImage(config.vtcr(), config.vttbr, regions, _probes(RAW_PROBES, rng))]
+    t_probes = sorted(boot(many_probes) for _ in range(3))[1]
+    switches = [JobImage(config.vtcr(), config.vttbr, regions if i == 0 else (), _probes(1, rng))
+                for i in range(RAW_IMAGES)]
+    t_images = sorted(boot(switches) for _ in range(3))[1]
+    at_rate = RAW_PROBES / max(t_probes - empty, 1e-9)
+    image_rate = RAW_IMAGES / max(t_images - empty, 1e-9)
+    return at_rate, image_rate, empty
+
+
+def _naive_one(args) -> int:
+    """One case of one probe: generate, boot, walk, compare."""
+    entry, index, seed, machine = args
+    cpu = get_cpu(entry.arch, entry.cpu)
+    case = generate_case(cpu, entry.config, seed, f"{entry.name}#{index}",
+                         machine.arena[entry.arch.value], machine.memory_map(entry.arch))
+    case = dataclasses.replace(case, probes=case.probes[:1])
+    result = run_batch(entry.arch, entry.cpu, [job_image(case)],
+                       qemu=machine.qemu.get(entry.arch.value),
+                       stub=Path(machine.stubs[entry.arch.value]))
+    counts, _ = judge_case(case, result.images[0])
+    return counts["probes"]
+
+
+def measure_naive(entries, machine, jobs: int, n: int) -> float:
+    """Probes per second when every probe is its own case and boot."""
+    work = [(entries[i % len(entries)], i, 1, machine) for i in range(n)]
+    start = time.monotonic()
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        probes = sum(pool.map(_naive_one, work))
+    return probes / (time.monotonic() - start)
+
+
+def _sample(entries, k: int):
+    """Every k-th entry of the nightly matrix: all families, a fraction of the cost."""
+    return entries[::k]
+
+
+def measure_e2e(entries, jobs: int, cases: int, fanout: int, out: Path) -> tuple[float, float, int, int, float]:
+    """(probes/s, images/s, probes, images, seconds) of a real run (no
+    baseline matching cost omitted: the default baseline is used)."""
+    from .cli_cases import default_baseline
+    shutil.rmtree(out, ignore_errors=True)
+    opts = RunOptions(out=out, seed=1, cases_per_entry=cases, jobs=jobs,
+                      baseline=default_baseline(), fanout=fanout)
+    start = time.monotonic()
+    outcome = run_matrix(entries, opts)
+    seconds = time.monotonic() - start
+    probes = images = 0
+    with open(out / "results.jsonl", encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec.get("type") == "case":
+                probes += rec["probes"]
+                images += 1
+    if outcome.batch_status.get("completed", 0) != outcome.batch_status.total():
+        raise RuntimeError(f"bench run had failed batches: {dict(outcome.batch_status)}")
+    return probes / seconds, images / seconds, probes, images, seconds
+
+
+def run_bench(jobs: int, fanout: int, sample: int = 6, cases: int = 2) -> BenchResult:
+    """The whole bench (about a minute on 2 cores)."""
+    res = BenchResult(jobs=jobs, fanout=fanout)
+    machine = prepare_machine([Arch.AARCH64, Arch.AARCH32], {})
+    res.raw_at_per_s, res.raw_images_per_s, res.boot_s = measure_raw(machine.arena["aarch64"][0])
+    entries = _sample(build_matrix(), sample)
+    with tempfile.TemporaryDirectory(prefix="s2diff-bench-") as tmp:
+        (res.e2e_probes_per_s, res.e2e_images_per_s, res.e2e_probes, res.e2e_images,
+         res.e2e_seconds) = measure_e2e(entries, jobs, cases, fanout, Path(tmp) / "n")
+        if jobs > 1:
+            # Scaling: the same work (a smaller sample) on 1 and on N workers.
+            small = _sample(entries, 3)
+            res.e2e1_probes_per_s = measure_e2e(small, 1, cases, fanout, Path(tmp) / "1")[0]
+            same = measure_e2e(small, jobs, cases, fanout, Path(tmp) / "2")[0]
+            res.scaling_measured = same / res.e2e1_probes_per_s
+    res.naive_probes_per_s = measure_naive(entries, machine, jobs, 24)
+    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    res.peak_harness_mib = me
+    res.peak_qemu_mib = children
+    res.notes.append("peak memory: harness = this process (ru_maxrss); children = the largest "
+                     "waited-for descendant (a worker or a QEMU, whose RSS counts the guest RAM "
+                     "file pages it touched)")
+    return res
+
+
+def render(res: BenchResult) -> str:
+    rows = [
+        ("(a) QEMU raw: AT probes/s", f"{res.raw_at_per_s:,.0f}"),
+        ("(a) QEMU raw: image switches/s", f"{res.raw_images_per_s:,.0f}"),
+        ("    QEMU start + exit, empty job", f"{res.boot_s * 1000:.0f} ms"),
+        (f"(b) end to end, nightly mix, {res.jobs} jobs: probes/s", f"{res.e2e_probes_per_s:,.0f}"),
+        ("(b) end to end: images/s", f"{res.e2e_images_per_s:,.0f}"),
+        ("    probes / images / seconds", f"{res.e2e_probes:,} / {res.e2e_images:,} / {res.e2e_seconds:.1f}"),
+        ("(c) naive, one boot per one-probe case: probes/s", f"{res.naive_probes_per_s:,.1f}"),
+        ("(b)/(a) end-to-end over raw AT rate", f"{res.ratio_raw:.2f}  (target >= 0.50)"),
+        ("(b)/(c) end-to-end over naive", f"{res.ratio_naive:,.0f}x  (target >= 1000x)"),
+        (f"--jobs {res.jobs} scaling over --jobs 1", f"{res.scaling:.2f}x  (target >= {0.8 * res.jobs:.1f}x)"),
+        ("peak memory, harness process", f"{res.peak_harness_mib:.0f} MiB"),
+        ("peak memory, largest child", f"{res.peak_qemu_mib:.0f} MiB"),
+    ]
+    width = max(len(a) for a, _ in rows)
+    lines = [f"s2diff bench (fan-out {res.fanout} probes per placed entry)"]
+    lines += [f"  {a.ljust(width)}  {b}" for a, b in rows]
+    lines += [f"  note: {n}" for n in res.notes]
+    return "\n".join(lines)
