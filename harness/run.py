@@ -506,12 +506,14 @@ class RecordSink:
 
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
-    """Records of a results file; a torn last line (killed mid-write) is skipped."""
-    with open(path, encoding="utf-8") as f:
+    """Records of a results file; a torn last line (killed mid-write), or
+    any line that is not a JSON object with a ``type`` (not even UTF-8), is
+    skipped."""
+    with open(path, "rb") as f:
         for line in f:
             try:
                 rec = json.loads(line)
-            except json.JSONDecodeError:
+            except ValueError:      # JSONDecodeError, UnicodeDecodeError
                 continue
             if isinstance(rec, dict) and "type" in rec:
                 yield rec
@@ -650,11 +652,38 @@ class RunOutcome:
 RESUME_KEYS = ("seed", "cases_per_entry", "fanout", "shard", "entries", "baseline")
 
 
+def finished_batches(records: Sequence[dict[str, Any]]) -> set[int]:
+    """The batches whose records are all there: the batch record (written
+    last, so a run killed mid-write leaves none) and, for each of its
+    ``images`` cases, the case record and the divergence records it counts
+    (``count`` each).  A record lost in the middle of the file, which no
+    crash of the writer produces, then costs a re-run, not a result."""
+    cases: dict[int, list[dict[str, Any]]] = collections.defaultdict(list)
+    counted: collections.Counter = collections.Counter()
+    batches = {}
+    for rec in records:
+        number, kind = rec.get("batch"), rec.get("type")
+        if not isinstance(number, int):
+            continue
+        if kind == "batch":
+            batches[number] = rec
+        elif kind == "case":
+            cases[number].append(rec)
+        elif kind == "divergence":
+            count = rec.get("count", 1)
+            counted[number, rec.get("key")] += count if isinstance(count, int) else 1
+    # A harness error has no case records at all.
+    return {n for n, b in batches.items()
+            if b.get("status") == "harness-error"
+            or (len(cases[n]) == b.get("images")
+                and all(c.get("diverged") == counted[n, c.get("key")] for c in cases[n]))}
+
+
 def resume_records(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
     """The records of an interrupted run that ``--resume`` keeps: its run
-    header and every record of its finished batches (those whose batch
-    record was written).  The results file is rewritten with just those,
-    atomically, so that appending continues a consistent file."""
+    header and every record of its finished batches (finished_batches).
+    The results file is rewritten with just those, atomically, so that
+    appending continues a consistent file."""
     if not path.is_file():
         raise UsageError(f"--resume: {path} does not exist (nothing to resume)")
     records = list(read_records(path))
@@ -666,8 +695,9 @@ def resume_records(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
         if old.get(key) != header.get(key):
             raise UsageError(f"--resume: the run in {path.parent} has {key}={old.get(key)!r}, "
                              f"this one {header.get(key)!r}; resume with the same options")
-    finished = {r["batch"] for r in records if r.get("type") == "batch"}
-    kept = [old] + [r for r in records if r.get("type") != "run" and r.get("batch") in finished]
+    finished = finished_batches(records)
+    kept = [old] + [r for r in records if r.get("type") != "run"
+                    and isinstance(r.get("batch"), int) and r["batch"] in finished]
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for rec in kept:
