@@ -181,12 +181,12 @@ def isolate(cases: Sequence[Case], *, qemu: str | Path | None = None,
     failure = failure_of(whole)
     if failure is None:
         raise IsolateError(f"the {len(cases)} images complete in QEMU: nothing to isolate")
-    last = {"batch": whole}
+    last: dict[str, Any] = {"batch": whole, "cases": list(cases)}
 
     def fails_with(subset: list[Case], what: str) -> bool:
         batch = runner.run(subset, what)
         if failure_of(batch) == failure:
-            last["batch"] = batch
+            last["batch"], last["cases"] = batch, list(subset)
             return True
         return False
 
@@ -220,10 +220,12 @@ def isolate(cases: Sequence[Case], *, qemu: str | Path | None = None,
     single = dataclasses.replace(case, probes=(case.probes[probe],)) if probe >= 0 else case
     needed = True
     if single.probes:
+        final = last["cases"] == [single]
         if fails_with([dataclasses.replace(single, probes=())], f"image {image} without probes"):
             needed = False
             runner.note("the image fails with no probe at all: the probe is kept for reference")
-        if not fails_with([single], f"image {image}, probe {probe} (final check)"):
+            final = False
+        if not final and not fails_with([single], f"image {image}, probe {probe} (final check)"):
             raise IsolateError("the single image and probe no longer fail: the failure is "
                                "not reproducible")
     return Isolation(single, image, probe, failure, last["batch"], needed, True, runner.boots,

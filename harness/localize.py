@@ -723,8 +723,9 @@ def _observed_extra(result: "ShrinkResult", loc: Localization, source: Path) -> 
                      "regions_after": [{"pa": f"{pa:#x}", "data": base64.b64encode(d).decode()}
                                        for pa, d in trial.image.regions_after]},
         "qemu": {"argv": list(trial.batch.argv), "version": trial.batch.qemu_version},
-        "divergence": [{"probe": f.probe, "kind": f.signature.kind,
-                        "expected": list(f.signature.expected), "observed": f.signature.observed}
+        # As harness.run writes them, so that bisect and the baseline read them alike.
+        "divergence": [{"probe": f.probe, "kind": f.record["kind"],
+                        "expected": list(f.record["expected"]), "observed": f.record["observed"]}
                        for f in trial.divergences if f.signature == result.signature],
         "shrunk_from": {"case": str(source), "probe": result.probe,
                         "steps": [f"{s.name}: {s.text}" for s in result.steps]},
