@@ -268,10 +268,17 @@ def bisect_step(opts: BisectOptions, log: Callable[[str], None]) -> int:
     (0 good, 1 bad, 125 untestable).  Abort (128) for trouble that is not
     the commit's."""
     from .qemu import qemu_version
+    from .isolate import parse_expect
     for path in opts.cases:
         if not path.is_file():
             raise Abort(f"{path}: no such case file (give case files outside the tree being "
                         "bisected, or by absolute path: checkouts change the tree)")
+        data = load_case_data(path)
+        try:
+            case_from_data(data)
+            parse_expect(data)
+        except (CaseFormatError, UsageError) as exc:
+            raise Abort(f"{path}: {exc}") from None
     cwd = Path.cwd()
     where = opts.qemu_src or cwd
     commit = _commit(where)

@@ -1,0 +1,206 @@
+"""`s2diff bisect` under a real `git bisect run` with the real QEMU.
+
+The repository bisected is made here: its commits provide a
+``qemu-system-aarch64`` launch script; one commit makes the script run the
+guest on a cortex-a53 (PAMax 40) whatever -cpu the harness asks for, so a
+case whose reference model is the cortex-a57 (PAMax 44) with a 4K walk from
+level 0 (SL0 = 0b10, which needs PAMax >= 44) starts to diverge there."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.bisect import ABORT, BAD, GOOD, UNTESTABLE
+from harness.casefile import save_case
+from harness.cli import main
+from harness.qemu import find_qemu
+from harness.run import VIRT_EMPTY
+from reference.arch import Arch, AtKind, Granule
+from reference.config import aarch64_config
+from reference.cpus import get_cpu
+from reference.generate import Case, MemoryMap, Probe
+from reference.image import ImageBuilder, layout_for
+
+ROOT = Path(__file__).resolve().parent.parent
+RAM = MemoryMap(ram=((0x40000000, 0x40000000),), empty=VIRT_EMPTY)
+
+
+def level0_case(path: Path) -> Path:
+    """A cortex-a57 case: 4K, 44-bit IPA, start level 0, one page probed."""
+    cpu = get_cpu(Arch.AARCH64, "cortex-a57")
+    config = aarch64_config(Granule.G4K, 44, 0, ps_bits=44)
+    b = ImageBuilder(layout_for(cpu, config, 0), 0x48000000, 1 << 19, vmid=1)
+    b.map(0x1234000, 0x40005000, 3)
+    image = b.build()
+    save_case(path, Case("a57-level0", 0, cpu, config.with_vttbr(image.vttbr), image, RAM,
+                         (Probe(0x1234008, AtKind.S12E1R, "page"),)))
+    return path
+
+
+REAL_SCRIPT = """\
+#!/bin/sh
+# The QEMU under test: the system emulator, unchanged.
+exec {real} "$@"
+"""
+
+A53_SCRIPT = """\
+#!{python}
+# Run the guest on a cortex-a53, whatever -cpu says.
+import os, sys
+args = sys.argv[1:]
+if "-cpu" in args:
+    args[args.index("-cpu") + 1] = "cortex-a53"
+os.execv("{real}", ["{real}"] + args)
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["git", "-c", "user.name=s2diff", "-c", "user.email=s2diff@test",
+                           "-c", "init.defaultBranch=main", *args], cwd=repo,
+                          capture_output=True, text=True, check=True)
+    return proc.stdout
+
+
+def commit(repo: Path, message: str, files: dict[str, str]) -> str:
+    for name, text in files.items():
+        p = repo / name
+        p.write_text(text)
+        p.chmod(0o755)
+        git(repo, "add", name)
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    return e
+
+
+@pytest.mark.qemu
+def test_git_bisect_run_names_the_commit(tmp_path):
+    real = str(find_qemu(Arch.AARCH64))
+    case = level0_case(tmp_path / "case.json")
+    repo = tmp_path / "qemu-versions"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    shas = [commit(repo, "launch script: the real QEMU",
+                   {"qemu-system-aarch64": REAL_SCRIPT.format(real=real)}),
+            commit(repo, "notes", {"NOTES": "one\n"}),
+            commit(repo, "notes: more", {"NOTES": "one\ntwo\n"}),
+            commit(repo, "run the guest on a cortex-a53",
+                   {"qemu-system-aarch64": A53_SCRIPT.format(python=sys.executable, real=real)}),
+            commit(repo, "notes: even more", {"NOTES": "one\ntwo\nthree\n"}),
+            commit(repo, "notes: last", {"NOTES": "one\ntwo\nthree\nfour\n"})]
+    git(repo, "bisect", "start", shas[-1], shas[0])
+    proc = subprocess.run(["git", "bisect", "run", sys.executable, "-m", "harness.cli", "bisect",
+                           "--qemu-cmd", "./qemu-system-aarch64", str(case)],
+                          cwd=repo, capture_output=True, text=True, env=env(), timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert f"{shas[3]} is the first bad commit" in out
+    assert "bisect: BISECT: bad (exit 1)" in out and "bisect: BISECT: good (exit 0)" in out
+    assert "probe 0: expected ok L3, observed translation L0" in out
+    git(repo, "bisect", "reset")
+
+
+def test_failing_configure_is_untestable(tmp_path, capsys):
+    src = tmp_path / "qemu"
+    src.mkdir()
+    (src / "configure").write_text("#!/bin/sh\necho 'ERROR: this tree does not configure' >&2\n"
+                                   "exit 1\n")
+    (src / "configure").chmod(0o755)
+    case = level0_case(tmp_path / "case.json")
+    code = main(["bisect", "--qemu-src", str(src), "--build-dir", str(tmp_path / "build"),
+                 str(case)])
+    out = capsys.readouterr().out
+    assert code == UNTESTABLE
+    assert "configure failed (exit status 1)" in out
+    assert "ERROR: this tree does not configure" in out
+    assert "--target-list=aarch64-softmmu,arm-softmmu" in out
+    assert "BISECT: skip (exit 125)" in out
+
+
+def test_failing_build_is_untestable(tmp_path, capsys):
+    """configure succeeds and writes a build.ninja whose build fails."""
+    src = tmp_path / "qemu"
+    src.mkdir()
+    (src / "configure").write_text(textwrap.dedent("""\
+        #!/bin/sh
+        cat > build.ninja <<'EOF'
+        rule fail
+          command = echo 'error: ptw.c does not compile' && false
+        build qemu-system-aarch64: fail
+        EOF
+        """))
+    (src / "configure").chmod(0o755)
+    case = level0_case(tmp_path / "case.json")
+    build = tmp_path / "build"
+    assert main(["bisect", "--qemu-src", str(src), "--build-dir", str(build), str(case)]) == 125
+    out = capsys.readouterr().out
+    assert "build failed" in out and "ptw.c does not compile" in out
+    # A second step does not configure again: the build directory is reused.
+    assert main(["bisect", "--qemu-src", str(src), "--build-dir", str(build), str(case)]) == 125
+    assert "configure:" not in capsys.readouterr().out
+
+
+@pytest.mark.qemu
+def test_built_binaries_are_used(tmp_path, capsys):
+    """A tree whose 'build' links the real QEMU into the build directory."""
+    real = find_qemu(Arch.AARCH64)
+    src = tmp_path / "qemu"
+    src.mkdir()
+    (src / "configure").write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        cat > build.ninja <<'EOF'
+        rule link
+          command = ln -sf {real} $out
+        build qemu-system-aarch64: link
+        EOF
+        """))
+    (src / "configure").chmod(0o755)
+    case = level0_case(tmp_path / "case.json")
+    assert main(["bisect", "--qemu-src", str(src), "--build-dir", str(tmp_path / "b"),
+                 str(case)]) == GOOD
+    out = capsys.readouterr().out
+    assert f"qemu-system-aarch64: {tmp_path / 'b' / 'qemu-system-aarch64'}" in out
+    assert "agrees with the reference (1 probes)" in out
+
+
+@pytest.mark.qemu
+def test_qemu_cmd_printing_paths(tmp_path, capsys):
+    """--qemu-cmd runs a command that prints ARCH=PATH; a recorded divergence is bad."""
+    real = find_qemu(Arch.AARCH64)
+    script = tmp_path / "which-qemu"
+    script.write_text(f"#!/bin/sh\necho aarch64={real}\n")
+    script.chmod(0o755)
+    block = ROOT / "tests/baseline/block-at-invalid-level.json"
+    code = main(["bisect", "--qemu-cmd", str(script), str(block)])
+    out = capsys.readouterr().out
+    from harness.qemu import qemu_version
+    if qemu_version(real).split()[3].startswith("7.2"):
+        assert code == BAD
+        assert "diverges as recorded: probe 37: expected translation L1, observed ok" in out
+    else:
+        assert code == GOOD
+
+
+def test_command_failure_is_untestable(tmp_path, capsys):
+    case = level0_case(tmp_path / "case.json")
+    assert main(["bisect", "--qemu-cmd", "false", str(case)]) == UNTESTABLE
+    assert "--qemu-cmd exited with status 1" in capsys.readouterr().out
+
+
+def test_bad_input_aborts(tmp_path, capsys):
+    """Trouble that is not the commit's stops git bisect (exit 128), never 'bad'."""
+    assert main(["bisect", "--qemu-cmd", "x", str(tmp_path / "missing.json")]) == ABORT
+    assert main(["bisect", str(tmp_path / "x.json")]) == ABORT
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "s2diff-case", "version": 1}')
+    assert main(["bisect", "--qemu-cmd", "x", str(bad)]) == ABORT
+    assert "aborting the bisection" in capsys.readouterr().err
