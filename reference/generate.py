@@ -306,6 +306,10 @@ def _scenarios(pl: _Planner, cpu: CpuModel, config: S2Config, layout: Layout) ->
         steps = _level_scenarios(pl, cpu, layout, level, allowed)
         if small_root and level == layout.start_level:
             rng.shuffle(steps)
+            if order[0][0] == level:
+                # Start level first: leave half its entries for the tables
+                # of deeper scenarios.
+                steps = steps[:max(1, pl.start_entries() // 2)]
         for step in steps:
             step()
     # Edges of the IPA space: the first and last IPA, and just beyond.

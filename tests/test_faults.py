@@ -556,3 +556,123 @@ class TestDamagedResults:
         assert code == 2
         assert why in one_error_line(err)
         assert fake_qemu.boots() == []
+
+
+# ---------------------------------------------------------------------------
+# The harness interrupted (SIGINT, SIGTERM) or killed, then resumed
+# ---------------------------------------------------------------------------
+
+# 29 batches of about 0.1 s (the default fan-out makes small batches) on
+# two workers: about 3 s in all.
+RUN_ARGS = ("run", "--cpu", "cortex-a57", "--cases", "2", "--seed", "3", "--jobs", "2")
+
+
+@dataclasses.dataclass(frozen=True)
+class Harness:
+    """Where a run as a real process keeps things: ``out``, and ``workdir``
+    for its batch directories (S2DIFF_TMPDIR)."""
+
+    out: Path
+    workdir: Path
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("S2DIFF_")}
+        return {**env, "S2DIFF_TMPDIR": str(self.workdir)}
+
+    def start(self, *extra: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "harness.cli", *RUN_ARGS, *extra,
+                                 "--out", str(self.out)], cwd=ROOT, env=self.env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def run(self, *extra: str) -> tuple[int, str, str]:
+        proc = self.start(*extra)
+        out, err = proc.communicate(timeout=300)
+        return proc.returncode, out, err
+
+    def batches_recorded(self) -> int:
+        try:
+            return (self.out / RECORDS).read_bytes().count(b'{"type":"batch"')
+        except FileNotFoundError:
+            return 0
+
+
+@pytest.fixture
+def harness(tmp_path):
+    shm = Path("/dev/shm")
+    where = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    workdir = Path(tempfile.mkdtemp(prefix="s2diff-test-harness-", dir=where))
+    yield Harness(tmp_path / "out", workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """The output directory of the same run, never interrupted."""
+    workdir = Path(tempfile.mkdtemp(prefix="s2diff-test-harness-"))
+    try:
+        h = Harness(tmp_path_factory.mktemp("uninterrupted"), workdir)
+        code, out, err = h.run()
+        assert code == 0, out + err
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return h.out
+
+
+def finished_lines(path: Path) -> list[bytes]:
+    """The lines of the batches an interrupted run finished."""
+    from harness.run import finished_batches
+    records = [(line, parse(line)) for line in path.read_bytes().splitlines()]
+    done = finished_batches([r for _, r in records if isinstance(r, dict)])
+    return [line for line, r in records if isinstance(r, dict) and r.get("batch") in done]
+
+
+class TestInterrupted:
+
+    @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
+                             ids=["SIGINT", "SIGTERM", "SIGKILL"])
+    def test_stops_promptly_and_resumes_to_the_same_report(self, harness, uninterrupted, sig):
+        """Signalled after a few batches: SIGINT and SIGTERM end the run
+        within a second or two with exit 130 and the partial report,
+        SIGKILL at once; either way no worker, QEMU or batch directory is
+        left, no finished batch is lost, and --resume with the same options
+        ends with the uninterrupted run's summary.txt and junit.xml, byte
+        for byte."""
+        proc = harness.start()
+        try:
+            end = time.monotonic() + 120
+            while harness.batches_recorded() < 4 and proc.poll() is None:
+                assert time.monotonic() < end, "the run recorded no batch in 120 s"
+                time.sleep(0.02)
+            assert proc.poll() is None, "the run ended before it could be interrupted"
+            signalled = time.monotonic()
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=30)
+            took = time.monotonic() - signalled
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if sig == signal.SIGKILL:
+            assert proc.returncode == -signal.SIGKILL
+        else:
+            assert proc.returncode == 130, out + err
+            assert took < 3.0, took
+            assert "Traceback" not in err
+            assert err.splitlines()[-1].startswith("interrupted: "), err
+            assert (harness.out / "summary.txt").is_file()
+        # Workers are forked from the harness: their command lines name --out.
+        assert wait_until_gone(str(harness.out), 5.0) == []
+        assert wait_until_gone(str(harness.workdir), 1.0) == []
+        assert list(harness.workdir.iterdir()) == []
+        finished = finished_lines(harness.out / RECORDS)
+        total = len([r for r in map(parse, (uninterrupted / RECORDS).read_bytes().splitlines())
+                     if r and r["type"] == "batch"])
+        done = sum(1 for line in finished if line.startswith(b'{"type":"batch"'))
+        assert 4 <= done < total
+
+        code, out, err = harness.run("--resume")
+        assert code == 0, out + err
+        final = (harness.out / RECORDS).read_bytes().splitlines()
+        assert set(finished) <= set(final)
+        for name in ("summary.txt", "junit.xml"):
+            assert (harness.out / name).read_bytes() == (uninterrupted / name).read_bytes(), name

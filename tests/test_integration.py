@@ -93,3 +93,26 @@ def test_generated_batches_agree_with_the_reference(arch, cpu, tmp_path):
         # Configuration faults and IPAs out of range: level 0 on AArch64
         # (AArch64.S2Translate); AArch32 reports them at level 1.
         assert ("translation", 0) in reached["4k"]
+
+
+@pytest.mark.parametrize("arch,cpu", [(Arch.AARCH64, "cortex-a57"), (Arch.AARCH64, "max"),
+                                      (Arch.AARCH32, "cortex-a15")],
+                         ids=lambda v: v.value if isinstance(v, Arch) else v)
+def test_fan_out_probes_agree_with_the_reference(arch, cpu, tmp_path):
+    """The bulk path end to end: fan-out probes in QEMU, judged by the span
+    models, give no divergence outside the baseline, and every probe of
+    every case is accounted for."""
+    from harness.run import RunOptions, run_matrix
+    entries = build_matrix(arch=arch, cpus=[cpu])[::3]
+    outcome = run_matrix(entries, RunOptions(out=tmp_path, seed=3, cases_per_entry=1, jobs=1,
+                                             baseline=ROOT / "baseline.toml", fanout=64))
+    assert outcome.batch_status.get("completed") == outcome.batch_status.total()
+    assert outcome.new_divergences == 0
+    import json
+    cases = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    cases = [c for c in cases if c["type"] == "case"]
+    assert len(cases) == len(entries)
+    for c in cases:
+        assert c["probes"] > 64 * 5           # the fan-out is there (5 entries or more)
+        assert c["passed"] + c["diverged"] + c["not_run"] == c["probes"]
+        assert c["not_run"] == 0

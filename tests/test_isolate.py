@@ -13,7 +13,7 @@ import pytest
 
 from harness.casefile import load_case_data, save_case
 from harness.cli import main
-from harness.isolate import Failure, IsolateError, isolate, parse_expect
+from harness.isolate import Failure, FailureKind, IsolateError, isolate, parse_expect
 from harness.qemu import find_qemu
 from harness.run import VIRT_EMPTY
 from reference.arch import Arch, AtKind, Granule
@@ -53,7 +53,7 @@ def planted(monkeypatch):
 
 def test_parse_expect():
     assert parse_expect({}) is None
-    assert parse_expect({"expect": {"kind": "crash", "signal": 11}}) == Failure("crash", 11)
+    assert parse_expect({"expect": {"kind": "crash", "signal": 11}}) == Failure(FailureKind.CRASH, 11)
     with pytest.raises(Exception, match="expect.kind"):
         parse_expect({"expect": {"kind": "boom"}})
 
@@ -66,7 +66,7 @@ def test_crash_isolated_to_image_and_probe(planted):
     lines = []
     iso = isolate(cases, qemu=str(FAKE), timeout=20, log=lines.append)
     assert (iso.image, iso.probe) == (23, 7)
-    assert iso.failure == Failure("crash", signal.SIGSEGV)
+    assert iso.failure == Failure(FailureKind.CRASH, signal.SIGSEGV)
     assert iso.complete and iso.probe_needed
     assert iso.case.probes == (Probe(MARKER_IPA, AtKind.S12E1R, "marker"),)
     assert iso.case.config.vttbr >> 48 == MARKER_VMID
@@ -107,7 +107,7 @@ def test_hang_isolated(planted):
     cases = [dataclasses.replace(c, probes=c.probes[:1])
              for c in batch(4, marked=3, marker_probe=None)]
     iso = isolate(cases, qemu=str(FAKE), timeout=2)
-    assert iso.image == 3 and iso.failure == Failure("hang")
+    assert iso.image == 3 and iso.failure == Failure(FailureKind.HANG)
     assert iso.expect()["kind"] == "hang" and iso.expect()["status"] == "timeout"
 
 

@@ -53,8 +53,17 @@ class Cli:
     err: str
 
 
+# These tests are about the run's plumbing, not its volume: no fan-out keeps
+# each QEMU boot to one batch, the divergences few enough to count one by
+# one, and the file to seconds.  The bulk path is tested in test_fast.py and
+# in QEMU by test_integration.py, and measured by `s2diff bench`.
+TEST_FANOUT = ("--fanout", "0")
+
+
 def s2diff(*args: object) -> Cli:
     """Run the s2diff command line in-process; its exit status and output."""
+    if args and args[0] == "run" and "--fanout" not in args:
+        args = (*args, *TEST_FANOUT)
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         code = main([str(a) for a in args])

@@ -15,7 +15,7 @@ import pytest
 
 from harness.casefile import load_case, save_case
 from harness.cli import main
-from harness.localize import _in_place, localize
+from harness.localize import LevelEvidence, _in_place, localize, reached_levels
 from harness.qemu import find_qemu, qemu_version
 from harness.run import VIRT_EMPTY
 from harness.shrink import (Lab, Signature, ddmin, geometry_choices, image_words, rebuild,
@@ -124,6 +124,42 @@ class TestOffline:
     def test_ddmin_budget(self):
         kept, done = ddmin(list(range(16)), lambda cs: [False] * len(cs), budget=3, batched=False)
         assert not done and kept == list(range(16))
+
+    def test_reached_prefix(self):
+        """Reached: variants, all agreed, answer changed; the prefix stops at
+        the first level that is not."""
+        ok = lambda lvl: LevelEvidence(lvl, (), 2, True)
+        assert reached_levels([ok(1), ok(2), ok(3)]) == ([1, 2, 3], "")
+        reached, why = reached_levels([ok(1), LevelEvidence(2, ("L2 bit 0 cleared",), 2, True),
+                                       ok(3)])
+        assert reached == [1] and why == ("level 2 is not reached: QEMU differs from the "
+                                          "reference on L2 bit 0 cleared")
+
+    def test_unchanged_answer_is_inconclusive(self):
+        """A QEMU that answers 'translation L0' to everything agrees with a
+        level-0 invalid variant by coincidence: not reached."""
+        reached, why = reached_levels([LevelEvidence(0, (), 1, False), LevelEvidence(1, ("x",), 2, True)])
+        assert reached == [] and why.startswith("level 0 is inconclusive")
+        assert reached_levels([LevelEvidence(0, (), 0, False)]) == ([], "level 0: no variant is "
+                                                                        "possible there")
+
+    def test_rebuild_aarch32(self):
+        """AArch32 LPAE: a 40-bit walk from level 1 rebuilt from level 2 with a 30-bit IPA."""
+        from reference.config import aarch32_config
+        cpu = get_cpu(Arch.AARCH32, "cortex-a15")
+        config = aarch32_config(40, 1)
+        b = ImageBuilder(layout_for(cpu, config, 1), *WINDOW, vmid=3)
+        b.map(0x2345_6000, 0x4100_0000, 3)
+        image = b.build()
+        case = Case("a32", 0, cpu, config.with_vttbr(image.vttbr), image, RAM,
+                    (Probe(0x2345_6010, AtKind.S12E1R, "page"),))
+        path = walk_path(case, 0)
+        choice = geometry_choices(case, 0, path)[0]
+        assert (choice.levels, choice.ia_bits, choice.ipa) == (2, 25, 0x6010)
+        new = rebuild(case, 0, path, base=0x50000000, config=choice.config, ipa=choice.ipa)
+        assert new.config.vtcr() == 0x80003f07         # T0SZ = 7, S = 0, SL0 = 0
+        assert reference_labels(new, 0) == ("ok L3",)
+        assert new.config.vttbr == 3 << 48 | 0x50000000
 
     def test_signature_text(self):
         sig = Signature("probe", ("translation L0",), "ok")
