@@ -109,10 +109,14 @@ def test_fan_out_probes_agree_with_the_reference(arch, cpu, tmp_path):
     assert outcome.batch_status.get("completed") == outcome.batch_status.total()
     assert outcome.new_divergences == 0
     import json
-    cases = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
-    cases = [c for c in cases if c["type"] == "case"]
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    cases = [c for c in records if c["type"] == "case"]
+    memory = collections.Counter(d["key"] for d in records
+                                 if d["type"] == "divergence" and d["kind"] == "memory")
     assert len(cases) == len(entries)
     for c in cases:
         assert c["probes"] > 64 * 5           # the fan-out is there (5 entries or more)
-        assert c["passed"] + c["diverged"] + c["not_run"] == c["probes"]
+        # Every probe passed or diverged; "diverged" also counts descriptor
+        # writes (memory divergences), which are not probes.
+        assert c["passed"] + c["diverged"] - memory[c["key"]] + c["not_run"] == c["probes"]
         assert c["not_run"] == 0

@@ -155,7 +155,7 @@ class TestOffline:
                     (Probe(0x2345_6010, AtKind.S12E1R, "page"),))
         path = walk_path(case, 0)
         choice = geometry_choices(case, 0, path)[0]
-        assert (choice.levels, choice.ia_bits, choice.ipa) == (2, 25, 0x6010)
+        assert (choice.levels, choice.ia_bits, choice.ipa) == (2, 25, 0x10)
         new = rebuild(case, 0, path, base=0x50000000, config=choice.config, ipa=choice.ipa)
         assert new.config.vtcr() == 0x80003f07         # T0SZ = 7, S = 0, SL0 = 0
         assert reference_labels(new, 0) == ("ok L3",)
