@@ -199,7 +199,7 @@ def judge_case_file(path: Path, binaries: dict[Arch, Path], *, timeout: float | 
     another kind is untestable unless ``any_divergence``.  A case without
     records is bad on any divergence.  A crash/hang case (``expect``) is bad
     when it fails as recorded, good when it completes."""
-    from .isolate import parse_expect, repro_crash
+    from .isolate import ReproVerdict, parse_expect, repro_crash
     from .run import judge_case
     from .single import run_case
     data = load_case_data(path)
@@ -214,9 +214,9 @@ def judge_case_file(path: Path, binaries: dict[Arch, Path], *, timeout: float | 
     try:
         if expected is not None:
             rep = repro_crash(case, expected, qemu=binary, timeout=timeout)
-            if rep.verdict == "reproduces":
+            if rep.verdict is ReproVerdict.REPRODUCES:
                 return CaseVerdict(path, BAD, f"fails as recorded: {expected.describe()}")
-            if rep.verdict == "completes":
+            if rep.verdict is ReproVerdict.COMPLETES:
                 return CaseVerdict(path, GOOD, f"completes (recorded: {expected.describe()})")
             return CaseVerdict(path, UNTESTABLE, f"fails differently: {rep.observed.describe()} "
                                f"(recorded: {expected.describe()})")

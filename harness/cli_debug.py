@@ -134,7 +134,7 @@ def _repro_crash_arguments(p: argparse.ArgumentParser) -> None:
             "recorded way, 0: it completes, 3: it fails another way)", _repro_crash_arguments)
 def run_repro_crash(args: argparse.Namespace, io: Streams) -> int:
     from reference.casefmt import CaseFormatError, case_from_data
-    from .isolate import parse_expect, repro_crash
+    from .isolate import ReproVerdict, parse_expect, repro_crash
     data = load_case_data(args.case)
     try:
         case = case_from_data(data)
@@ -148,10 +148,10 @@ def run_repro_crash(args: argparse.Namespace, io: Streams) -> int:
     print(f"expected: {expected.describe()}", file=io.out)
     print(f"observed: {rep.observed.describe() if rep.observed else 'completes'}"
           + (f"\n{rep.batch.diagnostic}" if rep.batch.diagnostic else ""), file=io.out)
-    if rep.verdict == "reproduces":
+    if rep.verdict is ReproVerdict.REPRODUCES:
         print("REPRO: still fails", file=io.out)
         return 1
-    if rep.verdict == "completes":
+    if rep.verdict is ReproVerdict.COMPLETES:
         print("REPRO: no longer fails", file=io.out)
         return 0
     print("REPRO: fails another way", file=io.out)

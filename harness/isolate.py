@@ -16,6 +16,7 @@ The result is a case file of kind crash/hang (docs/case-file.md, key
 from __future__ import annotations
 
 import dataclasses
+import enum
 import signal
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -26,9 +27,24 @@ from .errors import S2DiffError, UsageError
 from .job import JobImage, JobProbe, ObsKind
 from .qemu import BatchResult, BatchStatus, run_batch
 
-# How a failed boot is recorded: BatchStatus -> case-file kind.
-KINDS = {BatchStatus.CRASHED: "crash", BatchStatus.TIMEOUT: "hang",
-         BatchStatus.GUEST_ERROR: "guest-error"}
+class FailureKind(enum.Enum):
+    """How a boot failed; ``value`` is the case file's ``expect.kind``."""
+
+    CRASH = "crash"                 # QEMU died: a signal, or an exit without the end marker
+    HANG = "hang"                   # no end within the timeout
+    GUEST_ERROR = "guest-error"     # the stub stopped with FATAL
+
+
+class ReproVerdict(enum.Enum):
+    """A crash/hang case re-run."""
+
+    REPRODUCES = "reproduces"
+    COMPLETES = "completes"
+    FAILS_DIFFERENTLY = "fails-differently"
+
+
+KINDS = {BatchStatus.CRASHED: FailureKind.CRASH, BatchStatus.TIMEOUT: FailureKind.HANG,
+         BatchStatus.GUEST_ERROR: FailureKind.GUEST_ERROR}
 CONSOLE_TAIL = 4000     # characters of the console kept in a case file
 
 
@@ -44,16 +60,16 @@ class Failure:
     """How one boot failed: ``kind`` crash, hang or guest-error; for a crash
     the signal that killed QEMU or its exit status."""
 
-    kind: str
+    kind: FailureKind
     signal: int | None = None
     returncode: int | None = None
 
     def describe(self) -> str:
-        if self.kind == "crash":
+        if self.kind is FailureKind.CRASH:
             if self.signal is not None:
                 return f"crash: QEMU killed by signal {self.signal} ({signal_name(self.signal)})"
             return f"crash: QEMU exited with status {self.returncode} without the end marker"
-        if self.kind == "hang":
+        if self.kind is FailureKind.HANG:
             return "hang: no end within the timeout"
         return "guest-error: the stub stopped (FATAL)"
 
@@ -70,7 +86,7 @@ def failure_of(batch: BatchResult) -> Failure | None:
     kind = KINDS.get(batch.status)
     if kind is None:
         return None
-    if kind == "crash":
+    if kind is FailureKind.CRASH:
         return Failure(kind, batch.signal, None if batch.signal is not None else batch.returncode)
     return Failure(kind)
 
@@ -103,7 +119,7 @@ class Isolation:
     def expect(self) -> dict[str, Any]:
         """The case file's ``expect`` key (docs/case-file.md)."""
         b = self.batch
-        return {"kind": self.failure.kind, "status": b.status.value,
+        return {"kind": self.failure.kind.value, "status": b.status.value,
                 "signal": self.failure.signal,
                 "signal_name": signal_name(self.failure.signal) if self.failure.signal else None,
                 "returncode": self.failure.returncode,
@@ -258,29 +274,31 @@ def parse_expect(data: dict[str, Any]) -> Failure | None:
     exp = data.get("expect")
     if exp is None:
         return None
-    if not isinstance(exp, dict) or exp.get("kind") not in ("crash", "hang", "guest-error"):
-        raise UsageError("expect.kind: expected one of crash, hang, guest-error")
+    kinds = {k.value: k for k in FailureKind}
+    if not isinstance(exp, dict) or exp.get("kind") not in kinds:
+        raise UsageError(f"expect.kind: expected one of {', '.join(kinds)}")
     sig, rc = exp.get("signal"), exp.get("returncode")
     for name, v in (("signal", sig), ("returncode", rc)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
             raise UsageError(f"expect.{name}: expected an integer or null")
-    return Failure(exp["kind"], sig, rc)
+    return Failure(kinds[exp["kind"]], sig, rc)
 
 
 @dataclasses.dataclass(frozen=True)
 class CrashRepro:
-    """A crash/hang case re-run: ``verdict`` 'reproduces', 'completes' or
-    'fails-differently'."""
+    """A crash/hang case re-run, and its verdict."""
 
     expected: Failure
     observed: Failure | None
     batch: BatchResult
 
     @property
-    def verdict(self) -> str:
+    def verdict(self) -> ReproVerdict:
         if self.observed is None:
-            return "completes"
-        return "reproduces" if self.observed == self.expected else "fails-differently"
+            return ReproVerdict.COMPLETES
+        if self.observed == self.expected:
+            return ReproVerdict.REPRODUCES
+        return ReproVerdict.FAILS_DIFFERENTLY
 
 
 def repro_crash(case: Case, expected: Failure, *, qemu: str | Path | None = None,

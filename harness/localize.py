@@ -518,6 +518,40 @@ def _config_summary(case: Case, agreeing: Sequence[Variant], tried: Sequence[Var
 # ---------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
+class LevelEvidence:
+    """What the variants at one walk level showed: the texts of those QEMU
+    disagreed on, how many there were, and whether any changed QEMU's answer
+    from the unmodified case's."""
+
+    level: int
+    disagreed: tuple[str, ...]
+    variants: int
+    responded: bool
+
+
+def reached_levels(evidence: Sequence[LevelEvidence]) -> tuple[list[int], str]:
+    """The levels QEMU reaches, in walk order, as a prefix (see the module
+    docstring), and why the prefix stops ("" when it covers every level).
+
+    A level is reached when there were variants, QEMU agreed on all of them
+    and at least one changed its answer."""
+    reached: list[int] = []
+    for e in evidence:
+        if e.variants and not e.disagreed and e.responded:
+            reached.append(e.level)
+            continue
+        if not e.variants:
+            return reached, f"level {e.level}: no variant is possible there"
+        if not e.disagreed:
+            return reached, (f"level {e.level} is inconclusive: QEMU agrees with the variants but "
+                             "its answer did not change, so they do not show that it reads this "
+                             "descriptor")
+        return reached, (f"level {e.level} is not reached: QEMU differs from the reference on "
+                         + ", ".join(e.disagreed))
+    return reached, ""
+
+
+@dataclasses.dataclass(frozen=True)
 class Localization:
     """Where QEMU departs: ``level`` None means before the first descriptor
     read (the configuration); ``address``/``value`` the descriptor there;
@@ -616,23 +650,10 @@ def localize(case: Case, lab: Lab, sig: Signature, base: Trial, index: int = 0) 
         control, level_vars, repair, cvars = execute(maker)
     variants: list[Variant] = control + [v for vs in level_vars.values() for v in vs]
 
-    reached: list[int] = []
-    stop_note = ""
-    for level, vs in level_vars.items():
-        agrees = bool(vs) and all(v.agrees for v in vs)
-        responds = any(_obs_key(v.trial) != base_key for v in vs)
-        if agrees and responds:
-            reached.append(level)
-            continue
-        if not vs:
-            stop_note = f"level {level}: no variant is possible there"
-        elif agrees:
-            stop_note = (f"level {level} is inconclusive: QEMU agrees with the variants but its "
-                         "answer did not change, so they do not show that it reads this descriptor")
-        else:
-            stop_note = (f"level {level} is not reached: QEMU differs from the reference on "
-                         + ", ".join(v.text for v in vs if not v.agrees))
-        break
+    evidence = [LevelEvidence(level, tuple(v.text for v in vs if not v.agrees), len(vs),
+                              any(_obs_key(v.trial) != base_key for v in vs))
+                for level, vs in level_vars.items()]
+    reached, stop_note = reached_levels(evidence)
 
     if path is not None and reached:
         level = reached[-1]

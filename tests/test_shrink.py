@@ -157,7 +157,7 @@ class TestOffline:
         choice = geometry_choices(case, 0, path)[0]
         assert (choice.levels, choice.ia_bits, choice.ipa) == (2, 25, 0x10)
         new = rebuild(case, 0, path, base=0x50000000, config=choice.config, ipa=choice.ipa)
-        assert new.config.vtcr() == 0x80003f07         # T0SZ = 7, S = 0, SL0 = 0
+        assert new.config.vtcr() == 0x80003507         # T0SZ = 7, S = 0, SL0 = 0 (level 2)
         assert reference_labels(new, 0) == ("ok L3",)
         assert new.config.vttbr == 3 << 48 | 0x50000000
 
