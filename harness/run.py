@@ -544,7 +544,7 @@ def run_batches(batches: Sequence[Batch], cfg: WorkerConfig, jobs: int,
         queue.reverse()
         while queue or pending:
             while queue and len(pending) < jobs and (deadline is None or time.monotonic() < deadline):
-                pending.add(pool.submit(execute_batch, queue.pop(), cfg))
+                pending.add(pool.submit(_execute_in_worker, queue.pop(), cfg))
             if not pending:
                 break
             finished, pending = concurrent.futures.wait(
@@ -579,6 +579,16 @@ def _exit_on_sigterm(signum, frame):
     # SystemExit, not KeyboardInterrupt: a worker idle in the executor's
     # queue then ends quietly instead of printing a traceback.
     raise SystemExit(128 + signum)
+
+
+def _execute_in_worker(batch: Batch, cfg: WorkerConfig) -> list[dict[str, Any]]:
+    """execute_batch in a worker process.  Once SIGTERM has unwound the
+    batch the worker leaves: the executor would catch the SystemExit and
+    wait for more work, forever when the parent is gone."""
+    try:
+        return execute_batch(batch, cfg)
+    except SystemExit as exc:
+        os._exit(exc.code if isinstance(exc.code, int) else 1)
 
 
 def _stop_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
