@@ -74,11 +74,27 @@ def run_walk(args: argparse.Namespace, io: Streams) -> int:
 # probe / repro
 # ---------------------------------------------------------------------------
 
+def _baseline_arguments(p: argparse.ArgumentParser) -> None:
+    base = p.add_mutually_exclusive_group()
+    base.add_argument("--baseline", type=Path, metavar="FILE",
+                      help="known-divergence baseline (default: baseline.toml of the repository)")
+    base.add_argument("--no-baseline", action="store_true", help="report every divergence as new")
+
+
+def _baseline_of(args: argparse.Namespace):
+    from .baseline import EMPTY, load_baseline
+    if args.no_baseline:
+        return EMPTY
+    path = args.baseline or default_baseline()
+    return load_baseline(path) if path else EMPTY
+
+
 def _probe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("case", metavar="CASE", help="case file (docs/case-file.md)")
     p.add_argument("--cpu", metavar="NAME", help="run on another CPU model of the same architecture")
     p.add_argument("--trace", action="store_true", help="print the walk of passing probes too")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="QEMU timeout")
+    _baseline_arguments(p)
     _qemu_arguments(p)
 
 
@@ -87,7 +103,8 @@ def _probe_arguments(p: argparse.ArgumentParser) -> None:
 def run_probe(args: argparse.Namespace, io: Streams) -> int:
     from .single import render_case_run, run_case
     case = load_case(args.case)
-    result = run_case(case, cpu=args.cpu, qemu=_qemu_for(args, case.cpu.arch), timeout=args.timeout)
+    result = run_case(case, cpu=args.cpu, qemu=_qemu_for(args, case.cpu.arch), timeout=args.timeout,
+                      baseline=_baseline_of(args))
     print(render_case_run(result, trace=args.trace), file=io.out)
     if not result.complete:
         return 3
@@ -98,15 +115,17 @@ def _repro_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("case", metavar="CASE", help="case file written by `s2diff run`")
     p.add_argument("--cpu", metavar="NAME", help="run on another CPU model of the same architecture")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="QEMU timeout")
+    _baseline_arguments(p)
     _qemu_arguments(p)
 
 
-@subcommand("repro", "re-run a case file in QEMU and say whether it still diverges "
-            "(exit 1: it does, 0: it no longer does)", _repro_arguments)
+@subcommand("repro", "re-run a case file in QEMU and say whether it still diverges in a way "
+            "the baseline does not know (exit 1: it does, 0: it no longer does)", _repro_arguments)
 def run_repro(args: argparse.Namespace, io: Streams) -> int:
     from .single import render_case_run, run_case
     case = load_case(args.case)
-    result = run_case(case, cpu=args.cpu, qemu=_qemu_for(args, case.cpu.arch), timeout=args.timeout)
+    result = run_case(case, cpu=args.cpu, qemu=_qemu_for(args, case.cpu.arch), timeout=args.timeout,
+                      baseline=_baseline_of(args))
     print(render_case_run(result, only_divergent=True), file=io.out)
     if not result.complete:
         print(f"REPRO: QEMU did not complete the case ({result.batch.status.value})", file=io.out)

@@ -4,35 +4,41 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Sequence
-
 from reference.arch import Arch
 from reference.cpus import get_cpu
 from reference.generate import Case
 from reference.outcome import WalkResult
 from reference.par import predict
 
-from .compare import (MemoryChange, ProbeJudgement, ProbeStatus, judge_memory, judge_probe,
-                      permitted_writes)
+from .baseline import EMPTY, Baseline, apply_baseline
+from .compare import ProbeJudgement, ProbeStatus, judge_probe
 from .errors import UsageError
-from .job import RawObservation
 from .qemu import BatchResult, BatchStatus, run_batch
-from .run import job_image
+from .run import job_image, judge_case, row_observation
 
 
 @dataclasses.dataclass(frozen=True)
 class CaseRun:
-    """One case executed in QEMU and judged."""
+    """One case executed in QEMU and judged: the named probes one by one
+    (``judgements``), and all divergences as run records (``divergences``:
+    named and fan-out probes, descriptor writes), each marked ``known``
+    (a baseline entry id) or new (None)."""
 
     case: Case
     batch: BatchResult
     permitted: tuple[WalkResult, ...]
     judgements: tuple[ProbeJudgement, ...]
-    memory: tuple[MemoryChange, ...]
+    counts: dict
+    divergences: tuple[dict, ...]
+
+    @property
+    def new(self) -> tuple[dict, ...]:
+        return tuple(d for d in self.divergences if not d.get("known"))
 
     @property
     def diverges(self) -> bool:
-        return bool(self.memory) or any(j.status is ProbeStatus.DIVERGE for j in self.judgements)
+        """A divergence the baseline does not know."""
+        return bool(self.new)
 
     @property
     def complete(self) -> bool:
@@ -40,9 +46,10 @@ class CaseRun:
 
 
 def run_case(case: Case, *, cpu: str | None = None, qemu: str | Path | None = None,
-             timeout: float | None = None) -> CaseRun:
+             timeout: float | None = None, baseline: Baseline = EMPTY) -> CaseRun:
     """Execute ``case`` (optionally on another CPU model of the same
-    architecture) in one QEMU boot and judge every probe."""
+    architecture) in one QEMU boot and judge every probe; divergences the
+    ``baseline`` knows are marked so."""
     if cpu is not None and cpu != case.cpu.name:
         try:
             model = get_cpu(case.cpu.arch, cpu)
@@ -52,13 +59,14 @@ def run_case(case: Case, *, cpu: str | None = None, qemu: str | Path | None = No
     batch = run_batch(case.cpu.arch, case.cpu.name, [job_image(case)], qemu=qemu, timeout=timeout)
     permitted = case.permitted()
     image = batch.images[0]
-    judgements = tuple(judge_probe(case.cpu.arch, res, p.ipa, obs, case.cpu.arch_version)
-                       for p, res, obs in zip(case.probes, permitted, image.observations))
-    memory: tuple[MemoryChange, ...] = ()
-    if image.completed:
-        memory = tuple(judge_memory([(r.pa, r.data) for r in case.image.regions],
-                                    image.regions_after, permitted_writes(permitted)))
-    return CaseRun(case, batch, permitted, judgements, memory)
+    judgements = tuple(judge_probe(case.cpu.arch, res, p.ipa, row_observation(image.records[i]),
+                                   case.cpu.arch_version)
+                       for i, (p, res) in enumerate(zip(case.probes, permitted)))
+    counts, divergences = judge_case(case, image)
+    for d in divergences:
+        d["qemu_version"] = batch.qemu_version
+    divergences = apply_baseline(baseline, divergences)
+    return CaseRun(case, batch, permitted, judgements, counts, tuple(divergences))
 
 
 def render_case_run(run: CaseRun, *, only_divergent: bool = False, trace: bool = False) -> str:
@@ -84,14 +92,19 @@ def render_case_run(run: CaseRun, *, only_divergent: bool = False, trace: bool =
             lines.append(f"      rule: {o.rules[-1] if o.rules else ''}")
             if trace or verdict.status is ProbeStatus.DIVERGE:
                 lines.extend(f"      {t.describe()}" for t in o.trace)
-    for change in run.memory:
-        lines.append(f"DIVERGE: descriptor at {change.pa:#x} written {change.before:#x} -> "
-                     f"{change.after:#x}, which no permitted outcome allows")
-    passed = sum(j.status is ProbeStatus.PASS for j in run.judgements)
-    diverged = sum(j.status is ProbeStatus.DIVERGE for j in run.judgements) + len(run.memory)
-    lines.append(f"SUMMARY: {len(run.judgements)} probes, {passed} passed, {diverged} diverged")
+    named = {d["probe"] for d in run.divergences if d["kind"] == "probe"}
+    for d in run.divergences:
+        if d["kind"] == "probe" and d["probe"] < len(run.case.probes):
+            continue  # shown above
+        tag = f"KNOWN ({d['known']})" if d.get("known") else "DIVERGE"
+        count = f" x{d['count']} (e.g. IPAs {', '.join(d['ipas'])})" if d.get("count") else ""
+        lines.append(f"{tag}: {d['aim'] or d['kind']}: expected {' | '.join(d['expected'])}, "
+                     f"observed {d['observed']}{count}")
+    known = {d["probe"]: d["known"] for d in run.divergences if d.get("known")}
+    for i in sorted(named & set(known)):
+        lines.append(f"KNOWN: probe {i} is baseline entry {known[i]}")
+    c = run.counts
+    lines.append(f"SUMMARY: {c['probes']} probes ({len(run.case.probes)} named, "
+                 f"{len(run.case.fanout)} fan-out), {c['passed']} passed, {c['diverged']} diverged "
+                 f"({len(run.new)} new divergence records), {c['not_run']} not run")
     return "\n".join(lines)
-
-
-def observations(run: CaseRun) -> Sequence[RawObservation]:
-    return run.batch.images[0].observations

@@ -13,10 +13,12 @@ import base64
 import binascii
 from typing import Any
 
+import numpy as np
+
 from .arch import Arch, AtKind
 from .config import S2Config
 from .cpus import get_cpu
-from .generate import Case, MemoryMap, Probe
+from .generate import Case, FanOut, MemoryMap, Probe
 from .image import Image
 from .memory import Memory, Region
 from .outcome import WalkResult
@@ -25,7 +27,7 @@ from .par import predict
 FORMAT = "s2diff-case"
 VERSION = 1
 MAX_REGION_BYTES = 64 << 20
-MAX_PROBES = 1 << 20
+MAX_PROBES = 1 << 22
 
 
 class CaseFormatError(ValueError):
@@ -91,7 +93,52 @@ def case_to_data(case: Case, *, with_outcomes: bool = True) -> dict[str, Any]:
                         for r in case.image.regions],
         },
         "probes": probes,
+        **({"fanout": fanout_data(case.fanout)} if len(case.fanout) else {}),
     }
+
+
+def fanout_data(fan: FanOut) -> dict[str, Any]:
+    """Fan-out probes as compact arrays (little-endian, base64): ``ipa``
+    u64, ``at`` u8 (AtKind codes), ``span`` i32 (index into ``spans``)."""
+    b64 = lambda a: base64.b64encode(a.tobytes()).decode("ascii")  # noqa: E731
+    return {"spans": [[_hex(base), bits] for base, bits in fan.spans],
+            "ipa": b64(fan.ipa.astype("<u8")), "at": b64(fan.at.astype("u1")),
+            "span": b64(fan.span.astype("<i4"))}
+
+
+def _array(data: dict, key: str, dtype: str, where: str) -> np.ndarray:
+    try:
+        raw = base64.b64decode(_get(data, key, str, where), validate=True)
+    except (binascii.Error, ValueError):
+        raise CaseFormatError(f"{where}.{key}: not valid base64") from None
+    size = np.dtype(dtype).itemsize
+    if len(raw) % size:
+        raise CaseFormatError(f"{where}.{key}: {len(raw)} bytes is not a whole number of {dtype}")
+    return np.frombuffer(raw, dtype=dtype).copy()
+
+
+def fanout_from_data(data: Any, arch: Arch) -> FanOut:
+    where = "fanout"
+    spans = []
+    for i, pair in enumerate(_get(data, "spans", list, where)):
+        if not isinstance(pair, list) or len(pair) != 2 or isinstance(pair[1], bool) \
+                or not isinstance(pair[1], int) or not 0 <= pair[1] <= 64:
+            raise CaseFormatError(f"fanout.spans[{i}]: expected [base, bits] with bits 0..64")
+        spans.append((_int(pair[0], f"fanout.spans[{i}][0]"), pair[1]))
+    ipa = _array(data, "ipa", "<u8", where).astype(np.uint64)
+    at = _array(data, "at", "u1", where).astype(np.uint8)
+    span = _array(data, "span", "<i4", where).astype(np.int32)
+    if not len(ipa) == len(at) == len(span):
+        raise CaseFormatError("fanout: ipa, at and span must have the same length")
+    if len(ipa) > MAX_PROBES:
+        raise CaseFormatError(f"fanout: more than {MAX_PROBES} probes")
+    if len(at) and int(at.max()) >= len(AtKind):
+        raise CaseFormatError("fanout.at: values must be AtKind codes 0..3")
+    if len(span) and (int(span.min()) < 0 or int(span.max()) >= len(spans)):
+        raise CaseFormatError("fanout.span: index outside fanout.spans")
+    if arch is Arch.AARCH32 and len(ipa) and int(ipa.max()) >= 1 << 32:
+        raise CaseFormatError("fanout.ipa: AArch32 probes need IPAs below 4 GiB")
+    return FanOut(tuple(spans), ipa, at, span)
 
 
 # ---------------------------------------------------------------------------
@@ -213,5 +260,6 @@ def case_from_data(data: Any) -> Case:
     seed = data.get("seed", 0)
     if not isinstance(key, str) or isinstance(seed, bool) or not isinstance(seed, int):
         raise CaseFormatError("key/seed: expected a string and an integer")
+    fanout = fanout_from_data(data["fanout"], arch) if "fanout" in data else FanOut.empty()
     return Case(key=key, seed=seed, cpu=cpu, config=config, image=image, memory_map=mmap,
-                probes=tuple(probes))
+                probes=tuple(probes), fanout=fanout)

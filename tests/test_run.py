@@ -309,12 +309,8 @@ class TestInjectedDivergence:
         assert run.code == 0, run.out + run.err
         assert run.out.splitlines()[-1] == "REPRO: no longer diverges"
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "BUG (harness/cli_cases.py run_repro, harness/single.py): repro counts every probe "
-        "outside the permitted set, including divergences the run classed as known by the "
-        "baseline; this start-level-0 case holds a level-0 block descriptor "
-        "(qemu-7.2-block-at-invalid-level), so on QEMU 7.2 it 'still diverges' for ever "
-        "although the divergence it was written for is gone"))
+    # Once a bug: repro counted divergences the baseline knows.  This case
+    # also holds a level-0 block descriptor (qemu-7.2-block-at-invalid-level).
     def test_repro_of_the_start_level_0_case_with_the_real_qemu_no_longer_diverges(
             self, injected):
         out, _ = injected
