@@ -138,8 +138,8 @@ def run_repro(args: argparse.Namespace, io: Streams) -> int:
 # run
 # ---------------------------------------------------------------------------
 
-NIGHTLY_CASES = 24
-NIGHTLY_BUDGET = 270.0
+NIGHTLY_CASES = 10
+NIGHTLY_BUDGET = 330.0
 # Bulk probes per placed entry: enough that QEMU, not the host, sets the
 # pace (see `s2diff bench`), few enough to leave room for many cases.
 NIGHTLY_FANOUT = 2048

@@ -15,6 +15,7 @@ import base64
 import collections
 import concurrent.futures
 import dataclasses
+import itertools
 import json
 import multiprocessing.connection
 import os
@@ -95,25 +96,36 @@ def window_bytes(config: S2Config) -> int:
 
 def plan_batches(entries: Sequence[MatrixEntry], cases_per_entry: int, arena: tuple[int, int],
                  max_images: int) -> list[Batch]:
-    """Cut the run into numbered batches: cases grouped by (arch, CPU),
-    each batch limited to ``max_images`` images and to what fits the arena."""
+    """Cut the run into numbered batches of one (arch, CPU) each, limited to
+    ``max_images`` images and to what fits the arena.
+
+    Cases go round by round (case 0 of every entry, then case 1, ...) and
+    the machines' batches alternate, so a run stopped early by --budget has
+    fewer cases of every entry rather than none of the last CPU models."""
     by_machine: dict[tuple[Arch, str], list[CaseSpec]] = {}
-    for entry in entries:
-        for i in range(cases_per_entry):
+    for i in range(cases_per_entry):
+        for entry in entries:
             by_machine.setdefault((entry.arch, entry.cpu), []).append(CaseSpec(entry, i))
-    batches: list[Batch] = []
+    per_machine: list[list[tuple[Arch, str, tuple[CaseSpec, ...]]]] = []
     for (arch, cpu), specs in by_machine.items():
+        cut: list[tuple[Arch, str, tuple[CaseSpec, ...]]] = []
         current: list[CaseSpec] = []
         used = 0
         for spec in specs:
             size = window_bytes(spec.entry.config)
             if current and (len(current) >= max_images or used + size > arena[1] - arena[0]):
-                batches.append(Batch(len(batches), arch, cpu, tuple(current)))
+                cut.append((arch, cpu, tuple(current)))
                 current, used = [], 0
             current.append(spec)
             used += size
         if current:
-            batches.append(Batch(len(batches), arch, cpu, tuple(current)))
+            cut.append((arch, cpu, tuple(current)))
+        per_machine.append(cut)
+    batches: list[Batch] = []
+    for round_ in itertools.zip_longest(*per_machine):
+        for item in round_:
+            if item is not None:
+                batches.append(Batch(len(batches), *item))
     return batches
 
 
