@@ -34,7 +34,8 @@ from .config import (PS_BITS, PS_ENCODING, TG0_DECODING, Geometry, S2Config, aar
                      aarch64_config, geometry)
 from .cpus import CpuModel
 from .outcome import Fault, FaultKind
-from .walk import (S2Params, _a32_high_bits, aarch64_max_txsz, aarch64_nss2_ttw_params,
+from .walk import (S2Params, aarch32_high_address_bits, aarch32_sl0_reserved,
+                   aarch32_t0sz_choices, aarch64_max_txsz, aarch64_nss2_ttw_params,
                    aarch64_oa_out_of_range, aarch64_physical_address_size, aarch64_s2_invalid_sl,
                    aarch64_s2_min_txsz, aarch64_s2_start_level, aarch64_s2_tt_base_address,
                    aarch64_s2_txsz_choices, s2_inconsistent_sl)
@@ -257,28 +258,16 @@ def _aarch64_ignored_fields(cpu: CpuModel, config: S2Config, p: S2Params) -> lis
     return notes
 
 
-def _aarch32_t0sz_choices(config: S2Config) -> list[tuple[int, tuple[str, ...]]]:
-    """AArch32.GetS2TTWParams: VTCR.S must equal T0SZ[3]; otherwise T0SZ is
-    an UNKNOWN value (CONSTRAINED UNPREDICTABLE, Unpredictable_RESVTCRS).
-    Stated as in walk.aarch32_s2_translate, which has no function for it."""
-    s = config.s if config.s is not None else (config.t0sz >> 3) & 1
-    if s == (config.t0sz >> 3) & 1:
-        return [(config.t0sz, ())]
-    return [(t, (f"CONSTRAINED UNPREDICTABLE (Unpredictable_RESVTCRS): VTCR.S != T0SZ[3], "
-                 f"T0SZ taken as {t}",)) for t in range(-8, 8)]
-
-
 def _judge_aarch32(cpu: CpuModel, config: S2Config) -> Verdict:
     """AArch32.S2Translate / AArch32.S2Walk up to the first descriptor
     read.  Configuration faults are Translation faults at level 1."""
     readings: list[Reading] = []
     notes: list[str] = []
-    for t0sz, choices in _aarch32_t0sz_choices(config):
+    for t0sz, choices in aarch32_t0sz_choices(config):
         ia_bits = 32 - t0sz
         common = dict(choices=choices, granule=Granule.G4K, ia_bits=ia_bits,
                       oa_bits=AARCH32_OA_BITS)
-        # AArch32.S2Walk: SL0 = 0b1x is reserved (stated there inline).
-        if config.sl0 & 0b10:
+        if aarch32_sl0_reserved(config.sl0):
             readings.append(Reading(**common, problem=f"AArch32.S2Walk: SL0={config.sl0:#04b} is reserved",
                                     fault=Fault(FaultKind.TRANSLATION, 1)))
             continue
@@ -299,7 +288,7 @@ def _judge_aarch32(cpu: CpuModel, config: S2Config) -> Verdict:
             notes.append(f"VTTBR bits {dropped:#x} lie below the {align}-byte table alignment and "
                          f"are ignored (AArch32.S2Walk): the table is at {base:#x}")
         common.update(start_level=level, geometry=geo, vttbr_align=align, table_base=base)
-        high = _a32_high_bits(cpu, config.vttbr, "VTTBR")
+        high = aarch32_high_address_bits(cpu, config.vttbr, "VTTBR")
         if high is None:
             readings.append(Reading(**common))
         elif len(high) == 1:

@@ -33,6 +33,8 @@ FSC_LEVEL_MINUS1 = {FaultKind.ADDRESS_SIZE: 0b101001, FaultKind.TRANSLATION: 0b1
 def encode_fsc(kind: FaultKind, level: int) -> int:
     """EncodeLDFSC(statuscode, level): the 6-bit long-descriptor FSC."""
     if level == -1:
+        if kind not in FSC_LEVEL_MINUS1:
+            raise ValueError(f"no fault status code for {kind.value} at level -1")
         return FSC_LEVEL_MINUS1[kind]
     if not 0 <= level <= 3:
         raise ValueError(f"no fault status code for {kind.value} at level {level}")

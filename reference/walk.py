@@ -407,7 +407,6 @@ def aarch64_s2_leaf(cpu: CpuModel, p: S2Params, geo, level: int, address: int, d
     tsize = geo.block_bits(level)
     contiguous = aarch64_contiguous_bit(p.granule, level, desc)
     base = aarch64_leaf_base(cpu, p, desc, level)
-    branches: list[tuple[int, list[str]]] = []
     if level < FINAL_LEVEL and cpu.bbm in (1, 2) and bit(desc, 16):
         # AArch64.BlocknTFaults: with FEAT_BBM level 1 or 2 it is
         # IMPLEMENTATION DEFINED whether a block with nT = 1 faults.
@@ -523,14 +522,9 @@ def aarch32_s2_translate(cpu: CpuModel, config: S2Config, memory: Memory, ipa: i
     (CONSTRAINED UNPREDICTABLE, Unpredictable_RESVTCRS) and every T0SZ is a
     permitted interpretation.  Configuration faults (IPA out of range, SL0
     invalid or inconsistent) are Translation faults at level 1, not 0."""
-    s = config.s if config.s is not None else (config.t0sz >> 3) & 1
-    if s == (config.t0sz >> 3) & 1:
-        choices = [(config.t0sz, [])]
-    else:
-        choices = [(t, [f"CONSTRAINED UNPREDICTABLE (Unpredictable_RESVTCRS): VTCR.S != T0SZ[3], "
-                        f"T0SZ taken as {t}"]) for t in range(-8, 8)]
     outcomes: list[Outcome] = []
-    for t0sz, rules in choices:
+    for t0sz, choice in aarch32_t0sz_choices(config):
+        rules = list(choice)
         ia_bits = 32 - t0sz
         if ia_bits < 40 and ipa >> ia_bits:
             outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, 1), rules + [
@@ -540,7 +534,23 @@ def aarch32_s2_translate(cpu: CpuModel, config: S2Config, memory: Memory, ipa: i
     return outcomes
 
 
-def _a32_high_bits(cpu: CpuModel, value: int, what: str) -> list[str] | None:
+def aarch32_t0sz_choices(config: S2Config) -> list[tuple[int, tuple[str, ...]]]:
+    """AArch32.GetS2TTWParams: the T0SZ values the walk may use, with the
+    choice that permits each.  VTCR.S must equal T0SZ[3]; otherwise T0SZ is
+    an UNKNOWN value (CONSTRAINED UNPREDICTABLE, Unpredictable_RESVTCRS)."""
+    s = config.s if config.s is not None else (config.t0sz >> 3) & 1
+    if s == (config.t0sz >> 3) & 1:
+        return [(config.t0sz, ())]
+    return [(t, (f"CONSTRAINED UNPREDICTABLE (Unpredictable_RESVTCRS): VTCR.S != T0SZ[3], "
+                 f"T0SZ taken as {t}",)) for t in range(-8, 8)]
+
+
+def aarch32_sl0_reserved(sl0: int) -> bool:
+    """AArch32.S2Walk: SL0 = 0b1x names no start level (a level-1 Translation fault)."""
+    return bool(sl0 & 0b10)
+
+
+def aarch32_high_address_bits(cpu: CpuModel, value: int, what: str) -> list[str] | None:
     """The AArch32 rule for address bits [47:40] of VTTBR or a descriptor.
 
     ARMv8 AArch32: non-zero bits are an Address size fault (AArch32.S2Walk).
@@ -560,7 +570,7 @@ def aarch32_s2_walk(cpu: CpuModel, config: S2Config, t0sz: int, memory: Memory, 
                     access: AtKind, rules: list[str]) -> list[Outcome]:
     """AArch32.S2Walk: 4K granule, 40-bit output, start level 2 - SL0."""
     ia_bits = 32 - t0sz
-    if config.sl0 & 0b10:
+    if aarch32_sl0_reserved(config.sl0):
         return [_outcome(Fault(FaultKind.TRANSLATION, 1),
                          rules + [f"AArch32.S2Walk: SL0={config.sl0:02b} is reserved"], [])]
     start = 2 - config.sl0
@@ -571,7 +581,7 @@ def aarch32_s2_walk(cpu: CpuModel, config: S2Config, t0sz: int, memory: Memory, 
     geo = geometry(Granule.G4K, ia_bits, start)
     trace: list[TraceStep] = []
     outcomes: list[Outcome] = []
-    high = _a32_high_bits(cpu, config.vttbr, "VTTBR")
+    high = aarch32_high_address_bits(cpu, config.vttbr, "VTTBR")
     if high:
         outcomes.append(_outcome(Fault(FaultKind.ADDRESS_SIZE, 0), rules + high[:1], trace))
         if len(high) == 1:
@@ -589,7 +599,7 @@ def aarch32_s2_walk(cpu: CpuModel, config: S2Config, t0sz: int, memory: Memory, 
             return outcomes
         low = desc & 0b11
         if low == 0b11 and level < FINAL_LEVEL:
-            high = _a32_high_bits(cpu, desc, "table descriptor")
+            high = aarch32_high_address_bits(cpu, desc, "table descriptor")
             nxt = field(desc, 39, 12) << 12
             trace.append(TraceStep(level, address, desc, "table", f"next table {nxt:#x}"))
             if high:
@@ -606,7 +616,7 @@ def aarch32_s2_walk(cpu: CpuModel, config: S2Config, t0sz: int, memory: Memory, 
                                      rules + [f"AArch32.DecodeDescriptorTypeLD: {note}"], trace))
             return outcomes
         trace.append(TraceStep(level, address, desc, "page" if level == FINAL_LEVEL else "block"))
-        high = _a32_high_bits(cpu, desc, "output address")
+        high = aarch32_high_address_bits(cpu, desc, "output address")
         if high:
             outcomes.append(_outcome(Fault(FaultKind.ADDRESS_SIZE, level), rules + high[:1], trace))
             if len(high) == 1:
