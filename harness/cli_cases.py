@@ -89,43 +89,44 @@ def _baseline_of(args: argparse.Namespace):
     return load_baseline(path) if path else EMPTY
 
 
-def _probe_arguments(p: argparse.ArgumentParser) -> None:
+def _case_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments shared by probe and repro: the case, where and how to run it."""
     p.add_argument("case", metavar="CASE", help="case file (docs/case-file.md)")
     p.add_argument("--cpu", metavar="NAME", help="run on another CPU model of the same architecture")
-    p.add_argument("--trace", action="store_true", help="print the walk of passing probes too")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="QEMU timeout")
     _baseline_arguments(p)
     _qemu_arguments(p)
 
 
+def _run_case_file(args: argparse.Namespace):
+    from .single import run_case
+    case = load_case(args.case)
+    return run_case(case, cpu=args.cpu, qemu=_qemu_for(args, case.cpu.arch),
+                    timeout=args.timeout, baseline=_baseline_of(args))
+
+
+def _probe_arguments(p: argparse.ArgumentParser) -> None:
+    _case_run_arguments(p)
+    p.add_argument("--trace", action="store_true", help="print the walk of passing probes too")
+
+
 @subcommand("probe", "run one case file in QEMU; print each observation beside the "
             "reference's permitted outcomes", _probe_arguments)
 def run_probe(args: argparse.Namespace, io: Streams) -> int:
-    from .single import render_case_run, run_case
-    case = load_case(args.case)
-    result = run_case(case, cpu=args.cpu, qemu=_qemu_for(args, case.cpu.arch), timeout=args.timeout,
-                      baseline=_baseline_of(args))
+    from .single import render_case_run
+    result = _run_case_file(args)
     print(render_case_run(result, trace=args.trace), file=io.out)
     if not result.complete:
         return 3
     return 1 if result.diverges else 0
 
 
-def _repro_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("case", metavar="CASE", help="case file written by `s2diff run`")
-    p.add_argument("--cpu", metavar="NAME", help="run on another CPU model of the same architecture")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="QEMU timeout")
-    _baseline_arguments(p)
-    _qemu_arguments(p)
-
-
 @subcommand("repro", "re-run a case file in QEMU and say whether it still diverges in a way "
-            "the baseline does not know (exit 1: it does, 0: it no longer does)", _repro_arguments)
+            "the baseline does not know (exit 1: it does, 0: it no longer does)",
+            _case_run_arguments)
 def run_repro(args: argparse.Namespace, io: Streams) -> int:
-    from .single import render_case_run, run_case
-    case = load_case(args.case)
-    result = run_case(case, cpu=args.cpu, qemu=_qemu_for(args, case.cpu.arch), timeout=args.timeout,
-                      baseline=_baseline_of(args))
+    from .single import render_case_run
+    result = _run_case_file(args)
     print(render_case_run(result, only_divergent=True), file=io.out)
     if not result.complete:
         print(f"REPRO: QEMU did not complete the case ({result.batch.status.value})", file=io.out)
