@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,12 @@ def load_case_data(path: str | os.PathLike) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{p}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except ValueError:
+        # json reads integers with int(), which refuses more digits than this.
+        raise UsageError(f"{p}: not a case file (a number of more than "
+                         f"{sys.get_int_max_str_digits()} digits)") from None
+    except RecursionError:
+        raise UsageError(f"{p}: not a case file (JSON nested too deeply)") from None
     if not isinstance(data, dict):
         raise UsageError(f"{p}: a case file is a JSON object")
     return data
