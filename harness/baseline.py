@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -167,6 +168,12 @@ def load_baseline(path: str | Path) -> Baseline:
         raise UsageError(f"{p}: cannot read baseline ({exc.__class__.__name__})") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{p}: not valid TOML ({exc})") from None
+    except ValueError:
+        # tomllib reads integers with int(), which refuses more digits than this.
+        raise UsageError(f"{p}: not a baseline (a number of more than "
+                         f"{sys.get_int_max_str_digits()} digits)") from None
+    except RecursionError:
+        raise UsageError(f"{p}: not a baseline (TOML nested too deeply)") from None
     baseline = parse_baseline(data, str(p))
     return dataclasses.replace(baseline, path=p)
 
