@@ -21,6 +21,17 @@ from .errors import UsageError
 DEFAULT_OUT = "s2diff-out"
 
 
+def seconds(text: str) -> float:
+    """A positive number of seconds ('inf': no limit; not 'nan')."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive number of seconds")
+    return value
+
+
 def _qemu_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qemu-aarch64", metavar="PATH",
                    help="qemu-system-aarch64 to use (default: $S2DIFF_QEMU_AARCH64, then PATH)")
@@ -93,7 +104,7 @@ def _case_run_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments shared by probe and repro: the case, where and how to run it."""
     p.add_argument("case", metavar="CASE", help="case file (docs/case-file.md)")
     p.add_argument("--cpu", metavar="NAME", help="run on another CPU model of the same architecture")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="QEMU timeout")
+    p.add_argument("--timeout", type=seconds, metavar="SECONDS", help="QEMU timeout")
     _baseline_arguments(p)
     _qemu_arguments(p)
 
@@ -159,7 +170,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fanout", type=int, metavar="N",
                    help=f"bulk probes per placed table entry (default {NIGHTLY_FANOUT}; 0: "
                         "only the named probes)")
-    p.add_argument("--budget", type=float, metavar="SECONDS",
+    p.add_argument("--budget", type=seconds, metavar="SECONDS",
                    help=f"stop starting batches after this long (default {NIGHTLY_BUDGET:.0f} s "
                         "for the default matrix, none otherwise)")
     p.add_argument("--jobs", type=int, metavar="N", default=os.cpu_count() or 1,
@@ -196,8 +207,6 @@ def run_run(args: argparse.Namespace, io: Streams) -> int:
         raise UsageError("--jobs: must be at least 1")
     if args.fanout is not None and args.fanout < 0:
         raise UsageError("--fanout: must be 0 or more")
-    if args.budget is not None and args.budget <= 0:
-        raise UsageError("--budget: must be a positive number of seconds")
     shard = parse_shard(args.shard) if args.shard else None
     arch = Arch(args.arch) if args.arch else None
     entries = build_matrix(arch=arch, cpus=args.cpu, granules=args.granule, ipa_sizes=args.ipa,
