@@ -464,7 +464,7 @@ def compact_known(rec: dict[str, Any]) -> dict[str, Any]:
 def case_file_name(key: str) -> str:
     """A file name for a case key: only [A-Za-z0-9._-], so that no key can
     name a path outside the cases directory."""
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in key)
+    safe = "".join(c if c.isascii() and c.isalnum() or c in "._-" else "_" for c in key)
     return safe.strip("._") + ".json"
 
 
