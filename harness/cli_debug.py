@@ -63,15 +63,14 @@ def _localize_arguments(p: argparse.ArgumentParser) -> None:
 @subcommand("localize", "find the walk level, descriptor and field where QEMU departs from "
             "the reference (without shrinking)", _localize_arguments)
 def run_localize(args: argparse.Namespace, io: Streams) -> int:
-    import dataclasses
     from .localize import explain_case, localize
-    from .shrink import Lab, choose_target, first_trial
+    from .shrink import Lab, choose_target, first_trial, only
     case = load_case(args.case)
     lab = Lab(case.cpu.arch, case.cpu.name, qemu=_qemu_for(args, case.cpu.arch),
               timeout=args.timeout)
     trial = first_trial(case, lab)
     target = choose_target(trial, args.probe)
-    single = dataclasses.replace(case, probes=(case.probes[target.probe],))
+    single = only(case, [target.target])
     base = lab.run([single])[0]
     if not base.shows(target.signature):
         raise UsageError(f"probe {target.probe} does not diverge the same way when run alone; "

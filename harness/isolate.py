@@ -21,10 +21,13 @@ import signal
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from reference.generate import Case
+import numpy as np
+
+from reference.arch import AtKind
+from reference.generate import Case, FanOut, Probe
 
 from .errors import S2DiffError, UsageError
-from .job import JobImage, JobProbe, ObsKind
+from .job import JobImage, ObsKind
 from .qemu import BatchResult, BatchStatus, run_batch
 
 class FailureKind(enum.Enum):
@@ -92,9 +95,28 @@ def failure_of(batch: BatchResult) -> Failure | None:
 
 
 def job_images(cases: Sequence[Case]) -> list[JobImage]:
-    return [JobImage(vtcr=c.config.vtcr(), vttbr=c.config.vttbr,
-                     regions=tuple((r.pa, r.data) for r in c.image.regions),
-                     probes=tuple(JobProbe(p.ipa, p.at) for p in c.probes)) for c in cases]
+    from .run import job_image
+    return [job_image(c) for c in cases]
+
+
+def probe_subset(case: Case, indices: Sequence[int]) -> Case:
+    """The case with only the probes at ``indices`` (named probes first,
+    then fan-out rows, as the job runs them)."""
+    named = len(case.probes)
+    rows = np.array([i - named for i in indices if i >= named], dtype=np.int64)
+    fan = case.fanout
+    fanout = (FanOut(fan.spans, fan.ipa[rows], fan.at[rows], fan.span[rows]) if len(rows)
+              else FanOut.empty())
+    return dataclasses.replace(case, probes=tuple(case.probes[i] for i in indices if i < named),
+                               fanout=fanout)
+
+
+def named_probe(case: Case, index: int) -> Probe:
+    """Probe ``index`` (a fan-out row after the named probes) as a named Probe."""
+    if index < len(case.probes):
+        return case.probes[index]
+    row = index - len(case.probes)
+    return Probe(int(case.fanout.ipa[row]), AtKind(int(case.fanout.at[row])), f"fan-out row {row}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,27 +239,26 @@ def isolate(cases: Sequence[Case], *, qemu: str | Path | None = None,
     if not complete:
         return Isolation(case, image, 0, failure, last["batch"], True, False, runner.boots,
                          tuple(runner.lines))
-    if len(case.probes) > 1:
+    total = len(case.probes) + len(case.fanout)
+    if total > 1:
         probes, complete = _bisect(
-            list(range(len(case.probes))),
-            lambda idx: fails_with([dataclasses.replace(case, probes=tuple(case.probes[k]
-                                                                         for k in idx))],
-                                   f"image {image}, probes {_ranges(idx)}"),
+            list(range(total)),
+            lambda idx: fails_with([probe_subset(case, idx)], f"image {image}, probes {_ranges(idx)}"),
             suspect_probe if suspect_image == image else None, runner, "probes")
         if not complete:
-            return Isolation(dataclasses.replace(case, probes=tuple(case.probes[k] for k in probes)),
-                             image, probes[0], failure, last["batch"], True, False, runner.boots,
-                             tuple(runner.lines))
+            return Isolation(probe_subset(case, probes), image, probes[0], failure, last["batch"],
+                             True, False, runner.boots, tuple(runner.lines))
         probe = probes[0]
-    elif case.probes:
+    elif total:
         probe = 0
     else:
         probe = -1
-    single = dataclasses.replace(case, probes=(case.probes[probe],)) if probe >= 0 else case
+    single = (dataclasses.replace(case, probes=(named_probe(case, probe),), fanout=FanOut.empty())
+              if probe >= 0 else case)
     needed = True
     if single.probes:
         final = last["cases"] == [single]
-        if fails_with([dataclasses.replace(single, probes=())], f"image {image} without probes"):
+        if fails_with([probe_subset(single, [])], f"image {image} without probes"):
             needed = False
             runner.note("the image fails with no probe at all: the probe is kept for reference")
             final = False

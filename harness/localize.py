@@ -66,7 +66,7 @@ from .job import ObsKind, RawObservation
 from .qemu import describe_esr
 if TYPE_CHECKING:
     from .shrink import ShrinkResult
-from .shrink import (Lab, NotRebuildable, Signature, Trial, WalkPath, Windows,
+from .shrink import (Lab, NotRebuildable, only, Signature, Trial, WalkPath, Windows,
                      config_with_geometry, longest_trace, rebuild, rebuild_footprint,
                      reference_labels, table_address_mask, walk_path)
 
@@ -240,7 +240,10 @@ class Variant:
         from .run import observed_label
         if self.trial is None or not self.trial.completed:
             return "not completed"
-        return observed_label(self.case.cpu.arch, self.trial.observation(0))
+        text = observed_label(self.case.cpu.arch, self.trial.observation(0))
+        written = [f.signature.observed for f in self.trial.divergences
+                   if f.signature.kind == "memory"]
+        return text + "".join(f", {w}" for w in written)
 
     @property
     def agrees(self) -> bool:
@@ -590,8 +593,8 @@ def localize(case: Case, lab: Lab, sig: Signature, base: Trial, index: int = 0) 
     variants) runs in one QEMU boot; the repair of a table descriptor above
     the terminal one, when the departure is there, takes one more."""
     boots0 = lab.boots
-    if len(case.probes) != 1:
-        case = dataclasses.replace(case, probes=(case.probes[index],))
+    if len(case.probes) != 1 or len(case.fanout):
+        case = only(case, [case.probes[index]])
         base = lab.run([case])[0]
     base_key = _obs_key(base)
     reasoning: list[str] = []
@@ -775,7 +778,7 @@ def shrink_case_file(case_path: str | Path, *, out: str | Path | None = None,
     text = "\n".join([
         f"shrink of {source}, probe {result.probe}",
         result.summary(),
-        f"minimal case: {target}  (re-run: s2diff repro {target})",
+        f"minimal case: {target}  (re-run: s2diff repro --no-baseline {target})",
         "",
         "== the minimal case ==",
         explain_case(result.minimal, result.trial),

@@ -40,10 +40,10 @@ import struct
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
-from reference.arch import Arch, Granule
+from reference.arch import Arch, AtKind, Granule
 from reference.bits import bit, field, mask
 from reference.config import FINAL_LEVEL, S2Config, geometry
-from reference.generate import Case, Probe, build_layout
+from reference.generate import Case, FanOut, Probe, build_layout
 from reference.image import Image, Layout, encode_table
 from reference.memory import Region
 from reference.outcome import TraceStep
@@ -52,7 +52,7 @@ from reference.walk import contiguous_size
 from .build import build_stub
 from .elfsyms import read_stub
 from .errors import S2DiffError, UsageError
-from .job import ImageResult, JobImage, JobProbe, RawObservation
+from .job import ImageResult, RawObservation
 from .qemu import BatchResult, BatchStatus, run_batch
 
 T = TypeVar("T")
@@ -86,12 +86,25 @@ class Signature:
 
 @dataclasses.dataclass(frozen=True)
 class Found:
-    """One divergence of a trial: the probe (index in the trial's case; for
-    memory, the first probe whose walk read the descriptor) and its signature."""
+    """One divergence of a trial: the probe (index in the trial's case,
+    fan-out probes after the named ones; for memory, the first named probe
+    whose walk read the descriptor), that probe as a named Probe
+    (``target``), its signature and the harness.run record."""
 
     probe: int | None
+    target: Probe | None
     signature: Signature
     record: Mapping[str, Any]
+
+
+def only(case: Case, probes: Sequence[Probe]) -> Case:
+    """The case with exactly these named probes and no fan-out probes."""
+    return dataclasses.replace(case, probes=tuple(probes), fanout=FanOut.empty())
+
+
+def probe_count(case: Case) -> int:
+    """Named and fan-out probes."""
+    return len(case.probes) + len(case.fanout)
 
 
 def reference_labels(case: Case, index: int) -> tuple[str, ...]:
@@ -109,15 +122,17 @@ def find_divergences(case: Case, image: ImageResult) -> tuple[Found, ...]:
     _, records = judge_case(case, image)
     found = []
     for rec in records:
+        index = rec.get("probe")
         if rec["kind"] == "probe":
             sig = Signature("probe", tuple(rec["expected"]), rec["observed"])
+            target = Probe(int(rec["ipa"], 16), AtKind[rec["at"]], rec["aim"])
         else:
             raw = rec["raw"]
             changed = int(raw["before"], 16) ^ int(raw["after"], 16)
-            index = rec.get("probe")
             expected = reference_labels(case, index) if index is not None else ()
             sig = Signature("memory", expected, f"descriptor bits {changed:#x} changed")
-        found.append(Found(rec.get("probe"), sig, rec))
+            target = case.probes[index] if index is not None else None
+        found.append(Found(index, target, sig, rec))
     return tuple(found)
 
 
@@ -205,31 +220,30 @@ class Lab:
             if case.cpu.name != self.cpu or case.cpu.arch is not self.arch:
                 raise UsageError(f"candidate on {case.cpu.name}, lab on {self.cpu}")
             spans = _spans(case)
+            n = probe_count(case)
             for g in groups:
-                if g.probes + len(case.probes) > self.layout.max_probes:
+                if g.probes + n > self.layout.max_probes:
                     continue
                 owner = next((j for j, c, o in g.members if o is None and _shares_memory(c, case)),
                              None)
                 if owner is not None:
                     g.members.append((i, case, owner))
-                    g.probes += len(case.probes)
+                    g.probes += n
                     break
                 if not _overlap(g.spans, spans):
                     g.members.append((i, case, None))
                     g.spans += spans
-                    g.probes += len(case.probes)
+                    g.probes += n
                     break
             else:
-                groups.append(_Group([(i, case, None)], spans, len(case.probes)))
+                groups.append(_Group([(i, case, None)], spans, n))
         trials: list[Trial | None] = [None] * len(cases)
         for g in groups:
+            from .run import job_image
             images = []
             for _, case, owner in g.members:
-                regions = () if owner is not None else tuple((r.pa, r.data)
-                                                             for r in case.image.regions)
-                images.append(JobImage(vtcr=case.config.vtcr(), vttbr=case.config.vttbr,
-                                       regions=regions,
-                                       probes=tuple(JobProbe(p.ipa, p.at) for p in case.probes)))
+                image = job_image(case)
+                images.append(image if owner is None else dataclasses.replace(image, regions=()))
             batch = run_batch(self.arch, self.cpu, images, qemu=self.qemu, stub=self.stub,
                               timeout=self.timeout)
             self.boots += 1
@@ -407,8 +421,8 @@ def rebuild(case: Case, index: int, path: WalkPath, *, base: int,
     vttbr = (case.config.vttbr & ~vttbr_baddr_mask(case.cpu.arch)) | base
     image = Image(regions=regions, vttbr=vttbr, root=base, window=(base, size),
                   tables=tuple(sorted((lvl, pa) for lvl, pa in tables.items())))
-    return dataclasses.replace(case, config=config.with_vttbr(vttbr), image=image,
-                               probes=(Probe(ipa, probe.at, probe.aim),))
+    return dataclasses.replace(only(case, [Probe(ipa, probe.at, probe.aim)]),
+                               config=config.with_vttbr(vttbr), image=image)
 
 
 def config_with_geometry(case: Case, granule: Granule, ia_bits: int, start: int) -> S2Config | None:
@@ -568,10 +582,6 @@ class ShrinkResult:
         return "\n".join(lines)
 
 
-def _with_probes(case: Case, indices: Sequence[int]) -> Case:
-    return dataclasses.replace(case, probes=tuple(case.probes[i] for i in indices))
-
-
 def _with_words(case: Case, words: Mapping[int, int]) -> Case:
     """The case with an image of exactly ``words`` {PA: value} (zero words
     dropped: RAM outside the regions reads as zero)."""
@@ -599,12 +609,14 @@ def walked_addresses(case: Case) -> set[int]:
 
 
 def choose_target(trial: Trial, probe: int | None) -> Found:
-    """The divergence to follow: that of probe ``probe``, else the first
-    probe divergence, else the first memory divergence."""
+    """The divergence to follow: that of probe ``probe`` (fan-out probes
+    numbered after the named ones), else the first probe divergence, else
+    the first memory divergence."""
     if probe is not None:
-        if not 0 <= probe < len(trial.case.probes):
+        n = probe_count(trial.case)
+        if not 0 <= probe < n:
             raise UsageError(f"--probe: {probe} is not a probe of this case (it has "
-                             f"{len(trial.case.probes)}: 0..{len(trial.case.probes) - 1})")
+                             f"{n}: 0..{n - 1})")
         hit = [f for f in trial.divergences if f.probe == probe]
         if not hit:
             raise ShrinkError(f"probe {probe} does not diverge on this QEMU")
@@ -638,40 +650,42 @@ def shrink(case: Case, lab: Lab, *, probe: int | None = None, budget: int = 48) 
     trial = first_trial(case, lab)
     target = choose_target(trial, probe)
     sig = target.signature
-    members = [f.probe for f in trial.divergences if f.signature == sig and f.probe is not None]
-    members = list(dict.fromkeys([target.probe] + members))
-    steps.append(Step("run", f"{len(case.probes)} probes, {len(trial.divergences)} divergences, "
+    members = [f for f in trial.divergences if f.signature == sig and f.target is not None]
+    members = [target] + [f for f in members if f.probe != target.probe]
+    total = probe_count(case)
+    steps.append(Step("run", f"{total} probes ({len(case.probes)} named, {len(case.fanout)} "
+                      f"fan-out), {len(trial.divergences)} divergence records, "
                       f"{len(members)} of them in this family", lab.boots - boots0))
 
     # 1. probes
     b = lab.boots
     current, best = trial.case, trial
-    if len(case.probes) > 1:
+    if total > 1:
         tries = members[:8]
-        trials = lab.run([_with_probes(current, [m]) for m in tries])
+        trials = lab.run([only(current, [f.target]) for f in tries])
         hit = next((t for t in trials if t.shows(sig)), None)
         if hit is not None:
             kept = tries[trials.index(hit)]
-            text = f"kept probe {kept} alone ({len(case.probes) - 1} removed)"
+            text = f"kept probe {kept.probe} alone ({total - 1} removed)"
             current, best = hit.case, hit
         else:
-            others = [i for i in range(len(case.probes)) if i != target.probe]
+            others = [p for p in case.probes if p != target.target]
             keep_trials: dict[tuple[int, ...], Trial] = {}
 
-            def test_probes(cands: list[list[int]]) -> list[bool]:
-                subsets = [sorted(c + [target.probe]) for c in cands]
-                ts = lab.run([_with_probes(current, s) for s in subsets])
-                for s, t in zip(subsets, ts):
-                    keep_trials[tuple(s)] = t
+            def test_probes(cands: list[list[Probe]]) -> list[bool]:
+                ts = lab.run([only(current, c + [target.target]) for c in cands])
+                for c, t in zip(cands, ts):
+                    keep_trials[tuple(id(p) for p in c)] = t
                 return [t.shows(sig) for t in ts]
 
             rest, done = ddmin(others, test_probes, budget, batched=True)
-            kept_idx = sorted(rest + [target.probe])
-            if tuple(kept_idx) in keep_trials:
-                best = keep_trials[tuple(kept_idx)]
-                current = best.case
-            text = (f"no probe diverges the same way alone; delta debugging kept "
-                    f"{len(kept_idx)} of {len(case.probes)}" + ("" if done else " (budget spent)"))
+            t = keep_trials.get(tuple(id(p) for p in rest))
+            if t is None:
+                t = lab.run([only(current, rest + [target.target])])[0]
+            if t.shows(sig):
+                current, best = t.case, t
+            text = (f"no probe diverges the same way alone; delta debugging over the named "
+                    f"probes kept {len(rest) + 1} of {total}" + ("" if done else " (budget spent)"))
         steps.append(Step("probes", text, lab.boots - b))
 
     # 2. image
@@ -728,6 +742,7 @@ def shrink(case: Case, lab: Lab, *, probe: int | None = None, budget: int = 48) 
             except NotRebuildable:
                 path = None
     steps.append(Step("configuration", text, lab.boots - b))
+    assert target.probe is not None
     return ShrinkResult(original=case, probe=target.probe, signature=sig, minimal=current,
                         trial=best, steps=tuple(steps), boots=lab.boots - boots0, path=path)
 

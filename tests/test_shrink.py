@@ -237,7 +237,7 @@ class TestShrinkInQemu:
         assert data["divergence"] == [{"probe": 0, "kind": "probe", "expected": ["translation L0"],
                                        "observed": "ok"}]
         assert data["localization"]["level"] == 0
-        assert main(["repro", str(minimal)]) == 1
+        assert main(["repro", "--no-baseline", str(minimal)]) == 1
 
     def test_not_divergent_is_refused(self, tmp_path, capsys):
         case, _, _ = planted_case()
