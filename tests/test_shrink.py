@@ -11,6 +11,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness.casefile import load_case, save_case
@@ -23,7 +24,7 @@ from harness.shrink import (Lab, Signature, ddmin, geometry_choices, image_words
 from reference.arch import Arch, AtKind, Granule
 from reference.config import aarch64_config
 from reference.cpus import get_cpu
-from reference.generate import Case, MemoryMap, Probe
+from reference.generate import Case, FanOut, MemoryMap, Probe
 from reference.image import ImageBuilder, LeafAttrs, encode_leaf, layout_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,6 +189,25 @@ class TestShrinkInQemu:
         assert result.trial.shows(result.signature)
         # Rounds, not one boot per candidate.
         assert result.boots == 4
+
+    def test_shrink_follows_a_fan_out_divergence(self):
+        """The planted descriptor probed only by fan-out probes: the shrink
+        follows the first of them as a named probe."""
+        if not qemu_7_2():
+            pytest.skip("the planted divergence is a QEMU 7.2 bug")
+        case, index, _ = planted_case()
+        named = tuple(p for p in case.probes if "planted" not in p.aim)
+        ipas = np.array([0x1000_0000 + 8 * k for k in range(16)] +
+                        [PLANTED_IPA + (k << 30) for k in range(16)], dtype=np.uint64)
+        fan = FanOut(((0x1000_0000, 12), (5 << 39, 39)), ipas, np.zeros(32, np.uint8),
+                     np.array([0] * 16 + [1] * 16, np.int32))
+        case = dataclasses.replace(case, probes=named, fanout=fan)
+        result = shrink(case, Lab(Arch.AARCH64, "cortex-a57"))
+        assert result.probe == len(named) + 16
+        assert result.signature == Signature("probe", ("translation L0",), "ok")
+        assert len(result.minimal.probes) == 1 and len(result.minimal.fanout) == 0
+        assert result.minimal.probes[0].ipa == PLANTED_IPA & ((1 << 39) - 1)
+        assert len(result.minimal.image.regions) == 1
 
     def test_localize_names_the_planted_level_and_descriptor(self):
         """On the unshrunk case: level 0, the planted descriptor's own PA and
