@@ -676,3 +676,73 @@ class TestInterrupted:
         assert set(finished) <= set(final)
         for name in ("summary.txt", "junit.xml"):
             assert (harness.out / name).read_bytes() == (uninterrupted / name).read_bytes(), name
+
+
+# ---------------------------------------------------------------------------
+# How QEMU is run, and the exit codes of a run that cannot start
+# ---------------------------------------------------------------------------
+
+# Options that would give the guest a network, a disk or host files.
+FORBIDDEN_OPTIONS = {"-netdev", "-net", "-drive", "-hda", "-hdb", "-cdrom", "-sd", "-mtdblock",
+                     "-pflash", "-virtfs", "-fsdev", "-chardev", "-usb", "-usbdevice", "-bios",
+                     "-initrd", "-append", "-dtb", "-qmp", "-gdb", "-s", "-plugin", "-loadvm"}
+
+
+def test_qemu_command_line_has_no_defaults_network_or_extra_files(fake_qemu, tmp_path):
+    """Every boot runs with -nodefaults, no network interface (-nic none),
+    no monitor, no display, and no file but the stub, the job blob and the
+    RAM file (both in the batch directory); the batch records name the
+    exact command line QEMU got."""
+    run = small_run(tmp_path / "out", qemu=fake_qemu.path)
+    boots = fake_qemu.boots()
+    assert len(boots) == SMALL_CASES
+    recorded = sorted(tuple(b["argv"][1:]) for b in run.of("batch"))
+    assert recorded == sorted(tuple(b["argv"][1:]) for b in boots)
+    stub = read_stub(build_stub(Arch.AARCH64)).path
+    for boot in boots:
+        argv = boot["argv"]
+        assert argv[0] == QEMU_AARCH64
+        options = {a for a in argv[1:] if a.startswith("-")}
+        assert options & FORBIDDEN_OPTIONS == set()
+        assert "-nodefaults" in options
+        values = lambda option: [argv[i + 1] for i, a in enumerate(argv) if a == option]
+        for option, value in (("-nic", "none"), ("-monitor", "none"), ("-display", "none"),
+                              ("-serial", "stdio"), ("-kernel", str(stub))):
+            assert values(option) == [value], (option, argv)
+        (loader,) = values("-device")
+        batch_dir = Path(loader.split("file=")[1].split(",")[0]).parent
+        assert batch_dir.parent == fake_qemu.workdir
+        assert loader.startswith(f"loader,file={batch_dir}/job.bin,")
+        (backend,) = values("-object")
+        assert f"mem-path={batch_dir}/ram.bin," in backend
+
+
+class TestCannotStart:
+
+    @pytest.mark.parametrize("how", ["path", "name", "environment"])
+    def test_missing_qemu_is_exit_3_naming_the_package(self, tmp_path, monkeypatch, how):
+        """No QEMU: one line naming what was looked for and the Debian
+        package, exit 3 (infrastructure), nothing run."""
+        argv = ["run", "--cpu", "cortex-a57", "--cases", "1", "--out", tmp_path / "out"]
+        wanted = {"path": "/nonexistent/qemu-system-aarch64", "name": "qemu-system-aarch64-nope",
+                  "environment": "/nonexistent/from-env"}[how]
+        if how == "environment":
+            monkeypatch.setenv("S2DIFF_QEMU_AARCH64", wanted)
+        else:
+            argv += ["--qemu-aarch64", wanted]
+        code, _, err = s2diff(*argv)
+        assert code == 3
+        line = one_error_line(err)
+        assert repr(wanted) in line and "Debian package qemu-system-arm" in line, line
+        assert not (tmp_path / "out" / RECORDS).exists()
+
+    @pytest.mark.parametrize("how", ["below-a-file", "is-a-file", "in-proc"])
+    def test_unwritable_out_is_exit_2(self, tmp_path, how):
+        """An --out that cannot be written (even by root): one line, exit 2."""
+        blocker = tmp_path / "file"
+        blocker.write_text("")
+        out = {"below-a-file": blocker / "out", "is-a-file": blocker,
+               "in-proc": Path("/proc/s2diff-out")}[how]
+        code, _, err = s2diff("run", "--cpu", "cortex-a57", "--cases", "1", "--out", out)
+        assert code == 2
+        assert one_error_line(err).startswith(f"s2diff: error: --out: cannot write to {out} (")
