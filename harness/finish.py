@@ -29,7 +29,10 @@ def print_summary(run: RunData, io) -> None:
         Console(file=io.out).print(summary_rich(run))
     else:
         print(render_summary(run), file=io.out)
-    known = Counter(d.known for d in run.divergences if not d.is_new)
+    known: Counter = Counter()
+    for d in run.divergences:
+        if not d.is_new:
+            known[d.known] += d.count
     for entry, count in sorted(known.items()):
         print(f"KNOWN: {count:6d}  {entry}", file=io.out)
     new = dataclasses.replace(run, divergences=tuple(d for d in run.divergences if d.is_new))

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from reference import catalogue as cat
-from reference.arch import Arch, Granule
+from reference.arch import Arch
 from reference.bits import bit, field, mask
 from reference.config import FINAL_LEVEL, PS_BITS, S2Config
 from reference.generate import Case, build_layout

@@ -466,9 +466,16 @@ def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
         finally:
             (tmp / "console.log").write_text(machine.console)
         console = machine.console
+        unreadable = ""
         if ram_path.exists():
             with RamFile(ram_path, layout.ram_base) as ram:
-                results = unpack_results(layout, ram, images)
+                try:
+                    results = unpack_results(layout, ram, images)
+                except UsageError as exc:
+                    # Not the job's fault (pack_job and the stub checked
+                    # it): something scribbled on the results area.
+                    unreadable = str(exc)
+                    results = _empty_results(images)
         else:
             results = _empty_results(images)
     finally:
@@ -476,10 +483,15 @@ def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
             shutil.rmtree(tmp, ignore_errors=True)
 
     fatal_line = _FATAL_LINE.search(console)
+    how = (f"killed by signal {qexit.signal} ({signal.Signals(qexit.signal).name})"
+           if qexit.signal is not None else f"exited with status {qexit.returncode}")
     if qexit.timed_out:
         status = BatchStatus.TIMEOUT
         diagnostic = (f"no end marker within {limit:.1f} s; images done "
                       f"{results.images_done}/{len(images)}; QEMU stopped")
+    elif unreadable:
+        status = BatchStatus.CRASHED
+        diagnostic = f"QEMU {how}, leaving the results area unreadable ({unreadable}): nothing kept"
     elif results.status is GuestStatus.FATAL or fatal_line:
         status = BatchStatus.GUEST_ERROR
         parts = [fatal_line.group(0)] if fatal_line else []
@@ -496,8 +508,6 @@ def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
                         argv=list(machine.argv), returncode=qexit.returncode, output=console)
     else:
         status = BatchStatus.CRASHED
-        how = (f"killed by signal {qexit.signal} ({signal.Signals(qexit.signal).name})"
-               if qexit.signal is not None else f"exited with status {qexit.returncode}")
         tail = "\n".join(console.strip().splitlines()[-5:])
         marker = "after the end marker" if END_MARKER in console else "without the end marker"
         diagnostic = (f"QEMU {how} {marker}; images done "

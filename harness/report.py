@@ -198,6 +198,7 @@ class DivergenceRecord:
     qemu_version: str
     known: str | None
     case_file: str | None
+    count: int = 1
     base_dir: Path | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
@@ -317,6 +318,14 @@ def _permitted(value: Any) -> tuple[Permitted, ...]:
     return tuple(out)
 
 
+def _count(rec: Mapping[str, Any]) -> int:
+    """Probes a divergence record stands for (fan-out records aggregate)."""
+    count = rec.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise _Invalid("'count' is not a positive integer")
+    return count
+
+
 def _divergence(rec: Mapping[str, Any], base_dir: Path) -> DivergenceRecord:
     probe = rec.get("probe")
     if probe is not None and (isinstance(probe, bool) or not isinstance(probe, int)):
@@ -338,6 +347,7 @@ def _divergence(rec: Mapping[str, Any], base_dir: Path) -> DivergenceRecord:
         observed=_str(rec, "observed"), observed_text=_text(rec.get("observed_text")),
         raw=tuple((str(k), str(v)) for k, v in raw.items()) if isinstance(raw, dict) else (),
         qemu_version=_text(rec.get("qemu_version")), known=known,
+        count=_count(rec),
         case_file=_opt_str(rec.get("case_file")), base_dir=base_dir)
 
 
@@ -647,8 +657,10 @@ class SummaryRow:
     Units differ by column: ``entries`` and ``verdicts`` count matrix
     entries; ``cases``, ``skipped``, ``timeouts``, ``crashes`` and
     ``guest_errors`` count cases (by case status); ``probes`` and
-    ``passed`` count probes; ``known`` and ``new`` count divergence
-    records.  ``skip_reasons`` pairs a batch diagnostic with the number of
+    ``passed`` count probes; ``known`` and ``new`` count diverging probes
+    (a fan-out record stands for ``count`` of them) and descriptor words
+    written against the reference, so that probes = passed + known + new
+    + not run, up to those descriptor words.  ``skip_reasons`` pairs a batch diagnostic with the number of
     cases not run for it."""
 
     group: str
@@ -684,8 +696,8 @@ def _row(run: RunData, group: str, entries: Sequence[EntryResult], total: bool) 
     verdicts = collections.Counter(e.verdict for e in entries)
     return SummaryRow(group=group, entries=len(entries), cases=len(cases),
                       probes=sum(c.probes for c in cases), passed=sum(c.passed for c in cases),
-                      known=sum(1 for d in divs if not d.is_new),
-                      new=sum(1 for d in divs if d.is_new),
+                      known=sum(d.count for d in divs if not d.is_new),
+                      new=sum(d.count for d in divs if d.is_new),
                       skipped=status[CaseStatus.NOT_RUN], timeouts=status[CaseStatus.TIMEOUT],
                       crashes=status[CaseStatus.CRASH], guest_errors=status[CaseStatus.GUEST_ERROR],
                       skip_reasons=tuple(sorted(reasons.items())),
@@ -885,8 +897,9 @@ def divergence_families(run: RunData, examples: int = FAMILY_EXAMPLES) -> list[F
     for (arch, kind, expected, observed, aim), ds in groups.items():
         keys = list(dict.fromkeys(d.key for d in ds))
         out.append(Family(arch=arch, kind=kind, expected=expected, observed=observed, aim=aim,
-                          cpus=tuple(sorted({d.cpu for d in ds})), count=len(ds),
-                          new=sum(1 for d in ds if d.is_new),
+                          cpus=tuple(sorted({d.cpu for d in ds})),
+                          count=sum(d.count for d in ds),
+                          new=sum(d.count for d in ds if d.is_new),
                           known_ids=tuple(sorted({d.known for d in ds if d.known})),
                           examples=tuple(keys[:examples])))
     out.sort(key=lambda f: (f.new == 0, -f.count, f.arch, f.kind, f.expected, f.observed, f.aim))

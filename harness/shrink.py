@@ -41,19 +41,19 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from reference.arch import Arch, AtKind, Granule
-from reference.bits import bit, field, mask
+from reference.bits import bit, mask
 from reference.config import FINAL_LEVEL, S2Config, geometry
 from reference.generate import Case, FanOut, Probe, build_layout
 from reference.image import Image, Layout, encode_table
 from reference.memory import Region
 from reference.outcome import TraceStep
-from reference.walk import contiguous_size
+from reference.walk import contiguous_size, walk
 
 from .build import build_stub
 from .elfsyms import read_stub
 from .errors import S2DiffError, UsageError
 from .job import ImageResult, RawObservation
-from .qemu import BatchResult, BatchStatus, run_batch
+from .qemu import BatchResult, run_batch
 
 T = TypeVar("T")
 
@@ -111,7 +111,6 @@ def reference_labels(case: Case, index: int) -> tuple[str, ...]:
     """Sorted labels of the reference's permitted outcomes of probe ``index``."""
     from .run import outcome_label
     probe = case.probes[index]
-    from reference.walk import walk
     res = walk(case.cpu, case.config, case.memory(), probe.ipa, probe.at)
     return tuple(sorted({outcome_label(o.result) for o in res.outcomes}))
 
@@ -311,7 +310,6 @@ def longest_trace(case: Case, index: int) -> tuple[TraceStep, ...]:
     NotRebuildable when the outcomes walk different paths (one trace is not
     a prefix of another)."""
     probe = case.probes[index]
-    from reference.walk import walk
     res = walk(case.cpu, case.config, case.memory(), probe.ipa, probe.at)
     traces = sorted((o.trace for o in res.outcomes), key=len)
     longest = traces[-1]
@@ -601,7 +599,6 @@ def image_words(case: Case) -> dict[int, int]:
 def walked_addresses(case: Case) -> set[int]:
     """PAs of every descriptor the reference reads for any probe, under any
     permitted outcome."""
-    from reference.walk import walk
     mem = case.memory()
     return {s.address for p in case.probes
             for o in walk(case.cpu, case.config, mem, p.ipa, p.at).outcomes
