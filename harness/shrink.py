@@ -57,6 +57,10 @@ from .qemu import BatchResult, run_batch
 
 T = TypeVar("T")
 
+# harness.run is imported inside the functions that need it: `s2diff run
+# --shrink` makes run import this module, and a top-level import would be
+# circular.
+
 
 class ShrinkError(S2DiffError):
     """The case cannot be shrunk (it does not diverge, or QEMU does not
