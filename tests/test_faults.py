@@ -384,6 +384,21 @@ class TestConsoleAndExit:
         assert len(fake_qemu.boots()) == SMALL_CASES
 
 
+    def test_results_area_scribbled_on(self, fake_qemu, clean_small, tmp_path):
+        """Garbage in the results header after a run (not the job's fault:
+        the stub checked the job) makes that batch crashed with nothing
+        kept -- not a bad-usage error that ends the whole run."""
+        fake_qemu.arm("corrupt-results", boots=(1,))
+        run = small_run(tmp_path / "out", qemu=fake_qemu.path)
+        assert run.code == 0, run.stdout + run.stderr
+        batch = run.batches()[1]
+        assert batch["status"] == "crashed"
+        assert "leaving the results area unreadable (results header magic" in batch["diagnostic"]
+        lost = [c for c in run.cases().values() if c["batch"] == 1]
+        assert {(c["status"], c["not_run"] == c["probes"]) for c in lost} == {("crash", True)}
+        assert_nothing_lost(run, clean_small, faulty={1})
+
+
 # ---------------------------------------------------------------------------
 # QEMU refusing to start
 # ---------------------------------------------------------------------------

@@ -49,6 +49,8 @@ FAULTS = {
     "segv": "die by SIGSEGV after the emulator exited (successfully)",
     "abort": "die by SIGABRT after the emulator exited (successfully)",
     "deaf": "ignore SIGTERM and stop, again whenever continued, without running the emulator",
+    "corrupt-results": "after the emulator exited (successfully), scribble on the results "
+                       "header in the guest RAM file (at byte S2DIFF_FAKE_PROGRESS - 0x10)",
     "refuse": "exit with status 1 at once, as an emulator refusing its command line does",
 }
 
@@ -113,11 +115,16 @@ def after(delay: float):
     return lambda: time.monotonic() >= end
 
 
+def ram_file(argv: list[str]) -> str:
+    """The guest RAM file QEMU is given (memory-backend-file's mem-path)."""
+    return next(part.split("=", 1)[1] for arg in argv for part in arg.split(",")
+                if part.startswith("mem-path="))
+
+
 def at_image(argv: list[str], image: int, offset: int):
     """True once the u64 at ``offset`` of the guest RAM file (the results
     header's images_done) is at least ``image``."""
-    ram = next(part.split("=", 1)[1] for arg in argv for part in arg.split(",")
-               if part.startswith("mem-path="))
+    ram = ram_file(argv)
 
     def reached() -> bool:
         try:
@@ -184,6 +191,10 @@ def main() -> None:
     status = run_child(argv, fault, rng)
     if status != 0:
         sys.exit(status if status > 0 else 128 - status)
+    if fault == "corrupt-results":
+        with open(ram_file(argv), "r+b") as f:
+            f.seek(int(os.environ["S2DIFF_FAKE_PROGRESS"], 16) - 0x10)
+            f.write(bytes(rng.randrange(256) for _ in range(0x20)))
     if fault == "exit-1":
         sys.exit(1)
     if fault in ("segv", "abort"):
