@@ -761,3 +761,32 @@ class TestCannotStart:
         code, _, err = s2diff("run", "--cpu", "cortex-a57", "--cases", "1", "--out", out)
         assert code == 2
         assert one_error_line(err).startswith(f"s2diff: error: --out: cannot write to {out} (")
+
+
+def test_qemu_dies_with_the_process_that_launched_it(tmp_path):
+    """A harness process SIGKILLed while its QEMU runs (parked by the
+    stub's hang_after hook) takes the QEMU with it: PR_SET_PDEATHSIG.
+    (Its batch directory stays behind: nothing of it runs after SIGKILL.
+    With --jobs 2 and more the workers outlive it long enough to clean
+    up, see TestInterrupted.)"""
+    workdir = tmp_path / "batches"
+    workdir.mkdir()
+    script = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/tests']\n"
+              "from harness.qemu import run_batch\n"
+              "from reference.arch import Arch\n"
+              "from test_guest import small_batch\n"
+              "run_batch(Arch.AARCH64, 'cortex-a57', small_batch(Arch.AARCH64, 4), hang_after=0,"
+              " timeout=60, workdir=__import__('pathlib').Path(sys.argv[2]))\n")
+    harness = subprocess.Popen([sys.executable, "-c", script, str(ROOT), str(workdir)])
+    try:
+        end = time.monotonic() + 60
+        while not (qemus := processes_naming(f"mem-path={workdir}/")):
+            assert harness.poll() is None and time.monotonic() < end, "QEMU never started"
+            time.sleep(0.02)
+        harness.kill()
+        harness.wait()
+        assert wait_until_gone(f"mem-path={workdir}/", 2.0) == [], qemus
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+            harness.wait()
