@@ -317,22 +317,25 @@ STOP_TIMEOUT = 1.0
 class TestSigstop:
 
     def test_stopped_qemu_is_a_timeout_and_is_killed(self, fake_qemu):
-        """QEMU stopped mid-batch: TIMEOUT after the timeout, QEMU gone
-        (a stopped process cannot act on SIGTERM until it is continued),
-        the finished images kept."""
+        """QEMU stopped mid-batch: TIMEOUT after the timeout, QEMU gone at
+        once (a stopped process acts on SIGTERM only when continued), the
+        finished images kept.  The stub parks after the image the stop
+        comes at, so the stop always lands before the end."""
         arch = Arch.AARCH64
-        fake_qemu.arm("stop", at_image=N_IMAGES // 2)
+        half = N_IMAGES // 2
+        fake_qemu.arm("stop", at_image=half)
         started = time.monotonic()
         r = run_batch(arch, "cortex-a57", small_batch(arch, N_IMAGES), qemu=fake_qemu.path,
-                      timeout=STOP_TIMEOUT)
+                      timeout=STOP_TIMEOUT, hang_after=half)
         took = time.monotonic() - started
+        assert (fake_qemu.state / "signalled-0").exists(), "the stop never came"
         assert r.status is BatchStatus.TIMEOUT, r.diagnostic
-        # Continued to act on SIGTERM, the guest may finish a few images more.
-        assert N_IMAGES // 2 <= r.images_done <= N_IMAGES
-        assert all(im.observations == (par_of_image(j),)
-                   for j, im in enumerate(r.images[:r.images_done]))
+        assert r.images_done == half + 1
+        assert all(im.observations == (par_of_image(j),) for j, im in enumerate(r.images[:half + 1]))
+        assert all(im.observations == (NOT_RUN,) for im in r.images[half + 1:])
         (boot,) = fake_qemu.boots()
         assert not Path(f"/proc/{boot['pid']}").exists()
+        assert "terminating on signal 15" in r.console
         assert took < STOP_TIMEOUT + 1.5, took
 
     def test_stopped_and_deaf_to_sigterm_is_killed(self, fake_qemu):

@@ -14,7 +14,8 @@ harness gives QEMU its own environment, so the fault is chosen by variables:
 ``S2DIFF_FAKE_BOOTS``  comma-separated boot numbers (0-based) that get the
                        fault; the others run unchanged (default: every boot)
 ``S2DIFF_FAKE_STATE``  directory; boot N leaves ``boot-N.json`` there with its
-                       pid, argv and fault, so a test can tell what happened
+                       pid, argv and fault, and ``signalled-N`` once ``kill``
+                       or ``stop`` has sent its signal to a live emulator
 
 Boots are numbered in the order they start (an O_EXCL file per boot, so
 parallel workers get distinct numbers).  ``--version`` always runs the
@@ -86,11 +87,12 @@ def boot_number(state: str | None, record: dict) -> int:
         return n
 
 
-def signal_later(pid: int, sig: int, when) -> None:
+def signal_later(pid: int, sig: int, when, note: str | None) -> None:
     """Send ``sig`` to ``pid`` once ``when()`` is true (polled every
     0.2 ms), from a detached grandchild that holds none of the console's
     descriptors (else the harness would not see the console close when
-    QEMU exits).  The grandchild ends when ``pid`` does."""
+    QEMU exits), then create the file ``note``.  The grandchild ends when
+    ``pid`` does."""
     if os.fork():
         os.wait()
         return
@@ -105,6 +107,8 @@ def signal_later(pid: int, sig: int, when) -> None:
             os.kill(pid, 0)
             time.sleep(0.0002)
         os.kill(pid, sig)
+        if note:
+            open(note, "w").close()
     except ProcessLookupError:
         pass
     os._exit(0)
@@ -182,7 +186,9 @@ def main() -> None:
         image = os.environ.get("S2DIFF_FAKE_AT_IMAGE")
         when = (at_image(argv, int(image), int(os.environ["S2DIFF_FAKE_PROGRESS"], 16)) if image
                 else after(float(os.environ.get("S2DIFF_FAKE_DELAY", "0"))))
-        signal_later(os.getpid(), signal.SIGKILL if fault == "kill" else signal.SIGSTOP, when)
+        state = os.environ.get("S2DIFF_FAKE_STATE")
+        signal_later(os.getpid(), signal.SIGKILL if fault == "kill" else signal.SIGSTOP, when,
+                     os.path.join(state, f"signalled-{n}") if state else None)
     if fault == "garbage-first":
         sys.stdout.buffer.write(garbage(rng))
         sys.stdout.flush()
