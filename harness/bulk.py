@@ -85,7 +85,6 @@ def judge_fanout(case: Case, records: np.ndarray, observed_label) -> BulkVerdict
     is_par = kinds == ObsKind.PAR.value
     is_exc = kinds == ObsKind.EXCEPTION.value
     par, esr, far = records[:, 1], records[:, 2], records[:, 3]  # kind par esr far ...
-    label_key = _label_keys(kinds, par, esr)
     group_key = fan.span.astype(np.int64) * len(AtKind) + fan.at.astype(np.int64)
     order = np.argsort(group_key, kind="stable")
     keys, starts = np.unique(group_key[order], return_index=True)
@@ -102,12 +101,12 @@ def judge_fanout(case: Case, records: np.ndarray, observed_label) -> BulkVerdict
             rows = group[inside]
             if rows.size:
                 _judge_rows(case, memory, records, rows, fan.ipa[rows], at_kind, model, kinds,
-                            is_par, is_exc, par, esr, far, label_key, observed_label, verdict)
+                            is_par, is_exc, par, esr, far, observed_label, verdict)
     return verdict
 
 
 def _judge_rows(case, memory, records, rows, ipas, at_kind, model, kinds, is_par, is_exc, par,
-                esr, far, label_key, observed_label, verdict: BulkVerdict) -> None:
+                esr, far, observed_label, verdict: BulkVerdict) -> None:
     arch, cpu = case.cpu.arch, case.cpu
     ran = kinds[rows] != ObsKind.NOT_RUN.value
     if model is not None:
@@ -128,7 +127,8 @@ def _judge_rows(case, memory, records, rows, ipas, at_kind, model, kinds, is_par
         return
     verdict.diverged += int(bad.size)
     # Aggregate by observed label: one representative row per label key.
-    bad_keys = label_key[rows[bad]]
+    bad_rows = rows[bad]
+    bad_keys = _label_keys(kinds[bad_rows], par[bad_rows], esr[bad_rows])
     uniq, first_index, counts = np.unique(bad_keys, return_index=True, return_counts=True)
     by_label: dict[str, list] = {}
     for k, fi in zip(uniq.tolist(), first_index.tolist()):

@@ -34,7 +34,7 @@ def print_summary(run: RunData, io) -> None:
         if not d.is_new:
             known[d.known] += d.count
     for entry, count in sorted(known.items()):
-        print(f"KNOWN: {count:6d}  {entry}", file=io.out)
+        print(f"KNOWN: {count:>12,}  {entry}", file=io.out)
     new = dataclasses.replace(run, divergences=tuple(d for d in run.divergences if d.is_new))
     if new.divergences:
         print("NEW divergences:", file=io.out)

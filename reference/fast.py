@@ -91,6 +91,19 @@ def _no_memory_reads(result: WalkResult) -> list[int]:
     return [o.trace[-1].address for o in result.outcomes if o.trace and o.trace[-1].value is None]
 
 
+def _within_one_leaf(cpu: CpuModel, result: WalkResult, bits: int, last: int) -> bool:
+    """The second walk is not needed when every outcome is a translation
+    whose block (or page) is at least the span: every index field of such
+    a walk lies at or above the block size, so the whole span reads the
+    same descriptors; and the span's last IPA passes the range checks the
+    first passed (the block lies inside the input space, and below
+    2^PAMax — checked here — whose boundaries are multiples of the block)."""
+    limit = cpu.pamax if cpu.arch is Arch.AARCH64 else 32
+    return (last >> limit == 0 and bool(result.outcomes)
+            and all(isinstance(o.result, Translation) and o.result.block_bits >= bits
+                    for o in result.outcomes))
+
+
 def span_model(cpu: CpuModel, config: S2Config, memory: Memory, base: int, bits: int,
                at: AtKind) -> SpanModel | None:
     """The model of the span [base, base + 2^bits) for ``at``, or None when
@@ -103,7 +116,7 @@ def span_model(cpu: CpuModel, config: S2Config, memory: Memory, base: int, bits:
     abort, so that final address is compared by this check instead."""
     last = base + (1 << bits) - 1
     first = walk(cpu, config, memory, base, at)
-    if bits:
+    if bits and not _within_one_leaf(cpu, first, bits, last):
         other = walk(cpu, config, memory, last, at)
         if _normalised(first, base) != _normalised(other, last):
             return None
