@@ -136,7 +136,12 @@ def run_probe(args: argparse.Namespace, io: Streams) -> int:
             "the baseline does not know (exit 1: it does, 0: it no longer does)",
             _case_run_arguments)
 def run_repro(args: argparse.Namespace, io: Streams) -> int:
+    from .casefile import load_case_data
     from .single import render_case_run
+    if "expect" in load_case_data(args.case):
+        # A crash or hang case (written by isolation): does QEMU still fail so?
+        from .cli_debug import run_repro_crash
+        return run_repro_crash(args, io)
     result = _run_case_file(args)
     print(render_case_run(result, only_divergent=True), file=io.out)
     if not result.complete:

@@ -53,6 +53,10 @@ def finish_run(out: Path, outcome: RunOutcome, baseline: Path | None, io) -> int
                   f"ran (fixed? case: {entry.case})", file=io.out)
     for name, path in written.items():
         print(f"{name}: {path}", file=io.out)
+    for finding in outcome.findings:
+        print(f"FINDING: QEMU {finding['kind']} reproduced by one case (key {finding['key']}, "
+              f"probe {finding['probe']}): {out / finding['case_file']} "
+              f"(s2diff repro re-runs it)", file=io.out)
     if outcome.interrupted:
         print(f"interrupted: {outcome.batches_run} of {outcome.batches_planned} batches finished "
               f"and recorded; continue with --resume --out {out}", file=io.err)
@@ -60,7 +64,7 @@ def finish_run(out: Path, outcome: RunOutcome, baseline: Path | None, io) -> int
     statuses = outcome.batch_status
     if statuses and statuses.get("harness-error", 0) == statuses.total():
         return 3
-    return 1 if new_divergences(run) else 0
+    return 1 if new_divergences(run) or outcome.findings else 0
 
 
 def merge_dirs(dirs: Sequence[Path], out: Path) -> Path:

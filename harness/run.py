@@ -417,7 +417,38 @@ def _execute_batch(batch: Batch, cfg: WorkerConfig) -> list[dict[str, Any]]:
     records = apply_baseline(baseline, records)
     if cfg.out:
         write_case_files(Path(cfg.out), cases, result, records)
+        if result.status in (BatchStatus.CRASHED, BatchStatus.TIMEOUT):
+            finding = isolate_failure(batch, cases, cfg)
+            next(r for r in records if r.get("type") == "batch")["isolated"] = finding
     return [compact_known(r) for r in records]
+
+
+# Seconds each isolation boot may take: a hang costs this much per
+# bisection step, so it is kept short (a healthy single image takes ms).
+ISOLATE_TIMEOUT = 10.0
+
+
+def isolate_failure(batch: Batch, cases: Sequence[Case], cfg: WorkerConfig) -> dict[str, Any]:
+    """Split a batch that crashed or hung QEMU down to the image and probe
+    that do it (harness.isolate); a failure that reproduces from one case
+    is a finding with its case file (kind crash or hang, `s2diff repro`
+    re-runs it); one that does not is recorded as such and stays an
+    infrastructure event, never a divergence."""
+    from .isolate import IsolateError, isolate, isolation_extra
+    arch = batch.arch.value
+    try:
+        iso = isolate(cases, qemu=cfg.machine.qemu.get(arch),
+                      timeout=min(cfg.timeout or ISOLATE_TIMEOUT, ISOLATE_TIMEOUT))
+    except IsolateError as exc:
+        return {"reproduced": False, "why": str(exc)}
+    if not iso.complete:
+        return {"reproduced": False, "why": "fails only as a set of images", "boots": iso.boots}
+    name = case_file_name(f"{iso.case.key}-{iso.failure.kind.value}")
+    folder = Path(cfg.out) / "cases"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_case(folder / name, iso.case, isolation_extra(iso, f"batch {batch.number}"))
+    return {"reproduced": True, "kind": iso.failure.kind.value, "key": iso.case.key,
+            "probe": iso.probe, "case_file": f"cases/{name}", "boots": iso.boots}
 
 
 def run_boots(batch: Batch, images: Sequence[JobImage], cfg: WorkerConfig):
@@ -656,6 +687,7 @@ class RunOutcome:
     ran: set = dataclasses.field(default_factory=set)
     batch_status: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     new_divergences: int = 0
+    findings: list = dataclasses.field(default_factory=list)
 
     def add(self, records: Iterable[dict[str, Any]]) -> None:
         for rec in records:
@@ -669,6 +701,8 @@ class RunOutcome:
                     self.new_divergences += 1
             elif kind == "batch":
                 self.batch_status[rec.get("status")] += 1
+                if (rec.get("isolated") or {}).get("reproduced"):
+                    self.findings.append(rec["isolated"])
 
 
 RESUME_KEYS = ("seed", "cases_per_entry", "fanout", "shard", "entries", "baseline")

@@ -1,0 +1,67 @@
+"""A batch that crashes QEMU during `s2diff run` is split down to the image
+and probe that do it, and the finding is a case file `s2diff repro` re-runs.
+
+The crash is planted with tests/fakes/qemu_marker.py: a QEMU wrapper that
+dies of SIGSEGV when the job holds an image whose VMID is the marker, and
+otherwise runs the real QEMU."""
+from __future__ import annotations
+
+import io
+import json
+import os
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+pytestmark = pytest.mark.qemu
+
+MARKER = Path(__file__).resolve().parent / "fakes" / "qemu_marker.py"
+SELECTION = ("--cpu", "cortex-a57", "--granule", "4k", "--ipa", "40", "--cases", "2",
+             "--fanout", "0", "--jobs", "1", "--seed", "4")
+
+
+def s2diff(*args) -> tuple[int, str]:
+    out = io.StringIO()
+    with redirect_stdout(out), redirect_stderr(io.StringIO()):
+        code = main([str(a) for a in args])
+    return code, out.getvalue()
+
+
+def records(out: Path, kind: str) -> list[dict]:
+    lines = (out / "results.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["type"] == kind]
+
+
+def test_crashing_batch_is_isolated_to_one_case(tmp_path, monkeypatch):
+    clean = tmp_path / "clean"
+    assert s2diff("run", *SELECTION, "--out", clean)[0] == 0
+    cases = records(clean, "case")
+    vmid = int(cases[-1]["vttbr"], 16) >> 48
+    wrapper = tmp_path / "qemu-system-aarch64"
+    wrapper.symlink_to(MARKER)
+    monkeypatch.setenv("S2DIFF_MARKER_VMID", f"{vmid:x}")
+    monkeypatch.setenv("S2DIFF_MARKER_REAL", "/usr/bin/qemu-system-aarch64")
+
+    crashed = tmp_path / "crashed"
+    code, text = s2diff("run", *SELECTION, "--qemu-aarch64", wrapper, "--out", crashed)
+    batch = records(crashed, "batch")[0]
+    assert batch["status"] == "crashed"
+    finding = batch["isolated"]
+    assert finding["reproduced"] and finding["kind"] == "crash", finding
+    # The isolated case is one with the marker VMID, and nothing was called
+    # a divergence: the crash is a finding with its own case.
+    case_file = crashed / finding["case_file"]
+    data = json.loads(case_file.read_text())
+    assert int(data["config"]["vttbr"], 16) >> 48 == vmid
+    assert data["expect"]["kind"] == "crash" and data["expect"]["signal_name"] == "SIGSEGV"
+    assert not records(crashed, "divergence")
+    assert code == 1 and "FINDING: QEMU crash" in text
+
+    # repro re-runs it: it still fails under the wrapper, not under the real QEMU.
+    assert s2diff("repro", case_file, "--qemu-aarch64", wrapper)[0] == 1
+    monkeypatch.delenv("S2DIFF_MARKER_VMID")
+    code, text = s2diff("repro", case_file)
+    assert code == 0 and "REPRO: no longer fails" in text
