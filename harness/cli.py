@@ -465,11 +465,16 @@ def _one_line(text: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
     streams = Streams(out=sys.stdout, err=sys.stderr, tty=sys.stdout.isatty())
+    argv_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(argv_list)
         return args._run(args, streams)
     except S2DiffError as exc:
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        if argv_list[:1] == ["bisect"] and isinstance(exc, UsageError):
+            # Under `git bisect run`, exit 2 would mark the commit bad; a
+            # command line that cannot work must stop the bisection (128).
+            return 128
         return exc.exit_code
     except SystemExit as exc:       # --help and --version
         return exc.code if isinstance(exc.code, int) else 0

@@ -187,6 +187,9 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     base.add_argument("--baseline", type=Path, metavar="FILE",
                       help="known-divergence baseline (default: baseline.toml of the repository)")
     base.add_argument("--no-baseline", action="store_true", help="report every divergence as new")
+    p.add_argument("--shrink", action="store_true",
+                   help="shrink and localize one case of each new divergence family (writes "
+                        "NAME.min.json and NAME.min.txt beside its case file)")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out without repeating finished batches")
     _qemu_arguments(p)
@@ -238,7 +241,43 @@ def run_run(args: argparse.Namespace, io: Streams) -> int:
                                  on_start=progress.start)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return finish_run(args.out, outcome, baseline, io)
+    code = finish_run(args.out, outcome, baseline, io)
+    if args.shrink and not outcome.interrupted:
+        shrink_families(args.out, args, io)
+    return code
+
+
+SHRINK_LIMIT = 10
+
+
+def shrink_families(out: Path, args: argparse.Namespace, io: Streams) -> None:
+    """`run --shrink`: for each new divergence family (expected and observed
+    outcome), its first case file, shrunk and localized (harness.localize),
+    at most SHRINK_LIMIT of them; a case that cannot be shrunk is said so."""
+    from .finish import load_run
+    from .localize import shrink_and_localize
+    from .errors import S2DiffError
+    families, files = set(), set()
+    for d in load_run([out]).divergences:
+        family = (d.arch, d.kind, d.expected, d.observed)
+        if not d.is_new or not d.case_file or family in families or d.case_file in files:
+            continue
+        if len(files) == SHRINK_LIMIT:
+            print(f"SHRINK: stopped after {SHRINK_LIMIT} families", file=io.out)
+            break
+        families.add(family)
+        files.add(d.case_file)
+        path = out / d.case_file
+        arch = Arch(d.arch)
+        print(f"SHRINK: {d.summary()}", file=io.out)
+        try:
+            report = shrink_and_localize(path, probe=d.probe, qemu=_qemu_for(args, arch))
+        except S2DiffError as exc:
+            print(f"  could not shrink {path}: {exc}", file=io.out)
+            continue
+        print("  " + "\n  ".join(report.splitlines()[-6:]), file=io.out)
+        print(f"  written: {path.with_suffix('.min.json')}, {path.with_suffix('.min.txt')}",
+              file=io.out)
 
 
 def _sigterm_as_interrupt(signum, frame):
