@@ -62,7 +62,10 @@ def finish_run(out: Path, outcome: RunOutcome, baseline: Path | None, io) -> int
               f"and recorded; continue with --resume --out {out}", file=io.err)
         return 130
     statuses = outcome.batch_status
-    if statuses and statuses.get("harness-error", 0) == statuses.total():
+    if statuses and not statuses.get("completed", 0) and not outcome.findings:
+        # Nothing ran to the end: QEMU or the harness is unusable here.
+        print("nothing could run: no batch completed (see the summary's batch diagnostics)",
+              file=io.err)
         return 3
     return 1 if new_divergences(run) or outcome.findings else 0
 

@@ -400,7 +400,7 @@ def _is_record(line: str) -> bool:
     """The test read_records applies to a line."""
     try:
         rec = json.loads(line)
-    except json.JSONDecodeError:
+    except ValueError:  # JSONDecodeError, or a number too long for int()
         return False
     return isinstance(rec, dict) and "type" in rec
 

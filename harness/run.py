@@ -434,8 +434,15 @@ def isolate_failure(batch: Batch, cases: Sequence[Case], cfg: WorkerConfig) -> d
     is a finding with its case file (kind crash or hang, `s2diff repro`
     re-runs it); one that does not is recorded as such and stays an
     infrastructure event, never a divergence."""
-    from .isolate import IsolateError, isolate, isolation_extra
+    from .isolate import IsolateError, failure_of, isolate, isolation_extra
     arch = batch.arch.value
+    # A QEMU that fails without any image is broken, not made to fail by a
+    # case: that is infrastructure, whatever a single case then shows.
+    empty = run_batch(batch.arch, batch.cpu, [], qemu=cfg.machine.qemu.get(arch),
+                      stub=Path(cfg.machine.stubs[arch]), timeout=ISOLATE_TIMEOUT)
+    if failure_of(empty) is not None:
+        return {"reproduced": False,
+                "why": f"QEMU fails with an empty job too ({empty.status.value}): not caused by a case"}
     try:
         iso = isolate(cases, qemu=cfg.machine.qemu.get(arch),
                       timeout=min(cfg.timeout or ISOLATE_TIMEOUT, ISOLATE_TIMEOUT))

@@ -155,7 +155,7 @@ class TestExitCodes:
         assert ids == {"qemu-7.2-ipa-larger-than-ps", "qemu-7.2-block-at-invalid-level"}
         for entry_id in ids:
             count = sum(d["known"] == entry_id for d in divergences)
-            assert f"KNOWN: {count:6d}  {entry_id}" in run.out.splitlines()
+            assert f"KNOWN: {count:>12,}  {entry_id}" in run.out.splitlines()
         assert "NEW divergences:" not in run.out
         assert not (out / "cases").exists()
 
