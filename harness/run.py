@@ -621,24 +621,50 @@ def _worker_init() -> None:
     parent dies -- unwinds the running batch like an exception, so that
     QemuMachine stops its QEMU and run_batch removes its directory."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     set_parent_death_signal(signal.SIGTERM)
 
 
-def _exit_on_sigterm(signum, frame):
-    # SystemExit, not KeyboardInterrupt: a worker idle in the executor's
-    # queue then ends quietly instead of printing a traceback.
-    raise SystemExit(128 + signum)
+# Whether this worker process is inside execute_batch (_execute_in_worker),
+# and whether it was told to stop.
+_in_batch = False
+_stopping = False
+
+
+def _on_sigterm(signum, frame):
+    """In a batch: unwind it (SystemExit, which execute_batch does not
+    catch) so that QEMU is stopped and the batch directory removed, then
+    _execute_in_worker leaves.  Anywhere else -- idle in the executor's
+    queue, or sending a result, where the executor catches every exception
+    and waits for more work, forever when the parent is gone -- leave now:
+    there is nothing to clean up.  A second SIGTERM changes nothing: it
+    must not cut the cleanup short."""
+    global _stopping
+    if _stopping:
+        return
+    _stopping = True
+    if _in_batch:
+        raise SystemExit(128 + signum)
+    os._exit(128 + signum)
 
 
 def _execute_in_worker(batch: Batch, cfg: WorkerConfig) -> list[dict[str, Any]]:
-    """execute_batch in a worker process.  Once SIGTERM has unwound the
-    batch the worker leaves: the executor would catch the SystemExit and
-    wait for more work, forever when the parent is gone."""
+    """execute_batch in a worker process; leaves the process once SIGTERM
+    has unwound the batch."""
+    global _in_batch
+    _in_batch = True
     try:
-        return execute_batch(batch, cfg)
+        records = execute_batch(batch, cfg)
     except SystemExit as exc:
         os._exit(exc.code if isinstance(exc.code, int) else 1)
+    finally:
+        _in_batch = False
+    if _stopping:
+        # The SystemExit was lost: Python only prints an exception raised
+        # in a fork hook (pexpect forking QEMU).  The batch ended normally,
+        # within the parent's grace for a short one.
+        os._exit(128 + signal.SIGTERM)
+    return records
 
 
 def _stop_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
