@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -121,6 +122,39 @@ def _die_with_parent() -> None:
     set_parent_death_signal(signal.SIGKILL)
 
 
+class _SignalsHeld:
+    """Holds SIGINT and SIGTERM while QEMU is forked.  CPython runs fork
+    hooks written in Python (logging's, threading's) and only prints an
+    exception raised in one, so a Ctrl-C, or a worker's order to stop
+    (harness.run), landing there would be lost.  ``release`` then hands
+    each signal caught meanwhile to its own handler.  Handlers can only be
+    changed in the main thread; elsewhere nothing is held."""
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self) -> "_SignalsHeld":
+        self.caught: list[int] = []
+        self.saved: dict[int, object] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in self._SIGNALS:
+                self.saved[sig] = signal.signal(sig, lambda n, _frame: self.caught.append(n))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sig, handler in self.saved.items():
+            # None: a handler installed outside Python; the default is closest.
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+    def release(self) -> None:
+        """Run the saved handler of each signal caught (it may raise)."""
+        for sig in self.caught:
+            handler = self.saved[sig]
+            if callable(handler):
+                handler(sig, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), sig)
+
+
 # --- the launcher ---------------------------------------------------------------
 
 class QemuMachine:
@@ -182,17 +216,24 @@ class QemuMachine:
     def launch(self) -> None:
         if self._child is not None:
             raise QemuError("QemuMachine launched twice", argv=list(self.argv))
-        try:
-            self._child = pexpect.spawn(self.argv[0], list(self.argv[1:]), echo=False,
-                                        encoding="utf-8", codec_errors="replace",
-                                        preexec_fn=_die_with_parent)
-        except (OSError, pexpect.ExceptionPexpect) as exc:
-            raise QemuError(f"cannot start QEMU: {exc}", argv=list(self.argv)) from exc
+        with _SignalsHeld() as held:
+            try:
+                self._child = pexpect.spawn(self.argv[0], list(self.argv[1:]), echo=False,
+                                            encoding="utf-8", codec_errors="replace",
+                                            preexec_fn=_die_with_parent)
+            except (OSError, pexpect.ExceptionPexpect) as exc:
+                raise QemuError(f"cannot start QEMU: {exc}", argv=list(self.argv)) from exc
         # ptyprocess sleeps 0.1 s after closing the pty "to let the child
         # exit"; we reap the child ourselves, and 0.1 s is 3x a whole boot.
         self._child.delayafterclose = 0.0
         self._child.ptyproc.delayafterclose = 0.0
         self._launched_at = time.monotonic()
+        try:
+            held.release()
+        except BaseException:
+            # Not launched as far as the caller knows: its __exit__ will not run.
+            self.shutdown(polite=0.0)
+            raise
 
     def _drain(self, timeout: float) -> bool:
         """Read console output for up to ``timeout`` s; False at EOF."""
