@@ -455,6 +455,17 @@ def default_workdir() -> Path | None:
     return None
 
 
+def _remove_tree(path: Path) -> None:
+    """shutil.rmtree, finished even when an exception (Ctrl-C, a worker's
+    order to stop) interrupts it: a batch directory holds a RAM file of up
+    to a GiB, in /dev/shm by default."""
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
 def _empty_results(images: Sequence[JobImage]) -> JobResults:
     return JobResults(GuestStatus.NOT_STARTED, 0, 0, MappingProxyType({}),
                       tuple(ImageResult.not_run(len(im.probes))
@@ -521,7 +532,7 @@ def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
             results = _empty_results(images)
     finally:
         if keep_dir is None:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _remove_tree(tmp)
 
     fatal_line = _FATAL_LINE.search(console)
     how = (f"killed by signal {qexit.signal} ({signal.Signals(qexit.signal).name})"
