@@ -235,10 +235,21 @@ def run_run(args: argparse.Namespace, io: Streams) -> int:
                       fanout=NIGHTLY_FANOUT if args.fanout is None else args.fanout)
     progress = Progress(enabled=io.tty)
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    def started(header: dict) -> None:
+        # The run's size, before anything runs (the probe count is an
+        # estimate: each case places ~60 entries, each fanned out).
+        probes = header["cases"] * (60 + 60 * opts.fanout)
+        print(f"s2diff run: {header['entries']} configurations, {header['cases']} cases in "
+              f"{header['batches']} batches, about {probes:,} probes "
+              f"(seed {opts.seed}, {opts.cases_per_entry} cases per configuration, fan-out "
+              f"{opts.fanout}{', budget %.0f s' % opts.budget if opts.budget else ''}); "
+              f"output in {args.out}", file=io.out, flush=True)
+        progress.start(header)
+
     try:
         with progress:
             outcome = run_matrix(entries, opts, argv=sys.argv, on_records=progress.update,
-                                 on_start=progress.start)
+                                 on_start=started)
     finally:
         signal.signal(signal.SIGTERM, previous)
     code = finish_run(args.out, outcome, baseline, io)
