@@ -660,9 +660,9 @@ def _execute_in_worker(batch: Batch, cfg: WorkerConfig) -> list[dict[str, Any]]:
     finally:
         _in_batch = False
     if _stopping:
-        # The SystemExit was lost: Python only prints an exception raised
-        # in a fork hook (pexpect forking QEMU).  The batch ended normally,
-        # within the parent's grace for a short one.
+        # The SystemExit was lost on the way: Python only prints one raised
+        # in a fork hook (QemuMachine.launch holds signals across its own
+        # fork, not across every fork).  The batch ended normally.
         os._exit(128 + signal.SIGTERM)
     return records
 
