@@ -15,6 +15,7 @@ empty afterwards and no process may name it in its command line.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import os
@@ -31,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from harness.build import build_stub
-from harness.cli import main
+from harness.cli import Streams, main
 from harness.elfsyms import read_stub
 from harness.finish import finish_run
 from harness.matrix import build_matrix
@@ -48,14 +49,13 @@ QEMU_AARCH64 = shutil.which("qemu-system-aarch64")
 BASELINE = ROOT / "baseline.toml"
 
 
-def _images_done_offset() -> int:
+
+@functools.cache
+def images_done_offset() -> int:
     """Byte offset of the results header's images_done (u64 slot 2,
     docs/job-abi.md) in the guest RAM file, which starts at the RAM base."""
     lay = read_stub(build_stub(Arch.AARCH64)).layout
     return lay.results_start - lay.ram_base + 2 * 8
-
-
-IMAGES_DONE_OFFSET = _images_done_offset() if QEMU_AARCH64 else 0
 
 pytestmark = [
     pytest.mark.qemu,
@@ -82,6 +82,14 @@ def processes_naming(text: str) -> list[tuple[int, str]]:
         if text in cmdline:
             found.append((int(entry.name), cmdline))
     return found
+
+
+def batch_root(prefix: str) -> Path:
+    """A fresh directory for batch directories (S2DIFF_TMPDIR), on
+    /dev/shm like the default when possible."""
+    shm = Path("/dev/shm")
+    where = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=where))
 
 
 def wait_until_gone(text: str, within: float) -> list[tuple[int, str]]:
@@ -113,7 +121,7 @@ class FakeQemu:
         env = {"S2DIFF_FAKE_FAULT": fault, "S2DIFF_FAKE_DELAY": repr(delay),
                "S2DIFF_FAKE_BOOTS": None if boots is None else ",".join(map(str, boots)),
                "S2DIFF_FAKE_AT_IMAGE": None if at_image is None else str(at_image),
-               "S2DIFF_FAKE_PROGRESS": f"{IMAGES_DONE_OFFSET:#x}"}
+               "S2DIFF_FAKE_PROGRESS": f"{images_done_offset():#x}"}
         for name, value in env.items():
             if value is None:
                 self.monkeypatch.delenv(name, raising=False)
@@ -133,9 +141,7 @@ class FakeQemu:
 
 @pytest.fixture
 def fake_qemu(monkeypatch, tmp_path) -> FakeQemu:
-    shm = Path("/dev/shm")
-    where = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
-    workdir = Path(tempfile.mkdtemp(prefix="s2diff-test-faults-", dir=where))
+    workdir = batch_root("s2diff-test-faults-")
     state = tmp_path / "boots"
     state.mkdir()
     monkeypatch.setenv("S2DIFF_TMPDIR", str(workdir))
@@ -148,16 +154,6 @@ def fake_qemu(monkeypatch, tmp_path) -> FakeQemu:
         fake.assert_clean()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-class Streams:
-    """What finish_run writes to (harness.cli.Streams without a terminal)."""
-
-    def __init__(self) -> None:
-        self.out, self.err, self.tty = io.StringIO(), io.StringIO(), False
-
-    def note(self, text: str) -> None:
-        print(f"note: {text}", file=self.err)
 
 
 # A small matrix cut into many batches: 2 entries (cortex-a57, 4k, 40-bit
@@ -197,7 +193,7 @@ def small_run(out: Path, qemu: Path | None = None, resume: bool = False) -> Smal
                       qemu={Arch.AARCH64: str(qemu) if qemu else None},
                       max_images=SMALL_IMAGES, resume=resume)
     outcome = run_matrix(build_matrix(**SMALL), opts)
-    io_ = Streams()
+    io_ = Streams(out=io.StringIO(), err=io.StringIO(), tty=False)
     code = finish_run(out, outcome, BASELINE, io_)
     lines = (out / RECORDS).read_text(encoding="utf-8").splitlines()
     return SmallRun(code, out, tuple(map(json.loads, lines)), io_.out.getvalue(), io_.err.getvalue())
@@ -269,7 +265,8 @@ class TestSigkill:
         calibration = run_batch(arch, "cortex-a57", images, qemu=fake_qemu.path)
         assert calibration.status is BatchStatus.COMPLETED
         rng = random.Random(6)
-        # The wrapper's own start (a Python interpreter) comes on top of QEMU's.
+        # Delays count from the wrapper's start as elapsed does from the
+        # launch: they spread over the whole boot.
         span = calibration.elapsed
         kills = [("time", span * (i + rng.random()) / 5) for i in range(5)]
         kills += [("image", rng.randrange(1, N_IMAGES)) for _ in range(5)]
@@ -299,18 +296,24 @@ class TestSigkill:
         assert any(s == "CRASHED" and done == 0 for _, _, s, done in seen), seen
         assert any(s == "CRASHED" and 0 < done < N_IMAGES for _, _, s, done in seen), seen
 
-    @pytest.mark.parametrize("seed", range(3))
-    def test_in_one_batch_of_a_run(self, fake_qemu, clean_small, tmp_path, seed):
-        """A run whose third boot is killed at a random time: that batch is
-        crashed (or completed, if the kill came late) with its finished
-        images judged as in a clean run, every other batch completes, and
-        the exit code is 0 (a crash is not a divergence)."""
-        delay = random.Random(seed).uniform(0.0, 0.15)
-        fake_qemu.arm("kill", delay, boots=(2,))
+    @pytest.mark.parametrize("when", ["time-0", "time-1", "time-2", "after-image-0"])
+    def test_in_one_batch_of_a_run(self, fake_qemu, clean_small, tmp_path, when):
+        """A run whose third boot is killed at a random time, or once its
+        first image is done: that batch is crashed (or completed, if the
+        kill came late) with its finished images judged as in a clean run,
+        every other batch completes, and the exit code is 0 (a crash is
+        not a divergence)."""
+        if when.startswith("time"):
+            fake_qemu.arm("kill", random.Random(when).uniform(0.0, 0.15), boots=(2,))
+        else:
+            fake_qemu.arm("kill", at_image=1, boots=(2,))
         run = small_run(tmp_path / "out", qemu=fake_qemu.path)
         assert run.code == 0, run.stdout + run.stderr
         batch = run.batches()[2]
         assert batch["status"] in ("crashed", "completed")
+        if when == "after-image-0":
+            # The second image may finish before the kill lands, not the boot.
+            assert batch["status"] == "crashed" and batch["images_done"] >= 1, batch
         # Isolation re-runs a crashed batch on later (unfaulted) boots.
         assert batch["status"] == "completed" or not_reproduced(batch)
         assert_nothing_lost(run, clean_small, faulty={2})
@@ -635,9 +638,7 @@ class Harness:
 
 @pytest.fixture
 def harness(tmp_path):
-    shm = Path("/dev/shm")
-    where = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
-    workdir = Path(tempfile.mkdtemp(prefix="s2diff-test-harness-", dir=where))
+    workdir = batch_root("s2diff-test-harness-")
     yield Harness(tmp_path / "out", workdir)
     shutil.rmtree(workdir, ignore_errors=True)
 
@@ -645,7 +646,7 @@ def harness(tmp_path):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
     """The output directory of the same run, never interrupted."""
-    workdir = Path(tempfile.mkdtemp(prefix="s2diff-test-harness-"))
+    workdir = batch_root("s2diff-test-harness-")
     try:
         h = Harness(tmp_path_factory.mktemp("uninterrupted"), workdir)
         code, out, err = h.run("--jobs", "2")
