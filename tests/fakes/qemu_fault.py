@@ -22,9 +22,9 @@ parallel workers get distinct numbers).  ``--version`` always runs the
 real emulator unchanged.
 
 Modes ``kill``, ``stop`` and ``garbage-first`` exec the real emulator, so
-the harness's child *is* QEMU, as without the wrapper.  The others run it
-as a child (which gets SIGKILL when the wrapper dies) and post-process its
-console or its exit.
+the harness's child *is* QEMU, as without the wrapper; ``deaf`` and
+``refuse`` do not run it; the others run it as a child (which gets SIGKILL
+when the wrapper dies) and post-process its console, its exit or its RAM.
 """
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ END_MARKER = b"EXIT: STATUS=0"
 
 FAULTS = {
     "none": "run the real emulator unchanged",
-    "kill": "SIGKILL the emulator DELAY seconds after start",
-    "stop": "SIGSTOP the emulator DELAY seconds after start (until the harness's timeout)",
+    "kill": "SIGKILL the emulator DELAY seconds after start (or at image AT_IMAGE)",
+    "stop": "SIGSTOP the emulator DELAY seconds after start (or at image AT_IMAGE)",
     "garbage-first": "write binary garbage, a fake end marker included, then exec the emulator",
     "garbage": "interleave garbage with the emulator's console lines",
     "no-marker": "drop the end marker from the console",
