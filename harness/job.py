@@ -457,6 +457,11 @@ def unpack_results(layout: JobLayout, ram: RamReader | bytes | bytearray | memor
         raise UsageError(f"results status {head[_RH_STATUS]} is unknown") from exc
     images_done = head[_RH_IMAGES_DONE]
     probes_done = head[_RH_PROBES_DONE]
+    n_all = sum(len(im.probes) for im in images)
+    if images_done > len(images) or probes_done > n_all:
+        # The stub only ever counts up to the job's own sizes.
+        raise UsageError(f"results header counts {images_done} images / {probes_done} probes "
+                         f"for a job of {len(images)} / {n_all}: not written by the stub")
 
     names = ID_REGISTER_NAMES[layout.arch]
     id_regs = MappingProxyType(dict(zip(names, head[_RH_IDREGS:_RH_IDREGS + len(names)])))

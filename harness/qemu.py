@@ -472,6 +472,24 @@ def _empty_results(images: Sequence[JobImage]) -> JobResults:
                             for im in images), None)
 
 
+BATCH_DIR_PREFIX = "s2diff-qemu-"
+
+
+def sweep_stale_batch_dirs(root: Path | None) -> None:
+    """Remove batch directories whose harness process is gone (killed with
+    SIGKILL, it could not clean up): their name carries its PID.  A guest
+    RAM file there can hold up to 1 GiB of /dev/shm."""
+    base = Path(root) if root is not None else Path(tempfile.gettempdir())
+    try:
+        entries = list(base.glob(f"{BATCH_DIR_PREFIX}*-*"))
+    except OSError:
+        return
+    for d in entries:
+        pid = d.name[len(BATCH_DIR_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
               qemu: Path | str | None = None, timeout: float | None = None,
               workdir: Path | None = None, keep_dir: Path | None = None,
@@ -499,7 +517,9 @@ def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
         keep_dir.mkdir(parents=True, exist_ok=True)
         tmp = keep_dir
     else:
-        tmp = Path(tempfile.mkdtemp(prefix="s2diff-qemu-", dir=workdir or default_workdir()))
+        root = workdir or default_workdir()
+        sweep_stale_batch_dirs(root)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{BATCH_DIR_PREFIX}{os.getpid()}-", dir=root))
     try:
         job_path = tmp / "job.bin"
         job_path.write_bytes(blob)

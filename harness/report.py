@@ -399,8 +399,8 @@ def _results_path(path: Path) -> Path:
 def _is_record(line: str) -> bool:
     """The test read_records applies to a line."""
     try:
-        rec = json.loads(line)
-    except ValueError:  # JSONDecodeError, or a number too long for int()
+        rec = json.loads(line.encode("utf-8", "surrogateescape"))
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, a number too long for int()
         return False
     return isinstance(rec, dict) and "type" in rec
 
@@ -409,13 +409,15 @@ def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The records of one results file and the warnings about its lines."""
     try:
         records = list(read_records(path))
-        with open(path, encoding="utf-8") as f:
+        # Line by line, undecodable bytes kept as escapes: one bad line is
+        # skipped like any unreadable line, not a reason to refuse the file.
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
             lines = [line for line in f if line.strip()]
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not a results file (not UTF-8 text)") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if lines and not records:
+    if not lines:
+        raise UsageError(f"{path}: empty, not the results of a run")
+    if not records:
         raise UsageError(f"{path}: not a results file (no JSON Lines record in {len(lines)} lines)")
     warnings = []
     unreadable = len(lines) - len(records)
@@ -1009,7 +1011,11 @@ def junit_tree(run: RunData, timings: bool = False) -> ET.ElementTree:
 def write_junit(run: RunData, path: Path | str, timings: bool = False) -> Path:
     """Write :func:`junit_tree` to ``path`` (UTF-8, with XML declaration)."""
     p = Path(path)
-    junit_tree(run, timings).write(p, encoding="utf-8", xml_declaration=True)
+    text = ET.tostring(junit_tree(run, timings).getroot(), encoding="unicode")
+    # A lone surrogate (an undecodable byte json.dumps escaped in a record)
+    # has no UTF-8 form: it is written as a backslash escape.
+    p.write_text("<?xml version='1.0' encoding='utf-8'?>\n" + text, encoding="utf-8",
+                 errors="backslashreplace")
     return p
 
 
@@ -1235,7 +1241,8 @@ def render_html(run: RunData, report_dir: Path | str = ".",
 def write_html(run: RunData, path: Path | str, max_divergences: int = MAX_HTML_DIVERGENCES) -> Path:
     """Write the self-contained HTML report to ``path``."""
     p = Path(path)
-    p.write_text(render_html(run, p.parent, max_divergences), encoding="utf-8")
+    p.write_text(render_html(run, p.parent, max_divergences), encoding="utf-8",
+                 errors="backslashreplace")
     return p
 
 
@@ -1251,7 +1258,7 @@ def write_reports(run: RunData, out_dir: Path | str, timings: bool = False) -> d
     try:
         out.mkdir(parents=True, exist_ok=True)
         summary = out / "summary.txt"
-        summary.write_text(render_text(run), encoding="utf-8")
+        summary.write_text(render_text(run), encoding="utf-8", errors="backslashreplace")
         return {"summary": summary,
                 "junit": write_junit(run, out / "junit.xml", timings),
                 "html": write_html(run, out / "report.html")}

@@ -525,10 +525,7 @@ READABLE = ("torn-last-line", "truncated", "garbage-line-inserted", "binary-line
 class TestDamagedResults:
 
     @pytest.mark.parametrize("how", [
-        *(h for h in READABLE if h != "binary-line-inserted"),
-        pytest.param("binary-line-inserted", marks=pytest.mark.xfail(
-            strict=True, reason="report.py _read_file reads the whole file as UTF-8 and refuses "
-            "it (exit 2) for one undecodable line; report.py is outside issue 6's files")),
+        *READABLE,
     ])
     def test_report_uses_what_is_readable(self, clean_small, tmp_path, how):
         """`s2diff report` rebuilds the reports from the readable records
@@ -547,9 +544,7 @@ class TestDamagedResults:
             assert "skipped" in err, err
 
     @pytest.mark.parametrize("how", [
-        pytest.param("empty", marks=pytest.mark.xfail(
-            strict=True, reason="report.py accepts an empty results file: an empty summary, "
-            "exit 0; report.py is outside issue 6's files")),
+        "empty",
         "all-garbage",
     ])
     def test_report_of_nothing_readable_is_one_line(self, clean_small, tmp_path, how):

@@ -417,10 +417,6 @@ class TestResultsFiles:
             (d / "results.jsonl").write_text(text, encoding="utf-8")
             assert_works_or_one_line(s2diff("report", d), ok=(0, 1))
 
-    @pytest.mark.xfail(strict=True, reason="report.py writes the reports with strict UTF-8: a "
-                       "lone surrogate escaped in a record (\\udcff, as json.dumps writes one "
-                       "from an undecodable argv byte) ends in UnicodeEncodeError; report.py is "
-                       "outside issue 6's files")
     def test_a_lone_surrogate_in_a_record(self, tmp_path):
         text = results_text(RESULTS_SEED).replace("PAR 0x12b00", "PAR\\udcff")
         (tmp_path / "results.jsonl").write_text(text, encoding="utf-8")

@@ -4,6 +4,7 @@ The blob is decoded here with struct from the layout in docs/job-abi.md,
 independently of the packer, so a change of either side shows."""
 from __future__ import annotations
 
+import os
 import base64
 import struct
 import zlib
@@ -270,3 +271,19 @@ def test_unpack_recorded_run():
         RawObservation(ObsKind.EXCEPTION, esr=0x9600_0156, far=0xC000_0000, vector=0x200,
                        elr=0x4020_018C))
     assert out.images[1].observations == (RawObservation(ObsKind.PAR, par=0x1_0000_0B00),)
+
+
+def test_stale_batch_directories_are_swept(tmp_path):
+    """A batch directory whose harness process is gone (SIGKILLed, it could
+    not clean up) is removed when the next batch starts; a live one stays."""
+    from harness.qemu import BATCH_DIR_PREFIX, sweep_stale_batch_dirs
+    dead = 2 ** 22 + 12345          # above Linux's default pid_max: never a live process
+    stale = tmp_path / f"{BATCH_DIR_PREFIX}{dead}-abc"
+    live = tmp_path / f"{BATCH_DIR_PREFIX}{os.getpid()}-def"
+    other = tmp_path / "unrelated"
+    for d in (stale, live, other):
+        d.mkdir()
+        (d / "ram.bin").write_bytes(b"x")
+    sweep_stale_batch_dirs(tmp_path)
+    assert not stale.exists()
+    assert live.exists() and other.exists()

@@ -285,7 +285,7 @@ class TestLoadRun:
         with pytest.raises(UsageError, match=r"not a results file \(no JSON Lines record in 2 lines\)"):
             load_run([d])
         (d / "results.jsonl").write_bytes(b"\xff\xfe\x00garbage\n")
-        with pytest.raises(UsageError, match=r"not a results file \(not UTF-8 text\)"):
+        with pytest.raises(UsageError, match=r"not a results file \(no JSON Lines record in 1 lines\)"):
             load_run([d])
 
     def test_missing_directory_and_results(self, tmp_path):
@@ -306,11 +306,12 @@ class TestLoadRun:
         with pytest.raises(UsageError, match="results version 2, this s2diff reads version 1"):
             load_run([d])
 
-    def test_an_empty_results_file_is_an_empty_run(self, tmp_path):
-        """A run killed before its first write reads as nothing, not an error."""
+    def test_an_empty_results_file_is_refused(self, tmp_path):
+        """A run killed before its first write left nothing to report on:
+        one line, like any file with nothing readable (issue 6)."""
         d = write_results(tmp_path / "empty", [])
-        run = load_run([d])
-        assert (run.cases, run.info.coverage) == ((), "unknown (no run record)")
+        with pytest.raises(UsageError, match=r"empty, not the results of a run"):
+            load_run([d])
 
 
 class TestSummary:
