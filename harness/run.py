@@ -31,7 +31,7 @@ import numpy as np
 from reference.arch import Arch, Granule
 from reference.config import S2Config
 from reference.cpus import get_cpu
-from reference.generate import Case, MemoryMap, generate_case
+from reference.generate import Case, FanOut, MemoryMap, generate_case
 from reference.outcome import Fault, Translation, WalkResult
 
 from .baseline import EMPTY, apply_baseline, load_baseline
@@ -522,19 +522,40 @@ def write_case_files(out: Path, cases: Sequence[Case], result, records: list[dic
         if not divs:
             continue
         name = case_file_name(case.key)
-        observed = [{"kind": o.kind.name, "par": f"{o.par:#x}", "esr": f"{o.esr:#x}",
-                     "far": f"{o.far:#x}", "hpfar": f"{o.hpfar:#x}"} for o in image.observations]
+        kept, rows, renumber = case_for_file(case, divs)
+        observed = []
+        for row in rows:
+            o = row_observation(image.records[row])
+            observed.append({"kind": o.kind.name, "par": f"{o.par:#x}", "esr": f"{o.esr:#x}",
+                             "far": f"{o.far:#x}", "hpfar": f"{o.hpfar:#x}"})
         extra = {
             "observed": {"probes": observed,
                          "regions_after": [{"pa": f"{pa:#x}", "data": base64.b64encode(d).decode()}
                                            for pa, d in image.regions_after]},
             "qemu": {"argv": list(result.argv), "version": result.qemu_version},
-            "divergence": [{"probe": d["probe"], "kind": d["kind"], "expected": d["expected"],
-                            "observed": d["observed"]} for d in divs],
+            "divergence": [{"probe": renumber.get(d["probe"], d["probe"]), "kind": d["kind"],
+                            "expected": d["expected"], "observed": d["observed"]} for d in divs],
         }
-        save_case(folder / name, case, extra)
+        save_case(folder / name, kept, extra)
         for d in divs:
             d["case_file"] = f"cases/{name}"
+
+
+def case_for_file(case: Case, divs: Sequence[dict[str, Any]]) -> tuple[Case, list[int], dict]:
+    """The case as its file keeps it: every named probe, and of the fan-out
+    probes only those of the entries (spans) where a probe diverged — a
+    nightly case has ~150,000 of them.  Returns the case, the original
+    probe rows kept (in order) and the renumbering of probe indices."""
+    named = len(case.probes)
+    fan = case.fanout
+    spans = {int(fan.span[d["probe"] - named]) for d in divs
+             if d.get("probe") is not None and d["probe"] >= named}
+    keep = np.isin(fan.span, np.array(sorted(spans), dtype=np.int32)) if spans else \
+        np.zeros(len(fan), dtype=bool)
+    rows = list(range(named)) + [named + int(i) for i in np.nonzero(keep)[0]]
+    renumber = {old: new for new, old in enumerate(rows)}
+    trimmed = FanOut(fan.spans, fan.ipa[keep], fan.at[keep], fan.span[keep])
+    return dataclasses.replace(case, fanout=trimmed), rows, renumber
 
 
 class RecordSink:
