@@ -913,7 +913,8 @@ def render_families(run: RunData) -> str:
     families = divergence_families(run)
     if not families:
         return "divergence families: none\n"
-    out = [f"divergence families ({len(families)}, {len(run.divergences)} divergences):"]
+    out = [f"divergence families ({len(families)}, {sum(d.count for d in run.divergences)} diverging "
+           f"probes and descriptor writes in {len(run.divergences)} records):"]
     for f in families:
         known = f"{f.count - f.new} known ({', '.join(f.known_ids)})" if f.count > f.new else ""
         counts = ", ".join(x for x in (f"{f.new} new" if f.new else "", known) if x)

@@ -259,9 +259,9 @@ def judge_case(case: Case, image) -> tuple[dict[str, int], list[dict[str, Any]]]
     counts["diverged"] += bulk.diverged
     for row, res, obs, count, ipas, at, ipa, text in bulk.divergences:
         span = int(case.fanout.span[row])
-        aim = f"fan-out of span {span} ({case.fanout.spans[span][0]:#x}, 2^{case.fanout.spans[span][1]})"
-        d = _divergence(case, named + row, ipa, at, aim, res, obs, text)
-        d.update({"count": count, "ipas": ipas})
+        base, bits = case.fanout.spans[span]
+        d = _divergence(case, named + row, ipa, at, "fan-out probes", res, obs, text)
+        d.update({"count": count, "ipas": ipas, "span": {"base": f"{base:#x}", "bits": bits}})
         divergences.append(d)
     if image.completed:
         before = tuple((r.pa, r.data) for r in case.image.regions)
