@@ -311,9 +311,11 @@ class TestSigkill:
         assert run.code == 0, run.stdout + run.stderr
         batch = run.batches()[2]
         assert batch["status"] in ("crashed", "completed")
-        if when == "after-image-0":
-            # The second image may finish before the kill lands, not the boot.
-            assert batch["status"] == "crashed" and batch["images_done"] >= 1, batch
+        if when == "after-image-0" and batch["status"] == "crashed":
+            # The kill is sent once the first image is done; the second may
+            # finish before it lands, and on a loaded machine the whole
+            # (small) boot may, which is the "completed" case above.
+            assert batch["images_done"] >= 1, batch
         # Isolation re-runs a crashed batch on later (unfaulted) boots.
         assert batch["status"] == "completed" or not_reproduced(batch)
         assert_nothing_lost(run, clean_small, faulty={2})
