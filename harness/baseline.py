@@ -15,7 +15,7 @@ import re
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 from .errors import UsageError
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import resource
 import shutil
 import tempfile
@@ -37,8 +36,7 @@ from reference.image import ImageBuilder, LeafAttrs, layout_for
 from .job import PROBE_DTYPE, JobImage
 from .matrix import build_matrix
 from .qemu import run_batch
-from .run import (RunOptions, VIRT_EMPTY, WorkerConfig, job_image, judge_case, prepare_machine,
-                  run_matrix)
+from .run import RunOptions, job_image, judge_case, prepare_machine, run_matrix
 
 BENCH_CPU = "cortex-a57"
 RAW_PROBES = 400_000

@@ -78,7 +78,6 @@ def judge_fanout(case: Case, records: np.ndarray, observed_label) -> BulkVerdict
     fan = case.fanout
     if not len(fan):
         return verdict
-    arch, cpu = case.cpu.arch, case.cpu
     memory = case.memory()
     kinds = records[:, 0]
     verdict.not_run = int(np.count_nonzero(kinds == ObsKind.NOT_RUN.value))

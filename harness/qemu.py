@@ -37,7 +37,7 @@ import pexpect
 from harness.build import build_stub
 from harness.elfsyms import StubElf, read_stub
 from harness.errors import QemuError, ToolMissing, UsageError
-from harness.job import (NOT_RUN, FatalInfo, FatalReason, GuestStatus, ImageResult, JobImage,
+from harness.job import (FatalInfo, FatalReason, GuestStatus, ImageResult, JobImage,
                          JobResults, RamFile, pack_job, unpack_results)
 from reference.arch import Arch
 

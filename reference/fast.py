@@ -39,7 +39,7 @@ from .arch import Arch, AtKind
 from .config import S2Config
 from .cpus import CpuModel
 from .memory import Memory
-from .outcome import Outcome, Translation, WalkResult
+from .outcome import Translation, WalkResult
 from .par import Report, predict, pa_bits
 from .bits import mask
 from .walk import walk

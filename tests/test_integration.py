@@ -16,11 +16,10 @@ from harness.baseline import load_baseline
 from harness.compare import ProbeStatus, judge_probe
 from harness.matrix import build_matrix
 from harness.qemu import BatchStatus, run_batch
-from harness.run import (judge_batch, job_image, generate_batch, plan_batches, prepare_machine,
-                         RecordSink)
+from harness.run import judge_batch, job_image, generate_batch, plan_batches, prepare_machine
 from reference.arch import Arch
 from reference.cpus import CPUS
-from reference.outcome import Fault, FaultKind, Translation
+from reference.outcome import Translation
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = load_baseline(ROOT / "baseline.toml")
