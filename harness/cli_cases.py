@@ -155,7 +155,7 @@ def run_repro(args: argparse.Namespace, io: Streams) -> int:
 # run
 # ---------------------------------------------------------------------------
 
-NIGHTLY_CASES = 10
+NIGHTLY_CASES = 15
 NIGHTLY_BUDGET = 330.0
 # Bulk probes per placed entry: enough that QEMU, not the host, sets the
 # pace (see `s2diff bench`), few enough to leave room for many cases.
