@@ -420,7 +420,30 @@ def _execute_batch(batch: Batch, cfg: WorkerConfig) -> list[dict[str, Any]]:
         if result.status in (BatchStatus.CRASHED, BatchStatus.TIMEOUT):
             finding = isolate_failure(batch, cases, cfg)
             next(r for r in records if r.get("type") == "batch")["isolated"] = finding
-    return [compact_known(r) for r in records]
+    return aggregate_known([compact_known(r) for r in records])
+
+
+def aggregate_known(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per (case, baseline entry, kind, expected, observed) for
+    known divergences, ``count`` summed: a nightly run has tens of
+    millions of known diverging probes, and the reports only count them.
+    New divergences keep one record each (per fan-out group)."""
+    out: list[dict[str, Any]] = []
+    merged: dict[tuple, dict[str, Any]] = {}
+    for rec in records:
+        if rec.get("type") != "divergence" or not rec.get("known"):
+            out.append(rec)
+            continue
+        key = (rec["key"], rec["known"], rec["kind"], tuple(rec.get("expected", ())),
+               rec.get("observed"))
+        if key in merged:
+            merged[key]["count"] = merged[key].get("count", 1) + rec.get("count", 1)
+            continue
+        merged[key] = dict(rec)
+        merged[key].pop("ipas", None)
+        merged[key].pop("span", None)
+        out.append(merged[key])
+    return out
 
 
 # Seconds each isolation boot may take: a hang costs this much per
