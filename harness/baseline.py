@@ -12,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Iterable
 
+from .datafile import load_data_file
 from .errors import UsageError
 
 VERSION = 1
@@ -160,20 +160,7 @@ def parse_baseline(data: dict[str, Any], where: str = "baseline") -> Baseline:
 def load_baseline(path: str | Path) -> Baseline:
     """Read and validate a baseline file; UsageError (one line) otherwise."""
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{p}: no such baseline file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{p}: cannot read baseline ({exc.__class__.__name__})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{p}: not valid TOML ({exc})") from None
-    except ValueError:
-        # tomllib reads integers with int(), which refuses more digits than this.
-        raise UsageError(f"{p}: not a baseline (a number of more than "
-                         f"{sys.get_int_max_str_digits()} digits)") from None
-    except RecursionError:
-        raise UsageError(f"{p}: not a baseline (TOML nested too deeply)") from None
+    data = load_data_file(p, "baseline", "TOML", tomllib.loads)
     baseline = parse_baseline(data, str(p))
     return dataclasses.replace(baseline, path=p)
 
