@@ -19,7 +19,7 @@ from reference.outcome import DescriptorWrite, WalkResult
 from reference.walk import walk
 
 from .compare import ProbeStatus, describe_observation, judge_probe
-from .job import ObsKind, RawObservation
+from .job import ObsKind, row_observation
 
 SAMPLE_IPAS = 4
 
@@ -35,11 +35,6 @@ class BulkVerdict:
     not_run: int = 0
     divergences: list = dataclasses.field(default_factory=list)
     writes: list[DescriptorWrite] = dataclasses.field(default_factory=list)
-
-
-def _observation(row: np.ndarray) -> RawObservation:
-    values = [int(v) for v in row[:7]]
-    return RawObservation(ObsKind(values[0]), *values[1:])
 
 
 # A span the model cannot vouch for is split in halves, recursively, down
@@ -115,7 +110,7 @@ def _judge_rows(case, memory, records, rows, ipas, at_kind, model, kinds, is_par
         results = None
     else:
         results = [walk(cpu, case.config, memory, int(ipa), at_kind) for ipa in ipas.tolist()]
-        ok = np.array([judge_probe(arch, res, int(ipa), _observation(records[r]),
+        ok = np.array([judge_probe(arch, res, int(ipa), row_observation(records[r]),
                                    cpu.arch_version).status is ProbeStatus.PASS
                        for res, ipa, r in zip(results, ipas.tolist(), rows.tolist())],
                       dtype=bool)
@@ -132,14 +127,14 @@ def _judge_rows(case, memory, records, rows, ipas, at_kind, model, kinds, is_par
     by_label: dict[str, list] = {}
     for k, fi in zip(uniq.tolist(), first_index.tolist()):
         members = bad[bad_keys == k]
-        obs = _observation(records[rows[members[0]]])
+        obs = row_observation(records[rows[members[0]]])
         by_label.setdefault(observed_label(arch, obs), []).append(members)
     for label, parts in by_label.items():
         members = np.sort(np.concatenate(parts))
         first = int(members[0])
         ipa = int(ipas[first])
         result: WalkResult = model.result_for(ipa) if model is not None else results[first]
-        obs = _observation(records[rows[first]])
+        obs = row_observation(records[rows[first]])
         verdict.divergences.append((int(rows[first]), result, obs, int(members.size),
                                     [f"{int(ipas[m]):#x}" for m in members[:SAMPLE_IPAS]],
                                     at_kind, ipa, describe_observation(arch, obs)))

@@ -29,15 +29,19 @@ def _positive(text: str) -> float:
 # shrink / localize
 # ---------------------------------------------------------------------------
 
-def _shrink_arguments(p: argparse.ArgumentParser) -> None:
+def _divergent_case_arguments(p: argparse.ArgumentParser, probe_help: str) -> None:
+    """Arguments shared by shrink and localize."""
     p.add_argument("case", type=Path, metavar="CASE", help="a divergent case file")
+    p.add_argument("--probe", type=int, metavar="N", help=probe_help)
+    p.add_argument("--timeout", type=_positive, metavar="SECONDS", help="QEMU timeout per boot")
+    _qemu_arguments(p)
+
+
+def _shrink_arguments(p: argparse.ArgumentParser) -> None:
+    _divergent_case_arguments(p, "follow probe N's divergence (default: the first divergent probe)")
     p.add_argument("--out", type=Path, metavar="FILE",
                    help="minimal case file to write (default: CASE's name with .min.json; the "
                         "report goes beside it with .txt)")
-    p.add_argument("--probe", type=int, metavar="N",
-                   help="follow probe N's divergence (default: the first divergent probe)")
-    p.add_argument("--timeout", type=_positive, metavar="SECONDS", help="QEMU timeout per boot")
-    _qemu_arguments(p)
 
 
 @subcommand("shrink", "minimize a divergent case (checked in QEMU), explain it and localize "
@@ -53,11 +57,7 @@ def run_shrink(args: argparse.Namespace, io: Streams) -> int:
 
 
 def _localize_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("case", type=Path, metavar="CASE", help="a divergent case file")
-    p.add_argument("--probe", type=int, metavar="N",
-                   help="the divergent probe to localize (default: the first)")
-    p.add_argument("--timeout", type=_positive, metavar="SECONDS", help="QEMU timeout per boot")
-    _qemu_arguments(p)
+    _divergent_case_arguments(p, "the divergent probe to localize (default: the first)")
 
 
 @subcommand("localize", "find the walk level, descriptor and field where QEMU departs from "

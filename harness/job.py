@@ -175,6 +175,13 @@ class RawObservation:
 NOT_RUN = RawObservation(ObsKind.NOT_RUN)
 
 
+def row_observation(row) -> RawObservation:
+    """A results-table row (RECORD_WORDS u64: kind par esr far hpfar vector
+    elr reserved) as an observation."""
+    kind, *values = (int(v) for v in row[:7])
+    return NOT_RUN if kind == ObsKind.NOT_RUN.value else RawObservation(ObsKind(kind), *values)
+
+
 @dataclass(frozen=True)
 class FatalInfo:
     """The stub's own account of a fatal stop (results header slots 4..9)."""
@@ -209,11 +216,7 @@ class ImageResult:
 
     @functools.cached_property
     def observations(self) -> tuple[RawObservation, ...]:
-        out = []
-        for row in self.records.tolist():
-            kind = _OBS_KINDS[row[0]]
-            out.append(NOT_RUN if kind is ObsKind.NOT_RUN else RawObservation(kind, *row[1:7]))
-        return tuple(out)
+        return tuple(row_observation(row) for row in self.records.tolist())
 
 
 @dataclass(frozen=True)

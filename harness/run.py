@@ -33,6 +33,7 @@ from reference.config import S2Config
 from reference.cpus import get_cpu
 from reference.generate import Case, FanOut, MemoryMap, generate_case
 from reference.outcome import Fault, Translation, WalkResult
+from reference.par import decode_par
 
 from .baseline import EMPTY, apply_baseline, load_baseline
 from .build import build_stub
@@ -41,7 +42,7 @@ from .bulk import judge_fanout
 from .compare import ProbeStatus, judge_memory, judge_probe, permitted_writes
 from .elfsyms import read_stub
 from .errors import InfrastructureError, QemuError, UsageError
-from .job import PROBE_DTYPE, JobImage, ObsKind, RawObservation
+from .job import PROBE_DTYPE, JobImage, ObsKind, row_observation
 from .qemu import BatchStatus, run_batch, set_parent_death_signal
 
 RECORDS = "results.jsonl"
@@ -194,7 +195,6 @@ def outcome_label(result: Translation | Fault) -> str:
 
 def observed_label(arch: Arch, obs: Any) -> str:
     """The same classification for a raw observation."""
-    from reference.par import decode_par
     if obs.kind is ObsKind.EXCEPTION:
         return f"exception EC {obs.esr >> 26:#x} DFSC {obs.esr & 0x3f:#04x}"
     if obs.kind is ObsKind.NOT_RUN:
@@ -271,11 +271,6 @@ def judge_case(case: Case, image) -> tuple[dict[str, int], list[dict[str, Any]]]
             divergences.append(_memory_divergence(case, permitted, change))
     return counts, divergences
 
-
-def row_observation(row) -> RawObservation:
-    """A results-table row (harness.job RECORD_WORDS u64) as an observation."""
-    values = [int(v) for v in row[:7]]
-    return RawObservation(ObsKind(values[0]), *values[1:])
 
 
 def _case_status(batch_status: BatchStatus, completed: bool, counts: dict[str, int]) -> str:

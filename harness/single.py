@@ -14,7 +14,8 @@ from .baseline import EMPTY, Baseline, apply_baseline
 from .compare import ProbeJudgement, ProbeStatus, judge_probe
 from .errors import UsageError
 from .qemu import BatchResult, BatchStatus, run_batch
-from .run import job_image, judge_case, row_observation
+from .job import row_observation
+from .run import job_image, judge_case
 
 
 @dataclasses.dataclass(frozen=True)
