@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Iterator
 
 from .arch import Arch, Granule
 from .bits import bit, field, place
@@ -239,7 +238,3 @@ def aarch32_config(ia_bits: int, start_level: int, *, vttbr: int = 0,
     sl0 = {2: 0b00, 1: 0b01}[start_level]
     return S2Config(arch=Arch.AARCH32, t0sz=32 - ia_bits, sl0=sl0, sh0=sh0,
                     irgn0=irgn0, orgn0=orgn0, vttbr=vttbr)
-
-
-def iter_levels(start_level: int) -> Iterator[int]:
-    return iter(range(start_level, FINAL_LEVEL + 1))

@@ -86,12 +86,18 @@ class Prediction:
 
 def encode_par_success(arch: Arch, pa: int, sh: int = STAGE1_OFF_SH,
                        attr: int = STAGE1_OFF_ATTR) -> Pattern:
+    """AArch64.EncodePAR / AArch32.EncodePARLD for a translation: PA in
+    place, bit 11 RES1 (LPAE), SH, ATTR; NS (UNKNOWN for a Non-secure
+    regime) and bit 10 (IMPLEMENTATION DEFINED) not cared."""
     hi, lo = pa_bits(arch)
     value = (pa & mask(hi, lo)) | PAR_RES1 | sh << 7 | attr << 56
     return Pattern(value, U64 & ~(PAR_NS | PAR_IMPDEF10))
 
 
 def encode_par_fault(arch: Arch, fault: Fault) -> Pattern:
+    """AArch64.EncodePAR / AArch32.EncodePARLD for a fault: F, FST =
+    EncodeLDFSC(type, level), PTW, S (stage 2), bit 11 RES1; bits [63:48]
+    IMPLEMENTATION DEFINED, not cared."""
     value = (PAR_F | encode_fsc(fault.kind, fault.level) << 1
              | (PAR_PTW if fault.s1ptw else 0) | (PAR_S if fault.stage2 else 0) | PAR_RES1)
     return Pattern(value, mask(47, 0))

@@ -457,6 +457,10 @@ def aarch64_s2_leaf_oa(cpu: CpuModel, p: S2Params, geo, level: int, address: int
 def _leaf_branches(cpu: CpuModel, p: S2Params, level: int, address: int, desc: int, ipa: int,
                    access: AtKind, branches: list[tuple[int, list[str]]], contiguous: int,
                    rules: list[str], trace: list[TraceStep]) -> list[Outcome]:
+    """For each candidate output address, the remaining leaf checks of
+    AArch64.S2Walk in order: AArch64.OAOutOfRange (Address size fault at the
+    leaf level), then the Access flag (AF = 0 with VTCR_EL2.HA = 0 faults),
+    then AArch64.S2CheckPermissions and the hardware updates."""
     outcomes: list[Outcome] = []
     for oa, oa_rules in branches:
         r = rules + oa_rules
