@@ -33,9 +33,9 @@ from reference.cpus import get_cpu
 from reference.generate import generate_case
 from reference.image import ImageBuilder, LeafAttrs, layout_for
 
-from .job import PROBE_DTYPE, JobImage
+from .qemu.job import PROBE_DTYPE, JobImage
 from .matrix import build_matrix
-from .qemu import run_batch
+from .qemu.boot import run_batch
 from .run import RunOptions, job_image, judge_case, prepare_machine, run_matrix
 
 BENCH_CPU = "cortex-a57"

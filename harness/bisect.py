@@ -267,7 +267,7 @@ def bisect_step(opts: BisectOptions, log: Callable[[str], None]) -> int:
     """One bisection step: get the binaries, judge every case; the exit code
     (0 good, 1 bad, 125 untestable).  Abort (128) for trouble that is not
     the commit's."""
-    from .qemu import qemu_version
+    from .qemu.launcher import qemu_version
     from .isolate import parse_expect
     for path in opts.cases:
         if not path.is_file():

@@ -19,7 +19,7 @@ from reference.outcome import DescriptorWrite, WalkResult
 from reference.walk import walk
 
 from .compare import ProbeStatus, describe_observation, judge_probe
-from .job import ObsKind, row_observation
+from .qemu.job import ObsKind, row_observation
 
 SAMPLE_IPAS = 4
 

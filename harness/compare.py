@@ -17,7 +17,7 @@ from reference.arch import Arch
 from reference.outcome import DescriptorWrite, WalkResult
 from reference.par import Prediction, Report, decode_par, predict
 
-from .job import ObsKind, RawObservation
+from .qemu.job import ObsKind, RawObservation
 
 
 class ProbeStatus(enum.Enum):

@@ -27,8 +27,8 @@ from reference.arch import AtKind
 from reference.generate import Case, FanOut, Probe
 
 from .errors import S2DiffError, UsageError
-from .job import JobImage, ObsKind
-from .qemu import BatchResult, BatchStatus, run_batch
+from .qemu.job import JobImage, ObsKind
+from .qemu.boot import BatchResult, BatchStatus, run_batch
 
 class FailureKind(enum.Enum):
     """How a boot failed; ``value`` is the case file's ``expect.kind``."""

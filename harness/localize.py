@@ -62,8 +62,8 @@ from reference.walk import (aarch64_block_desc_supported, aarch64_nss2_ttw_param
                             aarch64_physical_address_size, walk)
 
 from .compare import describe_observation
-from .job import ObsKind, RawObservation
-from .qemu import describe_esr
+from .qemu.job import ObsKind, RawObservation
+from .qemu.fatal import describe_esr
 if TYPE_CHECKING:
     from .shrink import ShrinkResult
 from .shrink import (Lab, NotRebuildable, only, Signature, Trial, WalkPath, Windows,

@@ -36,14 +36,15 @@ from reference.outcome import Fault, Translation, WalkResult
 from reference.par import decode_par
 
 from .baseline import EMPTY, apply_baseline, load_baseline
-from .build import build_stub
+from .qemu.build import build_stub
 from .casefile import save_case
 from .bulk import judge_fanout
 from .compare import ProbeStatus, judge_memory, judge_probe, permitted_writes
-from .elfsyms import read_stub
+from .qemu.elf import read_stub
 from .errors import InfrastructureError, QemuError, UsageError
-from .job import PROBE_DTYPE, JobImage, ObsKind, row_observation
-from .qemu import BatchStatus, run_batch, set_parent_death_signal
+from .qemu.job import PROBE_DTYPE, JobImage, ObsKind, row_observation
+from .qemu.boot import BatchStatus, run_batch
+from .qemu.launcher import set_parent_death_signal
 
 RECORDS = "results.jsonl"
 
@@ -857,7 +858,7 @@ def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[
     each batch's records too (progress display).  Ctrl-C stops the run
     promptly: workers (and their QEMUs) are stopped, and everything finished
     stays recorded."""
-    from .qemu import find_qemu, qemu_version
+    from .qemu.launcher import find_qemu, qemu_version
     out = prepare_out(opts.out)
     arches = sorted({e.arch for e in entries}, key=lambda a: a.value)
     machine = prepare_machine(arches, {a: opts.qemu.get(a) for a in arches})

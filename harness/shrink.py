@@ -49,11 +49,11 @@ from reference.memory import Region
 from reference.outcome import TraceStep
 from reference.walk import contiguous_size, walk
 
-from .build import build_stub
-from .elfsyms import read_stub
+from .qemu.build import build_stub
+from .qemu.elf import read_stub
 from .errors import S2DiffError, UsageError
-from .job import ImageResult, RawObservation
-from .qemu import BatchResult, run_batch
+from .qemu.job import ImageResult, RawObservation
+from .qemu.boot import BatchResult, run_batch
 
 T = TypeVar("T")
 

@@ -13,8 +13,8 @@ from reference.par import predict
 from .baseline import EMPTY, Baseline, apply_baseline
 from .compare import ProbeJudgement, ProbeStatus, judge_probe
 from .errors import UsageError
-from .qemu import BatchResult, BatchStatus, run_batch
-from .job import row_observation
+from .qemu.boot import BatchResult, BatchStatus, run_batch
+from .qemu.job import row_observation
 from .run import job_image, judge_case
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from harness.baseline import load_baseline, version_number
 from harness.casefile import load_case
-from harness.qemu import find_qemu, qemu_version
+from harness.qemu.launcher import find_qemu, qemu_version
 from harness.run import judge_case
 from harness.single import run_case
 

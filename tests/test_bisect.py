@@ -18,7 +18,7 @@ import pytest
 from harness.bisect import ABORT, BAD, GOOD, UNTESTABLE
 from harness.casefile import save_case
 from harness.cli import main
-from harness.qemu import find_qemu
+from harness.qemu.launcher import find_qemu
 from harness.run import VIRT_EMPTY
 from reference.arch import Arch, AtKind, Granule
 from reference.config import aarch64_config
@@ -182,7 +182,7 @@ def test_qemu_cmd_printing_paths(tmp_path, capsys):
     block = ROOT / "tests/baseline/block-at-invalid-level.json"
     code = main(["bisect", "--qemu-cmd", str(script), str(block)])
     out = capsys.readouterr().out
-    from harness.qemu import qemu_version
+    from harness.qemu.launcher import qemu_version
     if qemu_version(real).split()[3].startswith("7.2"):
         assert code == BAD
         assert "diverges as recorded: probe 37: expected translation L1, observed ok" in out

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness.compare import ProbeStatus, judge_probe
-from harness.job import ObsKind, RawObservation
+from harness.qemu.job import ObsKind, RawObservation
 from harness.matrix import build_matrix
 from harness.run import VIRT_EMPTY
 from reference.arch import AtKind

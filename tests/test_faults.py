@@ -31,12 +31,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.build import build_stub
+from harness.qemu.build import build_stub
 from harness.cli import Streams, main
-from harness.elfsyms import read_stub
+from harness.qemu.elf import read_stub
 from harness.finish import finish_run
 from harness.matrix import build_matrix
-from harness.qemu import BatchStatus, run_batch
+from harness.qemu.boot import BatchStatus, run_batch
 from harness.run import RECORDS, RunOptions, run_matrix
 from reference.arch import Arch, Granule
 
@@ -797,7 +797,7 @@ def test_qemu_dies_with_the_process_that_launched_it(tmp_path):
     workdir = tmp_path / "batches"
     workdir.mkdir()
     script = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/tests']\n"
-              "from harness.qemu import run_batch\n"
+              "from harness.qemu.boot import run_batch\n"
               "from reference.arch import Arch\n"
               "from test_guest import small_batch\n"
               "run_batch(Arch.AARCH64, 'cortex-a57', small_batch(Arch.AARCH64, 4), hang_after=0,"

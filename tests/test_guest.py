@@ -28,14 +28,14 @@ from pathlib import Path
 
 import pytest
 
-import harness.qemu as qemu_mod
+import harness.qemu.boot as qemu_mod
 from conftest import qemu_children
-from harness.build import build_stub
-from harness.elfsyms import read_stub
+from harness.qemu.build import build_stub
+from harness.qemu.elf import read_stub
 from harness.errors import QemuError, ToolMissing
-from harness.job import (NOT_RUN, FatalReason, GuestStatus, JobImage, JobProbe, ObsKind,
+from harness.qemu.job import (NOT_RUN, FatalReason, GuestStatus, JobImage, JobProbe, ObsKind,
                          RamFile, RawObservation, pack_job, read_results_header)
-from harness.qemu import BatchStatus, run_batch
+from harness.qemu.boot import BatchStatus, run_batch
 from reference.arch import Arch, AtKind
 
 # --- stage-2 descriptors (Arm ARM D8.3, VMSAv8-64 stage 2; identical in LPAE) ---

@@ -15,7 +15,7 @@ import pytest
 from harness.baseline import load_baseline
 from harness.compare import ProbeStatus, judge_probe
 from harness.matrix import build_matrix
-from harness.qemu import BatchStatus, run_batch
+from harness.qemu.boot import BatchStatus, run_batch
 from harness.run import judge_batch, job_image, generate_batch, plan_batches, prepare_machine
 from reference.arch import Arch
 from reference.cpus import CPUS

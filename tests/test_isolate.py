@@ -14,7 +14,7 @@ import pytest
 from harness.casefile import load_case_data, save_case
 from harness.cli import main
 from harness.isolate import Failure, FailureKind, IsolateError, isolate, parse_expect
-from harness.qemu import find_qemu
+from harness.qemu.launcher import find_qemu
 from harness.run import VIRT_EMPTY
 from reference.arch import Arch, AtKind, Granule
 from reference.config import aarch64_config

@@ -12,7 +12,7 @@ import zlib
 import pytest
 
 from harness.errors import UsageError
-from harness.job import (ABI_VERSION, HANG_OFF, JOB_MAGIC, NOT_RUN, RESULTS_MAGIC, FatalReason,
+from harness.qemu.job import (ABI_VERSION, HANG_OFF, JOB_MAGIC, NOT_RUN, RESULTS_MAGIC, FatalReason,
                          GuestStatus, JobImage, JobLayout, JobProbe, ObsKind, RamBytes,
                          RawObservation, SparseRam, pack_job, unpack_results)
 from reference.arch import Arch, AtKind
@@ -276,7 +276,7 @@ def test_unpack_recorded_run():
 def test_stale_batch_directories_are_swept(tmp_path):
     """A batch directory whose harness process is gone (SIGKILLed, it could
     not clean up) is removed when the next batch starts; a live one stays."""
-    from harness.qemu import BATCH_DIR_PREFIX, sweep_stale_batch_dirs
+    from harness.qemu.boot import BATCH_DIR_PREFIX, sweep_stale_batch_dirs
     dead = 2 ** 22 + 12345          # above Linux's default pid_max: never a live process
     stale = tmp_path / f"{BATCH_DIR_PREFIX}{dead}-abc"
     live = tmp_path / f"{BATCH_DIR_PREFIX}{os.getpid()}-def"

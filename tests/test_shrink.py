@@ -17,7 +17,7 @@ import pytest
 from harness.casefile import load_case, save_case
 from harness.cli import main
 from harness.localize import LevelEvidence, _in_place, localize, reached_levels
-from harness.qemu import find_qemu, qemu_version
+from harness.qemu.launcher import find_qemu, qemu_version
 from harness.run import VIRT_EMPTY
 from harness.shrink import (Lab, Signature, ddmin, geometry_choices, image_words, rebuild,
                             reference_labels, shrink, walk_path)

@@ -28,7 +28,7 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from harness.errors import UsageError
+from ..errors import UsageError
 from reference.arch import Arch, AtKind
 
 ABI_VERSION = 1
