@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -36,6 +37,11 @@ _QEMU_DEFAULTS: Mapping[Arch, tuple[str, str]] = MappingProxyType({
 })
 
 _PR_SET_PDEATHSIG = 1
+
+# Seconds the console is still read after QEMU has been reaped, for output
+# on its way or written by a process still holding the pty (_drain_to_eof).
+# QEMU alone closes the pty as it exits: EOF then comes at once.
+DRAIN_AFTER_EXIT = 1.0
 
 @dataclass(frozen=True)
 class QemuExit:
@@ -165,6 +171,7 @@ class QemuMachine:
         self.argv: tuple[str, ...] = tuple(argv)
         self._child: pexpect.spawn | None = None
         self._chunks: list[str] = []
+        self._drained = False
         self._launched_at = 0.0
         self._exit: QemuExit | None = None
 
@@ -222,7 +229,8 @@ class QemuMachine:
         return True
 
     def _reap(self, within: float) -> bool:
-        """Wait up to ``within`` s for QEMU to exit, draining meanwhile."""
+        """Wait up to ``within`` s for QEMU to exit, draining meanwhile;
+        once it has, the console is read to its end (_drain_to_eof)."""
         assert self._child is not None
         deadline = time.monotonic() + within
         open_ = True
@@ -234,7 +242,33 @@ class QemuMachine:
                 open_ = self._drain(min(left, 0.05))
             else:
                 time.sleep(min(left, 0.01))
+        self._drain_to_eof()
         return True
+
+    def _drain_to_eof(self) -> None:
+        """Read what is left of the console once QEMU has been reaped: until
+        EOF (the last holder of the pty closed it), at most
+        DRAIN_AFTER_EXIT s.  pexpect reports EOF as soon as the child is
+        dead and nothing is readable at that instant, although a line
+        written as it exited -- by QEMU, or by a process still holding the
+        console, such as the emulator under a launcher script that does not
+        exec it -- may still be on its way (QEMUMachine and kunit's
+        run_kernel drain in their ``finally`` too)."""
+        child = self._child
+        if child is None or self._drained or child.closed:
+            return
+        self._drained = True
+        deadline = time.monotonic() + DRAIN_AFTER_EXIT
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([child.child_fd], [], [], left)
+            if not ready:
+                return
+            try:
+                # The base class reads the fd and decodes; spawn's own
+                # read_nonblocking would answer EOF for a dead child.
+                self._chunks.append(pexpect.spawnbase.SpawnBase.read_nonblocking(child, 65536))
+            except pexpect.EOF:
+                return
 
     def _record_exit(self, timed_out: bool) -> QemuExit:
         assert self._child is not None
@@ -285,6 +319,8 @@ class QemuMachine:
         finally:
             if self._exit is None and not child.isalive():
                 self._record_exit(timed_out=False)
+            if not child.isalive():
+                self._drain_to_eof()
             child.close(force=True)
 
     def __enter__(self) -> "QemuMachine":
