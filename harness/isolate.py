@@ -28,15 +28,7 @@ from reference.generate import Case, FanOut, Probe
 
 from .errors import S2DiffError, UsageError
 from .qemu.job import JobImage, ObsKind
-from .qemu.boot import BatchResult, BatchStatus, run_batch
-
-class FailureKind(enum.Enum):
-    """How a boot failed; ``value`` is the case file's ``expect.kind``."""
-
-    CRASH = "crash"                 # QEMU died: a signal, or an exit without the end marker
-    HANG = "hang"                   # no end within the timeout
-    GUEST_ERROR = "guest-error"     # the stub stopped with FATAL
-
+from .qemu.boot import BatchResult, FailureKind, failure_kind, run_batch
 
 class ReproVerdict(enum.Enum):
     """A crash/hang case re-run."""
@@ -46,8 +38,6 @@ class ReproVerdict(enum.Enum):
     FAILS_DIFFERENTLY = "fails-differently"
 
 
-KINDS = {BatchStatus.CRASHED: FailureKind.CRASH, BatchStatus.TIMEOUT: FailureKind.HANG,
-         BatchStatus.GUEST_ERROR: FailureKind.GUEST_ERROR}
 CONSOLE_TAIL = 4000     # characters of the console kept in a case file
 
 
@@ -86,7 +76,7 @@ def signal_name(number: int) -> str:
 
 def failure_of(batch: BatchResult) -> Failure | None:
     """The failure of a boot, or None when it completed."""
-    kind = KINDS.get(batch.status)
+    kind = failure_kind(batch.status)
     if kind is None:
         return None
     if kind is FailureKind.CRASH:

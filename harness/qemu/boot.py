@@ -29,19 +29,101 @@ from .elf import read_stub
 from .fatal import describe_fatal
 from .job import (FatalInfo, GuestStatus, ImageResult, JobImage, JobResults, RamFile, pack_job,
                   unpack_results)
-from .launcher import QemuMachine, find_qemu
+from .launcher import QemuExit, QemuMachine, find_qemu
 
 END_MARKER = "EXIT: STATUS=0"
 _FATAL_LINE = re.compile(r"^FATAL:.*$", re.MULTILINE)
 
 
 class BatchStatus(enum.Enum):
-    """How one boot ended."""
+    """How a batch ended: its boot (classify_boot), or the harness failing
+    on it (HARNESS_ERROR, set by the runner: QEMU refused to start, or
+    s2diff itself raised; the batch then has no case records).  The values
+    are the ``status`` of results.jsonl batch records."""
 
     COMPLETED = "completed"         # end marker, exit 0, results header COMPLETED
     GUEST_ERROR = "guest-error"     # the stub reported FATAL (unexpected exception, bad job)
     CRASHED = "crashed"             # QEMU died (signal), exited non-zero or without the end marker
     TIMEOUT = "timeout"             # no end within the timeout; QEMU was killed
+    HARNESS_ERROR = "harness-error"
+
+
+class FailureKind(enum.Enum):
+    """How a boot failed, as a crash/hang case file records it (its
+    ``expect.kind``); see failure_kind."""
+
+    CRASH = "crash"                 # QEMU died: a signal, or an exit without the end marker
+    HANG = "hang"                   # no end within the timeout
+    GUEST_ERROR = "guest-error"     # the stub stopped with FATAL
+
+
+def failure_kind(status: BatchStatus) -> FailureKind | None:
+    """The failure a batch status stands for (None: completed, or not a boot)."""
+    return {BatchStatus.CRASHED: FailureKind.CRASH, BatchStatus.TIMEOUT: FailureKind.HANG,
+            BatchStatus.GUEST_ERROR: FailureKind.GUEST_ERROR}.get(status)
+
+
+@dataclass(frozen=True)
+class BootEnd:
+    """What is known when a boot is over: how the process ended
+    (``exit``), the results header's status (``guest``), the console, the
+    job's size and the stub's progress, the timeout in seconds
+    (``limit``), why the results area could not be read (``unreadable``,
+    "" when it could), the stub's FATAL report decoded (``fatal``, "" when
+    none) and the command line (for the error of a QEMU that did not start)."""
+
+    exit: QemuExit
+    guest: GuestStatus
+    console: str
+    images: int
+    images_done: int
+    limit: float
+    unreadable: str = ""
+    fatal: str = ""
+    argv: tuple[str, ...] = ()
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def classify_boot(end: BootEnd) -> tuple[BatchStatus, str]:
+    """How a boot ended, and a diagnostic for any status but COMPLETED.
+
+    Never QEMU's exit status alone: COMPLETED needs exit 0, the results
+    header's COMPLETED and the end marker on the console.  A timeout wins
+    over everything; then an unreadable results area (CRASHED); then the
+    stub's FATAL (header or console line: GUEST_ERROR).  A QEMU that exits
+    non-zero before the stub ran at all is not a batch outcome: QemuError
+    (it refused its command line).  Pure: no I/O."""
+    q = end.exit
+    how = (f"killed by signal {q.signal} ({_signal_name(q.signal)})"
+           if q.signal is not None else f"exited with status {q.returncode}")
+    fatal_line = _FATAL_LINE.search(end.console)
+    if q.timed_out:
+        return BatchStatus.TIMEOUT, (f"no end marker within {end.limit:.1f} s; images done "
+                                     f"{end.images_done}/{end.images}; QEMU stopped")
+    if end.unreadable:
+        return BatchStatus.CRASHED, (f"QEMU {how}, leaving the results area unreadable "
+                                     f"({end.unreadable}): nothing kept")
+    if end.guest is GuestStatus.FATAL or fatal_line:
+        parts = [fatal_line.group(0)] if fatal_line else []
+        if end.fatal:
+            parts.append(end.fatal)
+        return BatchStatus.GUEST_ERROR, "\n".join(parts)
+    if q.returncode == 0 and end.guest is GuestStatus.COMPLETED and END_MARKER in end.console:
+        return BatchStatus.COMPLETED, ""
+    if end.guest is GuestStatus.NOT_STARTED and q.signal is None and q.returncode != 0:
+        raise QemuError(f"QEMU exited with status {q.returncode} before the stub ran",
+                        argv=list(end.argv), returncode=q.returncode, output=end.console)
+    tail = "\n".join(end.console.strip().splitlines()[-5:])
+    marker = "after the end marker" if END_MARKER in end.console else "without the end marker"
+    return BatchStatus.CRASHED, (f"QEMU {how} {marker}; images done "
+                                 f"{end.images_done}/{end.images}; stub status {end.guest.name}"
+                                 + (f"\nlast console lines:\n{tail}" if tail else ""))
 
 
 
@@ -202,38 +284,11 @@ def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
         if keep_dir is None:
             _remove_tree(tmp)
 
-    fatal_line = _FATAL_LINE.search(console)
-    how = (f"killed by signal {qexit.signal} ({signal.Signals(qexit.signal).name})"
-           if qexit.signal is not None else f"exited with status {qexit.returncode}")
-    if qexit.timed_out:
-        status = BatchStatus.TIMEOUT
-        diagnostic = (f"no end marker within {limit:.1f} s; images done "
-                      f"{results.images_done}/{len(images)}; QEMU stopped")
-    elif unreadable:
-        status = BatchStatus.CRASHED
-        diagnostic = f"QEMU {how}, leaving the results area unreadable ({unreadable}): nothing kept"
-    elif results.status is GuestStatus.FATAL or fatal_line:
-        status = BatchStatus.GUEST_ERROR
-        parts = [fatal_line.group(0)] if fatal_line else []
-        if results.fatal is not None:
-            parts.append(describe_fatal(stub_elf, results.fatal))
-        diagnostic = "\n".join(parts)
-    elif (qexit.returncode == 0 and results.status is GuestStatus.COMPLETED
-          and END_MARKER in console):
-        status = BatchStatus.COMPLETED
-        diagnostic = ""
-    elif (results.status is GuestStatus.NOT_STARTED and qexit.signal is None
-          and qexit.returncode != 0):
-        raise QemuError(f"QEMU exited with status {qexit.returncode} before the stub ran",
-                        argv=list(machine.argv), returncode=qexit.returncode, output=console)
-    else:
-        status = BatchStatus.CRASHED
-        tail = "\n".join(console.strip().splitlines()[-5:])
-        marker = "after the end marker" if END_MARKER in console else "without the end marker"
-        diagnostic = (f"QEMU {how} {marker}; images done "
-                      f"{results.images_done}/{len(images)}; stub status "
-                      f"{results.status.name}" + (f"\nlast console lines:\n{tail}" if tail else ""))
-
+    status, diagnostic = classify_boot(BootEnd(
+        exit=qexit, guest=results.status, console=console, images=len(images),
+        images_done=results.images_done, limit=limit, unreadable=unreadable,
+        fatal=describe_fatal(stub_elf, results.fatal) if results.fatal is not None else "",
+        argv=machine.argv))
     return BatchResult(status=status, arch=arch, cpu=cpu, images=results.images,
                        images_done=results.images_done, probes_done=results.probes_done,
                        id_registers=results.id_registers, guest_status=results.status,
