@@ -18,8 +18,9 @@ from reference.generate import Case
 from reference.outcome import DescriptorWrite, WalkResult
 from reference.walk import walk
 
-from .compare import ProbeStatus, describe_observation, judge_probe
+from .compare import ProbeStatus, judge_probe
 from .qemu.job import ObsKind, row_observation
+from .vocabulary import describe_observation, observed_label
 
 SAMPLE_IPAS = 4
 
@@ -56,7 +57,7 @@ def _models(case: Case, memory, base: int, bits: int, at: AtKind, n_probes: int,
 
 
 def _label_keys(kinds: np.ndarray, par: np.ndarray, esr: np.ndarray) -> np.ndarray:
-    """A key per observation that determines its observed label (run.observed_label):
+    """A key per observation that determines its observed label (vocabulary.observed_label):
     the kind, and for a PAR its F, FST, PTW and S bits (a success is 'ok'
     whatever its PA); for an exception its EC and DFSC."""
     par_key = np.where(par & 1, par & 0x3FF, 0)
@@ -65,10 +66,10 @@ def _label_keys(kinds: np.ndarray, par: np.ndarray, esr: np.ndarray) -> np.ndarr
                     np.where(kinds == ObsKind.EXCEPTION.value, exc_key, 0)) | (kinds << 60)
 
 
-def judge_fanout(case: Case, records: np.ndarray, observed_label) -> BulkVerdict:
+def judge_fanout(case: Case, records: np.ndarray) -> BulkVerdict:
     """Judge the fan-out rows (``records``: one results row per fan-out
-    probe, in FanOut order).  ``observed_label(arch, obs)`` classifies an
-    observation for aggregation."""
+    probe, in FanOut order); divergences are aggregated by observed label
+    (harness.vocabulary)."""
     verdict = BulkVerdict()
     fan = case.fanout
     if not len(fan):
@@ -95,12 +96,12 @@ def judge_fanout(case: Case, records: np.ndarray, observed_label) -> BulkVerdict
             rows = group[inside]
             if rows.size:
                 _judge_rows(case, memory, records, rows, fan.ipa[rows], at_kind, model, kinds,
-                            is_par, is_exc, par, esr, far, observed_label, verdict)
+                            is_par, is_exc, par, esr, far, verdict)
     return verdict
 
 
 def _judge_rows(case, memory, records, rows, ipas, at_kind, model, kinds, is_par, is_exc, par,
-                esr, far, observed_label, verdict: BulkVerdict) -> None:
+                esr, far, verdict: BulkVerdict) -> None:
     arch, cpu = case.cpu.arch, case.cpu
     ran = kinds[rows] != ObsKind.NOT_RUN.value
     if model is not None:

@@ -262,15 +262,16 @@ SHRINK_LIMIT = 10
 
 
 def shrink_families(out: Path, args: argparse.Namespace, io: Streams) -> None:
-    """`run --shrink`: for each new divergence family (expected and observed
-    outcome), its first case file, shrunk and localized (harness.localize),
+    """`run --shrink`: for each new divergence family (the report's:
+    harness.vocabulary.FamilyKey), its first case file, shrunk and localized (harness.localize),
     at most SHRINK_LIMIT of them; a case that cannot be shrunk is said so."""
     from .finish import load_run
     from .localize import shrink_and_localize
+    from .report import family_key
     from .errors import S2DiffError
     families, files = set(), set()
     for d in load_run([out]).divergences:
-        family = (d.arch, d.kind, d.expected, d.observed)
+        family = family_key(d)
         if not d.is_new or not d.case_file or family in families or d.case_file in files:
             continue
         if len(files) == SHRINK_LIMIT:

@@ -15,9 +15,10 @@ from typing import Iterable, Sequence
 
 from reference.arch import Arch
 from reference.outcome import DescriptorWrite, WalkResult
-from reference.par import Prediction, Report, decode_par, predict
+from reference.par import Prediction, Report, predict
 
 from .qemu.job import ObsKind, RawObservation
+from .vocabulary import describe_observation
 
 
 class ProbeStatus(enum.Enum):
@@ -44,16 +45,6 @@ class MemoryChange:
     pa: int
     before: int
     after: int
-
-
-def describe_observation(arch: Arch, obs: RawObservation) -> str:
-    if obs.kind is ObsKind.PAR:
-        return decode_par(arch, obs.par).describe()
-    if obs.kind is ObsKind.EXCEPTION:
-        ec = obs.esr >> 26
-        return (f"exception: {'ESR_EL2' if arch is Arch.AARCH64 else 'HSR'}={obs.esr:#x} "
-                f"(EC {ec:#x}, DFSC {obs.esr & 0x3f:#04x}) FAR={obs.far:#x} HPFAR={obs.hpfar:#x}")
-    return "not run"
 
 
 def observation_matches(pred: Prediction, obs: RawObservation) -> bool:

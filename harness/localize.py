@@ -61,12 +61,11 @@ from reference.par import predict
 from reference.walk import (aarch64_block_desc_supported, aarch64_nss2_ttw_params,
                             aarch64_physical_address_size, walk)
 
-from .compare import describe_observation
-from .qemu.job import ObsKind, RawObservation
-from .qemu.fatal import describe_esr
+from .vocabulary import (DivergenceKind, Signature, observation_text, observed_label,
+                         raw_observation)
 if TYPE_CHECKING:
     from .shrink import ShrinkResult
-from .shrink import (Lab, NotRebuildable, only, Signature, Trial, WalkPath, Windows,
+from .shrink import (Lab, NotRebuildable, only, Trial, WalkPath, Windows,
                      config_with_geometry, longest_trace, rebuild, rebuild_footprint,
                      reference_labels, table_address_mask, walk_path)
 
@@ -164,14 +163,6 @@ def describe_config(case: Case) -> list[str]:
     return lines
 
 
-def describe_obs(arch: Arch, obs: RawObservation) -> str:
-    from .run import observed_label
-    text = describe_observation(arch, obs)
-    if obs.kind is ObsKind.EXCEPTION:
-        text += f"; {describe_esr(obs.esr)}"
-    return f"{text}  [{observed_label(arch, obs)}]"
-
-
 def explain_case(case: Case, trial: Trial | None, index: int = 0) -> str:
     """The readable account of probe ``index``: configuration decoded, the
     reference's walk level by level (descriptor address, raw value, decoded
@@ -205,9 +196,9 @@ def explain_case(case: Case, trial: Trial | None, index: int = 0) -> str:
             lines.append(f"    rule: {rule}")
     if trial is not None and trial.completed:
         lines.append(f"observed ({trial.batch.qemu_version}): "
-                     f"{describe_obs(arch, trial.observation(index))}")
+                     f"{observation_text(arch, trial.observation(index))}")
         for f in trial.divergences:
-            if f.signature.kind == "memory":
+            if f.signature.kind is DivergenceKind.MEMORY:
                 lines.append(f"observed: {f.record.get('observed_text', '')} (no permitted outcome "
                              "writes this)")
     return "\n".join(lines)
@@ -237,12 +228,11 @@ class Variant:
 
     @property
     def observed(self) -> str:
-        from .run import observed_label
         if self.trial is None or not self.trial.completed:
             return "not completed"
         text = observed_label(self.case.cpu.arch, self.trial.observation(0))
         written = [f.signature.observed for f in self.trial.divergences
-                   if f.signature.kind == "memory"]
+                   if f.signature.kind is DivergenceKind.MEMORY]
         return text + "".join(f", {w}" for w in written)
 
     @property
@@ -261,7 +251,7 @@ def _obs_key(trial: Trial | None) -> tuple:
         return ("not completed",)
     obs = trial.observation(0)
     written = tuple(sorted(f.signature.observed for f in trial.divergences
-                           if f.signature.kind == "memory"))
+                           if f.signature.kind is DivergenceKind.MEMORY))
     return (obs.kind, obs.par, obs.esr, written)
 
 
@@ -374,7 +364,7 @@ def terminal_field(case: Case, path: WalkPath, sig: Signature) -> FieldFinding:
     res = walk(case.cpu, case.config, case.memory(), probe.ipa, probe.at)
     rules = " ".join(r for o in res.outcomes for r in o.rules)
     size = oa_bits(case)
-    if sig.kind == "memory":
+    if sig.kind is DivergenceKind.MEMORY:
         after = v ^ int(sig.observed.split()[2], 16)
         allowed = {v} | {w.new for o in res.outcomes for w in o.writes if w.pa == step.address}
         nearest = min(allowed, key=lambda a: bin(a ^ after).count("1"))
@@ -740,8 +730,7 @@ def minimal_case_path(case_path: Path) -> Path:
 def _observed_extra(result: "ShrinkResult", loc: Localization, source: Path) -> dict[str, Any]:
     trial = result.trial
     assert trial.image is not None
-    obs = [{"kind": o.kind.name, "par": f"{o.par:#x}", "esr": f"{o.esr:#x}", "far": f"{o.far:#x}",
-            "hpfar": f"{o.hpfar:#x}"} for o in trial.image.observations]
+    obs = [raw_observation(o) for o in trial.image.observations]
     return {
         "observed": {"probes": obs,
                      "regions_after": [{"pa": f"{pa:#x}", "data": base64.b64encode(d).decode()}

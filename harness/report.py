@@ -29,6 +29,8 @@ from reference.arch import Arch
 from reference.config import S2Config
 
 from .errors import UsageError
+from .vocabulary import DivergenceKind, FamilyKey
+from .vocabulary import family_key as vocabulary_family_key
 from .run import RECORDS, read_records
 
 RESULTS_VERSION = 1
@@ -50,11 +52,6 @@ class CaseStatus(enum.Enum):
     CRASH = "crash"
     GUEST_ERROR = "guest-error"
     NOT_RUN = "not-run"
-
-
-class DivergenceKind(enum.Enum):
-    PROBE = "probe"      # the PAR or exception differs
-    MEMORY = "memory"    # a descriptor changed in a way no permitted outcome allows
 
 
 class Verdict(enum.Enum):
@@ -821,44 +818,6 @@ def summary_rich(run: RunData):
 # Divergence families
 # ---------------------------------------------------------------------------
 
-_LEVEL_PREFIX = re.compile(r"^L-?\d+\s+")
-_FIELD_VALUE = re.compile(r"=\S+")
-_BITS = re.compile(r"\b\d+ bits\b")
-_HEX = re.compile(r"0x[0-9a-fA-F]+")
-# Stage-2 descriptor bits a hardware update may change, by Arm ARM name.
-_DESCRIPTOR_BITS = {6: "S2AP[0]", 7: "S2AP[1]", 10: "AF", 51: "DBM", 52: "Contiguous"}
-
-
-def aim_family(aim: str) -> str:
-    """What a probe aimed at without the level and values:
-    'L2 block S2AP=01 write' -> 'block S2AP=* write',
-    'L1 block OA beyond 40 bits' -> 'block OA beyond N bits'."""
-    text = _LEVEL_PREFIX.sub("", aim)
-    text = _FIELD_VALUE.sub("=*", text)
-    return _BITS.sub("N bits", text)
-
-
-def _bit_names(value: int) -> str:
-    names = [_DESCRIPTOR_BITS.get(i, f"bit {i}") for i in range(64) if value >> i & 1]
-    return ", ".join(names)
-
-
-def _memory_label(d: DivergenceRecord) -> str:
-    """A memory divergence as the bits that changed, addresses dropped."""
-    raw = dict(d.raw)
-    try:
-        before, after = int(raw["before"], 16), int(raw["after"], 16)
-    except (KeyError, ValueError):
-        return _HEX.sub("0x...", d.observed)
-    changed = before ^ after
-    parts = []
-    if after & changed:
-        parts.append(f"set {_bit_names(after & changed)}")
-    if before & changed:
-        parts.append(f"cleared {_bit_names(before & changed)}")
-    return "descriptor written: " + "; ".join(parts)
-
-
 @dataclasses.dataclass(frozen=True)
 class Family:
     """Divergences of one kind of disagreement: same arch, kind, permitted
@@ -881,22 +840,21 @@ class Family:
         return f"expected {' | '.join(self.expected)}, observed {self.observed}"
 
 
-def family_key(d: DivergenceRecord) -> tuple[str, str, tuple[str, ...], str, str]:
-    """(arch, kind, expected labels, observed label, aim family) of a divergence."""
-    if d.kind is DivergenceKind.MEMORY:
-        return (d.arch, d.kind.value, ("descriptor unchanged or a permitted update",),
-                _memory_label(d), aim_family(d.aim))
-    return (d.arch, d.kind.value, d.expected, d.observed, aim_family(d.aim))
+def family_key(d: DivergenceRecord) -> FamilyKey:
+    """The family of a divergence (harness.vocabulary.family_key)."""
+    return vocabulary_family_key(d.arch, d.kind, d.expected, d.observed, d.aim, dict(d.raw))
 
 
 def divergence_families(run: RunData, examples: int = FAMILY_EXAMPLES) -> list[Family]:
     """Divergences grouped by :func:`family_key`; families with new
     divergences first, then by size, then by key."""
-    groups: dict[tuple, list[DivergenceRecord]] = collections.defaultdict(list)
+    groups: dict[FamilyKey, list[DivergenceRecord]] = collections.defaultdict(list)
     for d in run.divergences:
         groups[family_key(d)].append(d)
     out = []
-    for (arch, kind, expected, observed, aim), ds in groups.items():
+    for key, ds in groups.items():
+        arch, kind, expected, observed, aim = (key.arch, key.kind, key.expected, key.observed,
+                                               key.aim)
         keys = list(dict.fromkeys(d.key for d in ds))
         out.append(Family(arch=arch, kind=kind, expected=expected, observed=observed, aim=aim,
                           cpus=tuple(sorted({d.cpu for d in ds})),

@@ -32,8 +32,7 @@ from reference.arch import Arch, Granule
 from reference.config import S2Config
 from reference.cpus import get_cpu
 from reference.generate import Case, FanOut, MemoryMap, generate_case
-from reference.outcome import Fault, Translation, WalkResult
-from reference.par import decode_par
+from reference.outcome import WalkResult
 
 from .baseline import EMPTY, apply_baseline, load_baseline
 from .qemu.build import build_stub
@@ -42,9 +41,11 @@ from .bulk import judge_fanout
 from .compare import ProbeStatus, judge_memory, judge_probe, permitted_writes
 from .qemu.elf import read_stub
 from .errors import InfrastructureError, QemuError, UsageError
-from .qemu.job import PROBE_DTYPE, JobImage, ObsKind, row_observation
+from .qemu.job import PROBE_DTYPE, JobImage, row_observation
 from .qemu.boot import BatchStatus, run_batch
 from .qemu.launcher import set_parent_death_signal
+from .vocabulary import (FANOUT_AIM, memory_expected, memory_observed, memory_observed_text,
+                         memory_raw, observed_label, outcome_label, raw_observation)
 
 RECORDS = "results.jsonl"
 
@@ -186,29 +187,6 @@ def job_image(case: Case) -> JobImage:
                     regions=tuple((r.pa, r.data) for r in case.image.regions), probes=table)
 
 
-def outcome_label(result: Translation | Fault) -> str:
-    """A short classification of an outcome: 'ok L2', 'translation L0', ..."""
-    if isinstance(result, Translation):
-        return f"ok L{result.level}"
-    stage = "" if result.stage2 else "stage-1 "
-    return f"{stage}{result.kind.value} L{result.level}"
-
-
-def observed_label(arch: Arch, obs: Any) -> str:
-    """The same classification for a raw observation."""
-    if obs.kind is ObsKind.EXCEPTION:
-        return f"exception EC {obs.esr >> 26:#x} DFSC {obs.esr & 0x3f:#04x}"
-    if obs.kind is ObsKind.NOT_RUN:
-        return "not run"
-    view = decode_par(arch, obs.par)
-    if not view.f:
-        return "ok"
-    if view.fault is None:
-        return f"unknown FST {view.fst:#x}"
-    kind, level = view.fault
-    return f"{'' if view.s else 'stage-1 '}{kind.value} L{level}"
-
-
 def judge_batch(batch: Batch, cases: Sequence[Case], result) -> list[dict[str, Any]]:
     """Records for one executed batch (see docs/results.md)."""
     records: list[dict[str, Any]] = [{
@@ -254,14 +232,14 @@ def judge_case(case: Case, image) -> tuple[dict[str, int], list[dict[str, Any]]]
             counts["diverged"] += 1
             divergences.append(_divergence(case, i, probe.ipa, probe.at, probe.aim, res, obs,
                                            verdict.observed))
-    bulk = judge_fanout(case, image.records[named:], observed_label)
+    bulk = judge_fanout(case, image.records[named:])
     counts["passed"] += bulk.passed
     counts["not_run"] += bulk.not_run
     counts["diverged"] += bulk.diverged
     for row, res, obs, count, ipas, at, ipa, text in bulk.divergences:
         span = int(case.fanout.span[row])
         base, bits = case.fanout.spans[span]
-        d = _divergence(case, named + row, ipa, at, "fan-out probes", res, obs, text)
+        d = _divergence(case, named + row, ipa, at, FANOUT_AIM, res, obs, text)
         d.update({"count": count, "ipas": ipas, "span": {"base": f"{base:#x}", "bits": bits}})
         divergences.append(d)
     if image.completed:
@@ -302,8 +280,7 @@ def _divergence(case: Case, index: int, ipa: int, at, aim: str, res: WalkResult,
         "permitted": [{"result": o.describe(), "rules": list(o.rules),
                        "trace": [t.describe() for t in o.trace]} for o in res.outcomes],
         "observed": observed_label(arch, obs), "observed_text": observed,
-        "raw": {"kind": obs.kind.name, "par": f"{obs.par:#x}", "esr": f"{obs.esr:#x}",
-                "far": f"{obs.far:#x}", "hpfar": f"{obs.hpfar:#x}"},
+        "raw": raw_observation(obs),
     }
 
 
@@ -320,15 +297,13 @@ def _memory_divergence(case: Case, permitted: Sequence[WalkResult], change) -> d
         "granule": _granule(case),
         "config": case.config.describe(), "vtcr": f"{case.config.vtcr():#x}",
         "vttbr": f"{case.config.vttbr:#x}",
-        "expected": [f"descriptor at {change.pa:#x} unchanged ({change.before:#x}) or updated "
-                     "as a permitted outcome allows"],
+        "expected": [memory_expected(change.pa, change.before)],
         "permitted": [{"result": o.describe(), "rules": list(o.rules),
                        "trace": [t.describe() for t in o.trace]}
                       for o in (permitted[index].outcomes if index is not None else ())],
-        "observed": f"descriptor written {change.before:#x} -> {change.after:#x}",
-        "observed_text": f"[{change.pa:#x}] {change.before:#x} -> {change.after:#x}",
-        "raw": {"pa": f"{change.pa:#x}", "before": f"{change.before:#x}",
-                "after": f"{change.after:#x}"},
+        "observed": memory_observed(change.before, change.after),
+        "observed_text": memory_observed_text(change.pa, change.before, change.after),
+        "raw": memory_raw(change.pa, change.before, change.after),
     }
 
 
@@ -545,8 +520,7 @@ def write_case_files(out: Path, cases: Sequence[Case], result, records: list[dic
         observed = []
         for row in rows:
             o = row_observation(image.records[row])
-            observed.append({"kind": o.kind.name, "par": f"{o.par:#x}", "esr": f"{o.esr:#x}",
-                             "far": f"{o.far:#x}", "hpfar": f"{o.hpfar:#x}"})
+            observed.append(raw_observation(o))
         extra = {
             "observed": {"probes": observed,
                          "regions_after": [{"pa": f"{pa:#x}", "data": base64.b64encode(d).decode()}

@@ -4,10 +4,11 @@ and the smallest IPA size, that still diverge *the same way*.
 "The same way" (:class:`Signature`): the divergence has the same kind
 (``probe``: the PAR/exception differs; ``memory``: a descriptor was written
 in a way no permitted outcome allows), the same sorted labels of the
-reference's permitted outcomes (harness.run.outcome_label: "translation L1",
-"ok L3", ...) and the same observed label (harness.run.observed_label: "ok",
-"translation L0", "exception EC 0x25 DFSC 0x17"; for memory, the set of
-descriptor bits that changed).  Levels in labels are absolute Arm ARM levels,
+reference's permitted outcomes (harness.vocabulary.outcome_label:
+"translation L1", "ok L3", ...) and the same observed label
+(harness.vocabulary.observed_label: "ok", "translation L0", "exception EC
+0x25 DFSC 0x17"; for memory, the descriptor bits set and cleared,
+harness.vocabulary.memory_label).  Levels in labels are absolute Arm ARM levels,
 so a candidate that moves the decisive descriptor to another level is a
 different divergence.
 
@@ -54,6 +55,7 @@ from .qemu.elf import read_stub
 from .errors import S2DiffError, UsageError
 from .qemu.job import ImageResult, RawObservation
 from .qemu.boot import BatchResult, run_batch
+from .vocabulary import DivergenceKind, Signature, memory_label, outcome_label
 
 T = TypeVar("T")
 
@@ -72,21 +74,6 @@ class ShrinkError(S2DiffError):
 # ---------------------------------------------------------------------------
 # Divergence signatures
 # ---------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class Signature:
-    """How a probe diverges (see the module docstring): ``kind`` 'probe' or
-    'memory', ``expected`` the sorted labels of the permitted outcomes,
-    ``observed`` the label of what QEMU did."""
-
-    kind: str
-    expected: tuple[str, ...]
-    observed: str
-
-    def describe(self) -> str:
-        return (f"expected {' | '.join(self.expected) or '(no outcome)'}, "
-                f"observed {self.observed}" + (" [memory]" if self.kind == "memory" else ""))
-
 
 @dataclasses.dataclass(frozen=True)
 class Found:
@@ -113,7 +100,6 @@ def probe_count(case: Case) -> int:
 
 def reference_labels(case: Case, index: int) -> tuple[str, ...]:
     """Sorted labels of the reference's permitted outcomes of probe ``index``."""
-    from .run import outcome_label
     probe = case.probes[index]
     res = walk(case.cpu, case.config, case.memory(), probe.ipa, probe.at)
     return tuple(sorted({outcome_label(o.result) for o in res.outcomes}))
@@ -126,14 +112,14 @@ def find_divergences(case: Case, image: ImageResult) -> tuple[Found, ...]:
     found = []
     for rec in records:
         index = rec.get("probe")
-        if rec["kind"] == "probe":
-            sig = Signature("probe", tuple(rec["expected"]), rec["observed"])
+        if rec["kind"] == DivergenceKind.PROBE.value:
+            sig = Signature(DivergenceKind.PROBE, tuple(rec["expected"]), rec["observed"])
             target = Probe(int(rec["ipa"], 16), AtKind[rec["at"]], rec["aim"])
         else:
             raw = rec["raw"]
-            changed = int(raw["before"], 16) ^ int(raw["after"], 16)
             expected = reference_labels(case, index) if index is not None else ()
-            sig = Signature("memory", expected, f"descriptor bits {changed:#x} changed")
+            sig = Signature(DivergenceKind.MEMORY, expected,
+                            memory_label(int(raw["before"], 16), int(raw["after"], 16)))
             target = case.probes[index] if index is not None else None
         found.append(Found(index, target, sig, rec))
     return tuple(found)
@@ -622,7 +608,7 @@ def choose_target(trial: Trial, probe: int | None) -> Found:
         if not hit:
             raise ShrinkError(f"probe {probe} does not diverge on this QEMU")
         return hit[0]
-    for kind in ("probe", "memory"):
+    for kind in (DivergenceKind.PROBE, DivergenceKind.MEMORY):
         hit = [f for f in trial.divergences if f.signature.kind == kind and f.probe is not None]
         if hit:
             return hit[0]

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
-from harness.report import (CaseStatus, Verdict, aim_family, divergence_families, entry_results,
+from harness.vocabulary import aim_family
+from harness.report import (CaseStatus, Verdict, divergence_families, entry_results,
                             load_run, render_html, render_summary, summary_rich, summary_table,
                             write_junit, write_reports)
 

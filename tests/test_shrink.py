@@ -19,7 +19,8 @@ from harness.cli import main
 from harness.localize import LevelEvidence, _in_place, localize, reached_levels
 from harness.qemu.launcher import find_qemu, qemu_version
 from harness.run import VIRT_EMPTY
-from harness.shrink import (Lab, Signature, ddmin, geometry_choices, image_words, rebuild,
+from harness.vocabulary import DivergenceKind, Signature
+from harness.shrink import (Lab, ddmin, geometry_choices, image_words, rebuild,
                             reference_labels, shrink, walk_path)
 from reference.arch import Arch, AtKind, Granule
 from reference.config import aarch64_config
@@ -163,7 +164,7 @@ class TestOffline:
         assert new.config.vttbr == 3 << 48 | 0x50000000
 
     def test_signature_text(self):
-        sig = Signature("probe", ("translation L0",), "ok")
+        sig = Signature(DivergenceKind.PROBE, ("translation L0",), "ok")
         assert sig.describe() == "expected translation L0, observed ok"
 
 
@@ -179,7 +180,7 @@ class TestShrinkInQemu:
         result = shrink(case, lab)
         m = result.minimal
         assert result.probe == index
-        assert result.signature == Signature("probe", ("translation L0",), "ok")
+        assert result.signature == Signature(DivergenceKind.PROBE, ("translation L0",), "ok")
         assert len(m.probes) == 1 and m.probes[0].at is AtKind.S12E1W
         assert m.probes[0].ipa == PLANTED_IPA & ((1 << 39) - 1)
         words = {pa: v for pa, v in image_words(m).items() if v}
@@ -204,7 +205,7 @@ class TestShrinkInQemu:
         case = dataclasses.replace(case, probes=named, fanout=fan)
         result = shrink(case, Lab(Arch.AARCH64, "cortex-a57"))
         assert result.probe == len(named) + 16
-        assert result.signature == Signature("probe", ("translation L0",), "ok")
+        assert result.signature == Signature(DivergenceKind.PROBE, ("translation L0",), "ok")
         assert len(result.minimal.probes) == 1 and len(result.minimal.fanout) == 0
         assert result.minimal.probes[0].ipa == PLANTED_IPA & ((1 << 39) - 1)
         assert len(result.minimal.image.regions) == 1
@@ -218,7 +219,7 @@ class TestShrinkInQemu:
         lab = Lab(Arch.AARCH64, "cortex-a57")
         single = dataclasses.replace(case, probes=(case.probes[index],))
         base = lab.run([single])[0]
-        sig = Signature("probe", ("translation L0",), "ok")
+        sig = Signature(DivergenceKind.PROBE, ("translation L0",), "ok")
         assert base.shows(sig)
         loc = localize(single, lab, sig, base)
         planted = encode_leaf(layout_for(case.cpu, case.config, 0), 0, PLANTED_OA)

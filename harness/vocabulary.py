@@ -1,0 +1,221 @@
+"""The divergence vocabulary: how outcomes, observations and divergences are
+named, in one place, for every stage that names them (judge, report,
+shrink, localize, run --shrink).
+
+* Labels: a short classification of a permitted outcome
+  (:func:`outcome_label`: "ok L3", "translation L1", "stage-1 address size
+  L0") and of a raw observation (:func:`observed_label`: "ok", "translation
+  L0", "exception EC 0x25 DFSC 0x17").  Levels are absolute Arm ARM levels.
+  Labels are what results records, baseline entries and families compare.
+* Descriptions: the longer human text of an observation
+  (:func:`describe_observation`, :func:`observation_text`).
+* Memory divergences (a descriptor written in a way no permitted outcome
+  allows): the record texts (:func:`memory_expected`,
+  :func:`memory_observed`, :func:`memory_observed_text`,
+  :func:`memory_raw`) and the family label naming the bits that changed
+  (:func:`memory_label`).
+* "The same divergence": :class:`Signature` (kind, permitted-outcome
+  labels, observed label) is what shrinking must keep;
+  :class:`FamilyKey` adds the architecture and the aim without level and
+  values (:func:`aim_family`), and is what the report groups by and what
+  ``run --shrink`` shrinks one case of.
+* The raw-observation dict of results records and case files
+  (:func:`raw_observation`).
+
+Everything here is a pure function of its arguments.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from collections.abc import Mapping, Sequence
+
+from reference.arch import Arch
+from reference.outcome import Fault, Translation
+from reference.par import decode_par
+
+from .qemu.fatal import describe_esr
+from .qemu.job import ObsKind, RawObservation
+
+# The aim of an aggregated fan-out divergence record (docs/results.md).
+FANOUT_AIM = "fan-out probes"
+
+
+class DivergenceKind(enum.Enum):
+    """``kind`` of a divergence record (docs/results.md)."""
+
+    PROBE = "probe"      # the PAR or exception differs
+    MEMORY = "memory"    # a descriptor changed in a way no permitted outcome allows
+
+
+# ---------------------------------------------------------------------------
+# Labels and descriptions
+# ---------------------------------------------------------------------------
+
+def outcome_label(result: Translation | Fault) -> str:
+    """A short classification of a permitted outcome: 'ok L2',
+    'translation L0', 'stage-1 address size L0', ..."""
+    if isinstance(result, Translation):
+        return f"ok L{result.level}"
+    stage = "" if result.stage2 else "stage-1 "
+    return f"{stage}{result.kind.value} L{result.level}"
+
+
+def observed_label(arch: Arch, obs: RawObservation) -> str:
+    """The same classification for a raw observation (a success is 'ok'
+    whatever its PA: the PAR does not report the level)."""
+    if obs.kind is ObsKind.EXCEPTION:
+        return f"exception EC {obs.esr >> 26:#x} DFSC {obs.esr & 0x3f:#04x}"
+    if obs.kind is ObsKind.NOT_RUN:
+        return "not run"
+    view = decode_par(arch, obs.par)
+    if not view.f:
+        return "ok"
+    if view.fault is None:
+        return f"unknown FST {view.fst:#x}"
+    kind, level = view.fault
+    return f"{'' if view.s else 'stage-1 '}{kind.value} L{level}"
+
+
+def describe_observation(arch: Arch, obs: RawObservation) -> str:
+    """An observation in words: the PAR decoded, or the exception's
+    syndrome and addresses."""
+    if obs.kind is ObsKind.PAR:
+        return decode_par(arch, obs.par).describe()
+    if obs.kind is ObsKind.EXCEPTION:
+        ec = obs.esr >> 26
+        return (f"exception: {'ESR_EL2' if arch is Arch.AARCH64 else 'HSR'}={obs.esr:#x} "
+                f"(EC {ec:#x}, DFSC {obs.esr & 0x3f:#04x}) FAR={obs.far:#x} HPFAR={obs.hpfar:#x}")
+    return "not run"
+
+
+def observation_text(arch: Arch, obs: RawObservation) -> str:
+    """The description, the syndrome decoded for an exception, and the
+    label in brackets (explanations of a minimal case)."""
+    text = describe_observation(arch, obs)
+    if obs.kind is ObsKind.EXCEPTION:
+        text += f"; {describe_esr(obs.esr)}"
+    return f"{text}  [{observed_label(arch, obs)}]"
+
+
+def raw_observation(obs: RawObservation) -> dict[str, str]:
+    """The registers of an observation as results records and case files
+    write them (hex strings)."""
+    return {"kind": obs.kind.name, "par": f"{obs.par:#x}", "esr": f"{obs.esr:#x}",
+            "far": f"{obs.far:#x}", "hpfar": f"{obs.hpfar:#x}"}
+
+
+# ---------------------------------------------------------------------------
+# Memory divergences
+# ---------------------------------------------------------------------------
+
+# Stage-2 descriptor bits a hardware update may change, by Arm ARM name.
+_DESCRIPTOR_BITS = {6: "S2AP[0]", 7: "S2AP[1]", 10: "AF", 51: "DBM", 52: "Contiguous"}
+_HEX = re.compile(r"0x[0-9a-fA-F]+")
+# The expected side of every memory family: the record's own text names
+# the descriptor's address, which differs from case to case.
+MEMORY_FAMILY_EXPECTED = ("descriptor unchanged or a permitted update",)
+
+
+def memory_expected(pa: int, before: int) -> str:
+    return (f"descriptor at {pa:#x} unchanged ({before:#x}) or updated as a permitted "
+            "outcome allows")
+
+
+def memory_observed(before: int, after: int) -> str:
+    return f"descriptor written {before:#x} -> {after:#x}"
+
+
+def memory_observed_text(pa: int, before: int, after: int) -> str:
+    return f"[{pa:#x}] {before:#x} -> {after:#x}"
+
+
+def memory_raw(pa: int, before: int, after: int) -> dict[str, str]:
+    return {"pa": f"{pa:#x}", "before": f"{before:#x}", "after": f"{after:#x}"}
+
+
+def _bit_names(value: int) -> str:
+    return ", ".join(_DESCRIPTOR_BITS.get(i, f"bit {i}") for i in range(64) if value >> i & 1)
+
+
+def memory_label(before: int, after: int) -> str:
+    """A descriptor write as the bits it set and cleared, by Arm ARM name,
+    addresses left out: 'descriptor written: set AF'."""
+    changed = before ^ after
+    parts = []
+    if after & changed:
+        parts.append(f"set {_bit_names(after & changed)}")
+    if before & changed:
+        parts.append(f"cleared {_bit_names(before & changed)}")
+    return "descriptor written: " + "; ".join(parts)
+
+
+def memory_family_label(raw: Mapping[str, str] | None, observed: str) -> str:
+    """:func:`memory_label` of a record's ``raw`` registers; a known
+    divergence is written without them: its observed text, addresses
+    masked, then."""
+    if raw is not None:
+        try:
+            return memory_label(int(raw["before"], 16), int(raw["after"], 16))
+        except (KeyError, ValueError):
+            pass
+    return _HEX.sub("0x...", observed)
+
+
+# ---------------------------------------------------------------------------
+# The same divergence
+# ---------------------------------------------------------------------------
+
+_LEVEL_PREFIX = re.compile(r"^L-?\d+\s+")
+_FIELD_VALUE = re.compile(r"=\S+")
+_BITS = re.compile(r"\b\d+ bits\b")
+
+
+def aim_family(aim: str) -> str:
+    """What a probe aimed at without the level and values:
+    'L2 block S2AP=01 write' -> 'block S2AP=* write',
+    'L1 block OA beyond 40 bits' -> 'block OA beyond N bits'."""
+    text = _LEVEL_PREFIX.sub("", aim)
+    text = _FIELD_VALUE.sub("=*", text)
+    return _BITS.sub("N bits", text)
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """How a probe diverges: the divergence ``kind``, the sorted labels of
+    the reference's permitted outcomes and the label of what the emulator
+    did (for memory: :func:`memory_label`).  Levels in labels are absolute,
+    so a candidate that moves the decisive descriptor to another level
+    diverges differently."""
+
+    kind: DivergenceKind
+    expected: tuple[str, ...]
+    observed: str
+
+    def describe(self) -> str:
+        return (f"expected {' | '.join(self.expected) or '(no outcome)'}, "
+                f"observed {self.observed}"
+                + (" [memory]" if self.kind is DivergenceKind.MEMORY else ""))
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class FamilyKey:
+    """Divergences of one kind of disagreement: same arch, kind, permitted
+    outcome labels, observed label and aim without level and values."""
+
+    arch: str
+    kind: str
+    expected: tuple[str, ...]
+    observed: str
+    aim: str
+
+
+def family_key(arch: str, kind: DivergenceKind, expected: Sequence[str], observed: str,
+               aim: str, raw: Mapping[str, str] | None) -> FamilyKey:
+    """The family of a divergence record's fields (a memory divergence by
+    the bits written, see :func:`memory_family_label`)."""
+    if kind is DivergenceKind.MEMORY:
+        return FamilyKey(arch, kind.value, MEMORY_FAMILY_EXPECTED,
+                         memory_family_label(raw, observed), aim_family(aim))
+    return FamilyKey(arch, kind.value, tuple(expected), observed, aim_family(aim))
