@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 from .datafile import load_data_file
 from .errors import UsageError
+from .records import Divergence, DivergenceRecord, Record
 
 VERSION = 1
 _LIST_FIELDS = ("cpus", "granules", "qemu_versions")
@@ -64,29 +65,29 @@ class BaselineEntry:
     config: re.Pattern | None = None
     rule: re.Pattern | None = None
 
-    def matches(self, d: dict[str, Any]) -> bool:
-        """Whether the divergence record ``d`` (docs/results.md) is this entry."""
-        if d.get("kind", "probe") != self.kind:
+    def matches(self, d: Divergence, qemu_version: str) -> bool:
+        """Whether divergence ``d``, seen on ``qemu_version``, is this entry."""
+        if d.kind.value != self.kind:
             return False
-        if self.arch and d.get("arch") != self.arch:
+        if self.arch and d.arch != self.arch:
             return False
-        if self.cpus and d.get("cpu") not in self.cpus:
+        if self.cpus and d.cpu not in self.cpus:
             return False
-        if self.granules and d.get("granule") not in self.granules:
+        if self.granules and d.granule not in self.granules:
             return False
-        if self.qemu_versions and not any(version_number(d.get("qemu_version", "")).startswith(v)
+        if self.qemu_versions and not any(version_number(qemu_version).startswith(v)
                                           for v in self.qemu_versions):
             return False
-        if self.expected and not self.expected.fullmatch(" | ".join(sorted(d.get("expected", [])))):
+        if self.expected and not self.expected.fullmatch(" | ".join(sorted(d.expected))):
             return False
-        if self.observed and not self.observed.fullmatch(str(d.get("observed", ""))):
+        if self.observed and not self.observed.fullmatch(d.observed):
             return False
-        if self.aim and not self.aim.search(str(d.get("aim") or "")):
+        if self.aim and not self.aim.search(d.aim):
             return False
-        if self.config and not self.config.search(str(d.get("config", ""))):
+        if self.config and not self.config.search(d.config):
             return False
-        if self.rule and not any(self.rule.search(r) for p in d.get("permitted", [])
-                                 for r in p.get("rules", [])):
+        if self.rule and not any(self.rule.search(r) for p in d.permitted or ()
+                                 for r in p.rules):
             return False
         return True
 
@@ -96,8 +97,8 @@ class Baseline:
     path: Path | None
     entries: tuple[BaselineEntry, ...]
 
-    def match(self, d: dict[str, Any]) -> BaselineEntry | None:
-        return next((e for e in self.entries if e.matches(d)), None)
+    def match(self, d: Divergence, qemu_version: str) -> BaselineEntry | None:
+        return next((e for e in self.entries if e.matches(d, qemu_version)), None)
 
 
 def _regex(value: Any, where: str) -> re.Pattern:
@@ -168,15 +169,21 @@ def load_baseline(path: str | Path) -> Baseline:
 EMPTY = Baseline(None, ())
 
 
-def apply_baseline(baseline: Baseline, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def apply_baseline(baseline: Baseline, records: Iterable[Record]) -> list[Record]:
     """Mark each divergence record ``known`` (entry id) or new (None)."""
-    out = []
+    out: list[Record] = []
     for rec in records:
-        if rec.get("type") == "divergence":
-            entry = baseline.match(rec)
-            rec = {**rec, "known": entry.id if entry else None}
+        if isinstance(rec, DivergenceRecord):
+            entry = baseline.match(rec, rec.qemu_version)
+            rec = dataclasses.replace(rec, known=entry.id if entry else None)
         out.append(rec)
     return out
+
+
+def default_baseline() -> Path | None:
+    """The repository's baseline.toml, when there is one."""
+    path = Path(__file__).resolve().parent.parent / "baseline.toml"
+    return path if path.is_file() else None
 
 
 def stale_entries(baseline: Baseline, used: set, ran: set,

@@ -16,7 +16,6 @@ QEMU's, from getrusage of the processes waited for.
 from __future__ import annotations
 
 import dataclasses
-import json
 import resource
 import shutil
 import tempfile
@@ -33,10 +32,14 @@ from reference.cpus import get_cpu
 from reference.generate import generate_case
 from reference.image import ImageBuilder, LeafAttrs, layout_for
 
-from .qemu.job import PROBE_DTYPE, JobImage
+from .baseline import default_baseline
+from .judge.case import judge_case
 from .matrix import build_matrix
+from .plan import Machine, MatrixEntry, job_image, prepare_machine
 from .qemu.boot import run_batch
-from .run import RunOptions, job_image, judge_case, prepare_machine, run_matrix
+from .qemu.job import PROBE_DTYPE, JobImage
+from .records import CaseRecord, read_records
+from .run import RunOptions, run_matrix
 
 BENCH_CPU = "cortex-a57"
 RAW_PROBES = 400_000
@@ -106,7 +109,8 @@ def _probes(n: int, rng: np.random.Generator) -> np.ndarray:
     return table
 
 
-def measure_raw(arena_base: int) -> tuple[float, float, float]:
+def measure_raw(arena_base: int, n_probes: int = RAW_PROBES,
+                n_images: int = RAW_IMAGES) -> tuple[float, float, float]:
     """(AT probes/s, image switches/s, empty boot seconds), each rate net
     of an empty boot, medians of three."""
     config, image = _one_image_tables(arena_base)
@@ -120,17 +124,17 @@ def measure_raw(arena_base: int) -> tuple[float, float, float]:
         return result.elapsed
 
     empty = sorted(boot([]) for _ in range(3))[1]
-    many_probes = [JobImage(config.vtcr(), config.vttbr, regions, _probes(RAW_PROBES, rng))]
+    many_probes = [JobImage(config.vtcr(), config.vttbr, regions, _probes(n_probes, rng))]
     t_probes = sorted(boot(many_probes) for _ in range(3))[1]
     switches = [JobImage(config.vtcr(), config.vttbr, regions if i == 0 else (), _probes(1, rng))
-                for i in range(RAW_IMAGES)]
+                for i in range(n_images)]
     t_images = sorted(boot(switches) for _ in range(3))[1]
-    at_rate = RAW_PROBES / max(t_probes - empty, 1e-9)
-    image_rate = RAW_IMAGES / max(t_images - empty, 1e-9)
+    at_rate = n_probes / max(t_probes - empty, 1e-9)
+    image_rate = n_images / max(t_images - empty, 1e-9)
     return at_rate, image_rate, empty
 
 
-def _naive_one(args) -> int:
+def _naive_one(args: tuple[MatrixEntry, int, int, Machine]) -> int:
     """One case of one probe: generate, boot, walk, compare."""
     entry, index, seed, machine = args
     cpu = get_cpu(entry.arch, entry.cpu)
@@ -141,10 +145,10 @@ def _naive_one(args) -> int:
                        qemu=machine.qemu.get(entry.arch.value),
                        stub=Path(machine.stubs[entry.arch.value]))
     counts, _ = judge_case(case, result.images[0])
-    return counts["probes"]
+    return counts.probes
 
 
-def measure_naive(entries, machine, jobs: int, n: int) -> float:
+def measure_naive(entries: list[MatrixEntry], machine: Machine, jobs: int, n: int) -> float:
     """Probes per second when every probe is its own case and boot."""
     work = [(entries[i % len(entries)], i, 1, machine) for i in range(n)]
     start = time.monotonic()
@@ -153,15 +157,14 @@ def measure_naive(entries, machine, jobs: int, n: int) -> float:
     return probes / (time.monotonic() - start)
 
 
-def _sample(entries, k: int):
+def _sample(entries: list[MatrixEntry], k: int) -> list[MatrixEntry]:
     """Every k-th entry of the nightly matrix: all families, a fraction of the cost."""
     return entries[::k]
 
 
-def measure_e2e(entries, jobs: int, cases: int, fanout: int, out: Path) -> tuple[float, float, int, int, float]:
+def measure_e2e(entries: list[MatrixEntry], jobs: int, cases: int, fanout: int, out: Path) -> tuple[float, float, int, int, float]:
     """(probes/s, images/s, probes, images, seconds) of a real run (no
     baseline matching cost omitted: the default baseline is used)."""
-    from .cli_cases import default_baseline
     shutil.rmtree(out, ignore_errors=True)
     opts = RunOptions(out=out, seed=1, cases_per_entry=cases, jobs=jobs,
                       baseline=default_baseline(), fanout=fanout)
@@ -169,22 +172,33 @@ def measure_e2e(entries, jobs: int, cases: int, fanout: int, out: Path) -> tuple
     outcome = run_matrix(entries, opts)
     seconds = time.monotonic() - start
     probes = images = 0
-    with open(out / "results.jsonl", encoding="utf-8") as f:
-        for line in f:
-            rec = json.loads(line)
-            if rec.get("type") == "case":
-                probes += rec["probes"]
-                images += 1
+    for rec in read_records(out / "results.jsonl"):
+        if isinstance(rec, CaseRecord):
+            probes += rec.probes
+            images += 1
     if outcome.batch_status.get("completed", 0) != outcome.batch_status.total():
         raise RuntimeError(f"bench run had failed batches: {dict(outcome.batch_status)}")
     return probes / seconds, images / seconds, probes, images, seconds
 
 
-def run_bench(jobs: int, fanout: int, sample: int = 6, cases: int = 2) -> BenchResult:
-    """The whole bench (well under two minutes on 2 cores)."""
+# ``--small``: every measurement, on a few entries, cases and probes: enough
+# to show that bench works end to end, not to measure anything.
+SMALL = {"sample": 60, "cases": 1, "naive": 2, "raw_probes": 2000, "raw_images": 20}
+
+
+def run_bench(jobs: int, fanout: int, sample: int = 6, cases: int = 2,
+              small: bool = False) -> BenchResult:
+    """The whole bench (well under two minutes on 2 cores; seconds with
+    ``small``)."""
     res = BenchResult(jobs=jobs, fanout=fanout)
+    naive, raw_probes, raw_images = 24, RAW_PROBES, RAW_IMAGES
+    if small:
+        sample, cases, naive = SMALL["sample"], SMALL["cases"], SMALL["naive"]
+        raw_probes, raw_images = SMALL["raw_probes"], SMALL["raw_images"]
+        res.notes.append("--small: a check that every measurement runs; the figures mean little")
     machine = prepare_machine([Arch.AARCH64, Arch.AARCH32], {})
-    res.raw_at_per_s, res.raw_images_per_s, res.boot_s = measure_raw(machine.arena["aarch64"][0])
+    res.raw_at_per_s, res.raw_images_per_s, res.boot_s = measure_raw(
+        machine.arena["aarch64"][0], raw_probes, raw_images)
     entries = _sample(build_matrix(), sample)
     with tempfile.TemporaryDirectory(prefix="s2diff-bench-") as tmp:
         (res.e2e_probes_per_s, res.e2e_images_per_s, res.e2e_probes, res.e2e_images,
@@ -193,7 +207,7 @@ def run_bench(jobs: int, fanout: int, sample: int = 6, cases: int = 2) -> BenchR
             # Scaling: the same work on one worker.
             res.e2e1_probes_per_s = measure_e2e(entries, 1, cases, fanout, Path(tmp) / "1")[0]
             res.scaling_measured = res.e2e_probes_per_s / res.e2e1_probes_per_s
-    res.naive_probes_per_s = measure_naive(entries, machine, jobs, 24)
+    res.naive_probes_per_s = measure_naive(entries, machine, jobs, naive)
     me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     res.peak_harness_mib = me

@@ -1,25 +1,19 @@
 """The harness's typed errors.  One root, so that only the CLI turns them
-into a message and an exit code (0 ok, 1 new divergence, 2 bad input,
-3 infrastructure)."""
+into a message and an exit code (harness.cli.common: a UsageError is bad
+input, exit 2; an InfrastructureError, or any other S2DiffError, exit 3)."""
 from __future__ import annotations
 
 
 class S2DiffError(Exception):
     """Root of every error the harness raises on purpose."""
 
-    exit_code = 3
-
 
 class UsageError(S2DiffError):
     """Bad command-line value or bad input file: one line, exit 2."""
 
-    exit_code = 2
-
 
 class InfrastructureError(S2DiffError):
     """A tool the harness needs (QEMU, cross binutils) is missing or unusable: exit 3."""
-
-    exit_code = 3
 
 
 class ToolMissing(InfrastructureError):

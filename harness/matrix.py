@@ -13,13 +13,25 @@ import dataclasses
 from typing import Iterable, Sequence
 
 from reference.arch import Arch, Granule
-from reference.catalogue import (AARCH32_IPA_SIZES, Convention, catalogue, judge,
-                                 kvm_start_level, vtcr_config)
-from reference.config import PS_ENCODING, TG0_ENCODING, S2Config, aarch32_config, aarch64_config
+from reference.catalogue import (
+    AARCH32_IPA_SIZES,
+    Convention,
+    catalogue,
+    judge,
+    kvm_start_level,
+    vtcr_config,
+)
+from reference.config import (
+    PS_ENCODING,
+    TG0_ENCODING,
+    S2Config,
+    aarch32_config,
+    aarch64_config,
+)
 from reference.cpus import CPUS, CpuModel, cpu_names, get_cpu
 
 from .errors import UsageError
-from .run import MatrixEntry
+from .plan import MatrixEntry
 
 NIGHTLY_IPA_SIZES = (32, 36, 40, 42, 44, 48, 52)
 

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+
 from reference.arch import Arch
 from reference.cpus import get_cpu
 from reference.generate import Case
 from reference.outcome import WalkResult
 from reference.par import predict
 
-from .baseline import EMPTY, Baseline, apply_baseline
+from .baseline import EMPTY, Baseline
 from .compare import ProbeJudgement, ProbeStatus, judge_probe
 from .errors import UsageError
+from .judge.case import judge_case
+from .plan import job_image
 from .qemu.boot import BatchResult, BatchStatus, run_batch
 from .qemu.job import row_observation
-from .run import job_image, judge_case
+from .records import CaseCounts, Divergence
+from .vocabulary import DivergenceKind
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseDivergence:
+    """A divergence of a case run alone, and the baseline entry that
+    knows it (None: new)."""
+
+    divergence: Divergence
+    known: str | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,12 +42,12 @@ class CaseRun:
     batch: BatchResult
     permitted: tuple[WalkResult, ...]
     judgements: tuple[ProbeJudgement, ...]
-    counts: dict
-    divergences: tuple[dict, ...]
+    counts: CaseCounts
+    divergences: tuple[CaseDivergence, ...]
 
     @property
-    def new(self) -> tuple[dict, ...]:
-        return tuple(d for d in self.divergences if not d.get("known"))
+    def new(self) -> tuple[CaseDivergence, ...]:
+        return tuple(d for d in self.divergences if not d.known)
 
     @property
     def diverges(self) -> bool:
@@ -64,10 +77,11 @@ def run_case(case: Case, *, cpu: str | None = None, qemu: str | Path | None = No
                                    case.cpu.arch_version)
                        for i, (p, res) in enumerate(zip(case.probes, permitted)))
     counts, divergences = judge_case(case, image)
+    marked = []
     for d in divergences:
-        d["qemu_version"] = batch.qemu_version
-    divergences = apply_baseline(baseline, divergences)
-    return CaseRun(case, batch, permitted, judgements, counts, tuple(divergences))
+        entry = baseline.match(d, batch.qemu_version)
+        marked.append(CaseDivergence(d, entry.id if entry else None))
+    return CaseRun(case, batch, permitted, judgements, counts, tuple(marked))
 
 
 def render_case_run(run: CaseRun, *, only_divergent: bool = False, trace: bool = False) -> str:
@@ -93,19 +107,22 @@ def render_case_run(run: CaseRun, *, only_divergent: bool = False, trace: bool =
             lines.append(f"      rule: {o.rules[-1] if o.rules else ''}")
             if trace or verdict.status is ProbeStatus.DIVERGE:
                 lines.extend(f"      {t.describe()}" for t in o.trace)
-    named = {d["probe"] for d in run.divergences if d["kind"] == "probe"}
-    for d in run.divergences:
-        if d["kind"] == "probe" and d["probe"] < len(run.case.probes):
+    probes = [m for m in run.divergences if m.divergence.kind is DivergenceKind.PROBE]
+    named = {m.divergence.probe for m in probes}
+    for m in run.divergences:
+        d = m.divergence
+        if d.kind is DivergenceKind.PROBE and d.probe is not None \
+                and d.probe < len(run.case.probes):
             continue  # shown above
-        tag = f"KNOWN ({d['known']})" if d.get("known") else "DIVERGE"
-        count = f" x{d['count']} (e.g. IPAs {', '.join(d['ipas'])})" if d.get("count") else ""
-        lines.append(f"{tag}: {d['aim'] or d['kind']}: expected {' | '.join(d['expected'])}, "
-                     f"observed {d['observed']}{count}")
-    known = {d["probe"]: d["known"] for d in run.divergences if d.get("known")}
-    for i in sorted(named & set(known)):
+        tag = f"KNOWN ({m.known})" if m.known else "DIVERGE"
+        count = f" x{d.count} (e.g. IPAs {', '.join(d.ipas or ())})" if d.fanout else ""
+        lines.append(f"{tag}: {d.aim or d.kind.value}: expected {' | '.join(d.expected)}, "
+                     f"observed {d.observed}{count}")
+    known = {m.divergence.probe: m.known for m in run.divergences if m.known}
+    for i in sorted(p for p in named & set(known) if p is not None):
         lines.append(f"KNOWN: probe {i} is baseline entry {known[i]}")
     c = run.counts
-    lines.append(f"SUMMARY: {c['probes']} probes ({len(run.case.probes)} named, "
-                 f"{len(run.case.fanout)} fan-out), {c['passed']} passed, {c['diverged']} diverged "
-                 f"({len(run.new)} new divergence records), {c['not_run']} not run")
+    lines.append(f"SUMMARY: {c.probes} probes ({len(run.case.probes)} named, "
+                 f"{len(run.case.fanout)} fan-out), {c.passed} passed, {c.diverged} diverged "
+                 f"({len(run.new)} new divergence records), {c.not_run} not run")
     return "\n".join(lines)

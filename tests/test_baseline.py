@@ -13,7 +13,7 @@ import pytest
 from harness.baseline import load_baseline, version_number
 from harness.casefile import load_case
 from harness.qemu.launcher import find_qemu, qemu_version
-from harness.run import judge_case
+from harness.judge.case import judge_case
 from harness.single import run_case
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,9 +33,7 @@ def test_case_reproduces_entry(entry):
     run = run_case(case)
     assert run.complete, run.batch.diagnostic
     _, divergences = judge_case(case, run.batch.images[0])
-    for d in divergences:
-        d["qemu_version"] = run.batch.qemu_version
-    matched = [d for d in divergences if entry.matches(d)]
+    matched = [d for d in divergences if entry.matches(d, run.batch.qemu_version)]
     if any(version.startswith(v) for v in entry.qemu_versions) or not entry.qemu_versions:
         # The QEMU the entry is about: the case must still show it.
         assert matched, f"{entry.id} no longer reproduces with {entry.case} on QEMU {version}"
@@ -53,7 +51,5 @@ def test_matching_can_fail():
     case = load_case(ROOT / block.case)
     run = run_case(case)
     _, divergences = judge_case(case, run.batch.images[0])
-    for d in divergences:
-        d["qemu_version"] = run.batch.qemu_version
     assert divergences
-    assert not any(dirty.matches(d) for d in divergences)
+    assert not any(dirty.matches(d, run.batch.qemu_version) for d in divergences)

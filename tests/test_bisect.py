@@ -15,11 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.bisect import ABORT, BAD, GOOD, UNTESTABLE
+from harness.cli.common import EXIT_CODES, Outcome
 from harness.casefile import save_case
 from harness.cli import main
 from harness.qemu.launcher import find_qemu
-from harness.run import VIRT_EMPTY
+from harness.plan import VIRT_EMPTY
+
+# git bisect run's exit statuses, as the CLI gives them.
+GOOD, BAD = EXIT_CODES[Outcome.BISECT_GOOD], EXIT_CODES[Outcome.BISECT_BAD]
+UNTESTABLE, ABORT = EXIT_CODES[Outcome.BISECT_SKIP], EXIT_CODES[Outcome.BISECT_ABORT]
 from reference.arch import Arch, AtKind, Granule
 from reference.config import aarch64_config
 from reference.cpus import get_cpu

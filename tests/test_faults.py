@@ -34,10 +34,12 @@ import pytest
 from harness.qemu.build import build_stub
 from harness.cli import Streams, main
 from harness.qemu.elf import read_stub
-from harness.finish import finish_run
+from harness.cli.common import EXIT_CODES
+from harness.cli.run import finish_run
 from harness.matrix import build_matrix
 from harness.qemu.boot import BatchStatus, run_batch
-from harness.run import RECORDS, RunOptions, run_matrix
+from harness.records import RECORDS, parse_record
+from harness.run import RunOptions, finished_batches, run_matrix
 from reference.arch import Arch, Granule
 
 from conftest import qemu_children
@@ -194,7 +196,7 @@ def small_run(out: Path, qemu: Path | None = None, resume: bool = False) -> Smal
                       max_images=SMALL_IMAGES, resume=resume)
     outcome = run_matrix(build_matrix(**SMALL), opts)
     io_ = Streams(out=io.StringIO(), err=io.StringIO(), tty=False)
-    code = finish_run(out, outcome, BASELINE, io_)
+    code = EXIT_CODES[finish_run(out, outcome, BASELINE, io_)]
     lines = (out / RECORDS).read_text(encoding="utf-8").splitlines()
     return SmallRun(code, out, tuple(map(json.loads, lines)), io_.out.getvalue(), io_.err.getvalue())
 
@@ -655,9 +657,8 @@ def uninterrupted(tmp_path_factory) -> Path:
 
 def finished_lines(path: Path) -> list[bytes]:
     """The lines of the batches an interrupted run finished."""
-    from harness.run import finished_batches
     records = [(line, parse(line)) for line in path.read_bytes().splitlines()]
-    done = finished_batches([r for _, r in records if isinstance(r, dict)])
+    done = finished_batches([parse_record(r) for _, r in records if isinstance(r, dict)])
     return [line for line, r in records if isinstance(r, dict) and r.get("batch") in done]
 
 

@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from harness.cli import main
-from harness.run import case_file_name
+from harness.workers import case_file_name
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_CASE = ROOT / "tests" / "baseline" / "at-sets-dirty-state.json"

@@ -13,10 +13,13 @@ from pathlib import Path
 import pytest
 
 from harness.baseline import load_baseline
-from harness.compare import ProbeStatus, judge_probe
+from harness.judge.compare import ProbeStatus, judge_probe
 from harness.matrix import build_matrix
 from harness.qemu.boot import BatchStatus, run_batch
-from harness.run import judge_batch, job_image, generate_batch, plan_batches, prepare_machine
+from harness.judge.case import judge_batch
+from harness.plan import generate_batch, job_image, plan_batches, prepare_machine
+from harness.records import DivergenceRecord
+from harness.qemu.boot import BatchStatus as _BS
 from reference.arch import Arch
 from reference.cpus import CPUS
 from reference.outcome import Translation
@@ -66,10 +69,10 @@ def test_generated_batches_agree_with_the_reference(arch, cpu, tmp_path):
                 for i in verdict.matched:
                     reached[granule].add(_labels(res.outcomes[i].result))
         for rec in judge_batch(batch, cases, result):
-            if rec["type"] == "divergence" and BASELINE.match(rec) is None:
+            if isinstance(rec, DivergenceRecord) and BASELINE.match(rec, rec.qemu_version) is None:
                 new.append(rec)
     assert not new, "new divergences:\n" + "\n".join(
-        f"{d['key']} probe {d['probe']}: expected {d['expected']} observed {d['observed']}"
+        f"{d.key} probe {d.probe}: expected {d.expected} observed {d.observed}"
         for d in new[:20])
     # Coverage: every outcome kind at every level of a 4K walk was both
     # predicted and observed (levels 1-3; level 0 and -1 exist only for some
@@ -105,7 +108,7 @@ def test_fan_out_probes_agree_with_the_reference(arch, cpu, tmp_path):
     entries = build_matrix(arch=arch, cpus=[cpu])[::3]
     outcome = run_matrix(entries, RunOptions(out=tmp_path, seed=3, cases_per_entry=1, jobs=1,
                                              baseline=ROOT / "baseline.toml", fanout=64))
-    assert outcome.batch_status.get("completed") == outcome.batch_status.total()
+    assert outcome.batch_status.get(_BS.COMPLETED) == outcome.batch_status.total()
     assert outcome.new_divergences == 0
     import json
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]

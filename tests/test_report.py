@@ -1,4 +1,5 @@
-"""Reports from results.jsonl (harness/report.py), on hand-written records.
+"""Reports from results.jsonl (harness/report/), on records written with the
+record types of harness.records (as the runner writes them).
 
 The run below has eight matrix entries in seven batches, split into two
 shards the way ``--shard K/2`` splits them (batch number modulo 2), with
@@ -7,6 +8,7 @@ divergence of the same family on another CPU, a new memory divergence and
 a harness error.  Expected counts are worked out by hand in RUN_COUNTS."""
 from __future__ import annotations
 
+import dataclasses
 import html.parser
 import json
 import xml.etree.ElementTree as ET
@@ -15,10 +17,30 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
-from harness.vocabulary import aim_family
-from harness.report import (CaseStatus, Verdict, divergence_families, entry_results,
-                            load_run, render_html, render_summary, summary_rich, summary_table,
-                            write_junit, write_reports)
+from harness.qemu.boot import BatchStatus
+from harness.records import (
+    BatchRecord,
+    CaseRecord,
+    CaseStatus,
+    DivergenceRecord,
+    Permitted,
+    Record,
+    RunHeader,
+    record_line,
+)
+from harness.report.families import divergence_families
+from harness.report.html import render_html
+from harness.report.junit import write_junit
+from harness.report.load import load_run
+from harness.report.summary import (
+    Verdict,
+    entry_results,
+    render_summary,
+    summary_rich,
+    summary_table,
+)
+from harness.report.write import write_reports
+from harness.vocabulary import DivergenceKind, aim_family
 
 SEED = 7
 VTCR_4K_40 = "0x80023558"    # T0SZ=24, SL0=1, IRGN0/ORGN0=1, SH0=3, TG0=4K, PS=40 bits
@@ -38,51 +60,48 @@ E8 = "aarch64/cortex-a53/4k/ipa40/sl0-3/reserved-SL0-b"
 INVALID = "invalid: reserved SL0 <x&y>"   # markup in a name: must come out escaped
 
 
-def run_record(shard: str | None, batches: int = 7) -> dict:
-    return {"type": "run", "version": 1, "seed": SEED, "cases_per_entry": 2, "shard": shard,
-            "entries": 8, "batches": batches, "cases": 16, "argv": ["s2diff", "run"],
-            "started": "2026-01-01T00:00:00Z",
-            "qemu": {"aarch64": "7.2.11", "arm": "7.2.11"}}
+def run_record(shard: str | None, batches: int = 7) -> RunHeader:
+    k, _, n = (shard or "").partition("/")
+    return RunHeader(seed=SEED, cases_per_entry=2, fanout=None,
+                     shard=(int(k), int(n)) if shard else None, entries=8, batches=batches,
+                     cases=16, argv=("s2diff", "run"), started="2026-01-01T00:00:00Z",
+                     qemu=(("aarch64", "7.2.11"), ("arm", "7.2.11")), baseline=None)
 
 
 def batch(n: int, arch: str, cpu: str, status: str = "completed", images: int = 4,
-          diagnostic: str = "") -> dict:
-    return {"type": "batch", "batch": n, "arch": arch, "cpu": cpu, "status": status,
-            "images": images, "images_done": images, "elapsed": 0.5 * (n + 1),
-            "argv": ["qemu-system-x"], "qemu_version": "7.2.11", "diagnostic": diagnostic}
+          diagnostic: str = "") -> BatchRecord:
+    return BatchRecord(batch=n, arch=arch, cpu=cpu, status=BatchStatus(status), images=images,
+                       images_done=images, elapsed=0.5 * (n + 1), argv=("qemu-system-x",),
+                       qemu_version="7.2.11", diagnostic=diagnostic)
 
 
 def case(entry: str, index: int, n: int, *, group: str, arch: str, cpu: str, vtcr: str,
          status: str, probes: int, passed: int, diverged: int = 0, not_run: int = 0,
-         valid: bool = True) -> dict:
-    return {"type": "case", "key": f"{entry}#{index}", "entry": entry, "group": group,
-            "arch": arch, "cpu": cpu, "vtcr": vtcr, "vttbr": "0x1000048000000", "valid": valid,
-            "kvm": True, "batch": n, "status": status, "probes": probes, "passed": passed,
-            "diverged": diverged, "not_run": not_run}
+         valid: bool = True) -> CaseRecord:
+    return CaseRecord(key=f"{entry}#{index}", entry=entry, group=group, arch=arch, cpu=cpu,
+                      vtcr=vtcr, vttbr="0x1000048000000", valid=valid, kvm=True, batch=n,
+                      status=CaseStatus(status), probes=probes, passed=passed, diverged=diverged,
+                      not_run=not_run)
 
 
 def divergence(entry: str, index: int, n: int, probe: int | None, *, group: str, cpu: str,
                aim: str, expected: list[str], observed: str, known: str | None,
-               kind: str = "probe", case_file: str | None = None, raw: dict | None = None) -> dict:
-    rec = {"type": "divergence", "kind": kind, "key": f"{entry}#{index}", "entry": entry,
-           "group": group, "batch": n, "probe": probe, "ipa": "0x40201000", "at": "S12E1W",
-           "aim": aim, "arch": "aarch64", "cpu": cpu, "granule": "4k",
-           "config": "aarch64 4k T0SZ=24 (40-bit IPA) SL0=1", "vtcr": VTCR_4K_40,
-           "vttbr": "0x1000048000000", "expected": expected,
-           "permitted": [{"result": f"stage-2 {expected[0]} fault",
-                          "rules": ["AArch64.S2CheckPermission"],
-                          "trace": ["L 1 [0x48000008] = 0x0000000048001003 table",
-                                    "L 2 [0x48001010] = 0x00000000402000c1 block: S2AP=01"]}],
-           "observed": observed, "observed_text": "PA 0x40201000",
-           "raw": raw or {"kind": "PAR", "par": "0x40201b00", "esr": "0x0", "far": "0x0",
-                          "hpfar": "0x0"},
-           "qemu_version": "7.2.11", "argv": ["qemu-system-aarch64"], "known": known}
-    if case_file:
-        rec["case_file"] = case_file
-    return rec
+               kind: str = "probe", case_file: str | None = None,
+               raw: dict | None = None) -> DivergenceRecord:
+    raw = raw or {"kind": "PAR", "par": "0x40201b00", "esr": "0x0", "far": "0x0", "hpfar": "0x0"}
+    return DivergenceRecord(
+        kind=DivergenceKind(kind), key=f"{entry}#{index}", entry=entry, group=group, batch=n,
+        probe=probe, ipa="0x40201000", at="S12E1W", aim=aim, arch="aarch64", cpu=cpu,
+        granule="4k", config="aarch64 4k T0SZ=24 (40-bit IPA) SL0=1", vtcr=VTCR_4K_40,
+        vttbr="0x1000048000000", expected=tuple(expected),
+        permitted=(Permitted(f"stage-2 {expected[0]} fault", ("AArch64.S2CheckPermission",),
+                             ("L 1 [0x48000008] = 0x0000000048001003 table",
+                              "L 2 [0x48001010] = 0x00000000402000c1 block: S2AP=01")),),
+        observed=observed, observed_text="PA 0x40201000", raw=tuple(raw.items()),
+        qemu_version="7.2.11", argv=("qemu-system-aarch64",), known=known, case_file=case_file)
 
 
-def batches_records() -> dict[int, list[dict]]:
+def batches_records() -> dict[int, list[Record]]:
     """The records of each batch, in the order the runner writes them."""
     a64 = dict(arch="aarch64")
     a32 = dict(arch="arm", vtcr=VTCR_A32_40, group="arm lpae")
@@ -144,11 +163,14 @@ def batches_records() -> dict[int, list[dict]]:
     }
 
 
-def write_results(path: Path, records: list[dict], tail: str = "") -> Path:
+def write_results(path: Path, records: list[Record | dict], tail: str = "") -> Path:
+    """A results file of these records: typed ones as the writer writes
+    them, dicts (records that break the format) as they are."""
     path.mkdir(parents=True, exist_ok=True)
     with open(path / "results.jsonl", "w", encoding="utf-8") as f:
         for rec in records:
-            f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+            f.write((json.dumps(rec, separators=(",", ":")) if isinstance(rec, dict)
+                     else record_line(rec)) + "\n")
         f.write(tail)
     return path
 
@@ -263,9 +285,9 @@ class TestLoadRun:
     def test_invalid_records_are_skipped_and_counted(self, dirs):
         """Unknown types and records missing a field are skipped with a warning."""
         recs = batches_records()
-        bad_case = dict(recs[1][1])
+        bad_case = recs[1][1].to_json()
         del bad_case["group"]
-        bad_div = dict(recs[1][3], probe="two", key="other#0")
+        bad_div = dict(recs[1][3].to_json(), probe="two", key="other#0")
         d = write_results(dirs["s2"].parent / "bad",
                           [run_record(None), {"type": "coverage", "x": 1}, bad_case, bad_div,
                            {"type": "case", "key": 3}])
@@ -298,12 +320,12 @@ class TestLoadRun:
             load_run([])
 
     def test_different_runs_do_not_merge(self, dirs, tmp_path):
-        other = write_results(tmp_path / "other", [dict(run_record("1/2"), seed=8)])
+        other = write_results(tmp_path / "other", [dataclasses.replace(run_record("1/2"), seed=8)])
         with pytest.raises(UsageError, match="seed differs"):
             load_run([dirs["s2"], other])
 
     def test_newer_results_version_is_refused(self, tmp_path):
-        d = write_results(tmp_path / "v2", [dict(run_record(None), version=2)])
+        d = write_results(tmp_path / "v2", [dict(run_record(None).to_json(), version=2)])
         with pytest.raises(UsageError, match="results version 2, this s2diff reads version 1"):
             load_run([d])
 

@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.report import MAX_HTML_DIVERGENCES
-from harness.run import case_file_name
+from harness.report.html import MAX_HTML_DIVERGENCES
+from harness.workers import case_file_name
 
 ROOT = Path(__file__).resolve().parent.parent
 QEMU_AARCH64 = shutil.which("qemu-system-aarch64")

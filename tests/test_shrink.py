@@ -16,12 +16,14 @@ import pytest
 
 from harness.casefile import load_case, save_case
 from harness.cli import main
-from harness.localize import LevelEvidence, _in_place, localize, reached_levels
+from harness.debug.localize import LevelEvidence, _in_place, localize, reached_levels
 from harness.qemu.launcher import find_qemu, qemu_version
-from harness.run import VIRT_EMPTY
+from harness.plan import VIRT_EMPTY
 from harness.vocabulary import DivergenceKind, Signature
-from harness.shrink import (Lab, ddmin, geometry_choices, image_words, rebuild,
-                            reference_labels, shrink, walk_path)
+from harness.debug.ddmin import ddmin
+from harness.debug.lab import Lab, reference_labels
+from harness.debug.rebuild import geometry_choices, rebuild, walk_path
+from harness.debug.shrink import image_words, shrink
 from reference.arch import Arch, AtKind, Granule
 from reference.config import aarch64_config
 from reference.cpus import get_cpu

@@ -27,8 +27,16 @@ from ..errors import QemuError, UsageError
 from .build import build_stub
 from .elf import read_stub
 from .fatal import describe_fatal
-from .job import (FatalInfo, GuestStatus, ImageResult, JobImage, JobResults, RamFile, pack_job,
-                  unpack_results)
+from .job import (
+    FatalInfo,
+    GuestStatus,
+    ImageResult,
+    JobImage,
+    JobResults,
+    RamFile,
+    pack_job,
+    unpack_results,
+)
 from .launcher import QemuExit, QemuMachine, find_qemu
 
 END_MARKER = "EXIT: STATUS=0"

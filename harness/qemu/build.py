@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import BuildError, ToolMissing
 from reference.arch import Arch
+
+from ..errors import BuildError, ToolMissing
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GUEST_DIR = REPO_ROOT / "guest"

@@ -15,9 +15,10 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
+from reference.arch import Arch
+
 from ..errors import BuildError
 from .job import JobLayout
-from reference.arch import Arch
 
 _MACHINES = {"EM_AARCH64": Arch.AARCH64, "EM_ARM": Arch.AARCH32}
 

@@ -28,8 +28,9 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from ..errors import UsageError
 from reference.arch import Arch, AtKind
+
+from ..errors import UsageError
 
 ABI_VERSION = 1
 JOB_MAGIC = 0x424A3253          # b"S2JB" read as a little-endian u32

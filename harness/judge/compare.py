@@ -17,8 +17,8 @@ from reference.arch import Arch
 from reference.outcome import DescriptorWrite, WalkResult
 from reference.par import Prediction, Report, predict
 
-from .qemu.job import ObsKind, RawObservation
-from .vocabulary import describe_observation
+from ..qemu.job import ObsKind, RawObservation
+from ..vocabulary import describe_observation
 
 
 class ProbeStatus(enum.Enum):

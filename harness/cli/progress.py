@@ -2,11 +2,11 @@
 nothing otherwise (CI logs stay readable)."""
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, \
-    TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
+
+from ..records import CaseRecord, DivergenceRecord, Record, RunHeader
 
 
 class Progress:
@@ -16,9 +16,9 @@ class Progress:
         self.enabled = enabled
         self.counts = {"cases": 0, "probes": 0, "passed": 0, "known": 0, "new": 0}
         self._bar: RichProgress | None = None
-        self._task = None
+        self._task: TaskID | None = None
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self.enabled:
             self._bar = RichProgress(TextColumn("[bold]s2diff run"), BarColumn(),
                                      MofNCompleteColumn(), TextColumn("{task.description}"),
@@ -31,19 +31,18 @@ class Progress:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
 
-    def start(self, header: dict[str, Any]) -> None:
+    def start(self, header: RunHeader) -> None:
         if self._bar is not None:
-            self._task = self._bar.add_task("", total=header.get("cases", 0))
+            self._task = self._bar.add_task("", total=header.cases or 0)
 
-    def update(self, records: list[dict[str, Any]]) -> None:
+    def update(self, records: list[Record]) -> None:
         for rec in records:
-            kind = rec.get("type")
-            if kind == "case":
+            if isinstance(rec, CaseRecord):
                 self.counts["cases"] += 1
-                self.counts["probes"] += rec.get("probes", 0)
-                self.counts["passed"] += rec.get("passed", 0)
-            elif kind == "divergence":
-                self.counts["known" if rec.get("known") else "new"] += 1
+                self.counts["probes"] += rec.probes
+                self.counts["passed"] += rec.passed
+            elif isinstance(rec, DivergenceRecord):
+                self.counts["known" if rec.known else "new"] += 1
         if self._bar is not None and self._task is not None:
             c = self.counts
             self._bar.update(self._task, completed=c["cases"],

@@ -10,6 +10,7 @@ record with the number of probes and the first few IPAs.
 from __future__ import annotations
 
 import dataclasses
+
 import numpy as np
 
 from reference.arch import AtKind
@@ -18,9 +19,9 @@ from reference.generate import Case
 from reference.outcome import DescriptorWrite, WalkResult
 from reference.walk import walk
 
+from ..qemu.job import ObsKind, row_observation
+from ..vocabulary import describe_observation, observed_label
 from .compare import ProbeStatus, judge_probe
-from .qemu.job import ObsKind, row_observation
-from .vocabulary import describe_observation, observed_label
 
 SAMPLE_IPAS = 4
 

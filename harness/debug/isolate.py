@@ -26,9 +26,11 @@ import numpy as np
 from reference.arch import AtKind
 from reference.generate import Case, FanOut, Probe
 
-from .errors import S2DiffError, UsageError
-from .qemu.job import JobImage, ObsKind
-from .qemu.boot import BatchResult, FailureKind, failure_kind, run_batch
+from ..errors import UsageError
+from ..plan import job_image
+from ..qemu.boot import BatchResult, FailureKind, failure_kind, run_batch
+from ..qemu.job import JobImage, ObsKind
+
 
 class ReproVerdict(enum.Enum):
     """A crash/hang case re-run."""
@@ -41,11 +43,9 @@ class ReproVerdict(enum.Enum):
 CONSOLE_TAIL = 4000     # characters of the console kept in a case file
 
 
-class IsolateError(S2DiffError):
+class IsolateError(UsageError):
     """Nothing to isolate (the batch completes), or the inputs cannot run
-    together; exit 2."""
-
-    exit_code = 2
+    together: bad input (exit 2)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +85,6 @@ def failure_of(batch: BatchResult) -> Failure | None:
 
 
 def job_images(cases: Sequence[Case]) -> list[JobImage]:
-    from .run import job_image
     return [job_image(c) for c in cases]
 
 

@@ -29,6 +29,7 @@ Where the binaries come from:
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import shlex
 import subprocess
@@ -39,10 +40,23 @@ from typing import Callable, Sequence
 from reference.arch import Arch
 from reference.casefmt import CaseFormatError, case_from_data
 
-from .casefile import load_case_data
-from .errors import QemuError, UsageError
+from ..casefile import load_case_data
+from ..errors import QemuError, UsageError
+from ..judge.case import judge_case
+from ..qemu.launcher import qemu_version
+from ..single import run_case
+from .isolate import ReproVerdict, parse_expect, repro_crash
 
-GOOD, BAD, UNTESTABLE, ABORT = 0, 1, 125, 128
+
+class BisectVerdict(enum.Enum):
+    """A commit for `git bisect run` (the CLI gives each its exit status)."""
+
+    GOOD = "good"
+    BAD = "bad"
+    UNTESTABLE = "untestable"
+
+
+GOOD, BAD, UNTESTABLE = BisectVerdict.GOOD, BisectVerdict.BAD, BisectVerdict.UNTESTABLE
 TARGETS = "aarch64-softmmu,arm-softmmu"
 BINARIES = {Arch.AARCH64: "qemu-system-aarch64", Arch.AARCH32: "qemu-system-arm"}
 LOG_TAIL = 30           # lines of a failing build step's output shown
@@ -55,13 +69,11 @@ class Untestable(Exception):
 class Abort(UsageError):
     """The bisection itself is misconfigured (exit 128: git bisect stops)."""
 
-    exit_code = ABORT
-
 
 @dataclasses.dataclass(frozen=True)
 class CaseVerdict:
     path: Path
-    code: int           # GOOD, BAD or UNTESTABLE
+    code: BisectVerdict
     text: str
 
 
@@ -199,9 +211,6 @@ def judge_case_file(path: Path, binaries: dict[Arch, Path], *, timeout: float | 
     another kind is untestable unless ``any_divergence``.  A case without
     records is bad on any divergence.  A crash/hang case (``expect``) is bad
     when it fails as recorded, good when it completes."""
-    from .isolate import ReproVerdict, parse_expect, repro_crash
-    from .run import judge_case
-    from .single import run_case
     data = load_case_data(path)
     try:
         case = case_from_data(data)
@@ -226,8 +235,8 @@ def judge_case_file(path: Path, binaries: dict[Arch, Path], *, timeout: float | 
     if not run.complete:
         return CaseVerdict(path, UNTESTABLE, f"QEMU did not complete the case: "
                            f"{run.batch.status.value}: {run.batch.diagnostic.splitlines()[0]}")
-    _, records = judge_case(case, run.batch.images[0])
-    seen = {(r.get("probe"), r["kind"], tuple(r["expected"]), r["observed"]) for r in records}
+    _, divergences = judge_case(case, run.batch.images[0])
+    seen = {(d.probe, d.kind.value, d.expected, d.observed) for d in divergences}
     shown = "; ".join(f"probe {p}: expected {' | '.join(e)}, observed {o}" for p, _, e, o in
                       sorted(seen, key=lambda x: (x[0] is None, x[0] or 0)))
     recorded = _recorded(data)
@@ -263,12 +272,18 @@ class BisectOptions:
     any_divergence: bool = False
 
 
-def bisect_step(opts: BisectOptions, log: Callable[[str], None]) -> int:
-    """One bisection step: get the binaries, judge every case; the exit code
-    (0 good, 1 bad, 125 untestable).  Abort (128) for trouble that is not
-    the commit's."""
-    from .qemu.launcher import qemu_version
-    from .isolate import parse_expect
+@dataclasses.dataclass(frozen=True)
+class BisectStep:
+    """The verdict on the commit tested, and that commit ("HASH subject",
+    "" outside a git work tree)."""
+
+    verdict: BisectVerdict
+    commit: str
+
+
+def bisect_step(opts: BisectOptions, log: Callable[[str], None]) -> BisectStep:
+    """One bisection step: get the binaries, judge every case: good, bad or
+    untestable.  Abort for trouble that is not the commit's."""
     for path in opts.cases:
         if not path.is_file():
             raise Abort(f"{path}: no such case file (give case files outside the tree being "
@@ -300,8 +315,8 @@ def bisect_step(opts: BisectOptions, log: Callable[[str], None]) -> int:
             log(f"{BINARIES[arch]}: {binary}  ({version})")
     except Untestable as exc:
         log(f"untestable: {exc}")
-        log("BISECT: skip (exit 125)")
-        return UNTESTABLE
+        # Said without the commit, as the step has always said it.
+        return BisectStep(UNTESTABLE, "")
     verdicts = []
     for path in opts.cases:
         v = judge_case_file(path, binaries, timeout=opts.timeout,
@@ -309,11 +324,8 @@ def bisect_step(opts: BisectOptions, log: Callable[[str], None]) -> int:
         word = {GOOD: "good", BAD: "BAD", UNTESTABLE: "untestable"}[v.code]
         log(f"{path}: {word}: {v.text}")
         verdicts.append(v)
-    if any(v.code == BAD for v in verdicts):
-        code, word = BAD, "bad"
-    elif any(v.code == UNTESTABLE for v in verdicts):
-        code, word = UNTESTABLE, "skip"
-    else:
-        code, word = GOOD, "good"
-    log(f"BISECT: {word} (exit {code})" + (f" at {commit.split()[0][:12]}" if commit else ""))
-    return code
+    if any(v.code is BAD for v in verdicts):
+        return BisectStep(BAD, commit)
+    if any(v.code is UNTESTABLE for v in verdicts):
+        return BisectStep(UNTESTABLE, commit)
+    return BisectStep(GOOD, commit)

@@ -43,166 +43,30 @@ edits the case's image in place and runs in a boot of its own.
 """
 from __future__ import annotations
 
-import base64
 import dataclasses
 import struct
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Sequence
 
-from reference import catalogue as cat
 from reference.arch import Arch
 from reference.bits import bit, field, mask
 from reference.config import FINAL_LEVEL, PS_BITS, S2Config
 from reference.generate import Case, build_layout
 from reference.image import Layout, LeafAttrs, encode_leaf
 from reference.memory import Region
-from reference.outcome import TraceStep
-from reference.par import predict
-from reference.walk import (aarch64_block_desc_supported, aarch64_nss2_ttw_params,
-                            aarch64_physical_address_size, walk)
+from reference.walk import walk
 
-from .vocabulary import (DivergenceKind, Signature, observation_text, observed_label,
-                         raw_observation)
-if TYPE_CHECKING:
-    from .shrink import ShrinkResult
-from .shrink import (Lab, NotRebuildable, only, Trial, WalkPath, Windows,
-                     config_with_geometry, longest_trace, rebuild, rebuild_footprint,
-                     reference_labels, table_address_mask, walk_path)
-
-
-# ---------------------------------------------------------------------------
-# Descriptor and configuration decoding (for the reader)
-# ---------------------------------------------------------------------------
-
-def oa_bits(case: Case) -> int:
-    """The effective output address size in bits (AArch32: 40)."""
-    if case.cpu.arch is Arch.AARCH32:
-        return 40
-    layout = build_layout(case.cpu, case.config)
-    return aarch64_physical_address_size(case.cpu, case.config.ps, layout.granule)
-
-
-def descriptor_address(case: Case, layout: Layout, value: int, low_bits: int) -> int:
-    """The address a descriptor holds (bits [47:low_bits], or [39:low_bits]
-    on AArch32, plus PA[51:48] where the layout keeps them)."""
-    if case.cpu.arch is Arch.AARCH32:
-        return field(value, 39, low_bits) << low_bits
-    addr = field(value, 47, low_bits) << low_bits
-    if layout.lpa64:
-        addr |= field(value, 15, 12) << 48
-    elif layout.ds:
-        addr |= (field(value, 9, 8) << 2 | field(value, 49, 48)) << 48
-    return addr
-
-
-def block_allowed(case: Case, layout: Layout, level: int) -> bool:
-    """Whether the architecture allows a leaf (block or page) at ``level``."""
-    if level == FINAL_LEVEL:
-        return True
-    if case.cpu.arch is Arch.AARCH32:
-        return level >= 1
-    p = aarch64_nss2_ttw_params(case.cpu, case.config)[0][0]
-    p = dataclasses.replace(p, granule=layout.granule, ds=int(layout.ds))
-    return aarch64_block_desc_supported(case.cpu, p, level)
-
-
-def decode_descriptor(case: Case, layout: Layout, step: TraceStep) -> str:
-    """The fields of one descriptor read, by their Arm ARM names."""
-    v = step.value
-    if v is None:
-        return "nothing read (no memory behind the address)"
-    level = step.level
-    if not v & 1:
-        return "bits[1:0]=0b%d%d: invalid (bit 0 clear)" % (bit(v, 1), bit(v, 0))
-    if v & 2 and level < FINAL_LEVEL:
-        nxt = descriptor_address(case, layout, v, layout.granule.bits)
-        other = v & ~table_address_mask(case.cpu.arch, layout) & ~0b11
-        text = f"bits[1:0]=0b11 table: next-level table {nxt:#x}"
-        if case.cpu.arch is Arch.AARCH32 and field(v, 47, 40):
-            text += f", bits[47:40]={field(v, 47, 40):#x}"
-            other &= ~mask(47, 40)
-        return text + (f", other bits {other:#x}" if other else "")
-    lsb = layout.geo.block_bits(level)
-    kind = "page" if level == FINAL_LEVEL else "block"
-    oa = descriptor_address(case, layout, v, lsb)
-    parts = [f"bits[1:0]=0b{bit(v, 1)}{bit(v, 0)} {kind}: OA {oa:#x}"]
-    if case.cpu.arch is Arch.AARCH32 and field(v, 47, 40):
-        parts.append(f"bits[47:40]={field(v, 47, 40):#x}")
-    parts.append(f"MemAttr={field(v, 5, 2):04b} S2AP={field(v, 7, 6):02b}")
-    if not layout.ds:
-        parts.append(f"SH={field(v, 9, 8):02b}")
-    parts.append(f"AF={bit(v, 10)}")
-    for name, n in (("nT", 16), ("DBM", 51), ("Contiguous", 52)):
-        if bit(v, n):
-            parts.append(f"{name}=1")
-    parts.append(f"XN={field(v, 54, 53):02b}")
-    return " ".join(parts)
-
-
-def describe_config(case: Case) -> list[str]:
-    """VTCR and VTTBR decoded field by field, and the geometry they select."""
-    arch = case.cpu.arch
-    c = case.config
-    verdict = cat.judge(case.cpu, c)
-    reg = "VTCR_EL2" if arch is Arch.AARCH64 else "VTCR"
-    lines = [f"CPU {case.cpu.name} ({arch.value}, PAMax {case.cpu.pamax})",
-             f"{reg} = {c.vtcr():#x}"]
-    for f in cat.decode_vtcr(arch, c.vtcr(), verdict.start_level):
-        bits = f"[{f.hi}:{f.lo}]" if f.hi != f.lo else f"[{f.hi}]"
-        lines.append(f"  {f.name:<6}{bits:<8}{f.value:<5} {f.meaning}")
-    if verdict.valid and verdict.start_level is not None and verdict.ia_bits is not None:
-        lines.append(f"  -> {verdict.granule.label} granule, {verdict.ia_bits}-bit IPA, start level "
-                     f"{verdict.start_level}, {verdict.levels} levels, {verdict.concat} table(s) "
-                     f"at the start level, output {verdict.oa_bits} bits")
-    else:
-        lines.append("  -> invalid: " + "; ".join(verdict.problems))
-    vmid = field(c.vttbr, 63, 48) if arch is Arch.AARCH64 else field(c.vttbr, 55, 48)
-    reg = "VTTBR_EL2" if arch is Arch.AARCH64 else "VTTBR"
-    lines.append(f"{reg} = {c.vttbr:#x}: VMID {vmid:#x}, BADDR {c.vttbr & mask(47, 1):#x}"
-                 + (", CnP" if c.vttbr & 1 else ""))
-    return lines
-
-
-def explain_case(case: Case, trial: Trial | None, index: int = 0) -> str:
-    """The readable account of probe ``index``: configuration decoded, the
-    reference's walk level by level (descriptor address, raw value, decoded
-    fields, the rule applied), the permitted outcomes and the observation."""
-    arch = case.cpu.arch
-    layout = build_layout(case.cpu, case.config)
-    probe = case.probes[index]
-    lines = describe_config(case)
-    lines.append("image: " + ", ".join(f"[{r.pa:#x}] {struct.unpack_from('<Q', r.data, o)[0]:#018x}"
-                                       for r in case.image.regions
-                                       for o in range(0, len(r.data), 8))[:2000])
-    lines.append(f"probe {index}: {probe.at.name_for(arch)} IPA {probe.ipa:#x} ({probe.aim})")
-    res = walk(case.cpu, case.config, case.memory(), probe.ipa, probe.at)
-    try:
-        trace = longest_trace(case, index)
-    except NotRebuildable:
-        trace = max((o.trace for o in res.outcomes), key=len)
-    lines.append("walk (reference):")
-    if not trace:
-        lines.append("  no descriptor read")
-    for step in trace:
-        value = "no memory" if step.value is None else f"{step.value:#018x}"
-        lines.append(f"  L{step.level} [{step.address:#x}] = {value}")
-        lines.append(f"      {decode_descriptor(case, layout, step)}")
-        lines.append(f"      {step.kind}" + (f": {step.note}" if step.note else ""))
-    for o in res.outcomes:
-        pred = predict(arch, o, probe.ipa, case.cpu.arch_version)
-        lines.append(f"permitted: {o.describe()} -> {pred.report.value} {pred.pattern.value:#x} "
-                     f"(care {pred.pattern.care:#x})")
-        for rule in o.rules:
-            lines.append(f"    rule: {rule}")
-    if trial is not None and trial.completed:
-        lines.append(f"observed ({trial.batch.qemu_version}): "
-                     f"{observation_text(arch, trial.observation(index))}")
-        for f in trial.divergences:
-            if f.signature.kind is DivergenceKind.MEMORY:
-                lines.append(f"observed: {f.record.get('observed_text', '')} (no permitted outcome "
-                             "writes this)")
-    return "\n".join(lines)
-
+from ..vocabulary import DivergenceKind, Signature, observed_label
+from .explain import block_allowed, descriptor_address, oa_bits
+from .lab import Lab, Trial, Windows, only, reference_labels
+from .rebuild import (
+    NotRebuildable,
+    WalkPath,
+    config_with_geometry,
+    rebuild,
+    rebuild_footprint,
+    table_address_mask,
+    walk_path,
+)
 
 # ---------------------------------------------------------------------------
 # Variants
@@ -703,89 +567,3 @@ def localize(case: Case, lab: Lab, sig: Signature, base: Trial, index: int = 0) 
         reasoning.append(f"none of {len(cvars)} one-field configuration changes makes QEMU agree")
     return Localization(None, None, None, text, tuple(reasoning), tuple(variants),
                         lab.boots - boots0, maker.rebuilt)
-
-
-# ---------------------------------------------------------------------------
-# Shrink + localize, as `s2diff shrink` and `s2diff run --shrink` use it
-# ---------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class ShrinkReport:
-    """What shrink_case_file produced: the shrink, the localization, the
-    minimal case file written and the report text (also written beside it)."""
-
-    shrink: "ShrinkResult"
-    localization: Localization
-    case_file: Path
-    report_file: Path
-    text: str
-
-
-def minimal_case_path(case_path: Path) -> Path:
-    """Default name of the minimal case: NAME.min.json beside NAME.json."""
-    name = case_path.name[:-5] if case_path.name.endswith(".json") else case_path.name
-    return case_path.with_name(name + ".min.json")
-
-
-def _observed_extra(result: "ShrinkResult", loc: Localization, source: Path) -> dict[str, Any]:
-    trial = result.trial
-    assert trial.image is not None
-    obs = [raw_observation(o) for o in trial.image.observations]
-    return {
-        "observed": {"probes": obs,
-                     "regions_after": [{"pa": f"{pa:#x}", "data": base64.b64encode(d).decode()}
-                                       for pa, d in trial.image.regions_after]},
-        "qemu": {"argv": list(trial.batch.argv), "version": trial.batch.qemu_version},
-        # As harness.run writes them, so that bisect and the baseline read them alike.
-        "divergence": [{"probe": f.probe, "kind": f.record["kind"],
-                        "expected": list(f.record["expected"]), "observed": f.record["observed"]}
-                       for f in trial.divergences if f.signature == result.signature],
-        "shrunk_from": {"case": str(source), "probe": result.probe,
-                        "steps": [f"{s.name}: {s.text}" for s in result.steps]},
-        "localization": {"level": loc.level,
-                         "address": None if loc.address is None else f"{loc.address:#x}",
-                         "value": None if loc.value is None else f"{loc.value:#x}",
-                         "field": loc.field},
-    }
-
-
-def shrink_case_file(case_path: str | Path, *, out: str | Path | None = None,
-                     probe: int | None = None, qemu: str | Path | None = None,
-                     timeout: float | None = None) -> ShrinkReport:
-    """Shrink the case file, localize its divergence, write the minimal case
-    (``out``, default minimal_case_path) and the report beside it (.txt)."""
-    from .casefile import load_case, save_case
-    from .shrink import Lab, shrink
-    source = Path(case_path)
-    case = load_case(source)
-    lab = Lab(case.cpu.arch, case.cpu.name, qemu=qemu, timeout=timeout)
-    result = shrink(case, lab, probe=probe)
-    loc = localize(result.minimal, lab, result.signature, result.trial)
-    target = Path(out) if out is not None else minimal_case_path(source)
-    save_case(target, result.minimal, _observed_extra(result, loc, source))
-    report = target.with_suffix(".txt")
-    text = "\n".join([
-        f"shrink of {source}, probe {result.probe}",
-        result.summary(),
-        f"minimal case: {target}  (re-run: s2diff repro --no-baseline {target})",
-        "",
-        "== the minimal case ==",
-        explain_case(result.minimal, result.trial),
-        "",
-        "== localization ==",
-        loc.render(),
-        f"QEMU boots in all: {lab.boots}",
-    ]) + "\n"
-    report.write_text(text, encoding="utf-8")
-    return ShrinkReport(result, loc, target, report, text)
-
-
-def shrink_and_localize(case_path: str | Path, *, out: str | Path | None = None,
-                        probe: int | None = None, qemu: str | Path | None = None,
-                        timeout: float | None = None) -> str:
-    """For `s2diff run --shrink`: shrink one new divergence's case file and
-    localize it; returns the report text (the minimal case is written as
-    NAME.min.json and the report as NAME.min.txt beside the case unless
-    ``out`` says otherwise).  Raises ShrinkError (exit 2) when the case does
-    not diverge or QEMU does not complete it."""
-    return shrink_case_file(case_path, out=out, probe=probe, qemu=qemu, timeout=timeout).text

@@ -1,29 +1,30 @@
-"""Subcommands for debugging a divergence: shrink, localize, isolate,
-repro-crash, bisect (docs/debugging.md).
-
-Registered into harness.cli's SUBCOMMANDS when cli.py loads its subcommand
-modules; each is thin over harness.shrink / localize / isolate / bisect.
+"""Subcommands for debugging a divergence or a crash: shrink, localize,
+isolate, repro-crash, bisect (docs/debugging.md); each is thin over
+harness.debug.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import NoReturn
 
-from .casefile import load_case, load_case_data, save_case
-from .cli import Streams, subcommand
-from .cli_cases import _qemu_arguments, _qemu_for
-from .errors import S2DiffError, UsageError
+from reference.casefmt import CaseFormatError, case_from_data
 
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
-    return value
-
+from ..casefile import load_case, load_case_data, save_case
+from ..debug.bisect import Abort, BisectOptions, BisectVerdict, bisect_step
+from ..debug.explain import explain_case
+from ..debug.isolate import (
+    ReproVerdict,
+    isolate,
+    isolation_extra,
+    parse_expect,
+    repro_crash,
+)
+from ..debug.lab import Lab, choose_target, first_trial, only
+from ..debug.localize import localize
+from ..debug.minimize import shrink_case_file
+from ..errors import S2DiffError, UsageError
+from .common import EXIT_CODES, Outcome, Streams, Subcommand, positive, qemu_arguments, qemu_for
 
 # ---------------------------------------------------------------------------
 # shrink / localize
@@ -33,8 +34,8 @@ def _divergent_case_arguments(p: argparse.ArgumentParser, probe_help: str) -> No
     """Arguments shared by shrink and localize."""
     p.add_argument("case", type=Path, metavar="CASE", help="a divergent case file")
     p.add_argument("--probe", type=int, metavar="N", help=probe_help)
-    p.add_argument("--timeout", type=_positive, metavar="SECONDS", help="QEMU timeout per boot")
-    _qemu_arguments(p)
+    p.add_argument("--timeout", type=positive, metavar="SECONDS", help="QEMU timeout per boot")
+    qemu_arguments(p)
 
 
 def _shrink_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,32 +45,27 @@ def _shrink_arguments(p: argparse.ArgumentParser) -> None:
                         "report goes beside it with .txt)")
 
 
-@subcommand("shrink", "minimize a divergent case (checked in QEMU), explain it and localize "
-            "where QEMU departs from the reference", _shrink_arguments)
-def run_shrink(args: argparse.Namespace, io: Streams) -> int:
-    from .localize import shrink_case_file
+def run_shrink(args: argparse.Namespace, io: Streams) -> Outcome:
     case = load_case(args.case)
     report = shrink_case_file(args.case, out=args.out, probe=args.probe,
-                              qemu=_qemu_for(args, case.cpu.arch), timeout=args.timeout)
+                              qemu=qemu_for(args, case.cpu.arch), timeout=args.timeout)
     io.out.write(report.text)
     print(f"written: {report.case_file}, {report.report_file}", file=io.out)
-    return 0
+    return Outcome.OK
 
 
 def _localize_arguments(p: argparse.ArgumentParser) -> None:
     _divergent_case_arguments(p, "the divergent probe to localize (default: the first)")
 
 
-@subcommand("localize", "find the walk level, descriptor and field where QEMU departs from "
-            "the reference (without shrinking)", _localize_arguments)
-def run_localize(args: argparse.Namespace, io: Streams) -> int:
-    from .localize import explain_case, localize
-    from .shrink import Lab, choose_target, first_trial, only
+def run_localize(args: argparse.Namespace, io: Streams) -> Outcome:
     case = load_case(args.case)
-    lab = Lab(case.cpu.arch, case.cpu.name, qemu=_qemu_for(args, case.cpu.arch),
+    lab = Lab(case.cpu.arch, case.cpu.name, qemu=qemu_for(args, case.cpu.arch),
               timeout=args.timeout)
     trial = first_trial(case, lab)
     target = choose_target(trial, args.probe)
+    if target.target is None:
+        raise UsageError(f"the divergence of probe {target.probe} is not one probe's")
     single = only(case, [target.target])
     base = lab.run([single])[0]
     if not base.shows(target.signature):
@@ -80,7 +76,7 @@ def run_localize(args: argparse.Namespace, io: Streams) -> int:
     print(explain_case(single, base), file=io.out)
     print(loc.render(), file=io.out)
     print(f"QEMU boots: {lab.boots}", file=io.out)
-    return 0
+    return Outcome.OK
 
 
 # ---------------------------------------------------------------------------
@@ -94,18 +90,15 @@ def _isolate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, metavar="FILE",
                    help="crash/hang case file to write (default: crash-IMAGE-PROBE.json beside "
                         "the first CASE)")
-    p.add_argument("--timeout", type=_positive, metavar="SECONDS",
+    p.add_argument("--timeout", type=positive, metavar="SECONDS",
                    help="QEMU timeout per boot (a hang costs this much per bisection step)")
-    _qemu_arguments(p)
+    qemu_arguments(p)
 
 
-@subcommand("isolate", "find the image and probe that crash or hang QEMU, by bisection; write "
-            "them as a crash/hang case file", _isolate_arguments)
-def run_isolate(args: argparse.Namespace, io: Streams) -> int:
-    from .isolate import isolate, isolation_extra
+def run_isolate(args: argparse.Namespace, io: Streams) -> Outcome:
     cases = [load_case(p) for p in args.cases]
     arch = cases[0].cpu.arch
-    iso = isolate(cases, qemu=_qemu_for(args, arch), timeout=args.timeout,
+    iso = isolate(cases, qemu=qemu_for(args, arch), timeout=args.timeout,
                   log=lambda line: print(line, file=io.out, flush=True))
     source = args.cases[0] if len(args.cases) == 1 else args.cases[iso.image]
     out = args.out or args.cases[0].with_name(f"crash-{iso.image}-{iso.probe}.json")
@@ -120,20 +113,16 @@ def run_isolate(args: argparse.Namespace, io: Streams) -> int:
         print("note: the image fails with no probe at all", file=io.out)
     print(f"QEMU boots: {iso.boots}; written: {out} (re-run: s2diff repro-crash {out})",
           file=io.out)
-    return 0
+    return Outcome.OK
 
 
 def _repro_crash_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("case", type=Path, metavar="CASE", help="a crash/hang case file (key expect)")
-    p.add_argument("--timeout", type=_positive, metavar="SECONDS", help="QEMU timeout")
-    _qemu_arguments(p)
+    p.add_argument("--timeout", type=positive, metavar="SECONDS", help="QEMU timeout")
+    qemu_arguments(p)
 
 
-@subcommand("repro-crash", "re-run a crash/hang case file (exit 1: QEMU still fails the "
-            "recorded way, 0: it completes, 3: it fails another way)", _repro_crash_arguments)
-def run_repro_crash(args: argparse.Namespace, io: Streams) -> int:
-    from reference.casefmt import CaseFormatError, case_from_data
-    from .isolate import ReproVerdict, parse_expect, repro_crash
+def run_repro_crash(args: argparse.Namespace, io: Streams) -> Outcome:
     data = load_case_data(args.case)
     try:
         case = case_from_data(data)
@@ -142,19 +131,19 @@ def run_repro_crash(args: argparse.Namespace, io: Streams) -> int:
     expected = parse_expect(data)
     if expected is None:
         raise UsageError(f"{args.case}: no 'expect' key: not a crash/hang case (use s2diff repro)")
-    rep = repro_crash(case, expected, qemu=_qemu_for(args, case.cpu.arch), timeout=args.timeout)
+    rep = repro_crash(case, expected, qemu=qemu_for(args, case.cpu.arch), timeout=args.timeout)
     print(f"command: {rep.batch.command_line}", file=io.out)
     print(f"expected: {expected.describe()}", file=io.out)
     print(f"observed: {rep.observed.describe() if rep.observed else 'completes'}"
           + (f"\n{rep.batch.diagnostic}" if rep.batch.diagnostic else ""), file=io.out)
     if rep.verdict is ReproVerdict.REPRODUCES:
         print("REPRO: still fails", file=io.out)
-        return 1
+        return Outcome.FOUND
     if rep.verdict is ReproVerdict.COMPLETES:
         print("REPRO: no longer fails", file=io.out)
-        return 0
+        return Outcome.OK
     print("REPRO: fails another way", file=io.out)
-    return 3
+    return Outcome.INFRASTRUCTURE
 
 
 # ---------------------------------------------------------------------------
@@ -175,14 +164,13 @@ def _bisect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configure-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for QEMU's configure (repeatable)")
     p.add_argument("--jobs", type=int, metavar="N", help="ninja -j N")
-    p.add_argument("--timeout", type=_positive, metavar="SECONDS", help="QEMU timeout per case")
+    p.add_argument("--timeout", type=positive, metavar="SECONDS", help="QEMU timeout per case")
     p.add_argument("--any-divergence", action="store_true",
                    help="count any divergence as bad, not only the one a case file records")
     # Argument errors must stop `git bisect run`, not mark the commit bad.
     error = p.error
 
-    def abort(message: str):
-        from .bisect import Abort
+    def abort(message: str) -> NoReturn:
         try:
             error(message)
         except UsageError as exc:
@@ -190,21 +178,44 @@ def _bisect_arguments(p: argparse.ArgumentParser) -> None:
     p.error = abort  # type: ignore[method-assign]
 
 
-@subcommand("bisect", "one step of `git bisect run` over QEMU commits: build or find QEMU, run "
-            "the cases; exit 0 good, 1 bad, 125 untestable, 128 abort", _bisect_arguments)
-def run_bisect(args: argparse.Namespace, io: Streams) -> int:
-    from .bisect import ABORT, BisectOptions, bisect_step
+def run_bisect(args: argparse.Namespace, io: Streams) -> Outcome:
     if args.build_dir is not None and args.qemu_src is None:
         print("s2diff: error: --build-dir: only with --qemu-src", file=io.err)
-        return ABORT
+        return Outcome.BISECT_ABORT
     opts = BisectOptions(cases=tuple(args.cases), qemu_src=args.qemu_src,
                          build_dir=args.build_dir, qemu_cmd=args.qemu_cmd, jobs=args.jobs,
                          configure_args=tuple(args.configure_arg), timeout=args.timeout,
                          any_divergence=args.any_divergence)
     try:
-        return bisect_step(opts, lambda line: print(f"bisect: {line}", file=io.out, flush=True))
+        step = bisect_step(opts, lambda line: print(f"bisect: {line}", file=io.out, flush=True))
     except S2DiffError as exc:
         # Not this commit's fault (a bad case file, no cross toolchain): stop git bisect.
         print(f"s2diff: error: {' '.join(str(exc).split())} (aborting the bisection)",
               file=io.err)
-        return ABORT
+        return Outcome.BISECT_ABORT
+    outcome = BISECT_OUTCOMES[step.verdict]
+    word = {Outcome.BISECT_GOOD: "good", Outcome.BISECT_BAD: "bad",
+            Outcome.BISECT_SKIP: "skip"}[outcome]
+    print(f"bisect: BISECT: {word} (exit {EXIT_CODES[outcome]})"
+          + (f" at {step.commit.split()[0][:12]}" if step.commit else ""), file=io.out, flush=True)
+    return outcome
+
+
+BISECT_OUTCOMES = {BisectVerdict.GOOD: Outcome.BISECT_GOOD, BisectVerdict.BAD: Outcome.BISECT_BAD,
+                   BisectVerdict.UNTESTABLE: Outcome.BISECT_SKIP}
+
+
+COMMANDS = (
+    Subcommand("shrink", "minimize a divergent case (checked in QEMU), explain it and localize "
+               "where QEMU departs from the reference", _shrink_arguments, run_shrink),
+    Subcommand("localize", "find the walk level, descriptor and field where QEMU departs from "
+               "the reference (without shrinking)", _localize_arguments, run_localize),
+    Subcommand("isolate", "find the image and probe that crash or hang QEMU, by bisection; "
+               "write them as a crash/hang case file", _isolate_arguments, run_isolate),
+    Subcommand("repro-crash", "re-run a crash/hang case file (exit 1: QEMU still fails the "
+               "recorded way, 0: it completes, 3: it fails another way)",
+               _repro_crash_arguments, run_repro_crash),
+    Subcommand("bisect", "one step of `git bisect run` over QEMU commits: build or find QEMU, "
+               "run the cases; exit 0 good, 1 bad, 125 untestable, 128 abort",
+               _bisect_arguments, run_bisect, usage_error=Outcome.BISECT_ABORT),
+)

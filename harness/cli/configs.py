@@ -1,134 +1,33 @@
-"""The ``s2diff`` command line.
-
-Thin over library functions: each subcommand is one ``configure`` function
-(its arguments) and one ``run`` function registered in ``SUBCOMMANDS``.  Only
-this module prints and chooses exit codes:
-
-    0 success · 1 the thing checked is not right (a new divergence; for
-    ``configs --vtcr``, an invalid configuration) · 2 bad usage or input
-    (one line on stderr) · 3 infrastructure failure, or an internal error
-    (then with a traceback: that is a bug in s2diff).
-
-Add a subcommand by writing ``_NAME_arguments(parser)`` and decorating its
-run function with ``@subcommand("NAME", "help", _NAME_arguments)``.
-"""
+"""`s2diff configs`: the catalogue of legal stage-2 configurations per CPU
+model, or one VTCR value decoded and judged (reference.catalogue)."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import os
-import sys
-import traceback
-from typing import Callable, Sequence, TextIO
+from collections.abc import Sequence
+from typing import TextIO
+
+from rich.console import Console
+from rich.table import Table
 
 from reference import catalogue as cat
 from reference.arch import Arch, Granule
 from reference.cpus import CpuModel, cpu_names, get_cpu
 
-from .errors import S2DiffError, UsageError
+from ..errors import UsageError
+from .common import (
+    IPA_RANGE,
+    Outcome,
+    Streams,
+    Subcommand,
+    granule_list,
+    hex_value,
+    ipa_list,
+    name_list,
+)
 
-PROG = "s2diff"
+Listing = list[tuple[CpuModel, list[cat.Entry]]]
 
-# IPA sizes --ipa accepts: the AArch32 minimum (T0SZ = 7) to the AArch64
-# maximum (52 bits with FEAT_LPA/LPA2).
-IPA_RANGE = (25, 52)
-
-
-@dataclasses.dataclass(frozen=True)
-class Streams:
-    """Where a subcommand writes; ``tty`` says whether ``out`` is a terminal."""
-
-    out: TextIO
-    err: TextIO
-    tty: bool
-
-    def note(self, text: str) -> None:
-        print(f"note: {text}", file=self.err)
-
-
-@dataclasses.dataclass(frozen=True)
-class Subcommand:
-    name: str
-    help: str
-    configure: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace, Streams], int]
-
-
-SUBCOMMANDS: dict[str, Subcommand] = {}
-
-
-def subcommand(name: str, help: str, configure: Callable[[argparse.ArgumentParser], None]):
-    """Register the decorated ``run(args, streams) -> exit code``."""
-    def register(run: Callable[[argparse.Namespace, Streams], int]):
-        SUBCOMMANDS[name] = Subcommand(name, help, configure, run)
-        return run
-    return register
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser that raises UsageError instead of printing usage
-    and exiting, so that main() reports every bad argument as one line."""
-
-    def error(self, message: str):
-        raise UsageError(message)
-
-
-# ---------------------------------------------------------------------------
-# Argument value parsers (argparse prefixes "argument --NAME: ")
-# ---------------------------------------------------------------------------
-
-def _items(text: str, what: str) -> list[str]:
-    items = [t.strip() for t in text.split(",")]
-    if not all(items):
-        raise argparse.ArgumentTypeError(f"empty item in {text!r} (give a comma-separated "
-                                         f"list of {what})")
-    return items
-
-
-def ipa_list(text: str) -> list[int]:
-    """Comma-separated IPA sizes in bits, each in IPA_RANGE."""
-    sizes = []
-    for item in _items(text, "IPA sizes in bits, e.g. 36,40,48"):
-        try:
-            size = int(item, 10)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{item!r} is not an IPA size in bits (e.g. 36,40,48)") from None
-        if not IPA_RANGE[0] <= size <= IPA_RANGE[1]:
-            raise argparse.ArgumentTypeError(
-                f"{size} is out of range (allowed {IPA_RANGE[0]}..{IPA_RANGE[1]})")
-        sizes.append(size)
-    return sizes
-
-
-def granule_list(text: str) -> list[Granule]:
-    """Comma-separated granules: 4k, 16k, 64k."""
-    try:
-        return [Granule.from_label(item) for item in _items(text, "granules: 4k, 16k, 64k")]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def name_list(text: str) -> list[str]:
-    return _items(text, "CPU model names")
-
-
-def hex_value(text: str) -> int:
-    """A register value in hexadecimal, with or without 0x; '_' may group digits."""
-    try:
-        value = int(text.strip(), 16)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a hexadecimal number (e.g. 0x80023558)") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative (give the register value)")
-    return value
-
-
-# ---------------------------------------------------------------------------
-# configs
-# ---------------------------------------------------------------------------
 
 def _configs_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", choices=[a.value for a in Arch], default=Arch.AARCH64.value,
@@ -165,9 +64,7 @@ KVM's choice marked with *.  With --vtcr: the register decoded and judged;
 exit status 1 if it is invalid on a selected CPU model."""
 
 
-@subcommand("configs", "list the valid stage-2 configurations, or judge one VTCR value",
-            _configs_arguments)
-def run_configs(args: argparse.Namespace, io: Streams) -> int:
+def run_configs(args: argparse.Namespace, io: Streams) -> Outcome:
     arch = Arch(args.arch)
     cpus = _select_cpus(arch, args.cpu)
     if args.vtcr is None:
@@ -205,7 +102,8 @@ def _ipa_missing(cpu: CpuModel, ipa: int, granules: list[Granule]) -> str:
     return f"{cpu.name} has no valid configuration with a {ipa}-bit IPA"
 
 
-def _list_configs(args: argparse.Namespace, arch: Arch, cpus: list[CpuModel], io: Streams) -> int:
+def _list_configs(args: argparse.Namespace, arch: Arch, cpus: list[CpuModel],
+                  io: Streams) -> Outcome:
     wanted = args.granule or list(Granule)
     listing: list[tuple[CpuModel, list[cat.Entry]]] = []
     notes: list[str] = []
@@ -233,7 +131,7 @@ def _list_configs(args: argparse.Namespace, arch: Arch, cpus: list[CpuModel], io
         _print_plain(listing, arch, io)
     for text in notes:
         io.note(text)
-    return 0
+    return Outcome.OK
 
 
 def _size(n: int) -> str:
@@ -284,7 +182,7 @@ def _legend(arch: Arch) -> list[str]:
     ]
 
 
-def _print_plain(listing, arch: Arch, io: Streams) -> None:
+def _print_plain(listing: Listing, arch: Arch, io: Streams) -> None:
     for cpu, entries in listing:
         rows = [list(_COLUMNS)] + [_row(e) for e in entries]
         widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
@@ -306,10 +204,7 @@ _RICH_LEGEND = ("x = Xen's choice; start = start level, lvl = levels, cat = conc
                 "OA = output bits.")
 
 
-def _print_rich(listing, arch: Arch, io: Streams) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
+def _print_rich(listing: Listing, arch: Arch, io: Streams) -> None:
     console = Console(file=io.out)
     for cpu, entries in listing:
         table = Table(title=_cpu_title(cpu), title_justify="left", box=None, padding=(0, 1),
@@ -332,7 +227,8 @@ def _print_rich(listing, arch: Arch, io: Streams) -> None:
 
 # -- one register value ------------------------------------------------------
 
-def _judge_vtcr(args: argparse.Namespace, arch: Arch, cpus: list[CpuModel], io: Streams) -> int:
+def _judge_vtcr(args: argparse.Namespace, arch: Arch, cpus: list[CpuModel],
+                io: Streams) -> Outcome:
     width = 64 if arch is Arch.AARCH64 else 32
     register = "VTCR_EL2" if arch is Arch.AARCH64 else "VTCR"
     if args.vtcr >> width:
@@ -347,7 +243,7 @@ def _judge_vtcr(args: argparse.Namespace, arch: Arch, cpus: list[CpuModel], io: 
     else:
         for v in verdicts:
             _print_verdict(v, args.vtcr, io)
-    return 0 if all(v.valid for v in verdicts) else 1
+    return Outcome.OK if all(v.valid for v in verdicts) else Outcome.FOUND
 
 
 def _reading_text(r: cat.Reading) -> str:
@@ -429,71 +325,7 @@ def _print_choices(choices: Sequence[str], out: TextIO) -> None:
         print(f"    ... and {len(choices) - len(shown)} more choices of the same kind", file=out)
 
 
-# ---------------------------------------------------------------------------
-# Entry point
-# ---------------------------------------------------------------------------
-
-def _load_subcommands() -> None:
-    """Subcommands defined in other modules register themselves on import."""
-    import importlib
-    for module in ("cli_cases", "cli_debug", "cli_bench"):
-        try:
-            importlib.import_module(f"{__package__}.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{module}":
-                raise
-
-
-def build_parser() -> argparse.ArgumentParser:
-    _load_subcommands()
-    parser = _Parser(prog=PROG, description="Differential tester of ARM stage-2 translation "
-                     "(IPA -> PA): an architectural reference model against QEMU.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for sc in SUBCOMMANDS.values():
-        epilog = _CONFIGS_EPILOG if sc.name == "configs" else None
-        sub = commands.add_parser(sc.name, help=sc.help, description=sc.help, epilog=epilog,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-        sc.configure(sub)
-        sub.set_defaults(_run=sc.run)
-    return parser
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (see the module docstring)."""
-    streams = Streams(out=sys.stdout, err=sys.stderr, tty=sys.stdout.isatty())
-    argv_list = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = build_parser().parse_args(argv_list)
-        return args._run(args, streams)
-    except S2DiffError as exc:
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
-        if argv_list[:1] == ["bisect"] and isinstance(exc, UsageError):
-            # Under `git bisect run`, exit 2 would mark the commit bad; a
-            # command line that cannot work must stop the bisection (128).
-            return 128
-        return exc.exit_code
-    except SystemExit as exc:       # --help and --version
-        return exc.code if isinstance(exc.code, int) else 0
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        # The reader went away (e.g. `| head`): stop quietly.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
-    except Exception:
-        traceback.print_exc()
-        print(f"{PROG}: internal error (a bug in s2diff; the traceback is above)", file=sys.stderr)
-        return 3
-
-
-if __name__ == "__main__":
-    # Run through the package module, not this __main__ copy, so that the
-    # subcommands other modules register land in the registry main() reads.
-    from harness.cli import main as _main
-    raise SystemExit(_main())
+COMMANDS = (
+    Subcommand("configs", "list the valid stage-2 configurations, or judge one VTCR value",
+               _configs_arguments, run_configs, epilog=_CONFIGS_EPILOG),
+)

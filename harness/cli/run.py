@@ -1,0 +1,195 @@
+"""`s2diff run`: the differential run over the configuration matrix, its
+end (reports, summary, stale baseline entries, findings) and ``--shrink``."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from reference.arch import Arch
+
+from ..baseline import default_baseline, load_baseline, stale_entries
+from ..debug.minimize import shrink_and_localize
+from ..errors import S2DiffError, UsageError
+from ..matrix import build_matrix
+from ..plan import parse_shard
+from ..qemu.boot import BatchStatus
+from ..records import RunHeader
+from ..report.load import load_run
+from ..report.write import write_reports
+from ..run import NIGHTLY_BUDGET, NIGHTLY_CASES, NIGHTLY_FANOUT, RunOptions, RunOutcome, run_matrix
+from ..vocabulary import FamilyKey
+from .common import (
+    Outcome,
+    Streams,
+    Subcommand,
+    baseline_arguments,
+    granule_list,
+    hex_value,
+    ipa_list,
+    name_list,
+    qemu_arguments,
+    qemu_for,
+    seconds,
+)
+from .progress import Progress
+from .report import new_divergences, print_summary
+
+DEFAULT_OUT = "s2diff-out"
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", choices=[a.value for a in Arch], help="only this architecture")
+    p.add_argument("--cpu", type=name_list, metavar="NAME[,NAME]", help="only these CPU models")
+    p.add_argument("--granule", type=granule_list, metavar="4k,16k,64k", help="only these granules")
+    p.add_argument("--ipa", type=ipa_list, metavar="BITS[,BITS]", help="only these IPA sizes")
+    p.add_argument("--vtcr", type=hex_value, metavar="HEX",
+                   help="validate exactly this VTCR value on the one --cpu given")
+    p.add_argument("--seed", type=int, default=1, help="seed of the case generator (default 1)")
+    p.add_argument("--cases", type=int, metavar="N",
+                   help=f"cases per matrix entry (default {NIGHTLY_CASES})")
+    p.add_argument("--fanout", type=int, metavar="N",
+                   help=f"bulk probes per placed table entry (default {NIGHTLY_FANOUT}; 0: "
+                        "only the named probes)")
+    p.add_argument("--budget", type=seconds, metavar="SECONDS",
+                   help=f"stop starting batches after this long (default {NIGHTLY_BUDGET:.0f} s "
+                        "for the default matrix, none otherwise)")
+    p.add_argument("--jobs", type=int, metavar="N", default=os.cpu_count() or 1,
+                   help="worker processes (default: the number of cores)")
+    p.add_argument("--shard", metavar="K/N", help="run only the K-th of N deterministic shards")
+    p.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), metavar="DIR",
+                   help=f"output directory (default ./{DEFAULT_OUT})")
+    baseline_arguments(p)
+    p.add_argument("--shrink", action="store_true",
+                   help="shrink and localize one case of each new divergence family (writes "
+                        "NAME.min.json and NAME.min.txt beside its case file)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out without repeating finished batches")
+    qemu_arguments(p)
+
+
+def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
+    if args.cases is not None and args.cases < 1:
+        raise UsageError("--cases: must be at least 1")
+    if args.jobs < 1:
+        raise UsageError("--jobs: must be at least 1")
+    if args.fanout is not None and args.fanout < 0:
+        raise UsageError("--fanout: must be 0 or more")
+    shard = parse_shard(args.shard) if args.shard else None
+    arch = Arch(args.arch) if args.arch else None
+    entries = build_matrix(arch=arch, cpus=args.cpu, granules=args.granule, ipa_sizes=args.ipa,
+                           vtcr=args.vtcr)
+    if not entries:
+        raise UsageError("the selection leaves no configuration to run "
+                         "(see `s2diff configs` for what each CPU model supports)")
+    nightly = not any((args.arch, args.cpu, args.granule, args.ipa, args.vtcr is not None))
+    baseline = None if args.no_baseline else (args.baseline or default_baseline())
+    if baseline is not None:
+        load_baseline(baseline)  # validate before starting anything
+    opts = RunOptions(out=args.out, seed=args.seed,
+                      cases_per_entry=args.cases or NIGHTLY_CASES,
+                      budget=args.budget or (NIGHTLY_BUDGET if nightly else None),
+                      jobs=args.jobs, shard=shard, baseline=baseline,
+                      qemu={Arch.AARCH64: args.qemu_aarch64, Arch.AARCH32: args.qemu_arm},
+                      resume=args.resume,
+                      fanout=NIGHTLY_FANOUT if args.fanout is None else args.fanout)
+    progress = Progress(enabled=io.tty)
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    def started(header: RunHeader) -> None:
+        # The run's size, before anything runs (the probe count is an
+        # estimate: each case places ~60 entries, each fanned out).
+        probes = (header.cases or 0) * (60 + 60 * opts.fanout)
+        print(f"s2diff run: {header.entries} configurations, {header.cases} cases in "
+              f"{header.batches} batches, about {probes:,} probes "
+              f"(seed {opts.seed}, {opts.cases_per_entry} cases per configuration, fan-out "
+              f"{opts.fanout}{', budget %.0f s' % opts.budget if opts.budget else ''}); "
+              f"output in {args.out}", file=io.out, flush=True)
+        progress.start(header)
+
+    try:
+        with progress:
+            outcome = run_matrix(entries, opts, argv=sys.argv, on_records=progress.update,
+                                 on_start=started)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    result = finish_run(args.out, outcome, baseline, io)
+    if args.shrink and not outcome.interrupted:
+        shrink_families(args.out, args, io)
+    return result
+
+
+SHRINK_LIMIT = 10
+
+
+def shrink_families(out: Path, args: argparse.Namespace, io: Streams) -> None:
+    """`run --shrink`: for each new divergence family (the report's:
+    harness.vocabulary.FamilyKey), its first case file, shrunk and
+    localized (harness.debug.minimize), at most SHRINK_LIMIT of them; a
+    case that cannot be shrunk is said so."""
+    families: set[FamilyKey] = set()
+    files: set[str] = set()
+    for d in load_run([out]).divergences:
+        family = d.family
+        if not d.is_new or not d.case_file or family in families or d.case_file in files:
+            continue
+        if len(files) == SHRINK_LIMIT:
+            print(f"SHRINK: stopped after {SHRINK_LIMIT} families", file=io.out)
+            break
+        families.add(family)
+        files.add(d.case_file)
+        path = out / d.case_file
+        arch = Arch(d.arch)
+        print(f"SHRINK: {d.summary()}", file=io.out)
+        try:
+            report = shrink_and_localize(path, probe=d.probe, qemu=qemu_for(args, arch))
+        except S2DiffError as exc:
+            print(f"  could not shrink {path}: {exc}", file=io.out)
+            continue
+        print("  " + "\n  ".join(report.splitlines()[-6:]), file=io.out)
+        print(f"  written: {path.with_suffix('.min.json')}, {path.with_suffix('.min.txt')}",
+              file=io.out)
+
+
+def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def finish_run(out: Path, outcome: RunOutcome, baseline: Path | None, io: Streams) -> Outcome:
+    """Reports for a finished (or interrupted) run, and its outcome: FOUND
+    for a new divergence or a reproduced crash, INFRASTRUCTURE when nothing
+    could run, INTERRUPTED, else OK."""
+    run = load_run([out])
+    written = write_reports(run, out)
+    print_summary(run, io)
+    if baseline is not None:
+        for entry in stale_entries(load_baseline(baseline), outcome.known_used, outcome.ran):
+            print(f"STALE: baseline entry {entry.id} matched nothing although its configuration "
+                  f"ran (fixed? case: {entry.case})", file=io.out)
+    for name, path in written.items():
+        print(f"{name}: {path}", file=io.out)
+    for finding in outcome.findings:
+        kind = finding.kind.value if finding.kind else None
+        print(f"FINDING: QEMU {kind} reproduced by one case (key {finding.key}, "
+              f"probe {finding.probe}): {out / (finding.case_file or '')} "
+              f"(s2diff repro re-runs it)", file=io.out)
+    if outcome.interrupted:
+        print(f"interrupted: {outcome.batches_run} of {outcome.batches_planned} batches finished "
+              f"and recorded; continue with --resume --out {out}", file=io.err)
+        return Outcome.INTERRUPTED
+    statuses = outcome.batch_status
+    if statuses and not statuses.get(BatchStatus.COMPLETED, 0) and not outcome.findings:
+        # Nothing ran to the end: QEMU or the harness is unusable here.
+        print("nothing could run: no batch completed (see the summary's batch diagnostics)",
+              file=io.err)
+        return Outcome.INFRASTRUCTURE
+    return Outcome.FOUND if new_divergences(run) or outcome.findings else Outcome.OK
+
+
+COMMANDS = (
+    Subcommand("run", "the differential run over the configuration matrix (default: the "
+               "nightly matrix)", _run_arguments, run_run),
+)
