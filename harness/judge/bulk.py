@@ -14,29 +14,69 @@ import dataclasses
 import numpy as np
 
 from reference.arch import AtKind
-from reference.fast import bulk_matches, bulk_patterns, span_model
+from reference.fast import SpanModel, bulk_matches, bulk_patterns, span_model
 from reference.generate import Case
+from reference.memory import Memory
 from reference.outcome import DescriptorWrite, WalkResult
 from reference.walk import walk
 
-from ..qemu.job import ObsKind, row_observation
+from ..qemu.job import ObsKind, RawObservation, row_observation
 from ..vocabulary import describe_observation, observed_label
 from .compare import ProbeStatus, judge_probe
 
 SAMPLE_IPAS = 4
 
 
+@dataclasses.dataclass(frozen=True)
+class FanoutDivergence:
+    """The fan-out probes of one (span, AT kind, observed label) that
+    diverge: the first one's row (in FanOut order), IPA, permitted outcomes
+    and observation (with its description), how many there are and the
+    first few IPAs."""
+
+    row: int
+    result: WalkResult
+    obs: RawObservation
+    count: int
+    ipas: tuple[str, ...]
+    at: AtKind
+    ipa: int
+    text: str
+
+
 @dataclasses.dataclass
 class BulkVerdict:
-    """Counts, the aggregated divergences (as (first row, result, observation,
-    count, sample IPAs)) and the descriptor writes the permitted outcomes
-    allow."""
+    """What judge_fanout accumulates: counts, the aggregated divergences
+    and the descriptor writes the permitted outcomes allow."""
 
     passed: int = 0
     diverged: int = 0
     not_run: int = 0
-    divergences: list = dataclasses.field(default_factory=list)
+    divergences: list[FanoutDivergence] = dataclasses.field(default_factory=list)
     writes: list[DescriptorWrite] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Table:
+    """One case's fan-out results, its columns split out once: every
+    (span, AT kind) group of the case is judged against them."""
+
+    case: Case
+    memory: Memory
+    records: np.ndarray     # one results row per fan-out probe (kind par esr far ...)
+    kinds: np.ndarray
+    is_par: np.ndarray
+    is_exc: np.ndarray
+    par: np.ndarray
+    esr: np.ndarray
+    far: np.ndarray
+
+    @classmethod
+    def of(cls, case: Case, records: np.ndarray) -> _Table:
+        kinds = records[:, 0]
+        return cls(case, case.memory(), records, kinds, kinds == ObsKind.PAR.value,
+                   kinds == ObsKind.EXCEPTION.value, records[:, 1], records[:, 2],
+                   records[:, 3])
 
 
 # A span the model cannot vouch for is split in halves, recursively, down
@@ -46,8 +86,8 @@ SPLIT_DEPTH = 6
 SPLIT_MIN_PROBES = 32
 
 
-def _models(case: Case, memory, base: int, bits: int, at: AtKind, n_probes: int,
-            depth: int = SPLIT_DEPTH) -> list[tuple[int, int, object]]:
+def _models(case: Case, memory: Memory, base: int, bits: int, at: AtKind, n_probes: int,
+            depth: int = SPLIT_DEPTH) -> list[tuple[int, int, SpanModel | None]]:
     """(base, bits, model or None) covering [base, base + 2^bits)."""
     model = span_model(case.cpu, case.config, memory, base, bits, at)
     if model is not None or depth == 0 or bits <= 12 or n_probes < SPLIT_MIN_PROBES:
@@ -75,12 +115,8 @@ def judge_fanout(case: Case, records: np.ndarray) -> BulkVerdict:
     fan = case.fanout
     if not len(fan):
         return verdict
-    memory = case.memory()
-    kinds = records[:, 0]
-    verdict.not_run = int(np.count_nonzero(kinds == ObsKind.NOT_RUN.value))
-    is_par = kinds == ObsKind.PAR.value
-    is_exc = kinds == ObsKind.EXCEPTION.value
-    par, esr, far = records[:, 1], records[:, 2], records[:, 3]  # kind par esr far ...
+    table = _Table.of(case, records)
+    verdict.not_run = int(np.count_nonzero(table.kinds == ObsKind.NOT_RUN.value))
     group_key = fan.span.astype(np.int64) * len(AtKind) + fan.at.astype(np.int64)
     order = np.argsort(group_key, kind="stable")
     keys, starts = np.unique(group_key[order], return_index=True)
@@ -90,28 +126,33 @@ def judge_fanout(case: Case, records: np.ndarray) -> BulkVerdict:
         at_kind = AtKind(at)
         base, bits = fan.spans[span_index]
         group = order[lo:hi]
-        for sub_base, sub_bits, model in _models(case, memory, base, bits, at_kind, len(group)):
+        for sub_base, sub_bits, model in _models(case, table.memory, base, bits, at_kind,
+                                                 len(group)):
             ipas_all = fan.ipa[group]
             inside = (ipas_all >= np.uint64(sub_base)) & \
                      (ipas_all - np.uint64(sub_base) < np.uint64(1 << sub_bits))
             rows = group[inside]
             if rows.size:
-                _judge_rows(case, memory, records, rows, fan.ipa[rows], at_kind, model, kinds,
-                            is_par, is_exc, par, esr, far, verdict)
+                _judge_rows(table, rows, at_kind, model, verdict)
     return verdict
 
 
-def _judge_rows(case, memory, records, rows, ipas, at_kind, model, kinds, is_par, is_exc, par,
-                esr, far, verdict: BulkVerdict) -> None:
+def _judge_rows(table: _Table, rows: np.ndarray, at_kind: AtKind, model: SpanModel | None,
+                verdict: BulkVerdict) -> None:
+    """Judge the fan-out ``rows`` of one (span, AT kind): against the span
+    ``model`` in one vectorised comparison, or walk by walk without one."""
+    case, records = table.case, table.records
     arch, cpu = case.cpu.arch, case.cpu
-    ran = kinds[rows] != ObsKind.NOT_RUN.value
+    ipas = case.fanout.ipa[rows]
+    ran = table.kinds[rows] != ObsKind.NOT_RUN.value
+    results: list[WalkResult] = []
     if model is not None:
-        ok = bulk_matches(bulk_patterns(arch, model, cpu.arch_version), ipas, is_par[rows],
-                          is_exc[rows], par[rows], esr[rows], far[rows])
+        ok = bulk_matches(bulk_patterns(arch, model, cpu.arch_version), ipas, table.is_par[rows],
+                          table.is_exc[rows], table.par[rows], table.esr[rows], table.far[rows])
         verdict.writes.extend(w for o in model.result.outcomes for w in o.writes)
-        results = None
     else:
-        results = [walk(cpu, case.config, memory, int(ipa), at_kind) for ipa in ipas.tolist()]
+        results = [walk(cpu, case.config, table.memory, int(ipa), at_kind)
+                   for ipa in ipas.tolist()]
         ok = np.array([judge_probe(arch, res, int(ipa), row_observation(records[r]),
                                    cpu.arch_version).status is ProbeStatus.PASS
                        for res, ipa, r in zip(results, ipas.tolist(), rows.tolist())],
@@ -124,19 +165,19 @@ def _judge_rows(case, memory, records, rows, ipas, at_kind, model, kinds, is_par
     verdict.diverged += int(bad.size)
     # Aggregate by observed label: one representative row per label key.
     bad_rows = rows[bad]
-    bad_keys = _label_keys(kinds[bad_rows], par[bad_rows], esr[bad_rows])
-    uniq, first_index, counts = np.unique(bad_keys, return_index=True, return_counts=True)
-    by_label: dict[str, list] = {}
-    for k, fi in zip(uniq.tolist(), first_index.tolist()):
+    bad_keys = _label_keys(table.kinds[bad_rows], table.par[bad_rows], table.esr[bad_rows])
+    by_label: dict[str, list[np.ndarray]] = {}
+    for k in np.unique(bad_keys).tolist():
         members = bad[bad_keys == k]
         obs = row_observation(records[rows[members[0]]])
         by_label.setdefault(observed_label(arch, obs), []).append(members)
-    for label, parts in by_label.items():
+    for parts in by_label.values():
         members = np.sort(np.concatenate(parts))
         first = int(members[0])
         ipa = int(ipas[first])
-        result: WalkResult = model.result_for(ipa) if model is not None else results[first]
+        result = model.result_for(ipa) if model is not None else results[first]
         obs = row_observation(records[rows[first]])
-        verdict.divergences.append((int(rows[first]), result, obs, int(members.size),
-                                    [f"{int(ipas[m]):#x}" for m in members[:SAMPLE_IPAS]],
-                                    at_kind, ipa, describe_observation(arch, obs)))
+        verdict.divergences.append(FanoutDivergence(
+            int(rows[first]), result, obs, int(members.size),
+            tuple(f"{int(ipas[m]):#x}" for m in members[:SAMPLE_IPAS]), at_kind, ipa,
+            describe_observation(arch, obs)))

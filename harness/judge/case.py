@@ -99,10 +99,10 @@ def judge_case(case: Case, image: ImageResult) -> tuple[CaseCounts, list[Diverge
     passed += bulk.passed
     not_run += bulk.not_run
     diverged += bulk.diverged
-    for row, res, obs, count, ipas, at, ipa, text in bulk.divergences:
-        base, bits = case.fanout.spans[int(case.fanout.span[row])]
-        divergences.append(_divergence(case, named + row, ipa, at, FANOUT_AIM, res, obs, text,
-                                       count=count, ipas=tuple(ipas),
+    for f in bulk.divergences:
+        base, bits = case.fanout.spans[int(case.fanout.span[f.row])]
+        divergences.append(_divergence(case, named + f.row, f.ipa, f.at, FANOUT_AIM, f.result,
+                                       f.obs, f.text, count=f.count, ipas=f.ipas,
                                        span=Span(f"{base:#x}", bits)))
     if image.completed:
         before = tuple((r.pa, r.data) for r in case.image.regions)
