@@ -141,13 +141,13 @@ def parse_baseline(data: dict[str, Any], where: str = "baseline") -> Baseline:
         kind = item.get("kind", "probe")
         if kind not in _KINDS:
             raise UsageError(f"{at}.kind: {kind!r} is not one of {', '.join(_KINDS)}")
-        lists = {}
+        lists: dict[str, Any] = {}
         for key in _LIST_FIELDS:
             value = item.get(key, [])
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise UsageError(f"{at}.{key}: expected a list of strings")
             lists[key] = tuple(value)
-        regexes = {key: _regex(item[key], f"{at}.{key}") for key in _REGEX_FIELDS if key in item}
+        regexes: dict[str, Any] = {key: _regex(item[key], f"{at}.{key}") for key in _REGEX_FIELDS if key in item}
         for key in ("arch", "upstream"):
             if key in item and not isinstance(item[key], str):
                 raise UsageError(f"{at}.{key}: expected a string")

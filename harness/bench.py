@@ -36,7 +36,7 @@ from .baseline import default_baseline
 from .judge.case import judge_case
 from .matrix import build_matrix
 from .plan import Machine, MatrixEntry, job_image, prepare_machine
-from .qemu.boot import run_batch
+from .qemu.boot import BatchStatus, run_batch
 from .qemu.job import PROBE_DTYPE, JobImage
 from .records import CaseRecord, read_records
 from .run import RunOptions, run_matrix
@@ -176,7 +176,7 @@ def measure_e2e(entries: list[MatrixEntry], jobs: int, cases: int, fanout: int, 
         if isinstance(rec, CaseRecord):
             probes += rec.probes
             images += 1
-    if outcome.batch_status.get("completed", 0) != outcome.batch_status.total():
+    if outcome.batch_status.get(BatchStatus.COMPLETED, 0) != outcome.batch_status.total():
         raise RuntimeError(f"bench run had failed batches: {dict(outcome.batch_status)}")
     return probes / seconds, images / seconds, probes, images, seconds
 

@@ -12,9 +12,9 @@ from reference.outcome import WalkResult
 from reference.par import predict
 
 from .baseline import EMPTY, Baseline
-from .compare import ProbeJudgement, ProbeStatus, judge_probe
 from .errors import UsageError
 from .judge.case import judge_case
+from .judge.compare import ProbeJudgement, ProbeStatus, judge_probe
 from .plan import job_image
 from .qemu.boot import BatchResult, BatchStatus, run_batch
 from .qemu.job import row_observation

@@ -22,6 +22,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import numpy as np
 
@@ -364,7 +365,7 @@ def _stop_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
         proc.terminate()
     # Wait on the sentinels, not join(): the executor's own thread reaps
     # these processes too, and a reaped pid must not be signalled again.
-    left = {proc.sentinel: proc for proc in workers}
+    left: dict[Any, multiprocessing.Process] = {proc.sentinel: proc for proc in workers}
     end = time.monotonic() + WORKER_STOP_GRACE
     while left and time.monotonic() < end:
         for ready in multiprocessing.connection.wait(list(left), end - time.monotonic()):

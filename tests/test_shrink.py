@@ -16,14 +16,15 @@ import pytest
 
 from harness.casefile import load_case, save_case
 from harness.cli import main
-from harness.debug.localize import LevelEvidence, _in_place, localize, reached_levels
-from harness.qemu.launcher import find_qemu, qemu_version
-from harness.plan import VIRT_EMPTY
-from harness.vocabulary import DivergenceKind, Signature
 from harness.debug.ddmin import ddmin
 from harness.debug.lab import Lab, reference_labels
+from harness.debug.localize import LevelEvidence, localize, reached_levels
 from harness.debug.rebuild import geometry_choices, rebuild, walk_path
 from harness.debug.shrink import image_words, shrink
+from harness.debug.variants import in_place as _in_place
+from harness.plan import VIRT_EMPTY
+from harness.qemu.launcher import find_qemu, qemu_version
+from harness.vocabulary import DivergenceKind, Signature
 from reference.arch import Arch, AtKind, Granule
 from reference.config import aarch64_config
 from reference.cpus import get_cpu

@@ -248,6 +248,8 @@ def _judge_vtcr(args: argparse.Namespace, arch: Arch, cpus: list[CpuModel],
 
 def _reading_text(r: cat.Reading) -> str:
     g = r.geometry
+    # A reading that walks has its geometry, granule and alignment.
+    assert g is not None and r.granule is not None and r.vttbr_align is not None
     tables = f"{g.concat} concatenated tables" if g.concat > 1 else "1 table"
     return (f"{r.granule.label} granule, {r.ia_bits}-bit IPA, start level {r.start_level}, "
             f"{g.levels} levels, {tables} at the start level ({_size(g.root_bytes)}, VTTBR "
@@ -291,14 +293,16 @@ def _print_verdict(v: cat.Verdict, vtcr: int, io: Streams) -> None:
                   file=out)
             for problem, fault in dict.fromkeys((r.problem, r.fault) for r in v.readings
                                                 if not r.walks):
-                print(f"    {problem} -> {fault.describe()}", file=out)
+                # A reading that does not walk has the fault that stops it.
+                print(f"    {problem} -> {fault.describe() if fault else '?'}", file=out)
         else:
             for r in v.readings:
                 _print_choices([text for text in r.choices if text != r.problem], out)
                 if r.walks:
                     print("      -> walks: " + _reading_text(r), file=out)
                 else:
-                    print(f"    {r.problem} -> {r.fault.describe()}", file=out)
+                    print(f"    {r.problem} -> {r.fault.describe() if r.fault else '?'}",
+                          file=out)
     for text in v.notes:
         print(f"  note: {text}", file=out)
     if unique:
@@ -311,6 +315,8 @@ def _conventions_text(v: cat.Verdict) -> str:
     kvm = "yes" if cat.Convention.KVM in marks else "no"
     xen = "yes" if cat.Convention.XEN in marks else "no"
     lo, hi = cat.kvm_ipa_range(v.cpu)
+    # Called for a unique valid reading: granule and IPA size are known.
+    assert v.granule is not None and v.ia_bits is not None
     if kvm == "no" and v.config.arch is Arch.AARCH64 and lo <= v.ia_bits <= hi:
         kvm += (f" (KVM starts a {v.ia_bits}-bit {v.granule.label} walk at level "
                 f"{cat.kvm_start_level(v.granule, v.ia_bits)})")

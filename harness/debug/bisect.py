@@ -227,7 +227,8 @@ def judge_case_file(path: Path, binaries: dict[Arch, Path], *, timeout: float | 
                 return CaseVerdict(path, BAD, f"fails as recorded: {expected.describe()}")
             if rep.verdict is ReproVerdict.COMPLETES:
                 return CaseVerdict(path, GOOD, f"completes (recorded: {expected.describe()})")
-            return CaseVerdict(path, UNTESTABLE, f"fails differently: {rep.observed.describe()} "
+            observed = rep.observed.describe() if rep.observed else "completes"
+            return CaseVerdict(path, UNTESTABLE, f"fails differently: {observed} "
                                f"(recorded: {expected.describe()})")
         run = run_case(case, qemu=binary, timeout=timeout)
     except QemuError as exc:

@@ -103,7 +103,8 @@ def describe_config(case: Case) -> list[str]:
     for f in cat.decode_vtcr(arch, c.vtcr(), verdict.start_level):
         bits = f"[{f.hi}:{f.lo}]" if f.hi != f.lo else f"[{f.hi}]"
         lines.append(f"  {f.name:<6}{bits:<8}{f.value:<5} {f.meaning}")
-    if verdict.valid and verdict.start_level is not None and verdict.ia_bits is not None:
+    if verdict.valid and verdict.start_level is not None and verdict.ia_bits is not None \
+            and verdict.granule is not None:
         lines.append(f"  -> {verdict.granule.label} granule, {verdict.ia_bits}-bit IPA, start level "
                      f"{verdict.start_level}, {verdict.levels} levels, {verdict.concat} table(s) "
                      f"at the start level, output {verdict.oa_bits} bits")

@@ -198,14 +198,14 @@ class Lab:
             self.qemu_version, self.argv = batch.qemu_version, batch.argv
             by_index = {i: k for k, (i, _, _) in enumerate(g.members)}
             for k, (i, case, owner) in enumerate(g.members):
-                image = batch.images[k]
+                result = batch.images[k]
                 if owner is not None:
-                    image = dataclasses.replace(image,
-                                                regions_after=batch.images[by_index[owner]].regions_after)
-                if not image.completed:
+                    result = dataclasses.replace(
+                        result, regions_after=batch.images[by_index[owner]].regions_after)
+                if not result.completed:
                     trials[i] = Trial(case, None, batch, ())
                 else:
-                    trials[i] = Trial(case, image, batch, find_divergences(case, image))
+                    trials[i] = Trial(case, result, batch, find_divergences(case, result))
         return [t for t in trials if t is not None]
 
 

@@ -44,137 +44,27 @@ edits the case's image in place and runs in a boot of its own.
 from __future__ import annotations
 
 import dataclasses
-import struct
 from typing import Sequence
 
 from reference.arch import Arch
 from reference.bits import bit, field, mask
 from reference.config import FINAL_LEVEL, PS_BITS, S2Config
 from reference.generate import Case, build_layout
-from reference.image import Layout, LeafAttrs, encode_leaf
-from reference.memory import Region
+from reference.image import Layout
+from reference.outcome import TraceStep
 from reference.walk import walk
 
-from ..vocabulary import DivergenceKind, Signature, observed_label
+from ..vocabulary import DivergenceKind, Signature
 from .explain import block_allowed, descriptor_address, oa_bits
-from .lab import Lab, Trial, Windows, only, reference_labels
+from .lab import Lab, Trial, only, reference_labels
 from .rebuild import (
     NotRebuildable,
     WalkPath,
     config_with_geometry,
-    rebuild,
-    rebuild_footprint,
     table_address_mask,
     walk_path,
 )
-
-# ---------------------------------------------------------------------------
-# Variants
-# ---------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class Variant:
-    """One modified case run in QEMU.  ``level``: the walk level whose
-    descriptor it replaces (None for a configuration variant); ``role``:
-    'control', 'invalid', 'leaf', 'repair' or 'config'."""
-
-    role: str
-    level: int | None
-    text: str
-    case: Case
-    trial: Trial | None = None
-    param: str = ""         # configuration variants: the VTCR field changed
-    setting: str = ""       # ... and what it was set to
-
-    @property
-    def expected(self) -> str:
-        return " | ".join(reference_labels(self.case, 0))
-
-    @property
-    def observed(self) -> str:
-        if self.trial is None or not self.trial.completed:
-            return "not completed"
-        text = observed_label(self.case.cpu.arch, self.trial.observation(0))
-        written = [f.signature.observed for f in self.trial.divergences
-                   if f.signature.kind is DivergenceKind.MEMORY]
-        return text + "".join(f", {w}" for w in written)
-
-    @property
-    def agrees(self) -> bool:
-        return self.trial is not None and self.trial.agrees
-
-    def line(self) -> str:
-        verdict = "agrees" if self.agrees else "DIFFERS"
-        return (f"{self.text}: reference {self.expected}; QEMU {self.observed} -> {verdict}")
-
-
-def _obs_key(trial: Trial | None) -> tuple:
-    """What QEMU did, comparable across windows: the raw report of probe 0
-    and which descriptor bits it wrote."""
-    if trial is None or not trial.completed:
-        return ("not completed",)
-    obs = trial.observation(0)
-    written = tuple(sorted(f.signature.observed for f in trial.divergences
-                           if f.signature.kind is DivergenceKind.MEMORY))
-    return (obs.kind, obs.par, obs.esr, written)
-
-
-def _in_place(case: Case, address: int, value: int) -> Case:
-    """The case with the 8-byte word at ``address`` set to ``value``."""
-    words = {}
-    for r in case.image.regions:
-        for off in range(0, len(r.data) - 7, 8):
-            words[r.pa + off] = struct.unpack_from("<Q", r.data, off)[0]
-    words[address] = value
-    regions = tuple(Region(pa, struct.pack("<Q", v)) for pa, v in sorted(words.items()) if v)
-    return dataclasses.replace(case, image=dataclasses.replace(case.image, regions=regions))
-
-
-class _Maker:
-    """Makes variants, rebuilt in windows of their own when the walk can be
-    rebuilt, else edited in place."""
-
-    def __init__(self, case: Case, path: WalkPath | None, lab: Lab, rebuilt: bool) -> None:
-        self.case, self.path, self.lab, self.rebuilt = case, path, lab, rebuilt
-        self.windows = Windows(lab.arena)
-
-    def descriptor(self, level: int, value: int) -> Case:
-        assert self.path is not None
-        if self.rebuilt:
-            return self._rebuild(replace={level: value})
-        step = self.path.at(level)
-        assert step is not None
-        return _in_place(self.case, step.address, value)
-
-    def control(self) -> Case:
-        return self._rebuild()
-
-    def config(self, config: S2Config) -> Case | None:
-        if self.rebuilt:
-            try:
-                return self._rebuild(config=config)
-            except NotRebuildable:
-                return None
-        return dataclasses.replace(self.case, config=config.with_vttbr(self.case.config.vttbr))
-
-    def _rebuild(self, config: S2Config | None = None, replace=None) -> Case:
-        assert self.path is not None
-        layout = build_layout(self.case.cpu, config or self.case.config)
-        end = self.path.terminal.level
-        if replace:
-            end = min(end, min(replace))
-        size, align = rebuild_footprint(layout, max(end, layout.start_level))
-        base = self.windows.take(size, align)
-        return rebuild(self.case, 0, self.path, base=base, config=config, replace=replace)
-
-
-def _leaf_value(case: Case, layout: Layout, level: int) -> int:
-    """A valid leaf at ``level``: AF = 1, S2AP = 0b11, output address the
-    RAM base rounded down to the leaf size (always within the output size)."""
-    ram_base = case.memory_map.ram[0][0]
-    lsb = layout.geo.block_bits(level)
-    return encode_leaf(layout, level, ram_base >> lsb << lsb, LeafAttrs())
-
+from .variants import Maker, Variant, leaf_value, obs_key
 
 # ---------------------------------------------------------------------------
 # The field involved
@@ -308,7 +198,7 @@ def _high_field(layout: Layout) -> str:
     return ""
 
 
-def config_variants(case: Case, maker: _Maker, sig: Signature) -> list[Variant]:
+def config_variants(case: Case, maker: Maker, sig: Signature) -> list[Variant]:
     """One-field changes of the configuration (PS, T0SZ, SL0) under which the
     reference's outcome stays the same."""
     arch = case.cpu.arch
@@ -439,6 +329,125 @@ class Localization:
         return "\n".join(lines)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Variants:
+    """The variants of one experiment: the rebuilt control (none when
+    editing in place), the descriptor variants by walk level, the terminal
+    descriptor's repair and the configuration variants."""
+
+    control: tuple[Variant, ...]
+    levels: dict[int, tuple[Variant, ...]]
+    repair: Variant | None
+    configs: tuple[Variant, ...]
+
+    def all(self) -> list[Variant]:
+        return [*self.control, *(v for vs in self.levels.values() for v in vs),
+                *([self.repair] if self.repair else []), *self.configs]
+
+
+def _level_variants(case: Case, path: WalkPath, step: TraceStep, maker: Maker) -> list[Variant]:
+    """The descriptor at ``step`` made invalid (bit 0 cleared), and made a
+    valid leaf where the architecture allows one at that level."""
+    v = step.value
+    assert v is not None
+    out = []
+    if v & 1:
+        out.append(Variant("invalid", step.level, f"L{step.level} bit 0 cleared ({v & ~1:#x})",
+                           maker.descriptor(step.level, v & ~1)))
+    if block_allowed(case, path.layout, step.level):
+        leaf = leaf_value(case, path.layout, step.level)
+        if leaf != v:
+            kind = "page" if step.level == FINAL_LEVEL else "block"
+            out.append(Variant("leaf", step.level, f"L{step.level} valid {kind} {leaf:#x}",
+                               maker.descriptor(step.level, leaf)))
+    return out
+
+
+def _repair_variant(level: int, finding: FieldFinding, maker: Maker) -> Variant | None:
+    if finding.repair is None:
+        return None
+    return Variant("repair", level, f"L{level} {finding.repair_text} ({finding.repair:#x})",
+                   maker.descriptor(level, finding.repair))
+
+
+def _plan(case: Case, path: WalkPath | None, maker: Maker, sig: Signature) -> _Variants:
+    control = ((Variant("control", None, "control: the same walk rebuilt elsewhere",
+                        maker.control()),) if maker.rebuilt else ())
+    levels: dict[int, tuple[Variant, ...]] = {}
+    repair = None
+    if path is not None:
+        levels = {step.level: tuple(_level_variants(case, path, step, maker))
+                  for step in path.steps}
+        repair = _repair_variant(path.terminal.level, terminal_field(case, path, sig), maker)
+    return _Variants(control, levels, repair, tuple(config_variants(case, maker, sig)))
+
+
+def _run(variants: _Variants, lab: Lab) -> _Variants:
+    """The variants with their trials: every one in as few boots as the
+    lab can pack them (one, when rebuilt in windows of their own)."""
+    done = iter(lab.run([v.case for v in variants.all()]))
+
+    def tried(vs: tuple[Variant, ...]) -> tuple[Variant, ...]:
+        return tuple(dataclasses.replace(v, trial=next(done)) for v in vs)
+
+    control = tried(variants.control)
+    levels = {level: tried(vs) for level, vs in variants.levels.items()}
+    repair = tried((variants.repair,))[0] if variants.repair else None
+    return _Variants(control, levels, repair, tried(variants.configs))
+
+
+def _at_level(case: Case, lab: Lab, sig: Signature, path: WalkPath, reached: list[int],
+              stop_note: str, maker: Maker, done: _Variants,
+              reasoning: list[str]) -> tuple[FieldFinding, Variant | None]:
+    """The departure at the last level reached: the terminal descriptor's
+    value, or the table descriptor above where QEMU stops following the
+    reference.  Returns the field and the repair variant run for it."""
+    level = reached[-1]
+    step = path.at(level)
+    assert step is not None and step.value is not None
+    reasoning.append(f"level{'s' if len(reached) > 1 else ''} "
+                     f"{', '.join(str(x) for x in reached)} reached: QEMU agrees on every "
+                     "variant there and its answer changes with them, so it reads "
+                     f"{'those descriptors' if len(reached) > 1 else 'that descriptor'} at the "
+                     "reference's address")
+    if level == path.terminal.level:
+        reasoning.append(f"the level-{level} descriptor decides the reference's outcome, and "
+                         "with ordinary values there QEMU agrees: the departure is in this "
+                         "descriptor's value")
+        return terminal_field(case, path, sig), done.repair
+    amask = table_address_mask(case.cpu.arch, path.layout)
+    other = step.value & ~amask & ~0b11
+    finding = FieldFinding(
+        f"the table descriptor's next-level address {step.value & amask:#x}"
+        + (f" and its other bits {other:#x}" if other else "")
+        + ": QEMU does not arrive where the reference goes next",
+        (step.value & ~other) if other else None, "non-address bits cleared")
+    reasoning.append(stop_note)
+    reasoning.append(f"so QEMU interprets the level-{level} table descriptor differently")
+    repair = _repair_variant(level, finding, maker)
+    if repair is not None:
+        repair = dataclasses.replace(repair, trial=lab.run([repair.case])[0])
+    return finding, repair
+
+
+def _in_configuration(case: Case, cvars: Sequence[Variant], stop_note: str,
+                      reasoning: list[str]) -> str:
+    """The departure before the first descriptor read: the VTCR fields
+    whose one-field changes make QEMU agree, or the configuration as a
+    whole."""
+    if stop_note:
+        reasoning.append(stop_note)
+    reasoning.append("no level is reached: QEMU's answer does not come from the reference's walk, "
+                     "so it departs in the configuration (VTCR, VTTBR)")
+    agreeing = [v for v in cvars if v.agrees]
+    if agreeing:
+        reasoning.append(f"{len(agreeing)} of {len(cvars)} one-field configuration changes that "
+                         "leave the reference's outcome unchanged make QEMU agree")
+        return "VTCR " + "; ".join(_config_summary(case, agreeing, cvars))
+    reasoning.append(f"none of {len(cvars)} one-field configuration changes makes QEMU agree")
+    return f"the configuration as a whole ({case.config.describe()})"
+
+
 def localize(case: Case, lab: Lab, sig: Signature, base: Trial, index: int = 0) -> Localization:
     """Localize the divergence ``sig`` of probe ``index`` (observed in
     ``base``, the case's own trial) by the experiment in the module
@@ -450,97 +459,28 @@ def localize(case: Case, lab: Lab, sig: Signature, base: Trial, index: int = 0) 
     if len(case.probes) != 1 or len(case.fanout):
         case = only(case, [case.probes[index]])
         base = lab.run([case])[0]
-    base_key = _obs_key(base)
+    base_key = obs_key(base)
     reasoning: list[str] = []
     try:
         path: WalkPath | None = walk_path(case, 0)
     except NotRebuildable as exc:
         path = None
         reasoning.append(f"no descriptor variants: {exc}")
-
-    def plan(maker: _Maker) -> tuple[list[Variant], dict[int, list[Variant]], Variant | None,
-                                     list[Variant]]:
-        control = ([Variant("control", None, "control: the same walk rebuilt elsewhere",
-                            maker.control())] if maker.rebuilt else [])
-        levels: dict[int, list[Variant]] = {}
-        repair = None
-        if path is not None:
-            for step in path.steps:
-                v = step.value
-                assert v is not None
-                vs = []
-                if v & 1:
-                    vs.append(Variant("invalid", step.level, f"L{step.level} bit 0 cleared "
-                                      f"({v & ~1:#x})", maker.descriptor(step.level, v & ~1)))
-                if block_allowed(case, path.layout, step.level):
-                    leaf = _leaf_value(case, path.layout, step.level)
-                    if leaf != v:
-                        kind = "page" if step.level == FINAL_LEVEL else "block"
-                        vs.append(Variant("leaf", step.level, f"L{step.level} valid {kind} "
-                                          f"{leaf:#x}", maker.descriptor(step.level, leaf)))
-                levels[step.level] = vs
-            finding = terminal_field(case, path, sig)
-            if finding.repair is not None:
-                level = path.terminal.level
-                repair = Variant("repair", level, f"L{level} {finding.repair_text} "
-                                 f"({finding.repair:#x})", maker.descriptor(level, finding.repair))
-        return control, levels, repair, config_variants(case, maker, sig)
-
-    def execute(maker: _Maker):
-        control, levels, repair, configs = plan(maker)
-        flat = control + [v for vs in levels.values() for v in vs] + \
-            ([repair] if repair else []) + configs
-        done = iter(lab.run([v.case for v in flat]))
-        control = [dataclasses.replace(v, trial=next(done)) for v in control]
-        levels = {lvl: [dataclasses.replace(v, trial=next(done)) for v in vs]
-                  for lvl, vs in levels.items()}
-        repair = dataclasses.replace(repair, trial=next(done)) if repair else None
-        configs = [dataclasses.replace(v, trial=next(done)) for v in configs]
-        return control, levels, repair, configs
-
-    maker = _Maker(case, path, lab, rebuilt=path is not None)
-    control, level_vars, repair, cvars = execute(maker)
-    if control and not control[0].trial.shows(sig):
+    maker = Maker(case, path, lab, rebuilt=path is not None)
+    done = _run(_plan(case, path, maker, sig), lab)
+    if done.control and not (done.control[0].trial and done.control[0].trial.shows(sig)):
         reasoning.append("the rebuilt control does not diverge the same way: variants are edited "
                          "in place instead")
-        maker = _Maker(case, path, lab, rebuilt=False)
-        control, level_vars, repair, cvars = execute(maker)
-    variants: list[Variant] = control + [v for vs in level_vars.values() for v in vs]
-
+        maker = Maker(case, path, lab, rebuilt=False)
+        done = _run(_plan(case, path, maker, sig), lab)
+    variants: list[Variant] = [*done.control, *(v for vs in done.levels.values() for v in vs)]
     evidence = [LevelEvidence(level, tuple(v.text for v in vs if not v.agrees), len(vs),
-                              any(_obs_key(v.trial) != base_key for v in vs))
-                for level, vs in level_vars.items()]
+                              any(obs_key(v.trial) != base_key for v in vs))
+                for level, vs in done.levels.items()]
     reached, stop_note = reached_levels(evidence)
-
     if path is not None and reached:
-        level = reached[-1]
-        step = path.at(level)
-        assert step is not None and step.value is not None
-        reasoning.append(f"level{'s' if len(reached) > 1 else ''} "
-                         f"{', '.join(str(x) for x in reached)} reached: QEMU agrees on every "
-                         "variant there and its answer changes with them, so it reads "
-                         f"{'those descriptors' if len(reached) > 1 else 'that descriptor'} at the "
-                         "reference's address")
-        if level == path.terminal.level:
-            finding = terminal_field(case, path, sig)
-            reasoning.append(f"the level-{level} descriptor decides the reference's outcome, and "
-                             "with ordinary values there QEMU agrees: the departure is in this "
-                             "descriptor's value")
-        else:
-            amask = table_address_mask(case.cpu.arch, path.layout)
-            other = step.value & ~amask & ~0b11
-            finding = FieldFinding(
-                f"the table descriptor's next-level address {step.value & amask:#x}"
-                + (f" and its other bits {other:#x}" if other else "")
-                + ": QEMU does not arrive where the reference goes next",
-                (step.value & ~other) if other else None, "non-address bits cleared")
-            reasoning.append(stop_note)
-            reasoning.append(f"so QEMU interprets the level-{level} table descriptor differently")
-            repair = None
-            if finding.repair is not None:
-                repair = Variant("repair", level, f"L{level} {finding.repair_text} "
-                                 f"({finding.repair:#x})", maker.descriptor(level, finding.repair))
-                repair = dataclasses.replace(repair, trial=lab.run([repair.case])[0])
+        finding, repair = _at_level(case, lab, sig, path, reached, stop_note, maker, done,
+                                    reasoning)
         if repair is not None:
             variants.append(repair)
             if repair.agrees:
@@ -548,22 +488,11 @@ def localize(case: Case, lab: Lab, sig: Signature, base: Trial, index: int = 0) 
                                  "QEMU agrees with the reference")
             else:
                 reasoning.append(f"not confirmed: with {finding.repair_text} QEMU still differs")
-        return Localization(level, step.address, step.value, finding.text, tuple(reasoning),
-                            tuple(variants), lab.boots - boots0, maker.rebuilt)
-
-    # Before the first descriptor: the configuration.
-    if stop_note:
-        reasoning.append(stop_note)
-    reasoning.append("no level is reached: QEMU's answer does not come from the reference's walk, "
-                     "so it departs in the configuration (VTCR, VTTBR)")
-    variants += cvars
-    agreeing = [v for v in cvars if v.agrees]
-    if agreeing:
-        text = "VTCR " + "; ".join(_config_summary(case, agreeing, cvars))
-        reasoning.append(f"{len(agreeing)} of {len(cvars)} one-field configuration changes that "
-                         "leave the reference's outcome unchanged make QEMU agree")
-    else:
-        text = f"the configuration as a whole ({case.config.describe()})"
-        reasoning.append(f"none of {len(cvars)} one-field configuration changes makes QEMU agree")
+        step = path.at(reached[-1])
+        assert step is not None
+        return Localization(step.level, step.address, step.value, finding.text,
+                            tuple(reasoning), tuple(variants), lab.boots - boots0, maker.rebuilt)
+    text = _in_configuration(case, done.configs, stop_note, reasoning)
+    variants += done.configs
     return Localization(None, None, None, text, tuple(reasoning), tuple(variants),
                         lab.boots - boots0, maker.rebuilt)

@@ -150,10 +150,10 @@ def rebuild(case: Case, index: int, path: WalkPath, *, base: int,
         if level in replace:
             value = replace[level]
         elif level == end:
-            value = path.terminal.value
+            value = path.terminal.value or 0
         else:
             original = path.at(level)
-            keep = (original.value & ~addr_mask) if original is not None else 0
+            keep = (original.value or 0) & ~addr_mask if original is not None else 0
             value = encode_table(layout, tables[level + 1]) | keep
         assert value is not None
         words[slot] = value

@@ -19,7 +19,7 @@ share one boot, and candidates that are the same image with other probes
 different table contents at the same PAs cannot share a boot; they run one
 boot each (only the fallback of the image step makes such candidates).
 
-The steps, each a round:
+The passes (SHRINK_PASSES, each a named function and a round):
 
 1. probes: keep one divergent probe of the chosen family (the first one that
    diverges the same way alone), else delta-debug the other probes away;
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from typing import Mapping
+from typing import Callable, Mapping
 
 from reference.config import FINAL_LEVEL
 from reference.generate import Case, Probe, build_layout
@@ -49,6 +49,7 @@ from ..errors import UsageError
 from ..vocabulary import Signature
 from .ddmin import ddmin
 from .lab import (
+    Found,
     Lab,
     Trial,
     Windows,
@@ -124,110 +125,161 @@ def walked_addresses(case: Case) -> set[int]:
             for s in o.trace if s.value is not None}
 
 
+@dataclasses.dataclass(frozen=True)
+class Shrinking:
+    """What every shrink pass needs: the lab, the case as given, the
+    divergence followed (``target``) and its ``signature``, the
+    divergences of the same signature (``members``, target first) and the
+    candidates each delta-debugging fallback may try (``budget``)."""
+
+    lab: Lab
+    original: Case
+    target: Found
+    signature: Signature
+    members: tuple[Found, ...]
+    budget: int
+
+    @property
+    def probe(self) -> Probe:
+        """The divergent probe, as a named probe."""
+        assert self.target.target is not None
+        return self.target.target
+
+
+@dataclasses.dataclass(frozen=True)
+class Shrunk:
+    """Where shrinking stands: the smallest case so far that diverges the
+    same way, its trial, and (after the configuration pass) its walk."""
+
+    case: Case
+    trial: Trial
+    path: WalkPath | None = None
+
+
+def shrink_probes(ctx: Shrinking, now: Shrunk) -> tuple[Shrunk, str | None]:
+    """Pass 1, probes: keep one divergent probe of the family alone (the
+    first of up to 8 that diverges the same way alone), else delta-debug
+    the other named probes away.  No step for a case of one probe."""
+    lab, sig = ctx.lab, ctx.signature
+    total = probe_count(ctx.original)
+    if total <= 1:
+        return now, None
+    tries = [f for f in ctx.members[:8] if f.target is not None]
+    trials = lab.run([only(now.case, [f.target]) for f in tries if f.target is not None])
+    hit = next((t for t in trials if t.shows(sig)), None)
+    if hit is not None:
+        kept = tries[trials.index(hit)]
+        return Shrunk(hit.case, hit), f"kept probe {kept.probe} alone ({total - 1} removed)"
+    others = [p for p in ctx.original.probes if p != ctx.probe]
+    by_subset: dict[tuple[int, ...], Trial] = {}
+
+    def test_probes(cands: list[list[Probe]]) -> list[bool]:
+        ts = lab.run([only(now.case, c + [ctx.probe]) for c in cands])
+        for c, t in zip(cands, ts):
+            by_subset[tuple(id(p) for p in c)] = t
+        return [t.shows(sig) for t in ts]
+
+    rest, done = ddmin(others, test_probes, ctx.budget, batched=True)
+    t = by_subset.get(tuple(id(p) for p in rest))
+    if t is None:
+        t = lab.run([only(now.case, rest + [ctx.probe])])[0]
+    if t.shows(sig):
+        now = Shrunk(t.case, t)
+    return now, (f"no probe diverges the same way alone; delta debugging over the named "
+                 f"probes kept {len(rest) + 1} of {total}" + ("" if done else " (budget spent)"))
+
+
+def shrink_image(ctx: Shrinking, now: Shrunk) -> tuple[Shrunk, str | None]:
+    """Pass 2, image: keep only the descriptor words the reference's walks
+    read (every other word of RAM reads as zero), else delta-debug the
+    other words away, one boot per candidate."""
+    lab, sig, current = ctx.lab, ctx.signature, now.case
+    words = image_words(current)
+    mem = current.memory()
+    walk_words = {a: mem.read64(a) or 0 for a in walked_addresses(current)}
+    kept = {a: v for a, v in walk_words.items() if v}
+    if kept == {a: v for a, v in words.items() if v}:
+        return now, f"the image already holds only the {len(walk_words)} walked descriptor(s)"
+    t = lab.run([_with_words(current, walk_words)])[0]
+    if t.shows(sig):
+        before = sum(1 for v in words.values() if v)
+        return Shrunk(t.case, t), (f"kept the {len(kept)} non-zero descriptor(s) the walk "
+                                   f"reads; {before - len(kept)} words removed")
+    extra = sorted(a for a, v in words.items() if v and a not in walk_words)
+    by_subset: dict[tuple[int, ...], Trial] = {}
+
+    def test_words(cands: list[list[int]]) -> list[bool]:
+        results = []
+        for c in cands:
+            tr = lab.run([_with_words(current, {**walk_words, **{a: words[a] for a in c}})])[0]
+            by_subset[tuple(c)] = tr
+            results.append(tr.shows(sig))
+        return results
+
+    rest, done = ddmin(extra, test_words, ctx.budget, batched=False)
+    if tuple(rest) in by_subset:
+        best = by_subset[tuple(rest)]
+        now = Shrunk(best.case, best)
+    return now, (f"QEMU reads more than the reference's walk: delta debugging kept "
+                 f"{len(rest)} extra word(s) of {len(extra)}" + ("" if done else " (budget spent)"))
+
+
+def simplify_configuration(ctx: Shrinking, now: Shrunk) -> tuple[Shrunk, str | None]:
+    """Pass 3, configuration: rebuild the walked path under every simpler
+    geometry of the same granule and keep the simplest that still diverges
+    the same way (see the module docstring); skipped, and said so, when
+    the walk cannot be rebuilt."""
+    if len(now.case.probes) != 1:
+        return now, "skipped: more than one probe is needed"
+    try:
+        path = walk_path(now.case, 0)
+    except NotRebuildable as exc:
+        return now, f"skipped: {exc}"
+    case, trial, text = _simplify_geometry(now.case, now.trial, path, ctx.signature, ctx.lab)
+    try:
+        new_path: WalkPath | None = walk_path(case, 0)
+    except NotRebuildable:
+        new_path = None
+    return Shrunk(case, trial, new_path), text
+
+
+# The passes in the order they run, each named as its step is reported
+# (as Hypothesis names its shrink passes): fewer probes first makes every
+# later candidate cheaper.
+ShrinkPass = Callable[[Shrinking, Shrunk], tuple[Shrunk, str | None]]
+SHRINK_PASSES: tuple[tuple[str, ShrinkPass], ...] = (
+    ("probes", shrink_probes),
+    ("image", shrink_image),
+    ("configuration", simplify_configuration),
+)
+
+
 def shrink(case: Case, lab: Lab, *, probe: int | None = None, budget: int = 48) -> ShrinkResult:
-    """Minimize ``case`` (see the module docstring).  ``probe``: follow this
-    probe's divergence (default: the first divergent probe); ``budget``:
-    candidates each delta-debugging fallback may try."""
-    steps: list[Step] = []
+    """Minimize ``case`` by the SHRINK_PASSES (see the module docstring).
+    ``probe``: follow this probe's divergence (default: the first divergent
+    probe); ``budget``: candidates each delta-debugging fallback may try."""
     boots0 = lab.boots
     trial = first_trial(case, lab)
     target = choose_target(trial, probe)
     sig = target.signature
-    members = [f for f in trial.divergences if f.signature == sig and f.target is not None]
-    members = [target] + [f for f in members if f.probe != target.probe]
+    members = [target] + [f for f in trial.divergences
+                          if f.signature == sig and f.target is not None
+                          and f.probe != target.probe]
     total = probe_count(case)
-    steps.append(Step("run", f"{total} probes ({len(case.probes)} named, {len(case.fanout)} "
-                      f"fan-out), {len(trial.divergences)} divergence records, "
-                      f"{len(members)} of them in this family", lab.boots - boots0))
-
-    # 1. probes
-    b = lab.boots
-    current, best = trial.case, trial
-    if total > 1:
-        tries = members[:8]
-        trials = lab.run([only(current, [f.target]) for f in tries])
-        hit = next((t for t in trials if t.shows(sig)), None)
-        if hit is not None:
-            kept = tries[trials.index(hit)]
-            text = f"kept probe {kept.probe} alone ({total - 1} removed)"
-            current, best = hit.case, hit
-        else:
-            others = [p for p in case.probes if p != target.target]
-            keep_trials: dict[tuple[int, ...], Trial] = {}
-
-            def test_probes(cands: list[list[Probe]]) -> list[bool]:
-                ts = lab.run([only(current, c + [target.target]) for c in cands])
-                for c, t in zip(cands, ts):
-                    keep_trials[tuple(id(p) for p in c)] = t
-                return [t.shows(sig) for t in ts]
-
-            rest, done = ddmin(others, test_probes, budget, batched=True)
-            t = keep_trials.get(tuple(id(p) for p in rest))
-            if t is None:
-                t = lab.run([only(current, rest + [target.target])])[0]
-            if t.shows(sig):
-                current, best = t.case, t
-            text = (f"no probe diverges the same way alone; delta debugging over the named "
-                    f"probes kept {len(rest) + 1} of {total}" + ("" if done else " (budget spent)"))
-        steps.append(Step("probes", text, lab.boots - b))
-
-    # 2. image
-    b = lab.boots
-    words = image_words(current)
-    walked = walked_addresses(current)
-    mem = current.memory()
-    walk_words = {a: mem.read64(a) or 0 for a in walked}
-    before = sum(1 for v in words.values() if v)
-    if {a: v for a, v in walk_words.items() if v} == {a: v for a, v in words.items() if v}:
-        text = f"the image already holds only the {len(walk_words)} walked descriptor(s)"
-    else:
-        t = lab.run([_with_words(current, walk_words)])[0]
-        if t.shows(sig):
-            current, best = t.case, t
-            text = (f"kept the {sum(1 for v in walk_words.values() if v)} non-zero descriptor(s) "
-                    f"the walk reads; {before - sum(1 for v in walk_words.values() if v)} "
-                    "words removed")
-        else:
-            extra = sorted(a for a, v in words.items() if v and a not in walk_words)
-            trials_by: dict[tuple[int, ...], Trial] = {}
-
-            def test_words(cands: list[list[int]]) -> list[bool]:
-                results = []
-                for c in cands:
-                    tr = lab.run([_with_words(current, {**walk_words,
-                                                        **{a: words[a] for a in c}})])[0]
-                    trials_by[tuple(c)] = tr
-                    results.append(tr.shows(sig))
-                return results
-
-            rest, done = ddmin(extra, test_words, budget, batched=False)
-            if tuple(rest) in trials_by:
-                best = trials_by[tuple(rest)]
-                current = best.case
-            text = (f"QEMU reads more than the reference's walk: delta debugging kept "
-                    f"{len(rest)} extra word(s) of {len(extra)}" + ("" if done else " (budget spent)"))
-    steps.append(Step("image", text, lab.boots - b))
-
-    # 3. configuration
-    b = lab.boots
-    path: WalkPath | None = None
-    if len(current.probes) != 1:
-        text = "skipped: more than one probe is needed"
-    else:
-        try:
-            path = walk_path(current, 0)
-        except NotRebuildable as exc:
-            text = f"skipped: {exc}"
-        else:
-            current, best, text = _simplify_geometry(current, best, path, sig, lab)
-            try:
-                path = walk_path(current, 0)
-            except NotRebuildable:
-                path = None
-    steps.append(Step("configuration", text, lab.boots - b))
+    steps = [Step("run", f"{total} probes ({len(case.probes)} named, {len(case.fanout)} "
+                  f"fan-out), {len(trial.divergences)} divergence records, "
+                  f"{len(members)} of them in this family", lab.boots - boots0)]
+    ctx = Shrinking(lab, case, target, sig, tuple(members), budget)
+    now = Shrunk(trial.case, trial)
+    for name, run_pass in SHRINK_PASSES:
+        boots = lab.boots
+        now, text = run_pass(ctx, now)
+        if text is not None:
+            steps.append(Step(name, text, lab.boots - boots))
     assert target.probe is not None
-    return ShrinkResult(original=case, probe=target.probe, signature=sig, minimal=current,
-                        trial=best, steps=tuple(steps), boots=lab.boots - boots0, path=path)
+    return ShrinkResult(original=case, probe=target.probe, signature=sig, minimal=now.case,
+                        trial=now.trial, steps=tuple(steps), boots=lab.boots - boots0,
+                        path=now.path)
 
 
 def _simplify_geometry(current: Case, best: Trial, path: WalkPath, sig: Signature,

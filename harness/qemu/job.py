@@ -156,7 +156,7 @@ class JobImage:
     vtcr: int
     vttbr: int
     regions: tuple[tuple[int, bytes], ...]
-    probes: tuple[JobProbe, ...]
+    probes: Sequence[JobProbe] | np.ndarray    # rows of PROBE_DTYPE, as probe_table takes
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +334,7 @@ PROBE_DTYPE = np.dtype([("ipa", "<u8"), ("kind", "<u4"), ("flags", "<u4")])
 assert PROBE_DTYPE.itemsize == PROBE_RECORD_SIZE
 
 
-def probe_table(probes) -> np.ndarray:
+def probe_table(probes: Sequence[JobProbe] | np.ndarray) -> np.ndarray:
     """Probes as rows of PROBE_DTYPE: a JobProbe sequence, or an array of
     that dtype already (the bulk path builds those directly)."""
     if isinstance(probes, np.ndarray):

@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from types import MappingProxyType
-from typing import Mapping, Sequence
+from types import FrameType, MappingProxyType
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import pexpect
 
@@ -37,6 +37,9 @@ _QEMU_DEFAULTS: Mapping[Arch, tuple[str, str]] = MappingProxyType({
 })
 
 _PR_SET_PDEATHSIG = 1
+
+# What signal.signal accepts and returns.
+_Handler = Union[Callable[[int, Optional[FrameType]], Any], int, signal.Handlers, None]
 
 # Seconds the console is still read after QEMU has been reaped, for output
 # on its way or written by a process still holding the pty (_drain_to_eof).
@@ -115,7 +118,7 @@ class _SignalsHeld:
 
     def __enter__(self) -> "_SignalsHeld":
         self.caught: list[int] = []
-        self.saved: dict[int, object] = {}
+        self.saved: dict[int, _Handler] = {}
         if threading.current_thread() is threading.main_thread():
             for sig in self._SIGNALS:
                 self.saved[sig] = signal.signal(sig, lambda n, _frame: self.caught.append(n))

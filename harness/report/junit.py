@@ -102,7 +102,9 @@ def junit_tree(run: RunData, timings: bool = False) -> ET.ElementTree:
 def write_junit(run: RunData, path: Path | str, timings: bool = False) -> Path:
     """Write :func:`junit_tree` to ``path`` (UTF-8, with XML declaration)."""
     p = Path(path)
-    text = ET.tostring(junit_tree(run, timings).getroot(), encoding="unicode")
+    root = junit_tree(run, timings).getroot()
+    assert root is not None
+    text = ET.tostring(root, encoding="unicode")
     # A lone surrogate (an undecodable byte json.dumps escaped in a record)
     # has no UTF-8 form: it is written as a backslash escape.
     p.write_text("<?xml version='1.0' encoding='utf-8'?>\n" + text, encoding="utf-8",

@@ -174,7 +174,8 @@ def _merge_run_info(runs: Sequence[tuple[str, RunHeader]],
             plans[key] = None
         else:
             plans[key] = max(plans.get(key) or 0, r.batches)
-    planned = None if not plans or None in plans.values() else sum(plans.values())
+    counts_ = [n for n in plans.values() if n is not None]
+    planned = sum(counts_) if plans and len(counts_) == len(plans) else None
     by_arch: dict[str, set[str]] = collections.defaultdict(set)
     for b in batches:
         if b.qemu_version:
