@@ -2,9 +2,52 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+
+from harness.errors import ToolMissing
+from harness.qemu.build import TOOLCHAINS
+from harness.qemu.launcher import QEMU_PACKAGE, find_qemu
+
+
+def missing_tools() -> list[str]:
+    """The programs the QEMU tests need that are not here, each with its
+    Debian package: both emulators (as harness.qemu.launcher.find_qemu
+    finds them, $S2DIFF_QEMU_* included) and the cross binutils that build
+    the stubs."""
+    missing = []
+    for arch in TOOLCHAINS:
+        try:
+            find_qemu(arch)
+        except ToolMissing:
+            missing.append(f"QEMU for {arch.value} ({QEMU_PACKAGE})")
+    for chain in TOOLCHAINS.values():
+        missing += [f"{tool} ({chain.package})" for tool in (chain.assembler, chain.linker)
+                    if shutil.which(tool) is None]
+    return missing
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In CI (``CI`` set) a missing QEMU or cross toolchain fails the run
+    as a session error: the integration tests must run there, never be
+    skipped into a green result."""
+    missing = missing_tools()
+    if missing and os.environ.get("CI"):
+        pytest.exit("CI is set but the QEMU tests cannot run: missing " + "; ".join(missing)
+                    + " (./scripts/test installs them)", returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Elsewhere the tests marked ``qemu`` are skipped, with the reason."""
+    missing = missing_tools()
+    if not missing:
+        return
+    skip = pytest.mark.skip(reason="needs " + "; ".join(missing))
+    for item in items:
+        if item.get_closest_marker("qemu") is not None:
+            item.add_marker(skip)
 
 
 def qemu_children() -> set[int]:

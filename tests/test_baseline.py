@@ -12,8 +12,8 @@ import pytest
 
 from harness.baseline import load_baseline, version_number
 from harness.casefile import load_case
-from harness.qemu.launcher import find_qemu, qemu_version
 from harness.judge.case import judge_case
+from harness.qemu.launcher import find_qemu, qemu_version
 from harness.single import run_case
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli.common import EXIT_CODES, Outcome
 from harness.casefile import save_case
 from harness.cli import main
-from harness.qemu.launcher import find_qemu
+from harness.cli.common import EXIT_CODES, Outcome
 from harness.plan import VIRT_EMPTY
+from harness.qemu.launcher import find_qemu
 
 # git bisect run's exit statuses, as the CLI gives them.
 GOOD, BAD = EXIT_CODES[Outcome.BISECT_GOOD], EXIT_CODES[Outcome.BISECT_BAD]

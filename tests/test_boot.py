@@ -10,8 +10,14 @@ import signal
 import pytest
 
 from harness.errors import QemuError
-from harness.qemu.boot import (END_MARKER, BatchStatus, BootEnd, FailureKind, classify_boot,
-                               failure_kind)
+from harness.qemu.boot import (
+    END_MARKER,
+    BatchStatus,
+    BootEnd,
+    FailureKind,
+    classify_boot,
+    failure_kind,
+)
 from harness.qemu.job import GuestStatus
 from harness.qemu.launcher import QemuExit
 

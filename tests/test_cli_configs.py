@@ -13,8 +13,7 @@ import pytest
 
 from harness import cli
 from reference import catalogue as cat
-from reference.arch import Arch
-from reference.arch import Granule
+from reference.arch import Arch, Granule
 from reference.cpus import cpu_names, get_cpu
 
 REPO = Path(__file__).resolve().parents[1]

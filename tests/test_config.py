@@ -13,12 +13,17 @@ from __future__ import annotations
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from strategies import (
+    VTCR_A32_FIELDS,
+    VTCR_EL2_FIELDS,
+    aarch32_field_configs,
+    aarch64_field_configs,
+    vtcr_a32_values,
+    vtcr_el2_values,
+)
 
 from reference.arch import Arch, Granule
 from reference.config import S2Config, aarch32_config, aarch64_config, geometry
-
-from strategies import (VTCR_A32_FIELDS, VTCR_EL2_FIELDS, aarch32_field_configs,
-                        aarch64_field_configs, vtcr_a32_values, vtcr_el2_values)
 
 G4, G16, G64 = Granule.G4K, Granule.G16K, Granule.G64K
 A64, A32 = Arch.AARCH64, Arch.AARCH32

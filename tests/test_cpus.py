@@ -18,11 +18,10 @@ ID_MMFR4 (AArch32): XNX [11:8].
 from __future__ import annotations
 
 import pytest
+from strategies import CPU_FACTS
 
 from reference.arch import Arch, Granule
 from reference.cpus import CPUS, get_cpu
-
-from strategies import CPU_FACTS
 
 G4, G16, G64 = Granule.G4K, Granule.G16K, Granule.G64K
 
@@ -44,9 +43,18 @@ class TestIdRegisterValues:
         assert (cpu.reg("ID_AA64MMFR0_EL1"), cpu.reg("ID_AA64MMFR1_EL1"),
                 cpu.reg("ID_AA64MMFR2_EL1")) == (mmfr0, mmfr1, mmfr2)
 
-    def test_every_model_has_expected_facts(self):
-        # The strategies' table and the model list name the same CPUs.
-        assert set(CPUS) == set(CPU_FACTS)
+    def test_the_models_are_the_ten_the_readme_names(self):
+        """The CPU models are the ten QEMU -cpu names the README lists, no
+        more and no fewer, and the property tests' hand-decoded table
+        (strategies.CPU_FACTS) holds exactly them, so that
+        test_matches_strategy_facts checks every model.  A model added to
+        reference/cpus.py without its facts decoded fails here."""
+        a64 = ("cortex-a35", "cortex-a53", "cortex-a57", "cortex-a72", "cortex-a76",
+               "neoverse-n1", "max")
+        a32 = ("cortex-a15", "cortex-a7", "max")
+        expected = {(Arch.AARCH64, n) for n in a64} | {(Arch.AARCH32, n) for n in a32}
+        assert set(CPUS) == expected
+        assert set(CPU_FACTS) == expected
 
     def test_unknown_model_is_rejected_with_the_known_names(self):
         with pytest.raises(ValueError, match="cortex-a53"):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from harness.judge.compare import ProbeStatus, judge_probe
-from harness.qemu.job import ObsKind, RawObservation
 from harness.matrix import build_matrix
 from harness.plan import VIRT_EMPTY
+from harness.qemu.job import ObsKind, RawObservation
 from reference.arch import AtKind
 from reference.cpus import get_cpu
 from reference.fast import bulk_matches, bulk_patterns, span_model

@@ -30,20 +30,19 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+from conftest import qemu_children
+from test_guest import NOT_RUN, par_of_image, small_batch
 
-from harness.qemu.build import build_stub
 from harness.cli import Streams, main
-from harness.qemu.elf import read_stub
 from harness.cli.common import EXIT_CODES
 from harness.cli.run import finish_run
 from harness.matrix import build_matrix
 from harness.qemu.boot import BatchStatus, run_batch
+from harness.qemu.build import build_stub
+from harness.qemu.elf import read_stub
 from harness.records import RECORDS, parse_record
 from harness.run import RunOptions, finished_batches, run_matrix
 from reference.arch import Arch, Granule
-
-from conftest import qemu_children
-from test_guest import NOT_RUN, par_of_image, small_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE = Path(__file__).resolve().parent / "fakes" / "qemu_fault.py"
@@ -59,11 +58,9 @@ def images_done_offset() -> int:
     lay = read_stub(build_stub(Arch.AARCH64)).layout
     return lay.results_start - lay.ram_base + 2 * 8
 
-pytestmark = [
-    pytest.mark.qemu,
-    pytest.mark.skipif(QEMU_AARCH64 is None, reason="qemu-system-aarch64 is not installed "
-                       "(Debian package qemu-system-arm)"),
-]
+# Skipped with the reason when QEMU is missing, and a session error in CI
+# (tests/conftest.py).
+pytestmark = pytest.mark.qemu
 
 
 # ---------------------------------------------------------------------------
@@ -340,10 +337,8 @@ class TestSigstop:
         arch = Arch.AARCH64
         half = N_IMAGES // 2
         fake_qemu.arm("stop", at_image=half)
-        started = time.monotonic()
         r = run_batch(arch, "cortex-a57", small_batch(arch, N_IMAGES), qemu=fake_qemu.path,
                       timeout=STOP_TIMEOUT, hang_after=half)
-        took = time.monotonic() - started
         assert (fake_qemu.state / "signalled-0").exists(), "the stop never came"
         assert r.status is BatchStatus.TIMEOUT, r.diagnostic
         assert r.images_done == half + 1
@@ -351,24 +346,22 @@ class TestSigstop:
         assert all(im.observations == (NOT_RUN,) for im in r.images[half + 1:])
         (boot,) = fake_qemu.boots()
         assert not Path(f"/proc/{boot['pid']}").exists()
+        # SIGTERM (with SIGCONT) ended it, not the SIGKILL that follows
+        # when QEMU ignores it: it acted on the SIGTERM at once.
         assert "terminating on signal 15" in r.console
-        assert took < STOP_TIMEOUT + 1.5, took
+        assert r.signal != signal.SIGKILL
 
     def test_stopped_and_deaf_to_sigterm_is_killed(self, fake_qemu):
         """An emulator that ignores SIGTERM and stops again whenever it is
         continued still dies: SIGKILL acts on a stopped process."""
         fake_qemu.arm("deaf")
-        started = time.monotonic()
         r = run_batch(Arch.AARCH64, "cortex-a57", small_batch(Arch.AARCH64, 4),
                       qemu=fake_qemu.path, timeout=STOP_TIMEOUT)
-        took = time.monotonic() - started
         assert r.status is BatchStatus.TIMEOUT
         assert r.signal == signal.SIGKILL
         assert r.images_done == 0 and all(im.observations == (NOT_RUN,) for im in r.images)
         (boot,) = fake_qemu.boots()
         assert not Path(f"/proc/{boot['pid']}").exists()
-        # The timeout, QemuMachine.shutdown's 3 s for SIGTERM, then SIGKILL.
-        assert STOP_TIMEOUT + 3.0 <= took < STOP_TIMEOUT + 5.0, took
 
 
 # ---------------------------------------------------------------------------
@@ -684,10 +677,8 @@ class TestInterrupted:
                 assert time.monotonic() < end, "the run recorded no batch in 120 s"
                 time.sleep(0.02)
             assert proc.poll() is None, "the run ended before it could be interrupted"
-            signalled = time.monotonic()
             proc.send_signal(sig)
             out, err = proc.communicate(timeout=15)
-            took = time.monotonic() - signalled
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -696,7 +687,6 @@ class TestInterrupted:
             assert proc.returncode == -signal.SIGKILL
         else:
             assert proc.returncode == 130, out + err
-            assert took < 3.0, took
             assert "Traceback" not in err
             assert err.splitlines()[-1].startswith("interrupted: "), err
             assert (harness.out / "summary.txt").is_file()
@@ -746,16 +736,20 @@ def test_qemu_command_line_has_no_defaults_network_or_extra_files(fake_qemu, tmp
         options = {a for a in argv[1:] if a.startswith("-")}
         assert options & FORBIDDEN_OPTIONS == set()
         assert "-nodefaults" in options
-        values = lambda option: [argv[i + 1] for i, a in enumerate(argv) if a == option]
         for option, value in (("-nic", "none"), ("-monitor", "none"), ("-display", "none"),
                               ("-serial", "stdio"), ("-kernel", str(stub))):
-            assert values(option) == [value], (option, argv)
-        (loader,) = values("-device")
+            assert option_values(argv, option) == [value], (option, argv)
+        (loader,) = option_values(argv, "-device")
         batch_dir = Path(loader.split("file=")[1].split(",")[0]).parent
         assert batch_dir.parent == fake_qemu.workdir
         assert loader.startswith(f"loader,file={batch_dir}/job.bin,")
-        (backend,) = values("-object")
+        (backend,) = option_values(argv, "-object")
         assert f"mem-path={batch_dir}/ram.bin," in backend
+
+
+def option_values(argv: list[str], option: str) -> list[str]:
+    """The values ``option`` is given in a command line."""
+    return [argv[i + 1] for i, a in enumerate(argv) if a == option]
 
 
 class TestCannotStart:

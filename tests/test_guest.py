@@ -27,15 +27,25 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import qemu_children
 
 import harness.qemu.boot as qemu_mod
-from conftest import qemu_children
+from harness.errors import QemuError, ToolMissing
+from harness.qemu.boot import BatchStatus, run_batch
 from harness.qemu.build import build_stub
 from harness.qemu.elf import read_stub
-from harness.errors import QemuError, ToolMissing
-from harness.qemu.job import (NOT_RUN, FatalReason, GuestStatus, JobImage, JobProbe, ObsKind,
-                         RamFile, RawObservation, pack_job, read_results_header)
-from harness.qemu.boot import BatchStatus, run_batch
+from harness.qemu.job import (
+    NOT_RUN,
+    FatalReason,
+    GuestStatus,
+    JobImage,
+    JobProbe,
+    ObsKind,
+    RamFile,
+    RawObservation,
+    pack_job,
+    read_results_header,
+)
 from reference.arch import Arch, AtKind
 
 # --- stage-2 descriptors (Arm ARM D8.3, VMSAv8-64 stage 2; identical in LPAE) ---

@@ -13,16 +13,23 @@ from __future__ import annotations
 import struct
 
 import pytest
+from test_walk import FOUR, IPA4, L0E, L1E, L2E, L3E, TT
 
 from reference.arch import Arch, AtKind, Granule
 from reference.config import S2Config
 from reference.cpus import get_cpu
-from reference.image import (Conflict, ImageBuilder, LeafAttrs, Layout, encode_leaf,
-                             encode_table, layout_for, vttbr_vmid_bits)
+from reference.image import (
+    Conflict,
+    ImageBuilder,
+    Layout,
+    LeafAttrs,
+    encode_leaf,
+    encode_table,
+    layout_for,
+    vttbr_vmid_bits,
+)
 from reference.memory import Memory, Region
 from reference.walk import walk
-
-from test_walk import FOUR, IPA4, L0E, L1E, L2E, L3E, TT
 
 G4, G16, G64 = Granule.G4K, Granule.G16K, Granule.G64K
 A64 = Arch.AARCH64

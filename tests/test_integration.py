@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from harness.baseline import load_baseline
+from harness.judge.case import judge_batch
 from harness.judge.compare import ProbeStatus, judge_probe
 from harness.matrix import build_matrix
-from harness.qemu.boot import BatchStatus, run_batch
-from harness.judge.case import judge_batch
 from harness.plan import generate_batch, job_image, plan_batches, prepare_machine
-from harness.records import DivergenceRecord
+from harness.qemu.boot import BatchStatus, run_batch
 from harness.qemu.boot import BatchStatus as _BS
+from harness.records import DivergenceRecord
 from reference.arch import Arch
 from reference.cpus import CPUS
 from reference.outcome import Translation

@@ -14,9 +14,9 @@ import pytest
 from harness.casefile import load_case_data, save_case
 from harness.cli import main
 from harness.debug.isolate import Failure, IsolateError, isolate, parse_expect
+from harness.plan import VIRT_EMPTY
 from harness.qemu.boot import FailureKind
 from harness.qemu.launcher import find_qemu
-from harness.plan import VIRT_EMPTY
 from reference.arch import Arch, AtKind, Granule
 from reference.config import aarch64_config
 from reference.cpus import get_cpu

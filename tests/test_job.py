@@ -4,17 +4,32 @@ The blob is decoded here with struct from the layout in docs/job-abi.md,
 independently of the packer, so a change of either side shows."""
 from __future__ import annotations
 
-import os
 import base64
+import os
 import struct
 import zlib
 
 import pytest
 
 from harness.errors import UsageError
-from harness.qemu.job import (ABI_VERSION, HANG_OFF, JOB_MAGIC, NOT_RUN, RESULTS_MAGIC, FatalReason,
-                         GuestStatus, JobImage, JobLayout, JobProbe, ObsKind, RamBytes,
-                         RawObservation, SparseRam, pack_job, unpack_results)
+from harness.qemu.job import (
+    ABI_VERSION,
+    HANG_OFF,
+    JOB_MAGIC,
+    NOT_RUN,
+    RESULTS_MAGIC,
+    FatalReason,
+    GuestStatus,
+    JobImage,
+    JobLayout,
+    JobProbe,
+    ObsKind,
+    RamBytes,
+    RawObservation,
+    SparseRam,
+    pack_job,
+    unpack_results,
+)
 from reference.arch import Arch, AtKind
 
 # A small made-up memory map: room for 1020 probe records, a 1 MiB job area.

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from reference.arch import Arch
-
 from harness.qemu.launcher import QemuMachine
+from reference.arch import Arch
 
 REPEAT = int(os.environ.get("S2DIFF_STRESS", "3"))
 

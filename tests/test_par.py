@@ -20,9 +20,8 @@ from hypothesis import strategies as st
 
 from reference.arch import Arch
 from reference.bits import mask
-from reference.outcome import (Fault, FaultKind, Outcome, Translation, decode_fsc, encode_fsc)
-from reference.par import (Pattern, Report, decode_par, encode_par_fault, encode_par_success,
-                           predict)
+from reference.outcome import Fault, FaultKind, Outcome, Translation, decode_fsc, encode_fsc
+from reference.par import Pattern, Report, decode_par, encode_par_fault, encode_par_success, predict
 
 A64, A32 = Arch.AARCH64, Arch.AARCH32
 U64 = (1 << 64) - 1

@@ -15,19 +15,18 @@ import dataclasses
 import struct
 
 import pytest
+import strategies as S
 from hypothesis import example, given, note
 from hypothesis import strategies as st
+from test_config import GEOMETRY_ROWS
 
 from reference.arch import Arch, AtKind, Granule
 from reference.config import S2Config
 from reference.cpus import get_cpu
-from reference.image import Conflict, ImageBuilder, LeafAttrs, Layout
+from reference.image import Conflict, ImageBuilder, Layout, LeafAttrs
 from reference.memory import Memory, Region
 from reference.outcome import DescriptorWrite, Fault, FaultKind, Translation
 from reference.walk import walk
-
-import strategies as S
-from test_config import GEOMETRY_ROWS
 
 A64 = Arch.AARCH64
 G4, G16, G64 = Granule.G4K, Granule.G16K, Granule.G64K

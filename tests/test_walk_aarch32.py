@@ -12,17 +12,32 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import strategies as S
 from hypothesis import given
 from hypothesis import strategies as st
+from test_walk import (
+    AF,
+    AFF,
+    ASF,
+    NO_RAM,
+    PF,
+    SEA,
+    TF,
+    TT,
+    T,
+    block,
+    built,
+    check_image_property,
+    page,
+    results,
+    table,
+    words,
+)
 
 from reference.arch import Arch, AtKind, Granule
 from reference.config import S2Config
 from reference.cpus import get_cpu
 from reference.image import LeafAttrs
-
-import strategies as S
-from test_walk import (AF, AFF, ASF, NO_RAM, PF, SEA, TF, TT, T, block, built, check_image_property,
-                       page, results, table, words)
 
 A32 = Arch.AARCH32
 G4 = Granule.G4K
