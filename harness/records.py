@@ -6,6 +6,10 @@ writers have always written them, so files stay byte-compatible) and
 format raises :class:`InvalidRecord` saying why; fields the reports do not
 need are read leniently).
 
+Longer than 500 lines because the four record types, their field readers
+and the file's two ends are one definition: split, the writer's and the
+reader's halves of a record would drift apart again.
+
 The writer (harness.judge, harness.workers), the reader (harness.report),
 ``--resume``, the progress display, baseline matching and the tests all use
 these types; :class:`RecordSink` and :func:`read_json_lines` are the file's
