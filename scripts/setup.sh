@@ -25,7 +25,7 @@ s2diff_need_debian() {
 
 s2diff_need_python() {
     local py=${PYTHON:-python3}
-    if ! "$py" -c 'import reference, harness, pexpect, elftools, capstone, rich, numpy, pytest, hypothesis' >/dev/null 2>&1 \
+    if ! "$py" -c 'import reference, harness, pexpect, elftools, capstone, rich, numpy, pytest, hypothesis, mypy, ruff' >/dev/null 2>&1 \
        || ! command -v s2diff >/dev/null 2>&1; then
         echo "setup: installing the s2diff Python package and its dependencies" >&2
         "$py" -m pip install -q --disable-pip-version-check -e "$S2DIFF_ROOT[test]"
