@@ -1,0 +1,42 @@
+"""A smoke test of `s2diff bench`: it runs every measurement end to end in
+a tiny configuration (--small) and prints --json of the documented shape.
+The figures themselves are not checked (speed is measured by bench, never
+asserted in a test); only that each is there, of its type, and that the
+counts agree with each other."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import pytest
+
+from harness.cli import main
+
+pytestmark = pytest.mark.qemu
+
+RATES = ("raw_at_per_s", "raw_images_per_s", "boot_s", "e2e_probes_per_s", "e2e_images_per_s",
+         "e2e_seconds", "e2e1_probes_per_s", "naive_probes_per_s", "peak_harness_mib",
+         "peak_qemu_mib", "scaling_measured", "ratio_e2e_over_raw", "ratio_e2e_over_naive",
+         "jobs_scaling")
+
+
+def test_bench_small_prints_every_figure_as_json():
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["bench", "--small", "--json", "--jobs", "2", "--fanout", "16"])
+    assert code == 0
+    figures = json.loads(out.getvalue())
+    assert set(figures) == set(RATES) | {"e2e_probes", "e2e_images", "jobs", "fanout", "notes"}
+    assert all(isinstance(figures[k], float) and figures[k] >= 0 for k in RATES)
+    assert (figures["jobs"], figures["fanout"]) == (2, 16)
+    # Every sampled entry ran one case; each case has its named probes and
+    # 16 fan-out probes per placed entry on top.
+    assert figures["e2e_images"] > 0
+    assert figures["e2e_probes"] > 16 * figures["e2e_images"]
+    assert any("--small" in n for n in figures["notes"])
+
+
+def test_bench_refuses_bad_options_in_one_line(capsys):
+    assert main(["bench", "--jobs", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "s2diff: error: --jobs: must be at least 1"
