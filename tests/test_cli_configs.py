@@ -1,4 +1,4 @@
-"""Tests of ``s2diff configs`` (harness/cli.py): exit codes, output forms,
+"""Tests of ``s2diff configs`` (harness/cli/configs.py): exit codes, output forms,
 and bad input reported as exactly one line on stderr."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The bulk path (reference.fast, harness.bulk) agrees with the readable
+"""The bulk path (reference.fast, harness.judge.bulk) agrees with the readable
 walker probe by probe, on seeded samples of every configuration family of
 the nightly matrix (valid, HA/HD, invalid, both architectures)."""
 from __future__ import annotations

@@ -212,7 +212,7 @@ BATCH_FIELDS_THAT_VARY = ("status", "images_done", "elapsed", "argv", "diagnosti
 
 
 def not_reproduced(batch: dict) -> bool:
-    """A crashed or hung batch whose isolation (harness.isolate, re-run
+    """A crashed or hung batch whose isolation (harness.debug.isolate, re-run
     image by image) found no single case that fails: an infrastructure
     event, no finding."""
     return batch["isolated"]["reproduced"] is False

@@ -1,4 +1,4 @@
-"""Job ABI packing and unpacking (harness/job.py), without QEMU.
+"""Job ABI packing and unpacking (harness/qemu/job.py), without QEMU.
 
 The blob is decoded here with struct from the layout in docs/job-abi.md,
 independently of the packer, so a change of either side shows."""

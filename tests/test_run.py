@@ -92,7 +92,7 @@ def only_line(text: str) -> str:
     return lines[0]
 
 
-# Columns of a summary.txt group line (harness/report.py _HEADINGS), right-aligned numbers.
+# Columns of a summary.txt group line (harness/report/summary.py _HEADINGS), right-aligned numbers.
 SUMMARY_COLUMNS = ("entries", "cases", "probes", "passed", "known", "new", "skipped", "timeout",
                    "crash", "guest_err")
 

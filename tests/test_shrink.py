@@ -1,4 +1,4 @@
-"""Shrinking and localization (harness/shrink.py, harness/localize.py).
+"""Shrinking and localization (harness/debug/).
 
 The planted divergence is a real QEMU 7.2 bug, not a bent reference: a
 descriptor with bits[1:0] = 0b01 at level 0 of a 4K walk, where

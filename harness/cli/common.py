@@ -146,23 +146,24 @@ def hex_value(text: str) -> int:
     return value
 
 
-def seconds(text: str) -> float:
-    """A positive number of seconds ('inf': no limit; not 'nan')."""
+def _float(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+
+
+def seconds(text: str) -> float:
+    """A positive number of seconds ('inf': no limit; not 'nan')."""
+    value = _float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r}: must be a positive number of seconds")
     return value
 
 
 def positive(text: str) -> float:
-    """A number of seconds above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    """A number of seconds above 0 (the debugging subcommands' timeouts)."""
+    value = _float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
     return value

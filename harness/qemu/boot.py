@@ -144,7 +144,7 @@ class BatchResult:
     ``images``: one ImageResult per input image; an image the stub did not
     reach has every observation NOT_RUN (an image cut short keeps the
     records of the probes it finished; ``completed`` tells which).
-    ``id_registers`` by name (harness.job.ID_REGISTER_NAMES); ``argv`` the
+    ``id_registers`` by name (harness.qemu.job.ID_REGISTER_NAMES); ``argv`` the
     exact QEMU command line; ``console`` its output; ``elapsed`` seconds;
     ``diagnostic`` a human explanation of any status but COMPLETED."""
 

@@ -1,5 +1,5 @@
 """What the host needs from a built guest stub ELF: its symbols (the job
-layout, harness.job.JobLayout), its loadable bytes (to disassemble around a
+layout, harness.qemu.job.JobLayout), its loadable bytes (to disassemble around a
 faulting PC in crash reports), and symbol names for addresses."""
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ The stub writes a *results* area: a header (status, progress counters, ID
 registers, fatal details) and one fixed-size record per probe.
 
 Every guest address comes from the stub ELF's symbols (``JobLayout``, read
-by harness.elfsyms); the record layouts below are the ABI itself, versioned
+by harness.qemu.elf); the record layouts below are the ABI itself, versioned
 by ``ABI_VERSION`` and checked against the stub's ``__s2_abi_version``.
 
 Packing and unpacking are pure functions on bytes, so they are tested
