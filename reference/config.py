@@ -46,6 +46,10 @@ class Geometry:
     granule: Granule
     ia_bits: int
     start_level: int
+    # Derived in __post_init__; not part of the value (equality, hash, repr).
+    _lsb: dict[int, int] = dataclasses.field(init=False, repr=False, compare=False)
+    _msb: dict[int, int] = dataclasses.field(init=False, repr=False, compare=False)
+    _stride: int = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Field extents per level, computed once: walks ask for them on

@@ -346,6 +346,8 @@ def aarch64_s2_translate(cpu: CpuModel, config: S2Config, memory: Memory, ipa: i
                 outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, 0),
                                          rules + [f"AArch64.S2InvalidSL/S2InconsistentSL: {why}"], []))
                 continue
+            # AArch64.S2InvalidSL rejects every SL encoding S2StartLevel leaves undefined.
+            assert level is not None
             if ipa >> p.ia_bits:
                 outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, 0),
                                          rules + [f"AArch64.IPAIsOutOfRange: IPA >= 2^{p.ia_bits}"], []))
