@@ -20,10 +20,10 @@ from typing import Iterable
 
 from .arch import Arch, AtKind, Granule
 from .bits import bit, field
-from .config import FINAL_LEVEL, PS_BITS, TG0_DECODING, S2Config, geometry
+from .config import FINAL_LEVEL, PS_BITS, TG0_DECODING, Geometry, S2Config, geometry
 from .cpus import CpuModel
 from .memory import Memory
-from .outcome import (DescriptorWrite, Fault, FaultKind, Outcome, TraceStep,
+from .outcome import (DescriptorWrite, Fault, FaultKind, Outcome, Result, TraceStep,
                       Translation, WalkResult)
 
 DESC_AF = 1 << 10
@@ -55,7 +55,7 @@ class S2Params:
         return 64 - self.txsz
 
 
-def _outcome(result, rules: Iterable[str], trace: list[TraceStep],
+def _outcome(result: Result, rules: Iterable[str], trace: Iterable[TraceStep],
              writes: tuple[DescriptorWrite, ...] = ()) -> Outcome:
     return Outcome(result=result, rules=tuple(rules), writes=writes, trace=tuple(trace))
 
@@ -294,20 +294,6 @@ def contiguous_size(granule: Granule, level: int) -> int:
     return 5
 
 
-def _leaf_translation(p: S2Params, desc: int, level: int, pa: int, contiguous: int,
-                      cpu: CpuModel) -> Translation:
-    """The stage-2 leaf attributes (AArch64.S2NextWalkStateLeaf): MemAttr
-    [5:2], S2AP [7:6], SH [9:8] (VTCR.SH0 with DS = 1), AF [10], DBM [51],
-    XN [54] and, with FEAT_XNX, XNX [53]."""
-    xn = bit(desc, 54) << 1 | (bit(desc, 53) if cpu.feat_xnx else 0)
-    sh = p.sh0 if p.ds else field(desc, 9, 8)
-    return Translation(pa=pa, level=level,
-                       block_bits=geometry(p.granule, p.ia_bits, level).block_bits(level),
-                       s2ap=field(desc, 7, 6), xn=xn, memattr=field(desc, 5, 2),
-                       sh=sh, af=bit(desc, 10), contiguous=contiguous,
-                       dbm=bit(desc, 51))
-
-
 # ---------------------------------------------------------------------------
 # AArch64: the walk
 # ---------------------------------------------------------------------------
@@ -397,50 +383,79 @@ def aarch64_s2_walk(cpu: CpuModel, p: S2Params, vttbr: int, start_level: int,
             level, address = level + 1, next_address
             continue
         trace.append(TraceStep(level, address, desc, kind))
-        return aarch64_s2_leaf(cpu, p, geo, level, address, desc, ipa, access, rules, trace)
+        return aarch64_s2_leaf(S2Leaf(cpu, p, geo, level, address, desc, ipa, access,
+                                      tuple(trace)), rules)
 
 
-def aarch64_s2_leaf(cpu: CpuModel, p: S2Params, geo, level: int, address: int, desc: int,
-                    ipa: int, access: AtKind, rules: list[str],
-                    trace: list[TraceStep]) -> list[Outcome]:
+@dataclasses.dataclass(frozen=True)
+class S2Leaf:
+    """A leaf descriptor AArch64.S2Walk has reached, with everything its
+    leaf checks read: the CPU, the walk parameters (S2TTWParams), the
+    geometry, the descriptor's ``level``, its PA ``address`` and value
+    ``desc``, the probed ``ipa``, the AT ``access`` and the descriptor
+    reads that led here (``trace``)."""
+
+    cpu: CpuModel
+    params: S2Params
+    geo: Geometry
+    level: int
+    address: int
+    desc: int
+    ipa: int
+    access: AtKind
+    trace: tuple[TraceStep, ...]
+
+    @property
+    def tsize(self) -> int:
+        """log2 of the bytes the leaf maps (TranslationSize)."""
+        return self.geo.block_bits(self.level)
+
+    @property
+    def contiguous(self) -> int:
+        """The contiguous bit as it acts (AArch64.ContiguousBit)."""
+        return aarch64_contiguous_bit(self.params.granule, self.level, self.desc)
+
+    @property
+    def base(self) -> int:
+        """The leaf's output address base (AArch64.LeafBase)."""
+        return aarch64_leaf_base(self.cpu, self.params, self.desc, self.level)
+
+    def outcome(self, result: Result, rules: Iterable[str],
+                writes: tuple[DescriptorWrite, ...] = ()) -> Outcome:
+        """An outcome reached at this leaf, carrying its trace."""
+        return Outcome(result=result, rules=tuple(rules), writes=writes, trace=self.trace)
+
+
+def aarch64_s2_leaf(leaf: S2Leaf, rules: list[str]) -> list[Outcome]:
     """The leaf checks, in the pseudocode's order: contiguous-bit and nT
     faults, output address size, Access flag, permission; then the hardware
     Access flag update (AArch64.S2Walk, AArch64.S2Translate)."""
-    tsize = geo.block_bits(level)
-    contiguous = aarch64_contiguous_bit(p.granule, level, desc)
-    base = aarch64_leaf_base(cpu, p, desc, level)
-    if level < FINAL_LEVEL and cpu.bbm in (1, 2) and bit(desc, 16):
+    if leaf.level < FINAL_LEVEL and leaf.cpu.bbm in (1, 2) and bit(leaf.desc, 16):
         # AArch64.BlocknTFaults: with FEAT_BBM level 1 or 2 it is
         # IMPLEMENTATION DEFINED whether a block with nT = 1 faults.
-        nt_fault = _outcome(Fault(FaultKind.TRANSLATION, level), rules + [
-            "IMPLEMENTATION DEFINED (AArch64.BlocknTFaults): block with nT = 1 faults"], trace)
+        nt_fault = leaf.outcome(Fault(FaultKind.TRANSLATION, leaf.level), rules + [
+            "IMPLEMENTATION DEFINED (AArch64.BlocknTFaults): block with nT = 1 faults"])
         rules = rules + ["IMPLEMENTATION DEFINED (AArch64.BlocknTFaults): nT = 1 ignored"]
-        return [nt_fault] + aarch64_s2_leaf_oa(cpu, p, geo, level, address, desc, ipa, access,
-                                               rules, trace, tsize, contiguous, base)
-    return aarch64_s2_leaf_oa(cpu, p, geo, level, address, desc, ipa, access, rules, trace,
-                              tsize, contiguous, base)
+        return [nt_fault] + aarch64_s2_leaf_oa(leaf, rules)
+    return aarch64_s2_leaf_oa(leaf, rules)
 
 
-def aarch64_s2_leaf_oa(cpu: CpuModel, p: S2Params, geo, level: int, address: int, desc: int,
-                       ipa: int, access: AtKind, rules: list[str], trace: list[TraceStep],
-                       tsize: int, contiguous: int, base: int,
-                       checked: bool = False) -> list[Outcome]:
+def aarch64_s2_leaf_oa(leaf: S2Leaf, rules: list[str], checked: bool = False) -> list[Outcome]:
     """StageOA and the contiguous-bit rules, then the remaining leaf checks.
     ``checked``: the ContiguousBitFaults choice has been made already."""
     branches: list[tuple[int, list[str]]] = []
-    if contiguous:
-        csize = contiguous_size(p.granule, level)
-        if tsize + csize > p.ia_bits and not checked:
+    tsize, base, ipa = leaf.tsize, leaf.base, leaf.ipa
+    if leaf.contiguous:
+        csize = contiguous_size(leaf.params.granule, leaf.level)
+        if tsize + csize > leaf.params.ia_bits and not checked:
             # AArch64.ContiguousBitFaults: a contiguous range larger than the
             # input address space may fault (IMPLEMENTATION DEFINED); if it
             # does not, the walk goes on with the contiguous bit set (StageOA).
-            fault = _outcome(Fault(FaultKind.TRANSLATION, level), rules + [
+            fault = leaf.outcome(Fault(FaultKind.TRANSLATION, leaf.level), rules + [
                 "IMPLEMENTATION DEFINED (AArch64.ContiguousBitFaults): contiguous range "
-                "larger than the IPA space faults"], trace)
+                "larger than the IPA space faults"])
             rules = rules + ["IMPLEMENTATION DEFINED (AArch64.ContiguousBitFaults): no fault"]
-            return [fault] + aarch64_s2_leaf_oa(cpu, p, geo, level, address, desc, ipa, access,
-                                                rules, trace, tsize, contiguous, base,
-                                                checked=True)
+            return [fault] + aarch64_s2_leaf_oa(leaf, rules, checked=True)
         stage_oa = base & ~((1 << (tsize + csize)) - 1) | ipa & ((1 << (tsize + csize)) - 1)
         desc_oa = base | ipa & ((1 << tsize) - 1)
         branches.append((stage_oa, ["StageOA: contiguous range, OA low bits from the IPA"]))
@@ -452,38 +467,34 @@ def aarch64_s2_leaf_oa(cpu: CpuModel, p: S2Params, geo, level: int, address: int
                                        "set, OA from the descriptor itself"]))
     else:
         branches.append((base | ipa & ((1 << tsize) - 1), []))
-    return _leaf_branches(cpu, p, level, address, desc, ipa, access, branches, contiguous,
-                          rules, trace)
+    return _leaf_branches(leaf, branches, rules)
 
 
-def _leaf_branches(cpu: CpuModel, p: S2Params, level: int, address: int, desc: int, ipa: int,
-                   access: AtKind, branches: list[tuple[int, list[str]]], contiguous: int,
-                   rules: list[str], trace: list[TraceStep]) -> list[Outcome]:
+def _leaf_branches(leaf: S2Leaf, branches: list[tuple[int, list[str]]],
+                   rules: list[str]) -> list[Outcome]:
     """For each candidate output address, the remaining leaf checks of
     AArch64.S2Walk in order: AArch64.OAOutOfRange (Address size fault at the
     leaf level), then the Access flag (AF = 0 with VTCR_EL2.HA = 0 faults),
     then AArch64.S2CheckPermissions and the hardware updates."""
+    cpu, p, level = leaf.cpu, leaf.params, leaf.level
     outcomes: list[Outcome] = []
     for oa, oa_rules in branches:
         r = rules + oa_rules
         if aarch64_oa_out_of_range(cpu, p, oa):
-            outcomes.append(_outcome(Fault(FaultKind.ADDRESS_SIZE, level), r + [
+            outcomes.append(leaf.outcome(Fault(FaultKind.ADDRESS_SIZE, level), r + [
                 f"AArch64.S2Walk: output address {oa:#x} beyond "
-                f"{aarch64_physical_address_size(cpu, p.ps, p.granule)} bits"], trace))
+                f"{aarch64_physical_address_size(cpu, p.ps, p.granule)} bits"]))
             continue
-        af = bit(desc, 10)
+        af = bit(leaf.desc, 10)
         if af == 0 and p.ha == 0:
-            outcomes.append(_outcome(Fault(FaultKind.ACCESS_FLAG, level), r + [
-                "AArch64.S2Walk: AF = 0 and VTCR_EL2.HA = 0"], trace))
+            outcomes.append(leaf.outcome(Fault(FaultKind.ACCESS_FLAG, level), r + [
+                "AArch64.S2Walk: AF = 0 and VTCR_EL2.HA = 0"]))
             continue
-        outcomes.extend(aarch64_s2_permissions_and_updates(
-            cpu, p, level, address, desc, oa, access, contiguous, r, trace))
+        outcomes.extend(aarch64_s2_permissions_and_updates(leaf, oa, r))
     return outcomes
 
 
-def aarch64_s2_permissions_and_updates(cpu: CpuModel, p: S2Params, level: int, address: int,
-                                       desc: int, oa: int, access: AtKind, contiguous: int,
-                                       rules: list[str], trace: list[TraceStep]) -> list[Outcome]:
+def aarch64_s2_permissions_and_updates(leaf: S2Leaf, oa: int, rules: list[str]) -> list[Outcome]:
     """AArch64.S2CheckPermissions for an AT probe, then the hardware updates.
 
     AT ...R checks S2AP[0] (read), AT ...W checks S2AP[1] (write); with HA,
@@ -493,27 +504,41 @@ def aarch64_s2_permissions_and_updates(cpu: CpuModel, p: S2Params, level: int, a
     a Permission fault setting it is CONSTRAINED UNPREDICTABLE
     (Unpredictable_AFUPDATE).  Dirty state (S2AP[1] := 1) is never set by
     an AT instruction (AArch64.S2Translate excludes AccessType_AT)."""
+    p, desc, access, level = leaf.params, leaf.desc, leaf.access, leaf.level
     s2ap = field(desc, 7, 6)
     dbm_writable = p.ha and p.hd and bit(desc, 51)
     readable = s2ap & 1
     writable = (s2ap >> 1) | dbm_writable
     denied = not writable if access.is_write else not readable
     af_clear = bit(desc, 10) == 0 and p.ha
-    with_af = DescriptorWrite(address, desc, desc | DESC_AF)
+    with_af = DescriptorWrite(leaf.address, desc, desc | DESC_AF)
     if denied:
         fault = Fault(FaultKind.PERMISSION, level)
         what = "write" if access.is_write else "read"
         r = rules + [f"AArch64.S2CheckPermissions: S2AP={s2ap:02b} denies {what}"]
         if not af_clear:
-            return [_outcome(fault, r, trace)]
-        return [_outcome(fault, r + ["CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF not set"], trace),
-                _outcome(fault, r + ["CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF set"],
-                         trace, (with_af,))]
-    result = _leaf_translation(p, desc, level, oa, contiguous, cpu)
+            return [leaf.outcome(fault, r)]
+        return [leaf.outcome(fault, r + ["CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF not set"]),
+                leaf.outcome(fault, r + ["CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF set"],
+                             (with_af,))]
+    result = _leaf_translation(leaf, oa)
     if not af_clear:
-        return [_outcome(result, rules + ["AArch64.S2Walk: translation"], trace)]
-    return [_outcome(result, rules + ["hardware Access flag update: AT sets AF"], trace, (with_af,)),
-            _outcome(result, rules + ["hardware Access flag update: AT is permitted not to set AF"], trace)]
+        return [leaf.outcome(result, rules + ["AArch64.S2Walk: translation"])]
+    return [leaf.outcome(result, rules + ["hardware Access flag update: AT sets AF"], (with_af,)),
+            leaf.outcome(result, rules + ["hardware Access flag update: AT is permitted not to set AF"])]
+
+
+def _leaf_translation(leaf: S2Leaf, pa: int) -> Translation:
+    """The stage-2 leaf attributes (AArch64.S2NextWalkStateLeaf): MemAttr
+    [5:2], S2AP [7:6], SH [9:8] (VTCR.SH0 with DS = 1), AF [10], DBM [51],
+    XN [54] and, with FEAT_XNX, XNX [53]."""
+    desc, p = leaf.desc, leaf.params
+    xn = bit(desc, 54) << 1 | (bit(desc, 53) if leaf.cpu.feat_xnx else 0)
+    sh = p.sh0 if p.ds else field(desc, 9, 8)
+    return Translation(pa=pa, level=leaf.level, block_bits=leaf.tsize,
+                       s2ap=field(desc, 7, 6), xn=xn, memattr=field(desc, 5, 2),
+                       sh=sh, af=bit(desc, 10), contiguous=leaf.contiguous,
+                       dbm=bit(desc, 51))
 
 
 # ---------------------------------------------------------------------------
