@@ -80,6 +80,9 @@ def case_to_data(case: Case, *, with_outcomes: bool = True) -> dict[str, Any]:
         "config": {
             "vtcr": _hex(case.config.vtcr()),
             "vttbr": _hex(case.config.vttbr),
+            # S2PIR_EL2 only where it can act: a case without it reads as before.
+            **({"s2pir": _hex(case.config.s2pir)}
+               if case.config.s2pie or case.config.s2pir else {}),
             "describe": case.config.describe(),
         },
         "memory": {
@@ -196,7 +199,10 @@ def case_from_data(data: Any) -> Case:
     vtcr = _int(_get(cfg, "vtcr", str, "config"), "config.vtcr",
                 64 if arch is Arch.AARCH64 else 32)
     vttbr = _int(_get(cfg, "vttbr", str, "config"), "config.vttbr")
-    config = S2Config.from_vtcr(arch, vtcr, vttbr)
+    s2pir = _int(cfg["s2pir"], "config.s2pir") if "s2pir" in cfg else 0
+    if s2pir and arch is not Arch.AARCH64:
+        raise CaseFormatError("config.s2pir: S2PIR_EL2 exists only for aarch64")
+    config = S2Config.from_vtcr(arch, vtcr, vttbr, s2pir)
 
     mem = _get(data, "memory", dict, "case")
     ram = []

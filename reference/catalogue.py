@@ -279,6 +279,9 @@ def _aarch64_ignored_fields(cpu: CpuModel, config: S2Config, p: S2Params) -> lis
     if config.sl2 and not p.sl2:
         notes.append("VTCR_EL2.SL2=1 is ignored: it acts only with 4K, DS=1 and FEAT_LPA2 "
                      "(AArch64.NSS2TTWParams)")
+    if config.s2pie and not p.s2pie:
+        notes.append("VTCR_EL2.S2PIE=1 is ignored: no FEAT_S2PIE; S2AP and XN give the "
+                     "permissions (AArch64.NSS2TTWParams)")
     return notes
 
 
@@ -607,7 +610,9 @@ def decode_vtcr(arch: Arch, value: int, start_level: int | None = None) -> tuple
             f("HD", 22, 22, lambda v: "hardware dirty state" if v else "off"),
             f("RES1", 31, 31, lambda v: "ok" if v else "should be 1"),
             f("DS", 32, 32, lambda v: "52-bit (FEAT_LPA2)" if v else "off"),
-            f("SL2", 33, 33, lambda v: "with SL0=0b00 and DS=1: start level -1" if v else "off"))
+            f("SL2", 33, 33, lambda v: "with SL0=0b00 and DS=1: start level -1" if v else "off"),
+            f("S2PIE", 36, 36, lambda v: "permission indirection (S2PIR_EL2, FEAT_S2PIE)" if v
+              else "off: S2AP/XN permissions"))
 
 
 def uninterpreted_bits(arch: Arch, value: int) -> int:

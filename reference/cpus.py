@@ -3,7 +3,10 @@
 The single source of truth for a model is the set of ID register values it
 reports (the guest reads them and a test holds the two together); every
 stage-2 property (PAMax, stage-2 granules, FEAT_LPA/LPA2/TTST/XNX/HAFDBS/
-S2FWB) is decoded from those values by the Arm ARM field definitions.
+S2FWB/S2PIE) is decoded from those values by the Arm ARM field definitions.
+A register of ``ID_REGISTERS`` that a model does not list reads as zero: the
+ID registers are in the reserved ID space, RAZ where a feature is absent
+(e.g. ID_AA64MMFR3_EL1 on every ARMv8.0-8.7 core).
 The one thing the ID registers cannot say for 32-bit ARM, whether the core is
 an ARMv7-A LPAE implementation or an ARMv8-A AArch32 one, is an explicit
 field because the two architectures treat descriptor output-address bits
@@ -20,6 +23,14 @@ from .bits import field
 
 # ID_AA64MMFR0_EL1.PARange -> PA size in bits (Arm ARM D19.2, ID_AA64MMFR0_EL1).
 PARANGE_BITS = {0: 32, 1: 36, 2: 40, 3: 42, 4: 44, 5: 48, 6: 52}
+
+# The ID registers a model may carry, per architecture.  Any of them that a
+# model does not list reads as zero (RAZ reserved ID space).
+ID_REGISTERS: dict[Arch, tuple[str, ...]] = {
+    Arch.AARCH64: ("MIDR_EL1", "ID_AA64MMFR0_EL1", "ID_AA64MMFR1_EL1", "ID_AA64MMFR2_EL1",
+                   "ID_AA64MMFR3_EL1", "ID_AA64PFR0_EL1", "ID_AA64PFR1_EL1"),
+    Arch.AARCH32: ("MIDR", "ID_MMFR0", "ID_MMFR3", "ID_MMFR4", "ID_PFR1", "ID_DFR0"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +53,11 @@ class CpuModel:
         return dict(self.id_regs)
 
     def reg(self, name: str) -> int:
-        return self._regs[name]
+        """The value of ID register ``name``; 0 for one of ``ID_REGISTERS``
+        the model does not list (RAZ); KeyError for any other name."""
+        if name not in ID_REGISTERS[self.arch]:
+            raise KeyError(f"{name} is not an ID register of the {self.arch.value} models")
+        return self._regs.get(name, 0)
 
     # -- AArch64 features, decoded from ID_AA64MMFR0/1/2_EL1 -----------------
 
@@ -147,6 +162,13 @@ class CpuModel:
         """FEAT_S2FWB (ID_AA64MMFR2_EL1.FWB)."""
         return self.arch is Arch.AARCH64 and field(self.reg("ID_AA64MMFR2_EL1"), 43, 40) >= 1
 
+    @functools.cached_property
+    def feat_s2pie(self) -> bool:
+        """FEAT_S2PIE (ID_AA64MMFR3_EL1.S2PIE [15:12] >= 1): stage-2
+        permission indirection, VTCR_EL2.S2PIE and S2PIR_EL2 (HaveS2PIExt).
+        AArch64 only: S2PIR_EL2 is present only with FEAT_AA64."""
+        return self.arch is Arch.AARCH64 and field(self.reg("ID_AA64MMFR3_EL1"), 15, 12) >= 1
+
     def features(self) -> Mapping[str, object]:
         """The decoded stage-2 properties, for listings and case files."""
         return {
@@ -158,6 +180,7 @@ class CpuModel:
             "FEAT_XNX": self.feat_xnx,
             "FEAT_HAFDBS": self.hafdbs,
             "FEAT_S2FWB": self.feat_s2fwb,
+            "FEAT_S2PIE": self.feat_s2pie,
             "arch_version": self.arch_version,
         }
 

@@ -74,7 +74,13 @@ class Translation:
 
     ``pa`` is the full output address of the probed IPA (bytes);
     ``block_bits`` is log2 of the size the leaf maps; the remaining fields are
-    the leaf descriptor's stage-2 attributes under their Arm ARM names."""
+    the leaf descriptor's stage-2 attributes under their Arm ARM names.
+
+    With stage-2 permission indirection (FEAT_S2PIE, VTCR_EL2.S2PIE = 1) the
+    descriptor has no S2AP, XN or DBM field (those bits hold PIIndex and
+    Dirty): ``s2ap``, ``xn`` and ``dbm`` are 0, and ``pi_index`` (descriptor
+    bits [54:53,51,6]), ``base_perm`` (S2PIR_EL2.Perm<PIIndex>) and ``dirty``
+    (bit 7) are set; they are None under Direct permissions."""
 
     pa: int
     level: int
@@ -86,10 +92,17 @@ class Translation:
     af: int
     contiguous: int
     dbm: int
+    pi_index: int | None = None
+    base_perm: int | None = None
+    dirty: int | None = None
 
     def describe(self) -> str:
+        if self.pi_index is None:
+            perms = f"S2AP={self.s2ap:02b} XN={self.xn:02b} "
+        else:
+            perms = f"PIIndex={self.pi_index} Perm={self.base_perm:04b} Dirty={self.dirty} "
         return (f"PA {self.pa:#x} (level {self.level}, {1 << self.block_bits:#x}-byte "
-                f"{'page' if self.level == 3 else 'block'}, S2AP={self.s2ap:02b} XN={self.xn:02b} "
+                f"{'page' if self.level == 3 else 'block'}, {perms}"
                 f"MemAttr={self.memattr:04b} SH={self.sh:02b} AF={self.af}"
                 f"{' Contiguous' if self.contiguous else ''}{' DBM' if self.dbm else ''})")
 

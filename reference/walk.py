@@ -48,6 +48,9 @@ class S2Params:
     # VTCR_EL2.SH0: the shareability of a leaf when DS = 1, whose
     # descriptor bits [9:8] are then OA[51:50] (AArch64.S2NextWalkStateLeaf).
     sh0: int = 0
+    # VTCR_EL2.S2PIE and S2PIR_EL2 as they act (0 without FEAT_S2PIE).
+    s2pie: int = 0
+    s2pir: int = 0
 
     @property
     def ia_bits(self) -> int:
@@ -83,7 +86,8 @@ def aarch64_nss2_ttw_params(cpu: CpuModel, config: S2Config) -> list[tuple[S2Par
 
     DS is read for the effective 4K/16K granule only with FEAT_LPA2; SL2 acts
     only as SL2 AND DS, for 4K; HA and HD act only with FEAT_HAFDBS (HD needs
-    the dirty-state level of it)."""
+    the dirty-state level of it); S2PIE and S2PIR_EL2 act only with
+    FEAT_S2PIE (HaveS2PIExt), and read as 0 without it."""
     params = []
     for granule, rule in aarch64_s2_decode_tg0(cpu, config.tg0):
         lpa2 = cpu.s2_granule_52bit(granule)
@@ -93,7 +97,9 @@ def aarch64_nss2_ttw_params(cpu: CpuModel, config: S2Config) -> list[tuple[S2Par
                                 ds=ds, ps=config.ps,
                                 ha=config.ha if cpu.hafdbs >= 1 else 0,
                                 hd=config.hd if cpu.hafdbs >= 2 else 0,
-                                sh0=config.sh0), rule))
+                                sh0=config.sh0,
+                                s2pie=config.s2pie if cpu.feat_s2pie else 0,
+                                s2pir=config.s2pir if cpu.feat_s2pie else 0), rule))
     return params
 
 
@@ -497,48 +503,158 @@ def _leaf_branches(leaf: S2Leaf, branches: list[tuple[int, list[str]]],
 def aarch64_s2_permissions_and_updates(leaf: S2Leaf, oa: int, rules: list[str]) -> list[Outcome]:
     """AArch64.S2CheckPermissions for an AT probe, then the hardware updates.
 
-    AT ...R checks S2AP[0] (read), AT ...W checks S2AP[1] (write); with HA,
-    HD and DBM all 1 the entry counts as writable.  Execute permission is
-    never checked by AT.  AF update (HA = 1, AF = 0): after a successful
-    lookup AT instructions are permitted but not required to set the AF; on
-    a Permission fault setting it is CONSTRAINED UNPREDICTABLE
-    (Unpredictable_AFUPDATE).  Dirty state (S2AP[1] := 1) is never set by
-    an AT instruction (AArch64.S2Translate excludes AccessType_AT)."""
+    An AT instruction's access descriptor (CreateAccDescAT) has read = NOT
+    write: AT ...R checks read permission only, AT ...W write permission
+    only; execute permission is never checked.  The permissions come from
+    AArch64.S2ComputePermissions (see ``aarch64_s2_data_permissions``).
+    With S2PIE, a write through a writable-clean descriptor (Dirty = 0)
+    then takes a Permission fault unless VTCR_EL2.{HA, HD} = {1, 1}
+    (the dirty-state check at the end of AArch64.S2CheckPermissions).
+
+    AF update (HA = 1, AF = 0): after a successful lookup AT instructions
+    are permitted but not required to set the AF; on a Permission fault
+    setting it is CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE,
+    AArch64.SettingAccessFlagPermitted).  Dirty state (S2AP[1], or Dirty
+    with S2PIE, := 1) is never set by an AT instruction (AArch64.S2Translate
+    excludes AccessType_AT; Arm ARM RRKMHW: the writable-clean descriptor is
+    considered to grant write access)."""
     p, desc, access, level = leaf.params, leaf.desc, leaf.access, leaf.level
-    s2ap = field(desc, 7, 6)
-    dbm_writable = p.ha and p.hd and bit(desc, 51)
-    readable = s2ap & 1
-    writable = (s2ap >> 1) | dbm_writable
-    denied = not writable if access.is_write else not readable
+    perms = aarch64_s2_data_permissions(leaf)
     af_clear = bit(desc, 10) == 0 and p.ha
     with_af = DescriptorWrite(leaf.address, desc, desc | DESC_AF)
-    if denied:
+    what = "write" if access.is_write else "read"
+    denial = None
+    if not (perms.w if access.is_write else perms.r):
+        denial = f"AArch64.S2CheckPermissions: {perms.source} denies {what}"
+    elif access.is_write and p.s2pie and not (p.ha and p.hd) and bit(desc, 7) == 0:
+        denial = ("AArch64.S2CheckPermissions: write through a writable-clean descriptor "
+                  "(S2PIE, Dirty = 0) with VTCR_EL2.{HA, HD} != {1, 1}: Permission fault "
+                  "due to dirty state")
+    if denial is not None:
         fault = Fault(FaultKind.PERMISSION, level)
-        what = "write" if access.is_write else "read"
-        r = rules + [f"AArch64.S2CheckPermissions: S2AP={s2ap:02b} denies {what}"]
+        r = rules + [denial]
         if not af_clear:
             return [leaf.outcome(fault, r)]
         return [leaf.outcome(fault, r + ["CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF not set"]),
                 leaf.outcome(fault, r + ["CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF set"],
                              (with_af,))]
     result = _leaf_translation(leaf, oa)
+    if access.is_write and p.s2pie and bit(desc, 7) == 0:
+        rules = rules + ["AArch64.S2Translate: HA = HD = 1 and AT never updates the dirty "
+                         "state: the writable-clean descriptor is left clean"]
     if not af_clear:
         return [leaf.outcome(result, rules + ["AArch64.S2Walk: translation"])]
     return [leaf.outcome(result, rules + ["hardware Access flag update: AT sets AF"], (with_af,)),
             leaf.outcome(result, rules + ["hardware Access flag update: AT is permitted not to set AF"])]
 
 
+@dataclasses.dataclass(frozen=True)
+class S2DataPermissions:
+    """The data-access part of S2AccessControls for one leaf: read ``r``,
+    write ``w``, and ``source``, the descriptor field (and S2PIR_EL2 entry)
+    they come from, for the rule texts."""
+
+    r: int
+    w: int
+    source: str
+
+
+def aarch64_s2_data_permissions(leaf: S2Leaf) -> S2DataPermissions:
+    """AArch64.S2ApplyOutputPerms then AArch64.S2ComputePermissions, for
+    data accesses.
+
+    Direct permissions (S2PIE = 0, AArch64.S2DirectBasePermissions): R =
+    S2AP[0], W = S2AP[1], where S2AP[1] reads as 1 when HA, HD and DBM
+    (bit 51) are all 1.  Indirect permissions (S2PIE = 1,
+    AArch64.S2IndirectBasePermissions): PIIndex = descriptor bits
+    [54,53,51,6] selects the 4-bit S2PIR_EL2.Perm<PIIndex>.  Stage-2
+    Overlay permissions (FEAT_S2POE, VTCR_EL2.S2POE) are not modelled:
+    S2Config never sets S2POE, so they are disabled."""
+    p, desc = leaf.params, leaf.desc
+    if p.s2pie:
+        index = aarch64_s2_pi_index(desc)
+        base = aarch64_s2_indirect_base_permissions(s2pir_perm(p.s2pir, index))
+        return S2DataPermissions(base.r, base.w, f"PIIndex={index} -> S2PIR_EL2.Perm{index}="
+                                                 f"{base.encoding:04b} ({base.name})")
+    s2ap = field(desc, 7, 6)
+    dbm_writable = p.ha and p.hd and bit(desc, 51)
+    return S2DataPermissions(s2ap & 1, (s2ap >> 1) | dbm_writable, f"S2AP={s2ap:02b}")
+
+
+def aarch64_s2_pi_index(desc: int) -> int:
+    """PIIndex of a stage-2 Block or Page descriptor with S2PIE
+    (AArch64.S2ApplyOutputPerms, VMSAv8-64): descriptor bits [54:53] are
+    PIIndex[3:2], bit 51 PIIndex[1], bit 6 PIIndex[0]."""
+    return field(desc, 54, 53) << 2 | bit(desc, 51) << 1 | bit(desc, 6)
+
+
+def s2pir_perm(s2pir: int, index: int) -> int:
+    """S2PIR_EL2.Perm<index>: S2BasePerm is S2PIR_EL2[index*4+3 : index*4]
+    (Arm ARM D8.4.2.2, rule RCYQGN; AArch64.S2ApplyOutputPerms)."""
+    return field(s2pir, 4 * index + 3, 4 * index)
+
+
+@dataclasses.dataclass(frozen=True)
+class S2BasePerm:
+    """One S2PIR_EL2.Perm<m> encoding, as AArch64.S2IndirectBasePermissions
+    decodes it: data read ``r`` and write ``w``, privileged (EL1) and
+    unprivileged (EL0) execute ``px``/``ux``.  ``mro``: Mostly Read Only,
+    W = 0 while RCW and MMU writes (stage-1 hardware updates) are allowed;
+    the MRO-TL variants add TopLevel permissions (FEAT_THE), which matter
+    only to stage-1 table walks."""
+
+    encoding: int
+    name: str
+    r: int
+    w: int
+    px: int
+    ux: int
+    mro: bool = False
+
+
+# S2PIR_EL2.Perm<m> (Arm ARM D8.4.2.2, Table D8-82; AArch64.S2IndirectBasePermissions).
+S2_BASE_PERMS: tuple[S2BasePerm, ...] = (
+    S2BasePerm(0b0000, "NoAccess", 0, 0, 0, 0),
+    S2BasePerm(0b0001, "Reserved, NoAccess", 0, 0, 0, 0),
+    S2BasePerm(0b0010, "MRO", 1, 0, 0, 0, mro=True),
+    S2BasePerm(0b0011, "MRO-TL1", 1, 0, 0, 0, mro=True),
+    S2BasePerm(0b0100, "WO", 0, 1, 0, 0),
+    S2BasePerm(0b0101, "Reserved, NoAccess", 0, 0, 0, 0),
+    S2BasePerm(0b0110, "MRO-TL0", 1, 0, 0, 0, mro=True),
+    S2BasePerm(0b0111, "MRO-TL01", 1, 0, 0, 0, mro=True),
+    S2BasePerm(0b1000, "RO", 1, 0, 0, 0),
+    S2BasePerm(0b1001, "RO+uX", 1, 0, 0, 1),
+    S2BasePerm(0b1010, "RO+pX", 1, 0, 1, 0),
+    S2BasePerm(0b1011, "RO+puX", 1, 0, 1, 1),
+    S2BasePerm(0b1100, "RW", 1, 1, 0, 0),
+    S2BasePerm(0b1101, "RW+uX", 1, 1, 0, 1),
+    S2BasePerm(0b1110, "RW+pX", 1, 1, 1, 0),
+    S2BasePerm(0b1111, "RW+puX", 1, 1, 1, 1),
+)
+
+
+def aarch64_s2_indirect_base_permissions(perm: int) -> S2BasePerm:
+    """AArch64.S2IndirectBasePermissions: the stage-2 Base permissions a
+    4-bit S2PIR_EL2.Perm<m> value grants."""
+    return S2_BASE_PERMS[perm]
+
+
 def _leaf_translation(leaf: S2Leaf, pa: int) -> Translation:
-    """The stage-2 leaf attributes (AArch64.S2NextWalkStateLeaf): MemAttr
-    [5:2], S2AP [7:6], SH [9:8] (VTCR.SH0 with DS = 1), AF [10], DBM [51],
-    XN [54] and, with FEAT_XNX, XNX [53]."""
+    """The stage-2 leaf attributes (AArch64.S2NextWalkStateLeaf,
+    AArch64.S2ApplyOutputPerms): MemAttr [5:2], SH [9:8] (VTCR.SH0 with DS
+    = 1), AF [10]; with Direct permissions S2AP [7:6], DBM [51], XN [54]
+    and, with FEAT_XNX, XNX [53]; with S2PIE PIIndex, the S2PIR_EL2 entry
+    it selects and Dirty [7] instead."""
     desc, p = leaf.desc, leaf.params
-    xn = bit(desc, 54) << 1 | (bit(desc, 53) if leaf.cpu.feat_xnx else 0)
     sh = p.sh0 if p.ds else field(desc, 9, 8)
-    return Translation(pa=pa, level=leaf.level, block_bits=leaf.tsize,
-                       s2ap=field(desc, 7, 6), xn=xn, memattr=field(desc, 5, 2),
-                       sh=sh, af=bit(desc, 10), contiguous=leaf.contiguous,
-                       dbm=bit(desc, 51))
+    common = dict(pa=pa, level=leaf.level, block_bits=leaf.tsize, memattr=field(desc, 5, 2),
+                  sh=sh, af=bit(desc, 10), contiguous=leaf.contiguous)
+    if p.s2pie:
+        index = aarch64_s2_pi_index(desc)
+        return Translation(**common, s2ap=0, xn=0, dbm=0, pi_index=index,
+                           base_perm=s2pir_perm(p.s2pir, index), dirty=bit(desc, 7))
+    xn = bit(desc, 54) << 1 | (bit(desc, 53) if leaf.cpu.feat_xnx else 0)
+    return Translation(**common, s2ap=field(desc, 7, 6), xn=xn, dbm=bit(desc, 51))
 
 
 # ---------------------------------------------------------------------------
