@@ -348,7 +348,17 @@ def _level_scenarios(pl: _Planner, cpu: CpuModel, layout: Layout, level: int,
                 pl.probe(ipa, pl.any_at(), aim)
         return step
 
-    if allowed:
+    if allowed and pl.config.s2pie:
+        # Permission indirection: a leaf for every PIIndex, so that every
+        # S2PIR_EL2 field (and, with the case's S2PIR, every encoding) is
+        # reached, Dirty drawn for each, probed with reads and writes.
+        for index in range(16):
+            dirty = rng.randrange(2)
+            attrs = LeafAttrs.indirect(index, dirty, memattr=rng.choice((0b1111, 0b0101)))
+            what = f"L{level} {kind} PIIndex={index} Dirty={dirty}"
+            steps.append(leaf(attrs, ((f"{what} read", pl.read_at), (f"{what} write", pl.write_at)),
+                              whole_block=True))
+    elif allowed:
         # Well-formed leaves with each S2AP, probed with reads and writes.
         for s2ap in (0b11, 0b01, 0b10, 0b00):
             attrs = LeafAttrs(s2ap=s2ap, xn=rng.randrange(4),
@@ -359,8 +369,9 @@ def _level_scenarios(pl: _Planner, cpu: CpuModel, layout: Layout, level: int,
         # AF = 0: Access flag fault, or a hardware update under HA.
         steps.append(leaf(LeafAttrs(af=0, s2ap=rng.choice((0b11, 0b01))),
                           ((f"L{level} {kind} AF=0", pl.any_at),)))
-        if cpu.arch is Arch.AARCH64:
-            # DBM on a read-only leaf: dirty-state management under HA/HD.
+        if cpu.arch is Arch.AARCH64 and not pl.config.s2pie:
+            # DBM on a read-only leaf: dirty-state management under HA/HD
+            # (under S2PIE bit 51 is PIIndex[1]: the PIIndex leaves cover it).
             steps.append(leaf(LeafAttrs(dbm=1, s2ap=0b01, af=rng.randrange(2)),
                               ((f"L{level} {kind} DBM read-only, write", pl.write_at),
                                (f"L{level} {kind} DBM read-only, read", pl.read_at))))
@@ -456,13 +467,30 @@ def fan_out(pl: _Planner, count: int) -> FanOut:
     return FanOut(spans, ipa, at, span)
 
 
+def s2pir_permutation(rng: random.Random) -> int:
+    """An S2PIR_EL2 value holding each of the 16 Perm encodings exactly
+    once (AArch64.S2IndirectBasePermissions), in an order drawn from
+    ``rng``: with a leaf for every PIIndex, a case reaches every encoding."""
+    value = 0
+    for index, perm in enumerate(rng.sample(range(16), 16)):
+        value |= perm << (4 * index)
+    return value
+
+
 def generate_case(cpu: CpuModel, config: S2Config, seed: int, key: str,
                   window: tuple[int, int], mmap: MemoryMap, fanout: int = 0) -> Case:
     """One case for ``config`` on ``cpu``, its image inside ``window`` =
     (base PA, size in bytes).  ``key`` names the case within a run; the
     same (seed, key, window, fanout) gives the same case.  ``fanout``: bulk
-    probes per placed entry (see FanOut)."""
+    probes per placed entry (see FanOut).
+
+    With VTCR_EL2.S2PIE set the case draws its S2PIR_EL2 (every encoding
+    once, ``s2pir_permutation``; the config's own S2PIR is replaced) and
+    places a leaf for every PIIndex at each leaf level; the case's config
+    carries the S2PIR.  Without it nothing changes."""
     rng = random.Random(f"s2diff:{seed}:{key}")
+    if config.s2pie:
+        config = dataclasses.replace(config, s2pir=s2pir_permutation(rng))
     layout = build_layout(cpu, config)
     builder = ImageBuilder(layout, window[0], window[1],
                            vmid=1 + rng.randrange(255))
