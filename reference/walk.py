@@ -449,11 +449,9 @@ def aarch64_s2_leaf(leaf: S2Leaf, rules: list[str]) -> list[Outcome]:
 def aarch64_s2_leaf_oa(leaf: S2Leaf, rules: list[str], checked: bool = False) -> list[Outcome]:
     """StageOA and the contiguous-bit rules, then the remaining leaf checks.
     ``checked``: the ContiguousBitFaults choice has been made already."""
-    branches: list[tuple[int, list[str]]] = []
-    tsize, base, ipa = leaf.tsize, leaf.base, leaf.ipa
-    if leaf.contiguous:
-        csize = contiguous_size(leaf.params.granule, leaf.level)
-        if tsize + csize > leaf.params.ia_bits and not checked:
+    csize = contiguous_size(leaf.params.granule, leaf.level) if leaf.contiguous else 0
+    if csize:
+        if leaf.tsize + csize > leaf.params.ia_bits and not checked:
             # AArch64.ContiguousBitFaults: a contiguous range larger than the
             # input address space may fault (IMPLEMENTATION DEFINED); if it
             # does not, the walk goes on with the contiguous bit set (StageOA).
@@ -462,18 +460,30 @@ def aarch64_s2_leaf_oa(leaf: S2Leaf, rules: list[str], checked: bool = False) ->
                 "larger than the IPA space faults"])
             rules = rules + ["IMPLEMENTATION DEFINED (AArch64.ContiguousBitFaults): no fault"]
             return [fault] + aarch64_s2_leaf_oa(leaf, rules, checked=True)
-        stage_oa = base & ~((1 << (tsize + csize)) - 1) | ipa & ((1 << (tsize + csize)) - 1)
-        desc_oa = base | ipa & ((1 << tsize) - 1)
-        branches.append((stage_oa, ["StageOA: contiguous range, OA low bits from the IPA"]))
-        if desc_oa != stage_oa:
-            # A contiguous set whose entries disagree is misprogrammed; the
-            # TLB may hold any of them (CONSTRAINED UNPREDICTABLE), so the
-            # entry's own output address is also permitted.
-            branches.append((desc_oa, ["CONSTRAINED UNPREDICTABLE: misprogrammed contiguous "
-                                       "set, OA from the descriptor itself"]))
-    else:
-        branches.append((base | ipa & ((1 << tsize) - 1), []))
-    return _leaf_branches(leaf, branches, rules)
+    return _leaf_branches(leaf, stage_oa_choices(leaf.base, leaf.ipa, leaf.tsize, csize), rules)
+
+
+def stage_oa_choices(base: int, ipa: int, tsize: int, csize: int) -> list[tuple[int, list[str]]]:
+    """StageOA, and the other output address a misprogrammed contiguous set
+    permits, each with the rules that permit it.
+
+    ``base`` is the leaf's output address (bits below ``tsize`` zero),
+    ``csize`` log2 of the entries of its contiguous set (0 without the
+    Contiguous bit).  StageOA keeps ``base`` from bit tsize + csize up and
+    takes the bits below from the IPA.  A set whose entries disagree is
+    misprogrammed: a TLB lookup may give an OA consistent with any of the
+    programmed entries (Arm ARM D8.7.1.1, rule RJQQTC), so the entry's
+    own OA (``base`` plus the IPA bits below tsize) is also permitted."""
+    own = base | ipa & ((1 << tsize) - 1)
+    if not csize:
+        return [(own, [])]
+    span = tsize + csize
+    stage_oa = base & ~((1 << span) - 1) | ipa & ((1 << span) - 1)
+    out = [(stage_oa, ["StageOA: contiguous range, OA low bits from the IPA"])]
+    if own != stage_oa:
+        out.append((own, ["CONSTRAINED UNPREDICTABLE: misprogrammed contiguous set, OA from "
+                          "the descriptor itself"]))
+    return out
 
 
 def _leaf_branches(leaf: S2Leaf, branches: list[tuple[int, list[str]]],
@@ -763,6 +773,16 @@ def aarch32_s2_walk(cpu: CpuModel, config: S2Config, t0sz: int, memory: Memory, 
                                      rules + [f"AArch32.DecodeDescriptorTypeLD: {note}"], trace))
             return outcomes
         trace.append(TraceStep(level, address, desc, "page" if level == FINAL_LEVEL else "block"))
+        lsb = geo.block_bits(level)
+        if bit(desc, 52) and lsb + contiguous_size(Granule.G4K, level) > ia_bits:
+            # Arm ARM G5.5.5.1 (Possible errors in programming the translation
+            # table registers): for a contiguous set larger than the input
+            # address size an implementation might generate a Translation
+            # fault, or not (as AArch64.ContiguousBitFaults).
+            outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, level), rules + [
+                "IMPLEMENTATION DEFINED (Arm ARM G5.5.5.1): contiguous range larger than the "
+                "IPA space faults"], trace))
+            rules = rules + ["IMPLEMENTATION DEFINED (Arm ARM G5.5.5.1): no fault"]
         high = aarch32_high_address_bits(cpu, desc, "output address")
         if high:
             outcomes.append(_outcome(Fault(FaultKind.ADDRESS_SIZE, level), rules + high[:1], trace))
@@ -773,7 +793,6 @@ def aarch32_s2_walk(cpu: CpuModel, config: S2Config, t0sz: int, memory: Memory, 
             outcomes.append(_outcome(Fault(FaultKind.ACCESS_FLAG, level),
                                      rules + ["AArch32.S2Walk: AF = 0 (no hardware update)"], trace))
             return outcomes
-        lsb = geo.block_bits(level)
         s2ap = field(desc, 7, 6)
         denied = not (s2ap >> 1) if access.is_write else not (s2ap & 1)
         if denied:
@@ -781,13 +800,18 @@ def aarch32_s2_walk(cpu: CpuModel, config: S2Config, t0sz: int, memory: Memory, 
             outcomes.append(_outcome(Fault(FaultKind.PERMISSION, level), rules + [
                 f"AArch32.S2HasPermissionsFault: S2AP={s2ap:02b} denies {what}"], trace))
             return outcomes
-        oa = field(desc, 39, lsb) << lsb | ipa & ((1 << lsb) - 1)
         # XN = desc[54]; XNX = desc[53] only with FEAT_XNX (AArch32.S2Walk).
         xn = bit(desc, 54) << 1 | (bit(desc, 53) if cpu.feat_xnx else 0)
-        result = Translation(pa=oa, level=level, block_bits=lsb, s2ap=s2ap,
-                             xn=xn, memattr=field(desc, 5, 2), sh=field(desc, 9, 8),
-                             af=1, contiguous=bit(desc, 52), dbm=0)
-        outcomes.append(_outcome(result, rules + ["AArch32.S2Walk: translation"], trace))
+        # AArch32.S2Walk sets walkstate.contiguous = desc[52] and
+        # AArch32.S2Translate takes the OA from StageOA, as on AArch64; the
+        # 4K ContiguousSize is 4 at every level.
+        csize = contiguous_size(Granule.G4K, level) if bit(desc, 52) else 0
+        for oa, oa_rules in stage_oa_choices(field(desc, 39, lsb) << lsb, ipa, lsb, csize):
+            result = Translation(pa=oa, level=level, block_bits=lsb, s2ap=s2ap,
+                                 xn=xn, memattr=field(desc, 5, 2), sh=field(desc, 9, 8),
+                                 af=1, contiguous=bit(desc, 52), dbm=0)
+            outcomes.append(_outcome(result, rules + oa_rules + ["AArch32.S2Walk: translation"],
+                                     trace))
         return outcomes
 
 
