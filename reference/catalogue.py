@@ -255,8 +255,10 @@ def _aarch64_reading(cpu: CpuModel, config: S2Config, p: S2Params, choices: tupl
     address_bits = mask(47, 1) & ~(mask(5, 2) if high_format else 0)
     dropped = config.vttbr & address_bits & (align - 1)
     if dropped:
-        notes.append(f"VTTBR_EL2 bits {dropped:#x} lie below the {align}-byte table alignment and "
-                     f"are ignored (AArch64.S2TTBaseAddress): the table is at {base:#x}")
+        notes.append(f"VTTBR_EL2 bits {dropped:#x} lie below the {align}-byte table alignment: a "
+                     f"misaligned base, CONSTRAINED UNPREDICTABLE (Arm ARM D24.2.225): the bits "
+                     f"are treated as zero (AArch64.S2TTBaseAddress: the table at {base:#x}) or "
+                     f"the walk address is corrupted in them")
     walking = dataclasses.replace(common, start_level=level, geometry=geo, vttbr_align=align,
                                   table_base=base)
     if aarch64_oa_out_of_range(cpu, p, base):
@@ -313,8 +315,10 @@ def _judge_aarch32(cpu: CpuModel, config: S2Config) -> Verdict:
         base = field(config.vttbr, 39, 0) & ~(align - 1)
         dropped = config.vttbr & mask(39, 1) & (align - 1)
         if dropped:
-            notes.append(f"VTTBR bits {dropped:#x} lie below the {align}-byte table alignment and "
-                         f"are ignored (AArch32.S2Walk): the table is at {base:#x}")
+            notes.append(f"VTTBR bits {dropped:#x} lie below the {align}-byte table alignment: a "
+                         f"misaligned base, CONSTRAINED UNPREDICTABLE (Arm ARM G8.2.173): the bits "
+                         f"are treated as zero (AArch32.S2Walk: the table at {base:#x}) or the "
+                         f"walk address is corrupted in them")
         walking = dataclasses.replace(common, start_level=level, geometry=geo,
                                       vttbr_align=align, table_base=base)
         high = aarch32_high_address_bits(cpu, config.vttbr, "VTTBR")

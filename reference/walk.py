@@ -19,7 +19,7 @@ import dataclasses
 from typing import Iterable
 
 from .arch import Arch, AtKind, Granule
-from .bits import bit, field
+from .bits import bit, field, mask
 from .config import FINAL_LEVEL, PS_BITS, TG0_DECODING, Geometry, S2Config, geometry
 from .cpus import CpuModel
 from .memory import Memory
@@ -351,18 +351,34 @@ def aarch64_s2_translate(cpu: CpuModel, config: S2Config, memory: Memory, ipa: i
 
 def aarch64_s2_walk(cpu: CpuModel, p: S2Params, vttbr: int, start_level: int,
                     memory: Memory, ipa: int, access: AtKind, rules: list[str]) -> list[Outcome]:
-    """AArch64.S2Walk followed by the leaf checks of AArch64.S2Translate."""
+    """AArch64.S2Walk followed by the leaf checks of AArch64.S2Translate.
+
+    A VTTBR_EL2 whose RES0 base bits are set (a base not aligned to the
+    start-level table) reads its first descriptor at any of the addresses
+    ``misaligned_base_reads`` lists."""
     geo = geometry(p.granule, p.ia_bits, start_level)
-    trace: list[TraceStep] = []
-    base = aarch64_s2_tt_base_address(cpu, p, vttbr, start_level)
-    level = start_level
-    address = base | geo.index(level, ipa) * 8
+    address = aarch64_s2_tt_base_address(cpu, p, vttbr, start_level) | geo.index(start_level, ipa) * 8
     if aarch64_oa_out_of_range(cpu, p, address):
         # The start-level table address is checked before the first fetch,
         # and the fault is reported at level 0 whatever the start level.
-        trace.append(TraceStep(level, address, None, "not read", "VTTBR_EL2 base beyond PS"))
+        trace = [TraceStep(start_level, address, None, "not read", "VTTBR_EL2 base beyond PS")]
         return [_outcome(Fault(FaultKind.ADDRESS_SIZE, 0), rules + [
             "AArch64.S2Walk: start-level table address out of range (AArch64.OAOutOfRange)"], trace)]
+    outcomes: list[Outcome] = []
+    for start, why in misaligned_base_reads(memory, address,
+                                            aarch64_vttbr_misaligned_bits(cpu, p, vttbr, start_level),
+                                            "VTTBR_EL2"):
+        outcomes.extend(_aarch64_walk_from(cpu, p, geo, start_level, start, memory, ipa, access,
+                                           rules + why))
+    return outcomes
+
+
+def _aarch64_walk_from(cpu: CpuModel, p: S2Params, geo: Geometry, level: int, address: int,
+                       memory: Memory, ipa: int, access: AtKind,
+                       rules: list[str]) -> list[Outcome]:
+    """The descriptor loop of AArch64.S2Walk from the descriptor at
+    ``address`` (PA) of the table at ``level``."""
+    trace: list[TraceStep] = []
     while True:
         desc = memory.read64(address)
         if desc is None:
@@ -391,6 +407,114 @@ def aarch64_s2_walk(cpu: CpuModel, p: S2Params, vttbr: int, start_level: int,
         trace.append(TraceStep(level, address, desc, kind))
         return aarch64_s2_leaf(S2Leaf(cpu, p, geo, level, address, desc, ipa, access,
                                       tuple(trace)), rules)
+
+
+# ---------------------------------------------------------------------------
+# A misaligned translation table base (VTTBR_EL2, VTTBR)
+# ---------------------------------------------------------------------------
+
+def aarch64_vttbr_misaligned_bits(cpu: CpuModel, p: S2Params, vttbr: int, start_level: int) -> int:
+    """The RES0 base bits of VTTBR_EL2 that are set, from bit 3 up: the bits
+    below the start-level table size (AArch64.S2TTBaseAddress aligns them
+    away), minus VTTBR_EL2[5:2] when they hold PA[51:48].
+
+    Arm ARM D24.2.225, VTTBR_EL2.BADDR: if a RES0 bit of VTTBR_EL2[47:0] is
+    1 the base "might be misaligned, with effects that are CONSTRAINED
+    UNPREDICTABLE": the bits are treated as zero, or the address a walk
+    computes "can be corrupted in those bits that are nonzero".  Bits
+    [2:1] would corrupt the alignment of the descriptor fetch itself,
+    which the model cannot express: they are taken as zero (the
+    pseudocode's reading) and left out here."""
+    kept = aarch64_s2_tt_base_address(cpu, p, mask(47, 1), start_level)
+    align = kept & -kept
+    high_format = aarch64_s2_tt_base_address(cpu, p, 1 << 2, start_level) != 0
+    res0 = mask(47, 3) & (align - 1) & ~(mask(5, 2) if high_format else 0)
+    return vttbr & res0
+
+
+def misaligned_base_reads(memory: Memory, address: int, bits: int,
+                          register: str) -> list[tuple[int, list[str]]]:
+    """The addresses the first descriptor read of a walk may use when the
+    table base register has RES0 base ``bits`` set (each of bit 3 or
+    above), with the rule for each.
+
+    The bits treated as zero give ``address``, the aligned base plus the
+    index.  A walk address corrupted in those bits may read any address
+    that differs from it only there: the set {address with ``bits``
+    replaced by any subset of them}, up to 2^popcount(bits) words.  What
+    the walk does next depends only on the word read and, for the Access
+    flag update, on its address: so every such address holding a non-zero
+    word is listed, plus one that reads zero from RAM and one with no
+    memory behind it where the set has them (all reading zero, or no
+    memory, end the walk alike: Translation fault, External abort)."""
+    if not bits:
+        return [(address, [])]
+    rule = f"CONSTRAINED UNPREDICTABLE ({register} base misaligned, RES0 bits {bits:#x} set)"
+    out = [(address, [f"{rule}: the bits are treated as zero"])]
+    base = address & ~bits
+    seen = {address}
+
+    def add(pa: int, what: str) -> None:
+        if pa not in seen:
+            seen.add(pa)
+            out.append((pa, [f"{rule}: walk address corrupted in those bits, first descriptor "
+                             f"read at {pa:#x} ({what})"]))
+
+    for region in memory.regions:
+        pa = _subset_at_or_above(base, bits, region.pa)
+        while pa is not None and pa + 8 <= region.end:
+            if memory.read64(pa):
+                add(pa, "a non-zero word")
+            pa = _subset_at_or_above(base, bits, pa + 1)
+    zero = no_memory = None
+    for lo, size in memory.ram:
+        pa = _subset_at_or_above(base, bits, lo)
+        while zero is None and pa is not None and pa < lo + size:
+            if memory.read64(pa) == 0:
+                zero = pa
+            pa = _subset_at_or_above(base, bits, pa + 1)
+    gaps, end = [], 0
+    for lo, size in sorted(memory.ram):
+        gaps.append((end, lo))
+        end = lo + size
+    gaps.append((end, 1 << 64))
+    for lo, hi in gaps:
+        pa = _subset_at_or_above(base, bits, lo)
+        if no_memory is None and pa is not None and pa < hi:
+            no_memory = pa
+    if zero is not None:
+        add(zero, "zero: an invalid descriptor")
+    if no_memory is not None:
+        add(no_memory, "no memory")
+    return out
+
+
+def _subset_at_or_above(base: int, free: int, target: int) -> int | None:
+    """The smallest ``base | s`` with ``s`` a subset of ``free`` that is at
+    least ``target`` (``base & free`` is 0), or None.  Bits are chosen from
+    the top: follow ``target`` while possible; the answer is either
+    ``target`` itself or the lowest point where a free bit can rise above
+    it, with the smallest completion below."""
+    if target <= base:
+        return base
+    if target > base | free:
+        return None
+    prefix, best = 0, None
+    for i in range(max(target.bit_length(), (base | free).bit_length()) - 1, -1, -1):
+        bit_i = 1 << i
+        want = target & bit_i
+        low = base & (bit_i - 1)            # smallest completion below bit i
+        if free & bit_i:
+            if not want:
+                best = prefix | bit_i | low
+            prefix |= want
+        elif base & bit_i and not want:
+            return prefix | bit_i | low
+        elif want and not base & bit_i:
+            return best
+        else:
+            prefix |= want
+    return prefix
 
 
 @dataclasses.dataclass(frozen=True)
@@ -736,17 +860,32 @@ def aarch32_s2_walk(cpu: CpuModel, config: S2Config, t0sz: int, memory: Memory, 
         return [_outcome(Fault(FaultKind.TRANSLATION, 1),
                          rules + [f"AArch32.S2InconsistentSL: {why}"], [])]
     geo = geometry(Granule.G4K, ia_bits, start)
-    trace: list[TraceStep] = []
     outcomes: list[Outcome] = []
     high = aarch32_high_address_bits(cpu, config.vttbr, "VTTBR")
     if high:
-        outcomes.append(_outcome(Fault(FaultKind.ADDRESS_SIZE, 0), rules + high[:1], trace))
+        outcomes.append(_outcome(Fault(FaultKind.ADDRESS_SIZE, 0), rules + high[:1], []))
         if len(high) == 1:
             return outcomes
         rules = rules + high[1:]
     baselsb = geo.start_bits + 3
     address = (field(config.vttbr, 39, baselsb) << baselsb) | geo.index(start, ipa) * 8
-    level = start
+    # Arm ARM G8.2.173, VTTBR.BADDR: bits [x-1:3] not all zero is a
+    # misaligned base, CONSTRAINED UNPREDICTABLE as for VTTBR_EL2.
+    misaligned = config.vttbr & mask(39, 3) & ((1 << baselsb) - 1)
+    for first, choice in misaligned_base_reads(memory, address, misaligned, "VTTBR"):
+        outcomes.extend(_aarch32_walk_from(cpu, geo, ia_bits, start, first, memory, ipa, access,
+                                           rules + choice))
+    return outcomes
+
+
+def _aarch32_walk_from(cpu: CpuModel, geo: Geometry, ia_bits: int, level: int, address: int,
+                       memory: Memory, ipa: int, access: AtKind,
+                       rules: list[str]) -> list[Outcome]:
+    """The descriptor loop of AArch32.S2Walk and the leaf checks of
+    AArch32.S2Translate, from the descriptor at ``address`` (PA) of the
+    table at ``level``."""
+    trace: list[TraceStep] = []
+    outcomes: list[Outcome] = []
     while True:
         desc = memory.read64(address)
         if desc is None:

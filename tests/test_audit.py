@@ -71,3 +71,113 @@ class TestAArch32ContiguousStageOA:
         block = 0x8000_0000 | 0x7FC | 0b01 | C
         assert results(MAX32, cfg, words({TT + 8: block}), 0x4000_1234) == {
             TF(1), T(0x4000_1234, 1, 30, contiguous=1), T(0x8000_1234, 1, 30, contiguous=1)}
+
+
+class TestMisalignedVttbr:
+    """(b) A VTTBR whose RES0 base bits are set.  Arm ARM D24.2.225
+    (VTTBR_EL2.BADDR): "If any VTTBR_EL2[47:0] bit that is defined as RES0
+    has the value 1 ... the translation table base address might be
+    misaligned, with effects that are CONSTRAINED UNPREDICTABLE, and must
+    be one of the following: Bits[x-1:0] of the translation table base
+    address are treated as if all the bits are zero ...; The result of the
+    calculation of an address for a translation table walk using this
+    register can be corrupted in those bits that are nonzero."  G8.2.173
+    says the same of the AArch32 VTTBR for bits [x-1:3].  The pseudocode
+    (AArch64.S2TTBaseAddress Align(), AArch32.S2Walk VTTBR[39:baselsb]) is
+    the first reading; the model permitted only that one before."""
+
+    # 40-bit IPA from level 1: an 8 KiB root (x = 13).  IPA 0x4000_1234
+    # -> index 1 -> TT + 8.  With VTTBR bit 3 set, the corrupted address
+    # may have bit 3 clear: TT + 0, the entry of index 0.
+    ROOT = {TT + 8: 0x4000_0000 | 0x7FC | 0b01, TT: 0x8000_0000 | 0x7FC | 0b01}
+
+    def test_aarch64_corrupted_read_of_another_root_entry(self):
+        from test_walk import KVM40, A57
+        import dataclasses
+        cfg = dataclasses.replace(KVM40, vttbr=TT | 0x8)
+        # Treated as zero: TT + 8 -> 0x4000_1234.  Corrupted (bit 3 = 0):
+        # TT + 0 -> block at 0x8000_0000 -> 0x8000_1234.
+        assert results(A57, cfg, words(self.ROOT), 0x4000_1234) == {
+            T(0x4000_1234, 1, 30), T(0x8000_1234, 1, 30)}
+        # The aligned VTTBR reads only TT + 8.
+        assert results(A57, KVM40, words(self.ROOT), 0x4000_1234) == {T(0x4000_1234, 1, 30)}
+
+    def test_aarch32_v8_corrupted_read(self):
+        import dataclasses
+        cfg = dataclasses.replace(DESIGN, vttbr=TT | 0x8)
+        assert results(MAX32, cfg, words(self.ROOT), 0x4000_1234) == {
+            T(0x4000_1234, 1, 30), T(0x8000_1234, 1, 30)}
+
+    def test_access_flag_update_at_the_corrupted_address(self):
+        # HA = 1, the corrupted address's block has AF = 0: the AF update
+        # (permitted, not required) writes the word at TT + 0.
+        from test_walk import KVM40, N1
+        from reference.outcome import DescriptorWrite
+        from reference.walk import walk
+        import dataclasses
+        af0 = 0x8000_0000 | 0x3FC | 0b01
+        cfg = dataclasses.replace(KVM40, vttbr=TT | 0x8, ha=1)
+        mem = words({TT + 8: self.ROOT[TT + 8], TT: af0})
+        writes = {w for o in walk(N1, cfg, mem, 0x4000_1234, R).outcomes for w in o.writes}
+        assert writes == {DescriptorWrite(TT, af0, af0 | 1 << 10)}
+
+    def test_rules_name_the_choice(self):
+        from test_walk import KVM40, A57
+        from reference.walk import walk
+        import dataclasses
+        cfg = dataclasses.replace(KVM40, vttbr=TT | 0x8)
+        rules = [r for o in walk(A57, cfg, words(self.ROOT), 0x4000_1234, R).outcomes
+                 for r in o.rules if "misaligned" in r]
+        assert rules == [
+            "CONSTRAINED UNPREDICTABLE (VTTBR_EL2 base misaligned, RES0 bits 0x8 set): the bits "
+            "are treated as zero",
+            "CONSTRAINED UNPREDICTABLE (VTTBR_EL2 base misaligned, RES0 bits 0x8 set): walk "
+            f"address corrupted in those bits, first descriptor read at {TT:#x} (a non-zero word)"]
+
+    def test_reads_cover_zero_and_no_memory(self):
+        # A synthetic memory: RAM [0x1000, 0x1020), a non-zero word at
+        # 0x1008.  Aligned address 0x1000, corrupted bits 0x28 (bits 3 and
+        # 5): the set {0x1000, 0x1008, 0x1020, 0x1028}.  Listed: the aligned
+        # 0x1000 (first), 0x1008 (non-zero word), 0x1000 is also the zero
+        # word (already listed), 0x1020 has no memory behind it.
+        from reference.memory import Memory, Region
+        from reference.walk import misaligned_base_reads
+        import struct
+        mem = Memory(ram=((0x1000, 0x20),), regions=(Region(0x1008, struct.pack("<Q", 5)),))
+        reads = [pa for pa, _ in misaligned_base_reads(mem, 0x1000, 0x28, "VTTBR")]
+        assert reads == [0x1000, 0x1008, 0x1020]
+        assert [pa for pa, _ in misaligned_base_reads(mem, 0x1000, 0, "VTTBR")] == [0x1000]
+
+    def test_subset_search_against_brute_force(self):
+        from reference.walk import _subset_at_or_above
+        import random
+        rng = random.Random(7)
+        for _ in range(300):
+            free = rng.getrandbits(12) & ~0b111
+            base = rng.getrandbits(16) & ~free & ~0b111
+            members = sorted(base | s for s in range(1 << 16) if s & ~free == 0)
+            for target in (rng.randrange(1 << 17) for _ in range(10)):
+                want = next((m for m in members if m >= target), None)
+                assert _subset_at_or_above(base, free, target) == want
+
+    def test_generator_opt_in(self):
+        # OptIn.MISALIGNED_VTTBR sets 1-3 RES0 base bits of the case's
+        # VTTBR; without it the VTTBR is the image's aligned root.
+        from reference.generate import MemoryMap, OptIn, generate_case
+        from reference.config import aarch64_config, aarch32_config
+        from reference.arch import Granule
+        mmap = MemoryMap(ram=((0x4000_0000, 0x4000_0000),), empty=(0x0B00_0000,))
+        a57 = get_cpu(Arch.AARCH64, "cortex-a57")
+        for cpu, config, root_bytes in ((a57, aarch64_config(Granule.G4K, 40, 1, ps_bits=40), 8192),
+                                        (MAX32, aarch32_config(40, 1), 8192)):
+            plain = generate_case(cpu, config, 1, "k", (0x4100_0000, 0x200_0000), mmap)
+            odd = generate_case(cpu, config, 1, "k", (0x4100_0000, 0x200_0000), mmap,
+                                opt_in=frozenset({OptIn.MISALIGNED_VTTBR}))
+            extra = odd.config.vttbr ^ plain.config.vttbr
+            assert plain.config.vttbr == plain.image.vttbr
+            assert extra and extra & ~(root_bytes - 1) == 0 and extra & 0b111 == 0
+            assert 1 <= bin(extra).count("1") <= 3
+            assert odd.probes == plain.probes
+            # Some probe now has more than one permitted outcome.
+            assert any(len(a.outcomes) > len(b.outcomes)
+                       for a, b in zip(odd.permitted(), plain.permitted()))

@@ -227,8 +227,10 @@ class TestJudgeVtcr:
         assert out.splitlines()[-4:-1] == [
             "  valid: 4k granule, 40-bit IPA, start level 0, 4 levels, 1 table at the start "
             "level (16 B, VTTBR aligned to 16 B), output 44 bits",
-            "  note: VTTBR_EL2 bits 0x8 lie below the 16-byte table alignment and are ignored "
-            "(AArch64.S2TTBaseAddress): the table is at 0x40001000",
+            "  note: VTTBR_EL2 bits 0x8 lie below the 16-byte table alignment: a misaligned base, "
+            "CONSTRAINED UNPREDICTABLE (Arm ARM D24.2.225): the bits are treated as zero "
+            "(AArch64.S2TTBaseAddress: the table at 0x40001000) or the walk address is corrupted "
+            "in them",
             "  KVM's choice: no (KVM starts a 40-bit 4k walk at level 1); Xen's choice: no",
         ]
 
