@@ -69,6 +69,9 @@ def case_to_data(case: Case, *, with_outcomes: bool = True) -> dict[str, Any]:
         entry: dict[str, Any] = {"ipa": _hex(probe.ipa), "at": probe.at.name, "aim": probe.aim}
         if result is not None:
             entry["permitted"] = outcome_data(arch, result, probe.ipa)
+            if result.unpredictable:
+                # ARMv7 UNPREDICTABLE: anything is permitted (WalkResult).
+                entry["unpredictable"] = list(result.unpredictable)
         probes.append(entry)
     return {
         "format": FORMAT,

@@ -35,7 +35,7 @@ from .config import (PS_BITS, PS_ENCODING, TG0_DECODING, Geometry, S2Config, aar
 from .cpus import CpuModel
 from .outcome import Fault, FaultKind
 from .walk import (S2Params, aarch32_high_address_bits, aarch32_sl0_reserved,
-                   aarch32_t0sz_choices, aarch64_max_txsz, aarch64_nss2_ttw_params,
+                   aarch32_t0sz_choices, aarch32_v7_unpredictable, aarch64_max_txsz, aarch64_nss2_ttw_params,
                    aarch64_oa_out_of_range, aarch64_physical_address_size, aarch64_s2_invalid_sl,
                    aarch64_s2_min_txsz, aarch64_s2_start_level, aarch64_s2_tt_base_address,
                    aarch64_s2_txsz_choices, s2_inconsistent_sl)
@@ -333,6 +333,9 @@ def _judge_aarch32(cpu: CpuModel, config: S2Config) -> Verdict:
                                                 problem=faulting,
                                                 fault=Fault(FaultKind.ADDRESS_SIZE, 0)))
             readings.append(dataclasses.replace(walking, choices=choices + (ignoring,)))
+    for rule in aarch32_v7_unpredictable(cpu, config):
+        notes.append(f"{rule}: on this ARMv7 core any result is permitted; the readings are "
+                     f"those ARMv8 requires")
     return Verdict(cpu, config, tuple(readings), _unique(notes))
 
 

@@ -69,7 +69,7 @@ class SpanModel:
             if delta is not None and isinstance(o.result, Translation):
                 o = dataclasses.replace(o, result=dataclasses.replace(o.result, pa=(ipa + delta) & U64))
             outcomes.append(o)
-        return WalkResult(tuple(outcomes))
+        return WalkResult(tuple(outcomes), self.result.unpredictable)
 
 
 def _normalised(result: WalkResult, ipa: int) -> tuple:

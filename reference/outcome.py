@@ -163,9 +163,20 @@ class Outcome:
 
 @dataclasses.dataclass(frozen=True)
 class WalkResult:
-    """All outcomes the architecture permits for one probe (never empty)."""
+    """All outcomes the architecture permits for one probe (never empty).
+
+    ``unpredictable``: the rules, if any, under which the architecture
+    leaves the probe UNPREDICTABLE without constraint (an ARMv7 core
+    programmed in a way ARMv8 only later constrained): then any
+    observation is permitted, and ``outcomes`` are the behaviour the later
+    architecture requires, the one an implementation is expected to show."""
 
     outcomes: tuple[Outcome, ...]
+    unpredictable: tuple[str, ...] = ()
+
+    @property
+    def permits_anything(self) -> bool:
+        return bool(self.unpredictable)
 
     @property
     def primary(self) -> Outcome:

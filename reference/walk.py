@@ -826,6 +826,40 @@ def aarch32_t0sz_choices(config: S2Config) -> list[tuple[int, tuple[str, ...]]]:
                  f"T0SZ taken as {t}",)) for t in range(-8, 8)]
 
 
+def aarch32_v7_unpredictable(cpu: CpuModel, config: S2Config) -> tuple[str, ...]:
+    """The ways ``config`` is UNPREDICTABLE on an ARMv7-A LPAE core, where
+    the architecture puts no constraint on the result.
+
+    Arm ARM (DDI 0487) K1.1 lists the AArch32 behaviours that "are
+    UNPREDICTABLE in Armv7" and the constraints Armv8 puts on them; among
+    them K1.1.32.1 (VTCR.S not equal to T0SZ[3]: Armv8 takes T0SZ as
+    UNKNOWN), K1.1.32.2 (VTCR.SL0 reserved or inconsistent with T0SZ:
+    Armv8 gives a stage 2 level 1 Translation fault) and K1.1.15 (a
+    misaligned VTTBR base: Armv8 treats the bits as zero or corrupts the
+    walk address in them).  An ARMv7 core (arch_version 7) has none of
+    those constraints.  The ARMv7 manual (DDI 0406C) itself was not
+    reachable when this was written; K1.1 is the primary source used."""
+    if cpu.arch_version >= 8:
+        return ()
+    found = []
+    if config.s is not None and config.s != (config.t0sz >> 3) & 1:
+        found.append("UNPREDICTABLE (ARMv7; Arm ARM K1.1.32.1): VTCR.S != T0SZ[3]")
+    if aarch32_sl0_reserved(config.sl0):
+        found.append(f"UNPREDICTABLE (ARMv7; Arm ARM K1.1.32.2): VTCR.SL0={config.sl0:02b} "
+                     "is reserved")
+        return tuple(found)
+    start = 2 - config.sl0
+    why = s2_inconsistent_sl(Granule.G4K, 32 - config.t0sz, start)
+    if why:
+        found.append(f"UNPREDICTABLE (ARMv7; Arm ARM K1.1.32.2): VTCR.{{SL0, T0SZ}} "
+                     f"inconsistent: {why}")
+        return tuple(found)
+    root_bytes = geometry(Granule.G4K, 32 - config.t0sz, start).root_bytes
+    if config.vttbr & mask(39, 3) & (root_bytes - 1):
+        found.append("UNPREDICTABLE (ARMv7; Arm ARM K1.1.15): VTTBR base misaligned")
+    return tuple(found)
+
+
 def aarch32_sl0_reserved(sl0: int) -> bool:
     """AArch32.S2Walk: SL0 = 0b1x names no start level (a level-1 Translation fault)."""
     return bool(sl0 & 0b10)
@@ -963,13 +997,17 @@ def walk(cpu: CpuModel, config: S2Config, memory: Memory, ipa: int, access: AtKi
 
     ``config`` carries VTCR and VTTBR; ``memory`` the table images over RAM.
     Identical outcomes reached under different choices are merged, their
-    rules joined."""
+    rules joined.  For a configuration an ARMv7 core leaves UNPREDICTABLE
+    the result says so (WalkResult.unpredictable, see
+    aarch32_v7_unpredictable): any observation is then permitted."""
     if config.arch is not cpu.arch:
         raise ValueError(f"{cpu.name} is {cpu.arch.value}, config is {config.arch.value}")
+    unpredictable: tuple[str, ...] = ()
     if config.arch is Arch.AARCH64:
         outcomes = aarch64_s2_translate(cpu, config, memory, ipa, access)
     else:
         outcomes = aarch32_s2_translate(cpu, config, memory, ipa, access)
+        unpredictable = aarch32_v7_unpredictable(cpu, config)
     merged: dict[tuple, Outcome] = {}
     for o in outcomes:
         key = (o.result, o.writes)
@@ -979,4 +1017,4 @@ def walk(cpu: CpuModel, config: S2Config, memory: Memory, ipa: int, access: AtKi
             merged[key] = dataclasses.replace(prev, rules=prev.rules + extra)
         else:
             merged[key] = o
-    return WalkResult(tuple(merged.values()))
+    return WalkResult(tuple(merged.values()), unpredictable)

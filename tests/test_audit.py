@@ -181,3 +181,77 @@ class TestMisalignedVttbr:
             # Some probe now has more than one permitted outcome.
             assert any(len(a.outcomes) > len(b.outcomes)
                        for a, b in zip(odd.permitted(), plain.permitted()))
+
+
+class TestArmv7Unpredictable:
+    """(c) ARMv7 LPAE cores (cortex-a15, cortex-a7: arch_version 7).  The
+    ARMv7 manual (DDI 0406C) was not reachable here; DDI 0487 K1.1 is the
+    primary source used: "From the introduction of Armv8, the
+    architecture defines architecturally required constraints on many
+    behaviors that are UNPREDICTABLE in Armv7", listing K1.1.32.1
+    (Misprogramming VTCR.S), K1.1.32.2 (Misprogramming VTCR.{SL0, T0SZ}:
+    "a stage 2 level 1 Translation Fault is generated") and K1.1.15
+    (Translation Table Base Address alignment).  So on ARMv7 those cases
+    are UNPREDICTABLE: any observation is permitted, and the outcomes
+    listed stay ARMv8's.  Before, ARMv7 cores were held to the ARMv8
+    constraint alone (WalkResult had no such statement)."""
+
+    MEM = words({TT + 8: 0x4000_0000 | 0x7FC | 0b01})
+
+    def _walk(self, cpu, vtcr, vttbr=TT, ipa=0x4000_1234):
+        from reference.walk import walk
+        return walk(cpu, S2Config.from_vtcr(A32, vtcr, vttbr=vttbr), self.MEM, ipa, R)
+
+    def test_reserved_sl0(self):
+        # VTCR 0x80003598: T0SZ -8, S 1, SL0 0b10.
+        v7, v8 = self._walk(A15, 0x8000_3598), self._walk(MAX32, 0x8000_3598)
+        assert {o.result for o in v7.outcomes} == {o.result for o in v8.outcomes} == {TF(1)}
+        assert v7.unpredictable == ("UNPREDICTABLE (ARMv7; Arm ARM K1.1.32.2): VTCR.SL0=10 "
+                                    "is reserved",)
+        assert v7.permits_anything and not v8.permits_anything
+
+    def test_sl0_inconsistent_with_t0sz(self):
+        # VTCR 0x80003547: T0SZ 7 (25-bit IPA), S 0, SL0 1: level 1 needs
+        # at least 31 bits.
+        v7 = self._walk(A15, 0x8000_3547, ipa=0x1234)
+        assert v7.permits_anything and "inconsistent" in v7.unpredictable[0]
+        assert not self._walk(MAX32, 0x8000_3547, ipa=0x1234).permits_anything
+
+    def test_s_not_t0sz3(self):
+        # VTCR 0x80003548: T0SZ -8 with S = 0.
+        assert self._walk(A15, 0x8000_3548).unpredictable[0].endswith("VTCR.S != T0SZ[3]")
+        assert not self._walk(MAX32, 0x8000_3548).permits_anything
+
+    def test_misaligned_vttbr(self):
+        assert self._walk(A15, 0x8000_3558, vttbr=TT | 0x10).unpredictable == (
+            "UNPREDICTABLE (ARMv7; Arm ARM K1.1.15): VTTBR base misaligned",)
+        assert not self._walk(MAX32, 0x8000_3558, vttbr=TT | 0x10).permits_anything
+
+    def test_valid_configuration_is_constrained(self):
+        r = self._walk(A15, 0x8000_3558)
+        assert not r.permits_anything and {o.result for o in r.outcomes} == {T(0x4000_1234, 1, 30)}
+
+    def test_judge_notes_it(self):
+        from reference import catalogue as cat
+        v = cat.judge(A15, S2Config.from_vtcr(A32, 0x8000_3598, vttbr=TT))
+        assert any(n.startswith("UNPREDICTABLE (ARMv7; Arm ARM K1.1.32.2)") for n in v.notes)
+        assert not any("UNPREDICTABLE (ARMv7" in n
+                       for n in cat.judge(MAX32, S2Config.from_vtcr(A32, 0x8000_3598)).notes)
+
+    def test_span_model_keeps_the_statement(self):
+        from reference.fast import span_model
+        cfg = S2Config.from_vtcr(A32, 0x8000_3598, vttbr=TT)
+        model = span_model(A15, cfg, self.MEM, 0x4000_0000, 12, R)
+        assert model is not None and model.result_for(0x4000_0234).permits_anything
+
+    def test_case_file_says_so(self):
+        from reference.casefmt import case_to_data
+        from reference.generate import MemoryMap, generate_case
+        mmap = MemoryMap(ram=((0x4000_0000, 0x4000_0000),), empty=(0x0B00_0000,))
+        cfg = S2Config.from_vtcr(A32, 0x8000_3598)
+        probes = case_to_data(generate_case(A15, cfg, 1, "k", (0x4100_0000, 0x200_0000),
+                                            mmap))["probes"]
+        assert probes and all(p["unpredictable"] for p in probes)
+        probes = case_to_data(generate_case(MAX32, cfg, 1, "k", (0x4100_0000, 0x200_0000),
+                                            mmap))["probes"]
+        assert not any("unpredictable" in p for p in probes)
