@@ -71,6 +71,13 @@ CPU_FACTS: dict[tuple[Arch, str], CpuFacts] = {(f.arch, f.name): f for f in (
     CpuFacts("cortex-a76", A64, 40, _ALL, False, False, False, True, 2, False, 0, 8),
     CpuFacts("neoverse-n1", A64, 48, _ALL, False, False, False, True, 2, False, 0, 8),
     CpuFacts("max", A64, 52, _ALL, True, True, True, True, 2, True, 2, 8),
+    # Cores added from QEMU 8.x (values of target/arm/tcg/cpu64.c, decoded
+    # nibble by nibble in tests/test_cpus.py TestNewerCores).
+    CpuFacts("cortex-a55", A64, 40, _ALL, False, False, False, True, 2, False, 0, 8),
+    CpuFacts("a64fx", A64, 40, _NO16, False, False, False, True, 0, False, 0, 8),
+    CpuFacts("neoverse-v1", A64, 48, _ALL, False, False, False, True, 2, True, 2, 8),
+    CpuFacts("cortex-a710", A64, 40, _ALL, False, False, True, True, 2, True, 2, 8),
+    CpuFacts("neoverse-n2", A64, 48, _ALL, False, False, True, True, 2, True, 2, 8),
     CpuFacts("cortex-a7", A32, 40, (Granule.G4K,), False, False, False, False, 0, False, 0, 7),
     CpuFacts("cortex-a15", A32, 40, (Granule.G4K,), False, False, False, False, 0, False, 0, 7),
     CpuFacts("max", A32, 40, (Granule.G4K,), False, False, False, True, 0, False, 0, 8),
