@@ -461,6 +461,8 @@ def misaligned_base_reads(memory: Memory, address: int, bits: int,
                              f"read at {pa:#x} ({what})"]))
 
     for region in memory.regions:
+        if region.end <= base or region.pa > base | bits:
+            continue
         pa = _subset_at_or_above(base, bits, region.pa)
         while pa is not None and pa + 8 <= region.end:
             if memory.read64(pa):
