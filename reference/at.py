@@ -94,7 +94,7 @@ def s2_translate_final(s2: Stage2, r: S1Output, va: int, op: AtOp) -> list[Outco
             continue
         assert isinstance(o.result, Translation)
         leaf_desc = o.trace[-1].value or 0
-        fnxs = bit(leaf_desc, 11) if feat_xs(s2.cpu) else 0
+        fnxs = bit(leaf_desc, 11) if feat_xs(s2.cpu) is True else 0
         for attrs, rules in combined_attrs(s2, r.attrs, o.result, fnxs):
             out.append(path.add(rules).outcome(NestedTranslation(va, r.ipa, r.leaf, o.result, attrs)))
     return out
@@ -159,8 +159,9 @@ PAR_ATTR = mask(63, 56)
 PAR_SH = mask(8, 7)
 
 
-def predict(arch: Arch, outcome: Outcome, va: int, arch_version: int = 8) -> tuple[Reported, ...]:
-    """What an AT with stage 1 on, executed at EL2, shows for ``outcome``.
+def predict(cpu: CpuModel, outcome: Outcome, va: int) -> tuple[Reported, ...]:
+    """What an AT with stage 1 on, executed at EL2 on ``cpu``, shows for
+    ``outcome``.
 
     Translation: PAR with F = 0, the PA (or the IPA for AT S1E*), bit 11
     RES1, NS and bit 10 not cared, one pattern per permitted (SH, ATTR)
@@ -168,11 +169,11 @@ def predict(arch: Arch, outcome: Outcome, va: int, arch_version: int = 8) -> tup
     F = 1, FST = EncodeLDFSC(type, level), PTW, S, bit 11 RES1
     (AArch64.EncodePAR / AArch32.EncodePARLD).  Synchronous External abort
     on either stage's walk: the Data Abort to EL2 (:func:`abort_syndrome`)."""
-    result = outcome.result
+    arch, result = cpu.arch, outcome.result
     if isinstance(result, Fault):
         if result.kind is FaultKind.SEA_ON_WALK:
             esr, hpfar = abort_syndrome(result, by_at=True, write=False, from_lower=False)
-            if arch is Arch.AARCH32 and arch_version < 8:
+            if arch is Arch.AARCH32 and cpu.arch_version < 8:
                 # ARMv7's HSR does not define IL for an abort without a valid syndrome.
                 esr = Pattern(esr.value & ~ESR_IL, esr.care & ~ESR_IL)
             return (Reported(Prediction(Report.EXCEPTION, esr, far=va)),)
@@ -185,7 +186,7 @@ def predict(arch: Arch, outcome: Outcome, va: int, arch_version: int = 8) -> tup
         pattern = Pattern(base.value, base.care & ~(PAR_ATTR | PAR_SH))
         return (Reported(Prediction(Report.PAR, pattern), ("attributes UNKNOWN: SH and ATTR not compared",)),)
     for sh, sh_rules in reported_par_shareability(result.attrs):
-        for attr, attr_rules in reported_par_attrs(result.attrs):
+        for attr, attr_rules in reported_par_attrs(result.attrs, feat_xs(cpu)):
             out.append(Reported(Prediction(Report.PAR, encode_par_success(arch, result.output, sh, attr)),
                                 sh_rules + attr_rules))
     return tuple(out)

@@ -18,10 +18,12 @@ modelled by :func:`reported_par_attrs` and :func:`reported_par_shareability`
 (see their docstrings for exactly which implementation choices the set
 admits).
 
-Not modelled: FEAT_MTE (allocation tags), FEAT_MTE_PERM, FEAT_AIE (MAIR2),
-FEAT_XS is a parameter (``feat_xs``); no CPU model in reference/cpus.py
-reports it, so the XS-dependent encodings (MAIR 0x40, 0xA0, Device with
-bit 0 set, the stage-2 FnXS bit) follow the no-FEAT_XS rules.
+Not modelled: FEAT_MTE (allocation tags), FEAT_MTE_PERM, FEAT_AIE (MAIR2).
+FEAT_XS is a parameter (``feat_xs``): the CPU models in reference/cpus.py
+do not carry ID_AA64ISAR1_EL1, so for them it is unknown (None): the
+XS-dependent MAIR values (0x40, 0xA0, Device with bit 0 set) are taken as
+reserved (attributes UNKNOWN), the stage-2 FnXS bit as 0, and both PAR
+encodings of an XS = 0 result are admitted (:func:`reported_par_attrs`).
 """
 from __future__ import annotations
 
@@ -386,18 +388,22 @@ def _encode_nibble(h: AttrHints) -> int:
     return top << 2 | h.hints
 
 
-def encode_par_attrs(m: MemAttrs) -> int:
+def encode_par_attrs(m: MemAttrs, xs_encodings: bool = True) -> int:
     """EncodePARAttrs: the MAIR-format attribute byte of PAR.ATTR.
 
     Device: 0b0000dd0x with dd the type and bit 0 = NOT XS.  Normal with XS
     = 0: Write-Through non-transient Read-Allocate in and out -> 0xA0,
     Non-cacheable in and out -> 0x40 (the FEAT_XS encodings); otherwise
-    outer nibble << 4 | inner nibble.  (Allocation tags: not modelled.)"""
+    outer nibble << 4 | inner nibble.  (Allocation tags: not modelled.)
+
+    ``xs_encodings`` False gives the encoding of an implementation without
+    FEAT_XS, where those MAIR values are reserved and XS has no encoding:
+    the XS attribute is left out (Device bit 0 = 0, no 0x40/0xA0 forms)."""
     if m.memtype is MemType.DEVICE:
         assert m.device is not None
-        return m.device.value << 2 | (1 - m.xs)
+        return m.device.value << 2 | ((1 - m.xs) if xs_encodings else 0)
     assert m.inner is not None and m.outer is not None
-    if m.xs == 0:
+    if m.xs == 0 and xs_encodings:
         if (m.outer.attrs is Cacheability.WT and m.inner.attrs is Cacheability.WT
                 and not m.outer.transient and m.outer.hints == HINT_RA):
             return 0xA0
@@ -414,28 +420,45 @@ def par_encode_shareability(m: MemAttrs) -> int:
     return {Shareability.NSH: 0b00, Shareability.ISH: 0b11, Shareability.OSH: 0b10}[m.shareability]
 
 
-def reported_par_attrs(m: MemAttrs) -> list[tuple[int, tuple[str, ...]]]:
+def reported_par_attrs(m: MemAttrs, feat_xs: bool | None = True) -> list[tuple[int, tuple[str, ...]]]:
     """ReportedPARAttrs(EncodePARAttrs(m)): the ATTR values PAR may hold.
 
     The ASL leaves ReportedPARAttrs IMPLEMENTATION DEFINED; the PAR_EL1.ATTR
     description allows "the resulting attribute that is actually
     implemented, as determined by any permitted implementation choices".
-    The set admits exactly two values: the architected encoding, and, when
-    a cacheable level is Transient, the same attribute with the Transient
-    hint dropped (an implementation need not support Transient).  Other
-    implementation choices (allocation hints, Write-Through implemented as
-    Non-cacheable, a stronger Device type) are NOT admitted: add them with
-    the Arm ARM text that permits them."""
-    exact = encode_par_attrs(m)
-    out: list[tuple[int, tuple[str, ...]]] = [(exact, ("EncodePARAttrs",))]
-    if m.memtype is MemType.NORMAL and m.inner and m.outer and (m.inner.transient or m.outer.transient):
-        plain = dataclasses.replace(
-            m, inner=dataclasses.replace(m.inner, transient=False) if m.inner.transient else m.inner,
-            outer=dataclasses.replace(m.outer, transient=False) if m.outer.transient else m.outer)
-        value = encode_par_attrs(plain)
-        if value != exact:
-            out.append((value, ("IMPLEMENTATION DEFINED (ReportedPARAttrs): Transient hint "
-                                "not implemented, reported as non-transient",)))
+    The set admits: the architected encoding, and, when a cacheable level
+    is Transient, the same attribute with the Transient hint dropped (an
+    implementation need not support Transient).  Other implementation
+    choices (allocation hints, Write-Through implemented as Non-cacheable,
+    a stronger Device type) are NOT admitted: add them with the Arm ARM
+    text that permits them.
+
+    XS: EncodePARAttrs reports a Normal Non-cacheable (or WT RA) result
+    with XS = 0 as 0x40 (0xA0), and Device with XS = 0 with bit 0 set:
+    FEAT_XS encodings.  XS = 0 arises from a Write-Back stage 1
+    (S1DecodeMemAttrs) whatever stage 2 makes of it.  With ``feat_xs``
+    False those encodings do not exist and XS is left out; with None (the
+    CPU model does not say) both are admitted, tagged."""
+    variants: list[tuple[bool, tuple[str, ...]]]
+    if feat_xs is None:
+        variants = [(True, ("EncodePARAttrs (FEAT_XS encodings of XS = 0)",)),
+                    (False, ("EncodePARAttrs without FEAT_XS (XS not encoded): FEAT_XS unknown "
+                             "for this CPU model",))]
+    else:
+        variants = [(feat_xs, ("EncodePARAttrs",))]
+    out: list[tuple[int, tuple[str, ...]]] = []
+    for xs_encodings, rules in variants:
+        exact = encode_par_attrs(m, xs_encodings)
+        if all(exact != v for v, _ in out):
+            out.append((exact, rules))
+        if m.memtype is MemType.NORMAL and m.inner and m.outer and (m.inner.transient or m.outer.transient):
+            plain = dataclasses.replace(
+                m, inner=dataclasses.replace(m.inner, transient=False) if m.inner.transient else m.inner,
+                outer=dataclasses.replace(m.outer, transient=False) if m.outer.transient else m.outer)
+            value = encode_par_attrs(plain, xs_encodings)
+            if all(value != v for v, _ in out):
+                out.append((value, rules + ("IMPLEMENTATION DEFINED (ReportedPARAttrs): Transient "
+                                            "hint not implemented, reported as non-transient",)))
     return out
 
 

@@ -290,11 +290,16 @@ def feat_hpds(cpu: CpuModel) -> bool:
     return field(cpu.reg("ID_AA64MMFR1_EL1"), 15, 12) >= 1
 
 
-def feat_xs(cpu: CpuModel) -> bool:
-    """FEAT_XS: ID_AA64ISAR1_EL1.XS [59:56] >= 1; the CPU models do not
-    carry ID_AA64ISAR1_EL1, so it reads as not implemented."""
+def feat_xs(cpu: CpuModel) -> bool | None:
+    """FEAT_XS (AArch64 only): ID_AA64ISAR1_EL1.XS [59:56] >= 1.  None when
+    the model does not carry that register (none does today; QEMU max
+    implements FEAT_XS, the Cortex cores modelled do not).  ARMv7 has no XS."""
+    if cpu.arch is Arch.AARCH32 and cpu.arch_version < 8:
+        return False
     regs = dict(cpu.id_regs)
-    return cpu.arch is Arch.AARCH64 and field(regs.get("ID_AA64ISAR1_EL1", 0), 59, 56) >= 1
+    if cpu.arch is Arch.AARCH32 or "ID_AA64ISAR1_EL1" not in regs:
+        return None
+    return field(regs["ID_AA64ISAR1_EL1"], 59, 56) >= 1
 
 
 # ---------------------------------------------------------------------------
@@ -633,7 +638,7 @@ def aarch64_s1_leaf(s2: Stage2, s1: S1Config, p: S1Params, level: int, ipa: int,
                       dbm=bit(desc, 51))
         attrs = []
         for decoded, drules in s1_decode_mem_attrs(s1.mair_attr(leaf.attrindx), leaf.sh, True,
-                                                   feat_xs(cpu)):
+                                                   feat_xs(cpu) is True):
             effective, crules = s1_dcache(decoded, s1.c)
             attrs.append((effective, drules + crules))
         out.extend(s1_permissions_and_af(s2, leaf, ipa, pa, desc, oa, attrs, op, p.ha, br))

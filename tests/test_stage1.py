@@ -151,7 +151,7 @@ class TestTranslation:
         # S2CombineS1MemAttrs keeps WB with stage-1 hints -> ATTR 0xFF, SH
         # ISH = 0b11.  PAR = ATTR << 56 | PA[47:12] | bit 11 | SH << 7.
         o = at(MAX, s2cfg(), s1cfg(), Hcr(), words(base_tables()), VA, AtOp.S12E1R).primary
-        pats = {rep.prediction.pattern.value for rep in predict(A64, o, VA)}
+        pats = {rep.prediction.pattern.value for rep in predict(MAX, o, VA)}
         # ReportedPARShareability also admits Outer Shareable (0b10).
         assert pats == {0xFF00_0000_5000_0980, 0xFF00_0000_5000_0900}
 
@@ -391,7 +391,7 @@ class TestPar:
     ])
     def test_fault_par(self, fault, par):
         from reference.outcome import Outcome
-        (rep,) = predict(A64, Outcome(fault, ()), VA)
+        (rep,) = predict(MAX, Outcome(fault, ()), VA)
         assert rep.prediction.report is Report.PAR
         assert rep.prediction.pattern.value == par
         assert rep.prediction.pattern.matches(par | 0xABCD << 48)  # bits [63:48] IMPLEMENTATION DEFINED
@@ -406,13 +406,13 @@ class TestAbortSyndrome:
         # EC 0x25 (0x9400_0000) | IL (0x0200_0000) | CM (0x100) | WnR (0x40)
         # | DFSC 0b010110 (0x16); S1PTW 0.
         from reference.outcome import Outcome
-        (rep,) = predict(A64, Outcome(s1f(FaultKind.SEA_ON_WALK, 2), ()), VA)
+        (rep,) = predict(MAX, Outcome(s1f(FaultKind.SEA_ON_WALK, 2), ()), VA)
         assert rep.prediction.report is Report.EXCEPTION
         assert rep.prediction.pattern.value == 0x9600_0156 and rep.prediction.far == VA
 
     def test_external_abort_on_the_stage2_walk_is_s1ptw(self):
         from reference.outcome import Outcome
-        (rep,) = predict(A64, Outcome(ptw(FaultKind.SEA_ON_WALK, 2, S1_L1), ()), VA)
+        (rep,) = predict(MAX, Outcome(ptw(FaultKind.SEA_ON_WALK, 2, S1_L1), ()), VA)
         assert rep.prediction.pattern.value == 0x9600_01D6   # + S1PTW (0x80)
 
     def test_guest_load_meets_s1ptw_translation_fault(self):
@@ -448,7 +448,7 @@ class TestComparisonCanFail:
     def test_single_bit_flips_are_caught(self, mem_update, op):
         mem = words(base_tables() | mem_update)
         (o,) = at(MAX, s2cfg(), s1cfg(), Hcr(), mem, VA, op).outcomes
-        pats = [rep.prediction.pattern for rep in predict(A64, o, VA)]
+        pats = [rep.prediction.pattern for rep in predict(MAX, o, VA)]
         good = pats[0].value
         assert any(p.matches(good) for p in pats)
         for b in range(64):
