@@ -160,6 +160,11 @@ class TwoStageImageBuilder:
         self.s1_window, self.s1_pa = s1_window, s1_pa
         self.oa_bits, self.no_memory = oa_bits, no_memory
         self._placement: dict[int, TablePlacement] = {}
+        # The stage-2 tables down to the last level for the whole stage-1
+        # window are made now, so mapping the table pages at build() never
+        # needs room in the stage-2 window that other mappings took.
+        for ipa in range(s1_window[0], s1_window[0] + s1_window[1], 1 << s2_layout.granule.bits):
+            self.s2.slot_address(ipa, FINAL_LEVEL)
 
     # -- stage 1 ---------------------------------------------------------
     def map(self, va: int, ipa: int, level: int, attrs: S1LeafAttrs = S1LeafAttrs()) -> int:
