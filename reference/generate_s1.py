@@ -170,6 +170,9 @@ class _Planner:
         self.ipa_bits, self.out_bits, self.ips_bits, self.s2_oa_bits = ipa_bits, out_bits, ips_bits, s2_oa_bits
         self.s1_allowed, self.s2_allowed, self.mmap = s1_allowed, s2_allowed, mmap
         self.probes: list[S1Probe] = []
+        # VA ranges whose walk meets a table placed on purpose (or a table
+        # pointer planted on purpose): no other scenario may use them.
+        self.reserved: list[tuple[int, int]] = []
         self.va_limit = 1 << s1_layout.ia_bits
         # A few random indices per level, chosen once and shared by
         # scenarios, so that tables are shared and their edges reached.
@@ -195,9 +198,18 @@ class _Planner:
                 va |= idx << geo.level_lsb(lvl)
             if fresh_from is not None and not self.b.s1.free(va, fresh_from):
                 continue
+            if any(lo <= va < hi for lo, hi in self.reserved):
+                continue
             if self.b.s1.free(va, level):
                 return va
         return None
+
+    def reserve(self, va: int, level: int) -> None:
+        """Keep other scenarios out of the VAs the entry for ``va`` at
+        ``level`` covers."""
+        bits = self.s1l.geo.block_bits(level)
+        base = va >> bits << bits
+        self.reserved.append((base, base + (1 << bits)))
 
     def pick_ipa(self, bits: int, *, beyond: bool = False) -> int:
         """A 2^bits-aligned output IPA that stage 2 can map (below the
@@ -325,6 +337,9 @@ def generate_s1_case(cpu: CpuModel, config: S2Config, shape: Stage1Shape, seed: 
     if root_placement is not None:
         probes = tuple(dataclasses.replace(p, aim=f"{p.aim} (root table page {root_placement.value})")
                        for p in probes)
+    if hcr.dc:
+        probes = tuple(dataclasses.replace(p, aim=f"{p.aim} (HCR_EL2.DC = 1: stage 1 off)")
+                       for p in probes)
     return S1Case(key=key, seed=seed, cpu=cpu, config=config.with_vttbr(image.s2.vttbr),
                   image=image.s2, memory_map=mmap, probes=probes, stage1=part)
 
@@ -446,12 +461,15 @@ def _level_scenarios(pl: _Planner, arch: Arch, level: int, allowed: bool,
 def _table_placement(pl: _Planner, placement: TablePlacement) -> None:
     """S1PTW: the stage-1 table at a drawn level below the root, on the
     path of a fresh VA, is placed ``placement`` by stage 2.  For READ_ONLY
-    the leaf has AF = 0, so that a hardware AF update (TCR_EL1.HA) needs to
-    write it."""
+    it is the last-level table and the leaf has AF = 0, so that a hardware
+    AF update (TCR_EL1.HA) needs to write it."""
     start = pl.s1l.start_level
     if start == FINAL_LEVEL:
         return
-    level = pl.rng.randrange(start + 1, FINAL_LEVEL + 1)
+    # A read-only page matters to the table that holds the leaf (the AF
+    # update writes there): the last level.
+    level = (FINAL_LEVEL if placement is TablePlacement.READ_ONLY
+             else pl.rng.randrange(start + 1, FINAL_LEVEL + 1))
     va = pl.pick_va(FINAL_LEVEL, fresh_from=level - 1)
     if va is None:
         return
@@ -461,6 +479,7 @@ def _table_placement(pl: _Planner, placement: TablePlacement) -> None:
         pl.b.place(pl.b.table_ipa(va, level), placement)
     except Conflict:
         return
+    pl.reserve(va, level - 1)
     pl.s2_map(ipa, LeafAttrs())
     for op in pl.ops(2):
         pl.probe(va + pl.rng.randrange(1 << pl.s1l.granule.bits) // 8 * 8, op,
@@ -491,6 +510,7 @@ def _table_pointer(pl: _Planner, mode: str) -> None:
         pl.b.plant(va, level, encode_s1_table(pl.s1l, target))
     except Conflict:
         return
+    pl.reserve(va, level)
     aim = {"unmapped": "an IPA not mapped by stage 2",
            "beyond": "an IPA beyond the stage-2 input size",
            "s2-table-no-memory": "an IPA whose stage-2 table is in no memory"}[mode]
