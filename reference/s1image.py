@@ -145,8 +145,8 @@ class TwoStageImageBuilder:
 
     ``no_memory``: a PA (granule aligned, nothing behind it) for
     NO_MEMORY placements; ``oa_bits``: the stage-2 output size, for
-    BEYOND_PS.  A table page whose stage-2 entry is already taken (by a
-    block the caller mapped) keeps that entry."""
+    BEYOND_PS.  Stage 2 maps the stage-1 window only through
+    :meth:`place`: ``map_ipa`` refuses IPAs inside it."""
 
     def __init__(self, s1_layout: Layout, s1_window: tuple[int, int], s1_pa: int,
                  s2_layout: Layout, s2_window: tuple[int, int], *, vmid: int = 1,
@@ -194,7 +194,13 @@ class TwoStageImageBuilder:
 
     # -- stage 2 ---------------------------------------------------------
     def map_ipa(self, ipa: int, pa: int, level: int, attrs: LeafAttrs = LeafAttrs()) -> int:
-        """Stage 2 maps the block/page of ``ipa`` at ``level`` to ``pa``."""
+        """Stage 2 maps the block/page of ``ipa`` at ``level`` to ``pa``
+        (Conflict inside the stage-1 window, or where an entry is taken)."""
+        bits = self.s2_layout.geo.block_bits(level)
+        lo, size = self.s1_window
+        start = ipa >> bits << bits
+        if start < lo + size and lo < start + (1 << bits):
+            raise Conflict(f"IPA {ipa:#x} at level {level} overlaps the stage-1 table window")
         return self.s2.map(ipa, pa, level, attrs)
 
     def build(self) -> TwoStageImage:
@@ -218,7 +224,7 @@ class TwoStageImageBuilder:
                              s1_window=self.s1_window)
 
     def _map_table_page(self, ipa: int, placement: TablePlacement) -> None:
-        if placement is TablePlacement.UNMAPPED or not self.s2.free(ipa, FINAL_LEVEL):
+        if placement is TablePlacement.UNMAPPED:
             return
         pa = self.pa_of(ipa)
         if placement is TablePlacement.BEYOND_PS:
