@@ -24,16 +24,18 @@ at the stage-2 level, carrying the descriptor's IPA.
 The functions return, per permitted outcome, either a finished
 :class:`~reference.outcome.Outcome` (a fault) or an :class:`S1Output` (the
 IPA, the stage-1 leaf and the stage-1 attributes) that reference.at takes
-on to stage 2.  What is not modelled: TTBR1 walks are modelled, but not
-FEAT_D128, FEAT_S1PIE/S1POE, FEAT_HAFT (table AF), PAN (the AT variants
-without P), FEAT_TME/SVE non-fault bits, MTE, Secure and Realm states, and
-the TLB (every probe walks the tables).
+on to stage 2.  TTBR0 and TTBR1 walks, TBI, HPD, E0PD, HA/HD (AF only:
+AT never sets the dirty state), DS and FEAT_LPA/LVA are modelled.  Not
+modelled: FEAT_D128, FEAT_S1PIE/S1POE, FEAT_HAFT (table AF), PAN (the AT
+forms without P have none), FEAT_TME/SVE non-fault bits, MTE, Secure and
+Realm states, the AArch32 Short-descriptor format, and the TLB (every
+probe walks the tables).
 """
 from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Callable, Union
+from typing import Callable, Iterable, Union
 
 from .arch import Arch, AtKind, Granule
 from .bits import bit, field
@@ -109,7 +111,8 @@ class Path:
     trace: tuple[TraceStep, ...] = ()
     writes: tuple[DescriptorWrite, ...] = ()
 
-    def add(self, rules=(), trace=(), writes=()) -> "Path":
+    def add(self, rules: Iterable[str] = (), trace: Iterable[TraceStep] = (),
+            writes: Iterable[DescriptorWrite] = ()) -> "Path":
         """This path extended; writes to a word already written combine
         (every hardware update sets bits: AF, S2AP[1])."""
         merged = list(self.writes)

@@ -28,7 +28,7 @@ from reference.par import PAR_RES1
 from reference.s1config import Hcr
 from reference.stage1 import AtOp
 
-from test_stage1 import (A64, AF, MAX, N1, OUT_PA, S1_ATTRS, S1_L3_PA, S2_L2, VA, base_tables,
+from test_stage1 import (AF, MAX, N1, OUT_PA, S1_ATTRS, S1_L3_PA, S2_L2, VA, base_tables,
                          s1cfg, s1_page, s2_block, s2cfg, words)
 
 OUT_IPA = 0x9000_0000
