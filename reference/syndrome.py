@@ -159,13 +159,12 @@ def ipa_valid(abort: AbortRecord) -> bool:
     return False
 
 
-def feat_ras(cpu: CpuModel) -> bool | None:
-    """FEAT_RAS: ID_AA64PFR0_EL1.RAS [31:28] >= 1 (AArch64).  For AArch32
-    the model keeps no ID_PFR0: ARMv7 has no RAS; an ARMv8 AArch32 model
-    answers None (not known), so both ISV choices stay permitted."""
+def feat_ras(cpu: CpuModel) -> bool:
+    """FEAT_RAS: ID_AA64PFR0_EL1.RAS [31:28] >= 1, or ID_PFR0.RAS [31:28]
+    >= 1 for AArch32 (0, reserved, on ARMv7)."""
     if cpu.arch is Arch.AARCH64:
         return field(cpu.reg("ID_AA64PFR0_EL1"), 31, 28) >= 1
-    return False if cpu.arch_version < 8 else None
+    return field(cpu.reg("ID_PFR0"), 31, 28) >= 1
 
 
 def _isv_choices(cpu: CpuModel, kind: AccessKind, abort: AbortRecord) -> list[tuple[bool, str]]:
@@ -185,10 +184,9 @@ def _isv_choices(cpu: CpuModel, kind: AccessKind, abort: AbortRecord) -> list[tu
             return [(False, "ISV: 0 for any synchronous External abort with FEAT_RAS")]
         if not syndrome:
             return [(False, why)]
-        qualifier = "without FEAT_RAS" if ras is False else "FEAT_RAS not known for this model"
-        return [(False, f"IMPLEMENTATION DEFINED ({qualifier}): ISV 0 on an External abort on "
+        return [(False, "IMPLEMENTATION DEFINED (no FEAT_RAS): ISV 0 on an External abort on "
                         "the stage-2 walk"),
-                (True, f"IMPLEMENTATION DEFINED ({qualifier}): ISV 1 on an External abort on "
+                (True, "IMPLEMENTATION DEFINED (no FEAT_RAS): ISV 1 on an External abort on "
                        "the stage-2 walk")]
     return [(syndrome, why)]
 
@@ -225,7 +223,7 @@ def _iss_syndrome_fields(arch: Arch, cpu: CpuModel, kind: AccessKind, isv: bool,
                     FieldRule(e, reg, "AR", 14, 14, int(spec.acqrel), ar_rule)]
         return out
     res0 = "ISV = 0: ISS[23:14] RES0"
-    if arch is Arch.AARCH64 and abort.external and feat_ras(cpu) is not False:
+    if arch is Arch.AARCH64 and abort.external and feat_ras(cpu):
         # With FEAT_RASv2 bits [17:16] are WU and with FEAT_PFAR bit 14 PFV
         # for an External abort; the model decodes neither feature, only
         # that a CPU without FEAT_RAS has neither.
