@@ -36,6 +36,8 @@ AARCH32_XNX_FETCH  On AArch32 with FEAT_XNX (qemu-system-arm -cpu max) an
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -87,6 +89,29 @@ def run_cases(arch: Arch, cpu_name: str, seed: int):
     assert result.status is BatchStatus.COMPLETED, result.diagnostic
     judged = [judge_access_case(c, im.records, im.regions_after) for c, im in zip(cases, result.images)]
     return cpu, cases, result, judged
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("arch", [Arch.AARCH64, Arch.AARCH32])
+def test_el1_window_agrees_with_the_reference(arch):
+    """The stub's EL1 window is 64 KiB aligned and at most 64 KiB; it has a
+    routine for every access kind of the reference, with the same code,
+    its access instruction(s) inside the window; a stub whose kind codes
+    differ is refused."""
+    from types import MappingProxyType
+
+    from harness.errors import BuildError
+    stub = read_stub(build_stub(arch))
+    w = el1_window(stub)
+    assert w.pa % 0x10000 == 0 and 0 < w.size <= 0x10000
+    assert set(w.insns) == {k for k in AccessKind if k.arch is arch}
+    assert all(0 < off < w.size and off % 4 == 0 for offs in w.insns.values() for off in offs)
+    assert [len(w.insns[k]) for k in w.insns if k.spec.op is AccessOp.EXCLUSIVE] == [2]
+    name = next(n for n in stub.symbols if n.startswith("__s2_kind_"))
+    tampered = dict(stub.symbols)
+    tampered[name] += 1
+    with pytest.raises(BuildError, match="access kinds"):
+        el1_window(dataclasses.replace(stub, symbols=MappingProxyType(tampered)))
 
 
 # --- the known QEMU divergences (module docstring) -------------------------------

@@ -12,8 +12,10 @@ import zlib
 import pytest
 
 from harness.errors import UsageError
-from harness.job import (ABI_VERSION, HANG_OFF, JOB_MAGIC, NOT_RUN, RESULTS_MAGIC, FatalReason,
-                         GuestStatus, JobImage, JobLayout, JobProbe, ObsKind, RamBytes,
+import numpy as np
+
+from harness.job import (ABI_VERSION, HANG_OFF, JOB_MAGIC, NOT_RUN, PROBE_DTYPE, RESULTS_MAGIC,
+                         FatalReason, GuestStatus, JobImage, JobLayout, JobProbe, ObsKind, RamBytes,
                          RawObservation, SparseRam, pack_job, unpack_results)
 from reference.arch import Arch, AtKind
 
@@ -93,6 +95,23 @@ class TestPackJobValidation:
         """Regions of different images may not overlap either (they coexist in the arena)."""
         with pytest.raises(UsageError, match="overlap"):
             pack_job(LAYOUT, [self._image((A, bytes(16))), self._image((A, bytes(8)))])
+
+    @pytest.mark.parametrize("layout, kind, ok", [
+        (LAYOUT, 16, True), (LAYOUT, 41, True), (LAYOUT, 128, True), (LAYOUT, 129, True),
+        (LAYOUT, 4, False), (LAYOUT, 42, False), (LAYOUT, 64, False), (LAYOUT, 130, False),
+        (LAYOUT32, 64, True), (LAYOUT32, 83, True), (LAYOUT32, 16, False), (LAYOUT32, 84, False),
+    ])
+    def test_probe_kinds_of_the_architecture_only(self, layout, kind, ok):
+        """AT 0-3, the arch's access kinds (AArch64 16-41, AArch32 64-83)
+        and maintenance 128-129; any other kind is refused before QEMU runs."""
+        table = np.zeros(1, dtype=PROBE_DTYPE)
+        table["kind"] = kind
+        image = JobImage(0x8000_3558, A, (), table)
+        if ok:
+            pack_job(layout, [image])
+        else:
+            with pytest.raises(UsageError, match=f"probe kind {kind} "):
+                pack_job(layout, [image])
 
     def test_adjacent_regions_accepted(self):
         """Touching is not overlapping."""
