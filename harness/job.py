@@ -422,7 +422,7 @@ def pack_job(layout: JobLayout, images: Sequence[JobImage], hang_after: int | No
                                 im.vtcr, im.vttbr, first, len(im.probes), im.el1_ipa)
         first += len(im.probes)
 
-    # Probe table: (ipa u64, kind u32, flags u32) rows, built in one go.
+    # Probe table: (ipa u64, kind u32, flags u32, data u64, data2 u64) rows, built in one go.
     table = np.concatenate([probe_table(im.probes) for im in images]) if images else \
         np.zeros(0, dtype=PROBE_DTYPE)
     if n_probes:
