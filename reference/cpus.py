@@ -218,6 +218,11 @@ class CpuModel:
         AArch64 only: S2PIR_EL2 is present only with FEAT_AA64."""
         return self.arch is Arch.AARCH64 and field(self.reg("ID_AA64MMFR3_EL1"), 15, 12) >= 1
 
+    @functools.cached_property
+    def dczva_bytes(self) -> int:
+        """DC ZVA block size in bytes: 4 << DCZID_EL0.BS (AArch64.MemZero)."""
+        return 4 << field(self.reg("DCZID_EL0"), 3, 0)
+
     def features(self) -> Mapping[str, object]:
         """The decoded stage-2 properties, for listings and case files."""
         return {
@@ -236,18 +241,19 @@ class CpuModel:
 
 
 def _a64(name: str, midr: int, mmfr0: int, mmfr1: int, mmfr2: int, pfr0: int,
-         description: str) -> CpuModel:
+         description: str, dczid: int = 4) -> CpuModel:
+    # DCZID_EL0.BS = 4: 64-byte DC ZVA blocks, on every model QEMU has.
     return CpuModel(name=name, arch=Arch.AARCH64, arch_version=8, description=description,
                     id_regs=(("MIDR_EL1", midr), ("ID_AA64MMFR0_EL1", mmfr0),
                              ("ID_AA64MMFR1_EL1", mmfr1), ("ID_AA64MMFR2_EL1", mmfr2),
-                             ("ID_AA64PFR0_EL1", pfr0)))
+                             ("ID_AA64PFR0_EL1", pfr0), ("DCZID_EL0", dczid)))
 
 
 def _a32(name: str, version: int, midr: int, mmfr0: int, mmfr3: int, mmfr4: int, pfr1: int,
-         description: str) -> CpuModel:
+         description: str, pfr0: int = 0x1131) -> CpuModel:
     return CpuModel(name=name, arch=Arch.AARCH32, arch_version=version, description=description,
                     id_regs=(("MIDR", midr), ("ID_MMFR0", mmfr0), ("ID_MMFR3", mmfr3),
-                             ("ID_MMFR4", mmfr4), ("ID_PFR1", pfr1)))
+                             ("ID_MMFR4", mmfr4), ("ID_PFR1", pfr1), ("ID_PFR0", pfr0)))
 
 
 # The values each model reports under QEMU's virt machine with
@@ -287,7 +293,8 @@ CPUS: dict[tuple[Arch, str], CpuModel] = {
              "ARMv8.2, 40-bit PA, HAFDBS, XNX"),
         _a64("a64fx", 0x461F0010, 0x0000000000001122, 0x0000000011212100,
              0x0000000000001011, 0x0000000101110111,
-             "ARMv8.2 (Fujitsu), 40-bit PA, no 16K granule, XNX, no HAFDBS"),
+             "ARMv8.2 (Fujitsu), 40-bit PA, no 16K granule, XNX, no HAFDBS",
+             dczid=6),   # 256-byte DC ZVA blocks (aarch64_a64fx_initfn: dcz_blocksize = 6)
         _a64("neoverse-v1", 0x411FD402, 0x0000000000101125, 0x0000000010212122,
              0x0220011102101011, 0x1101000120110112,
              "ARMv8.4, 48-bit PA, HAFDBS, XNX, S2FWB, BBM level 2"),
@@ -305,7 +312,8 @@ CPUS: dict[tuple[Arch, str], CpuModel] = {
         _a32("cortex-a7", 7, 0x410FC075, 0x10101105, 0x02102211, 0x00000000, 0x00011001,
              "ARMv7-A with LPAE and virtualization"),
         _a32("max", 8, 0x411FD070, 0x10101105, 0x02122211, 0x00011110, 0x00011001,
-             "QEMU max for qemu-system-arm: ARMv8-A AArch32 (Cortex-A57 view)"),
+             "QEMU max for qemu-system-arm: ARMv8-A AArch32 (Cortex-A57 view)",
+             pfr0=0x11020131),
     )
 }
 
