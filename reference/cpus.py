@@ -35,8 +35,8 @@ PARANGE_BITS = {0: 32, 1: 36, 2: 40, 3: 42, 4: 44, 5: 48, 6: 52}
 # model does not list reads as zero (RAZ reserved ID space).
 ID_REGISTERS: dict[Arch, tuple[str, ...]] = {
     Arch.AARCH64: ("MIDR_EL1", "ID_AA64MMFR0_EL1", "ID_AA64MMFR1_EL1", "ID_AA64MMFR2_EL1",
-                   "ID_AA64MMFR3_EL1", "ID_AA64PFR0_EL1", "ID_AA64PFR1_EL1"),
-    Arch.AARCH32: ("MIDR", "ID_MMFR0", "ID_MMFR3", "ID_MMFR4", "ID_PFR1", "ID_DFR0"),
+                   "ID_AA64MMFR3_EL1", "ID_AA64PFR0_EL1", "ID_AA64PFR1_EL1", "DCZID_EL0"),
+    Arch.AARCH32: ("MIDR", "ID_MMFR0", "ID_MMFR3", "ID_MMFR4", "ID_PFR1", "ID_DFR0", "ID_PFR0"),
 }
 
 
