@@ -17,7 +17,7 @@ import numpy as np
 
 from .arch import Arch, AtKind
 from .config import S2Config
-from .cpus import get_cpu
+from .cpus import CPUS, CpuModel, get_cpu
 from .generate import Case, FanOut, MemoryMap, Probe
 from .image import Image
 from .memory import Memory, Region
@@ -69,6 +69,9 @@ def case_to_data(case: Case, *, with_outcomes: bool = True) -> dict[str, Any]:
         entry: dict[str, Any] = {"ipa": _hex(probe.ipa), "at": probe.at.name, "aim": probe.aim}
         if result is not None:
             entry["permitted"] = outcome_data(arch, result, probe.ipa)
+            if result.unpredictable:
+                # ARMv7 UNPREDICTABLE: anything is permitted (WalkResult).
+                entry["unpredictable"] = list(result.unpredictable)
         probes.append(entry)
     return {
         "format": FORMAT,
@@ -77,9 +80,16 @@ def case_to_data(case: Case, *, with_outcomes: bool = True) -> dict[str, Any]:
         "seed": case.seed,
         "arch": arch.value,
         "cpu": case.cpu.name,
+        # A model that is not the named table's (e.g. QEMU's max built from
+        # the ID registers a newer QEMU reports) travels with the case.
+        **({"cpu_model": cpu_model_data(case.cpu)}
+           if CPUS.get((arch, case.cpu.name)) != case.cpu else {}),
         "config": {
             "vtcr": _hex(case.config.vtcr()),
             "vttbr": _hex(case.config.vttbr),
+            # S2PIR_EL2 only where it can act: a case without it reads as before.
+            **({"s2pir": _hex(case.config.s2pir)}
+               if case.config.s2pie or case.config.s2pir else {}),
             "describe": case.config.describe(),
         },
         "memory": {
@@ -95,6 +105,28 @@ def case_to_data(case: Case, *, with_outcomes: bool = True) -> dict[str, Any]:
         "probes": probes,
         **({"fanout": fanout_data(case.fanout)} if len(case.fanout) else {}),
     }
+
+
+def cpu_model_data(cpu: CpuModel) -> dict[str, Any]:
+    """A CPU model as JSON data: its ID register values (hex) and, for
+    AArch32, whether it is ARMv7 or ARMv8."""
+    return {"id_registers": {n: _hex(v) for n, v in cpu.id_regs},
+            "arch_version": cpu.arch_version, "description": cpu.description}
+
+
+def cpu_model_from_data(data: Any, arch: Arch, name: str) -> CpuModel:
+    """Inverse of cpu_model_data (CpuModel.from_id_registers)."""
+    regs = _get(data, "id_registers", dict, "cpu_model")
+    version = _get(data, "arch_version", int, "cpu_model")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise CaseFormatError("cpu_model.description: expected a string")
+    values = {n: _int(v, f"cpu_model.id_registers.{n}") for n, v in regs.items()}
+    try:
+        return CpuModel.from_id_registers(arch, name, values, arch_version=version,
+                                          description=description)
+    except ValueError as exc:
+        raise CaseFormatError(f"cpu_model: {exc}") from None
 
 
 def fanout_data(fan: FanOut) -> dict[str, Any]:
@@ -188,15 +220,22 @@ def case_from_data(data: Any) -> Case:
         arch = Arch(arch_name)
     except ValueError:
         raise CaseFormatError(f"arch: {arch_name!r} is not one of aarch64, arm") from None
-    try:
-        cpu = get_cpu(arch, _get(data, "cpu", str, "case"))
-    except ValueError as exc:
-        raise CaseFormatError(f"cpu: {exc}") from None
+    cpu_name = _get(data, "cpu", str, "case")
+    if "cpu_model" in data:
+        cpu = cpu_model_from_data(data["cpu_model"], arch, cpu_name)
+    else:
+        try:
+            cpu = get_cpu(arch, cpu_name)
+        except ValueError as exc:
+            raise CaseFormatError(f"cpu: {exc}") from None
     cfg = _get(data, "config", dict, "case")
     vtcr = _int(_get(cfg, "vtcr", str, "config"), "config.vtcr",
                 64 if arch is Arch.AARCH64 else 32)
     vttbr = _int(_get(cfg, "vttbr", str, "config"), "config.vttbr")
-    config = S2Config.from_vtcr(arch, vtcr, vttbr)
+    s2pir = _int(cfg["s2pir"], "config.s2pir") if "s2pir" in cfg else 0
+    if s2pir and arch is not Arch.AARCH64:
+        raise CaseFormatError("config.s2pir: S2PIR_EL2 exists only for aarch64")
+    config = S2Config.from_vtcr(arch, vtcr, vttbr, s2pir)
 
     mem = _get(data, "memory", dict, "case")
     ram = []

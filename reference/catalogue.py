@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Iterable
+from typing import Callable, Iterable, TypeVar
 
 from .arch import Arch, Granule
 from .bits import field, mask
@@ -35,7 +35,7 @@ from .config import (PS_BITS, PS_ENCODING, TG0_DECODING, Geometry, S2Config, aar
 from .cpus import CpuModel
 from .outcome import Fault, FaultKind
 from .walk import (S2Params, aarch32_high_address_bits, aarch32_sl0_reserved,
-                   aarch32_t0sz_choices, aarch64_max_txsz, aarch64_nss2_ttw_params,
+                   aarch32_t0sz_choices, aarch32_v7_unpredictable, aarch64_max_txsz, aarch64_nss2_ttw_params,
                    aarch64_oa_out_of_range, aarch64_physical_address_size, aarch64_s2_invalid_sl,
                    aarch64_s2_min_txsz, aarch64_s2_start_level, aarch64_s2_tt_base_address,
                    aarch64_s2_txsz_choices, s2_inconsistent_sl)
@@ -52,6 +52,9 @@ AARCH32_OA_BITS = 40
 # Every address bit VTTBR_EL2 (AArch64) or VTTBR (AArch32) can hold: a base
 # of all ones shows which bits a table base keeps, i.e. its alignment.
 _VTTBR_ADDRESS_BITS = mask(47, 1)
+
+
+T = TypeVar("T")
 
 
 class Convention(enum.Enum):
@@ -93,6 +96,22 @@ class Reading:
     def walks(self) -> bool:
         return self.problem is None
 
+    @property
+    def walk_geometry(self) -> Geometry:
+        """The geometry of a reading that gets past the start-level checks
+        (every reading that walks has one); ValueError for one that stops
+        before them."""
+        if self.geometry is None:
+            raise ValueError(f"no walk geometry: {self.problem}")
+        return self.geometry
+
+    @property
+    def walk_vttbr_align(self) -> int:
+        """The table-base alignment of a reading that walks (see ``walk_geometry``)."""
+        if self.vttbr_align is None:
+            raise ValueError(f"no table base: {self.problem}")
+        return self.vttbr_align
+
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
@@ -123,7 +142,8 @@ class Verdict:
     def choices(self) -> tuple[str, ...]:
         return _unique(c for r in self.readings for c in r.choices)
 
-    def _agreed(self, value_of):
+    def _agreed(self, value_of: Callable[[Reading], T]) -> T | None:
+        """``value_of`` the readings that walk, when they all agree on it."""
         values = {value_of(r) for r in self.readings if r.walks}
         return values.pop() if len(values) == 1 else None
 
@@ -141,17 +161,17 @@ class Verdict:
 
     @property
     def levels(self) -> int | None:
-        return self._agreed(lambda r: r.geometry.levels)
+        return self._agreed(lambda r: r.walk_geometry.levels)
 
     @property
     def concat(self) -> int | None:
         """Concatenated tables at the start level."""
-        return self._agreed(lambda r: r.geometry.concat)
+        return self._agreed(lambda r: r.walk_geometry.concat)
 
     @property
     def root_bytes(self) -> int | None:
         """Size in bytes of the start-level table(s)."""
-        return self._agreed(lambda r: r.geometry.root_bytes)
+        return self._agreed(lambda r: r.walk_geometry.root_bytes)
 
     @property
     def vttbr_align(self) -> int | None:
@@ -212,16 +232,19 @@ def _aarch64_reading(cpu: CpuModel, config: S2Config, p: S2Params, choices: tupl
     """The start-level checks of AArch64.S2Translate (Translation fault,
     level 0) and the start-level table address check of AArch64.S2Walk
     (Address size fault, level 0), for parameters ``p``."""
-    common = dict(choices=choices, granule=p.granule, ia_bits=p.ia_bits, oa_bits=oa_bits)
+    common = Reading(choices=choices, granule=p.granule, ia_bits=p.ia_bits, oa_bits=oa_bits)
     level = aarch64_s2_start_level(p)
     why = aarch64_s2_invalid_sl(cpu, p)
     if why is not None:
-        return Reading(**common, problem=f"AArch64.S2InvalidSL: {why}",
-                       fault=Fault(FaultKind.TRANSLATION, 0))
+        return dataclasses.replace(common, problem=f"AArch64.S2InvalidSL: {why}",
+                                   fault=Fault(FaultKind.TRANSLATION, 0))
+    # AArch64.S2InvalidSL rejects every SL encoding S2StartLevel leaves undefined.
+    assert level is not None
     why = s2_inconsistent_sl(p.granule, p.ia_bits, level)
     if why is not None:
-        return Reading(**common, start_level=level, problem=f"AArch64.S2InconsistentSL: {why}",
-                       fault=Fault(FaultKind.TRANSLATION, 0))
+        return dataclasses.replace(common, start_level=level,
+                                   problem=f"AArch64.S2InconsistentSL: {why}",
+                                   fault=Fault(FaultKind.TRANSLATION, 0))
     geo = geometry(p.granule, p.ia_bits, level)
     kept = aarch64_s2_tt_base_address(cpu, p, _VTTBR_ADDRESS_BITS, level)
     align = kept & -kept
@@ -232,14 +255,17 @@ def _aarch64_reading(cpu: CpuModel, config: S2Config, p: S2Params, choices: tupl
     address_bits = mask(47, 1) & ~(mask(5, 2) if high_format else 0)
     dropped = config.vttbr & address_bits & (align - 1)
     if dropped:
-        notes.append(f"VTTBR_EL2 bits {dropped:#x} lie below the {align}-byte table alignment and "
-                     f"are ignored (AArch64.S2TTBaseAddress): the table is at {base:#x}")
-    common.update(start_level=level, geometry=geo, vttbr_align=align, table_base=base)
+        notes.append(f"VTTBR_EL2 bits {dropped:#x} lie below the {align}-byte table alignment: a "
+                     f"misaligned base, CONSTRAINED UNPREDICTABLE (Arm ARM D24.2.225): the bits "
+                     f"are treated as zero (AArch64.S2TTBaseAddress: the table at {base:#x}) or "
+                     f"the walk address is corrupted in them")
+    walking = dataclasses.replace(common, start_level=level, geometry=geo, vttbr_align=align,
+                                  table_base=base)
     if aarch64_oa_out_of_range(cpu, p, base):
-        return Reading(**common, problem=(
+        return dataclasses.replace(walking, problem=(
             f"AArch64.S2Walk: start-level table address {base:#x} is beyond the {oa_bits}-bit "
             f"output size (AArch64.OAOutOfRange)"), fault=Fault(FaultKind.ADDRESS_SIZE, 0))
-    return Reading(**common)
+    return walking
 
 
 def _aarch64_ignored_fields(cpu: CpuModel, config: S2Config, p: S2Params) -> list[str]:
@@ -255,6 +281,9 @@ def _aarch64_ignored_fields(cpu: CpuModel, config: S2Config, p: S2Params) -> lis
     if config.sl2 and not p.sl2:
         notes.append("VTCR_EL2.SL2=1 is ignored: it acts only with 4K, DS=1 and FEAT_LPA2 "
                      "(AArch64.NSS2TTWParams)")
+    if config.s2pie and not p.s2pie:
+        notes.append("VTCR_EL2.S2PIE=1 is ignored: no FEAT_S2PIE; S2AP and XN give the "
+                     "permissions (AArch64.NSS2TTWParams)")
     return notes
 
 
@@ -265,18 +294,19 @@ def _judge_aarch32(cpu: CpuModel, config: S2Config) -> Verdict:
     notes: list[str] = []
     for t0sz, choices in aarch32_t0sz_choices(config):
         ia_bits = 32 - t0sz
-        common = dict(choices=choices, granule=Granule.G4K, ia_bits=ia_bits,
-                      oa_bits=AARCH32_OA_BITS)
+        common = Reading(choices=choices, granule=Granule.G4K, ia_bits=ia_bits,
+                         oa_bits=AARCH32_OA_BITS)
         if aarch32_sl0_reserved(config.sl0):
-            readings.append(Reading(**common, problem=f"AArch32.S2Walk: SL0={config.sl0:#04b} is reserved",
-                                    fault=Fault(FaultKind.TRANSLATION, 1)))
+            readings.append(dataclasses.replace(
+                common, problem=f"AArch32.S2Walk: SL0={config.sl0:#04b} is reserved",
+                fault=Fault(FaultKind.TRANSLATION, 1)))
             continue
         level = 2 - config.sl0
         why = s2_inconsistent_sl(Granule.G4K, ia_bits, level)
         if why is not None:
-            readings.append(Reading(**common, start_level=level,
-                                    problem=f"AArch32.S2InconsistentSL: {why}",
-                                    fault=Fault(FaultKind.TRANSLATION, 1)))
+            readings.append(dataclasses.replace(
+                common, start_level=level, problem=f"AArch32.S2InconsistentSL: {why}",
+                fault=Fault(FaultKind.TRANSLATION, 1)))
             continue
         geo = geometry(Granule.G4K, ia_bits, level)
         # AArch32.S2Walk: the base is VTTBR[39:baselsb], baselsb = log2 of the
@@ -285,19 +315,27 @@ def _judge_aarch32(cpu: CpuModel, config: S2Config) -> Verdict:
         base = field(config.vttbr, 39, 0) & ~(align - 1)
         dropped = config.vttbr & mask(39, 1) & (align - 1)
         if dropped:
-            notes.append(f"VTTBR bits {dropped:#x} lie below the {align}-byte table alignment and "
-                         f"are ignored (AArch32.S2Walk): the table is at {base:#x}")
-        common.update(start_level=level, geometry=geo, vttbr_align=align, table_base=base)
+            notes.append(f"VTTBR bits {dropped:#x} lie below the {align}-byte table alignment: a "
+                         f"misaligned base, CONSTRAINED UNPREDICTABLE (Arm ARM G8.2.173): the bits "
+                         f"are treated as zero (AArch32.S2Walk: the table at {base:#x}) or the "
+                         f"walk address is corrupted in them")
+        walking = dataclasses.replace(common, start_level=level, geometry=geo,
+                                      vttbr_align=align, table_base=base)
         high = aarch32_high_address_bits(cpu, config.vttbr, "VTTBR")
         if high is None:
-            readings.append(Reading(**common))
+            readings.append(walking)
         elif len(high) == 1:
-            readings.append(Reading(**common, problem=high[0], fault=Fault(FaultKind.ADDRESS_SIZE, 0)))
+            readings.append(dataclasses.replace(walking, problem=high[0],
+                                                fault=Fault(FaultKind.ADDRESS_SIZE, 0)))
         else:
             faulting, ignoring = high
-            readings.append(Reading(**dict(common, choices=choices + (faulting,)), problem=faulting,
-                                    fault=Fault(FaultKind.ADDRESS_SIZE, 0)))
-            readings.append(Reading(**dict(common, choices=choices + (ignoring,))))
+            readings.append(dataclasses.replace(walking, choices=choices + (faulting,),
+                                                problem=faulting,
+                                                fault=Fault(FaultKind.ADDRESS_SIZE, 0)))
+            readings.append(dataclasses.replace(walking, choices=choices + (ignoring,)))
+    for rule in aarch32_v7_unpredictable(cpu, config):
+        notes.append(f"{rule}: on this ARMv7 core any result is permitted; the readings are "
+                     f"those ARMv8 requires")
     return Verdict(cpu, config, tuple(readings), _unique(notes))
 
 
@@ -372,10 +410,11 @@ def conventions(cpu: CpuModel, granule: Granule, ia_bits: int, start_level: int,
 
 def verdict_conventions(verdict: Verdict) -> tuple[Convention, ...]:
     """The conventions a valid configuration with one geometry matches."""
-    if not verdict.valid or verdict.start_level is None or verdict.granule is None:
+    granule, ia_bits, level = verdict.granule, verdict.ia_bits, verdict.start_level
+    if not verdict.valid or granule is None or ia_bits is None or level is None:
         return ()
     ds = verdict.config.ds if verdict.config.arch is Arch.AARCH64 else 0
-    return conventions(verdict.cpu, verdict.granule, verdict.ia_bits, verdict.start_level, ds)
+    return conventions(verdict.cpu, granule, ia_bits, level, ds)
 
 
 # ---------------------------------------------------------------------------
@@ -495,11 +534,12 @@ def _entry(cpu: CpuModel, config: S2Config) -> list[Entry]:
         ds = config.ds
     else:
         others, ds = [], 0
-    marks = conventions(cpu, reading.granule, reading.ia_bits, reading.start_level, ds)
-    return [Entry(cpu=cpu, config=config, granule=reading.granule, geometry=reading.geometry,
-                  vttbr_align=reading.vttbr_align, oa_bits=reading.oa_bits,
+    geo = reading.walk_geometry
+    marks = conventions(cpu, reading.granule, reading.ia_bits, geo.start_level, ds)
+    return [Entry(cpu=cpu, config=config, granule=reading.granule, geometry=geo,
+                  vttbr_align=reading.walk_vttbr_align, oa_bits=reading.oa_bits,
                   other_oa_bits=tuple(others), conventions=marks,
-                  remark=_remark(cpu, reading.geometry, marks))]
+                  remark=_remark(cpu, geo, marks))]
 
 
 def _remark(cpu: CpuModel, geo: Geometry, marks: tuple[Convention, ...]) -> str:
@@ -577,7 +617,9 @@ def decode_vtcr(arch: Arch, value: int, start_level: int | None = None) -> tuple
             f("HD", 22, 22, lambda v: "hardware dirty state" if v else "off"),
             f("RES1", 31, 31, lambda v: "ok" if v else "should be 1"),
             f("DS", 32, 32, lambda v: "52-bit (FEAT_LPA2)" if v else "off"),
-            f("SL2", 33, 33, lambda v: "with SL0=0b00 and DS=1: start level -1" if v else "off"))
+            f("SL2", 33, 33, lambda v: "with SL0=0b00 and DS=1: start level -1" if v else "off"),
+            f("S2PIE", 36, 36, lambda v: "permission indirection (S2PIR_EL2, FEAT_S2PIE)" if v
+              else "off: S2AP/XN permissions"))
 
 
 def uninterpreted_bits(arch: Arch, value: int) -> int:

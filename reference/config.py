@@ -46,6 +46,10 @@ class Geometry:
     granule: Granule
     ia_bits: int
     start_level: int
+    # Derived in __post_init__; not part of the value (equality, hash, repr).
+    _lsb: dict[int, int] = dataclasses.field(init=False, repr=False, compare=False)
+    _msb: dict[int, int] = dataclasses.field(init=False, repr=False, compare=False)
+    _stride: int = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Field extents per level, computed once: walks ask for them on
@@ -134,8 +138,13 @@ class S2Config:
 
     Fields carry the architectural names.  For AArch32 (``arch`` AARCH32)
     ``t0sz`` is the signed 4-bit VTCR.T0SZ (-8 .. 7) and ``s`` is VTCR.S,
-    which the architecture requires to equal T0SZ[3]; TG0, PS, HA, HD, DS and
-    SL2 do not exist there and must be 0.
+    which the architecture requires to equal T0SZ[3]; TG0, PS, HA, HD, DS,
+    SL2 and S2PIE do not exist there and must be 0.
+
+    ``s2pie`` is VTCR_EL2.S2PIE (bit 36, FEAT_S2PIE) and ``s2pir`` the value
+    of S2PIR_EL2, the register it selects the stage-2 permissions from
+    (AArch64.NSS2TTWParams reads both); S2PIR_EL2 is not part of VTCR, so
+    ``vtcr()`` does not hold it.
     """
 
     arch: Arch
@@ -153,6 +162,8 @@ class S2Config:
     vs: int = 0
     s: int | None = None
     vttbr: int = 0
+    s2pie: int = 0
+    s2pir: int = 0
 
     # -- register encodings ------------------------------------------------
 
@@ -165,7 +176,8 @@ class S2Config:
                     | place(self.sh0, 13, 12) | place(self.tg0, 15, 14)
                     | place(self.ps, 18, 16) | place(self.vs, 19, 19)
                     | place(self.ha, 21, 21) | place(self.hd, 22, 22)
-                    | place(self.ds, 32, 32) | place(self.sl2, 33, 33))
+                    | place(self.ds, 32, 32) | place(self.sl2, 33, 33)
+                    | place(self.s2pie, 36, 36))
         s = self.s if self.s is not None else (self.t0sz >> 3) & 1
         return (VTCR_A32_RES1
                 | place(self.t0sz & 0xF, 3, 0) | place(s, 4, 4)
@@ -173,15 +185,19 @@ class S2Config:
                 | place(self.orgn0, 11, 10) | place(self.sh0, 13, 12))
 
     @classmethod
-    def from_vtcr(cls, arch: Arch, value: int, vttbr: int = 0) -> "S2Config":
-        """Decode a VTCR value.  Bits the model does not interpret are dropped."""
+    def from_vtcr(cls, arch: Arch, value: int, vttbr: int = 0, s2pir: int = 0) -> "S2Config":
+        """Decode a VTCR value (with the VTTBR and, for AArch64, the
+        S2PIR_EL2 that go with it).  Bits the model does not interpret are
+        dropped."""
         if arch is Arch.AARCH64:
             return cls(arch=arch, t0sz=field(value, 5, 0), sl0=field(value, 7, 6),
                        irgn0=field(value, 9, 8), orgn0=field(value, 11, 10),
                        sh0=field(value, 13, 12), tg0=field(value, 15, 14),
                        ps=field(value, 18, 16), vs=bit(value, 19), ha=bit(value, 21),
                        hd=bit(value, 22), ds=bit(value, 32), sl2=bit(value, 33),
-                       vttbr=vttbr)
+                       s2pie=bit(value, 36), vttbr=vttbr, s2pir=s2pir)
+        if s2pir:
+            raise ValueError("S2PIR_EL2 exists only for AArch64 (FEAT_S2PIE)")
         raw = field(value, 3, 0)
         return cls(arch=arch, t0sz=raw - 16 if raw & 8 else raw, s=bit(value, 4),
                    sl0=field(value, 7, 6), irgn0=field(value, 9, 8),
@@ -208,6 +224,8 @@ class S2Config:
         g = self.granule.label if self.granule else f"TG0={self.tg0:#b}"
         if self.arch is Arch.AARCH64:
             extra = "".join(f" {n}=1" for n in ("ha", "hd", "ds", "sl2") if getattr(self, n))
+            if self.s2pie:
+                extra += f" S2PIE=1 S2PIR_EL2={self.s2pir:#018x}"
             return (f"aarch64 {g} T0SZ={self.t0sz} ({self.ia_bits}-bit IPA) SL0={self.sl0} "
                     f"PS={self.ps:#05b}{extra} VTCR_EL2={self.vtcr():#x}")
         return (f"arm {g} T0SZ={self.t0sz} ({self.ia_bits}-bit IPA) SL0={self.sl0} "

@@ -3,11 +3,21 @@
 The single source of truth for a model is the set of ID register values it
 reports (the guest reads them and a test holds the two together); every
 stage-2 property (PAMax, stage-2 granules, FEAT_LPA/LPA2/TTST/XNX/HAFDBS/
-S2FWB) is decoded from those values by the Arm ARM field definitions.
-The one thing the ID registers cannot say for 32-bit ARM, whether the core is
-an ARMv7-A LPAE implementation or an ARMv8-A AArch32 one, is an explicit
-field because the two architectures treat descriptor output-address bits
-[47:40] differently.
+S2FWB/S2PIE) is decoded from those values by the Arm ARM field definitions.
+A register of ``ID_REGISTERS`` that a model does not list reads as zero: the
+ID registers are in the reserved ID space, RAZ where a feature is absent
+(e.g. ID_AA64MMFR3_EL1 on every ARMv8.0-8.7 core).
+For 32-bit ARM, whether the core is an ARMv7-A LPAE implementation or an
+ARMv8-A AArch32 one is an explicit field (``arch_version``) because the two
+architectures treat descriptor output-address bits [47:40] and misprogrammed
+VTCR/VTTBR differently; ``CpuModel.from_id_registers`` decodes it from
+ID_DFR0.CopDbg when that register is given.
+
+``CPUS`` names the cores QEMU's virt machine emulates; a model can also be
+built from the raw ID register values a guest read
+(``CpuModel.from_id_registers``), which is how QEMU's ``max`` is followed
+from one QEMU version to the next, and ``model_differences`` says where a
+named model and the values a QEMU build reports disagree.
 """
 from __future__ import annotations
 
@@ -20,6 +30,14 @@ from .bits import field
 
 # ID_AA64MMFR0_EL1.PARange -> PA size in bits (Arm ARM D19.2, ID_AA64MMFR0_EL1).
 PARANGE_BITS = {0: 32, 1: 36, 2: 40, 3: 42, 4: 44, 5: 48, 6: 52}
+
+# The ID registers a model may carry, per architecture.  Any of them that a
+# model does not list reads as zero (RAZ reserved ID space).
+ID_REGISTERS: dict[Arch, tuple[str, ...]] = {
+    Arch.AARCH64: ("MIDR_EL1", "ID_AA64MMFR0_EL1", "ID_AA64MMFR1_EL1", "ID_AA64MMFR2_EL1",
+                   "ID_AA64MMFR3_EL1", "ID_AA64PFR0_EL1", "ID_AA64PFR1_EL1", "DCZID_EL0"),
+    Arch.AARCH32: ("MIDR", "ID_MMFR0", "ID_MMFR3", "ID_MMFR4", "ID_PFR1", "ID_DFR0", "ID_PFR0"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +59,54 @@ class CpuModel:
     def _regs(self) -> dict[str, int]:
         return dict(self.id_regs)
 
+    @classmethod
+    def from_id_registers(cls, arch: Arch, name: str, regs: Mapping[str, int], *,
+                          arch_version: int | None = None, description: str = "") -> "CpuModel":
+        """A model from raw ID register values (e.g. as a guest read them).
+
+        ``regs`` maps names of ``ID_REGISTERS[arch]`` to their values;
+        absent ones read as zero.  AArch64 needs ID_AA64MMFR0_EL1 (PARange
+        and the granule fields have no meaningful "absent" value).  For
+        AArch32 ``arch_version`` is decoded from ID_DFR0.CopDbg [3:0]
+        (Arm ARM G8.2.84: 0b0100/0b0101 are the v7 / v7.1 debug
+        architectures, "not permitted in Armv8"; 0b0110 and up are Armv8
+        and later) unless given; without ID_DFR0, or with CopDbg 0 (no
+        debug architecture), it must be given.  ValueError (one line) for
+        an unknown register, a value that does not fit it, or missing
+        information."""
+        known = ID_REGISTERS[arch]
+        width = 64 if arch is Arch.AARCH64 else 32
+        for reg_name, value in regs.items():
+            if reg_name not in known:
+                raise ValueError(f"{reg_name} is not an ID register of the {arch.value} models "
+                                 f"(known: {', '.join(known)})")
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << width:
+                raise ValueError(f"{reg_name}={value!r} is not a {width}-bit value")
+        if arch is Arch.AARCH64:
+            if "ID_AA64MMFR0_EL1" not in regs:
+                raise ValueError("ID_AA64MMFR0_EL1 is needed (PARange, granule support)")
+            version = 8 if arch_version is None else arch_version
+        elif arch_version is not None:
+            version = arch_version
+        else:
+            copdbg = field(regs.get("ID_DFR0", 0), 3, 0)
+            if copdbg in (0b0100, 0b0101):
+                version = 7
+            elif copdbg >= 0b0110:
+                version = 8
+            else:
+                raise ValueError("arch_version is needed: ID_DFR0.CopDbg does not say whether "
+                                 "the core is ARMv7 or ARMv8")
+        ordered = tuple((n, regs[n]) for n in known if n in regs)
+        return cls(name=name, arch=arch, arch_version=version, id_regs=ordered,
+                   description=description)
+
     def reg(self, name: str) -> int:
-        return self._regs[name]
+        """The value of ID register ``name``; 0 for one of ``ID_REGISTERS``
+        the model does not list (RAZ); KeyError for any other name."""
+        if name not in ID_REGISTERS[self.arch]:
+            raise KeyError(f"{name} is not an ID register of the {self.arch.value} models")
+        return self._regs.get(name, 0)
 
     # -- AArch64 features, decoded from ID_AA64MMFR0/1/2_EL1 -----------------
 
@@ -147,6 +211,18 @@ class CpuModel:
         """FEAT_S2FWB (ID_AA64MMFR2_EL1.FWB)."""
         return self.arch is Arch.AARCH64 and field(self.reg("ID_AA64MMFR2_EL1"), 43, 40) >= 1
 
+    @functools.cached_property
+    def feat_s2pie(self) -> bool:
+        """FEAT_S2PIE (ID_AA64MMFR3_EL1.S2PIE [15:12] >= 1): stage-2
+        permission indirection, VTCR_EL2.S2PIE and S2PIR_EL2 (HaveS2PIExt).
+        AArch64 only: S2PIR_EL2 is present only with FEAT_AA64."""
+        return self.arch is Arch.AARCH64 and field(self.reg("ID_AA64MMFR3_EL1"), 15, 12) >= 1
+
+    @functools.cached_property
+    def dczva_bytes(self) -> int:
+        """DC ZVA block size in bytes: 4 << DCZID_EL0.BS (AArch64.MemZero)."""
+        return 4 << field(self.reg("DCZID_EL0"), 3, 0)
+
     def features(self) -> Mapping[str, object]:
         """The decoded stage-2 properties, for listings and case files."""
         return {
@@ -158,29 +234,44 @@ class CpuModel:
             "FEAT_XNX": self.feat_xnx,
             "FEAT_HAFDBS": self.hafdbs,
             "FEAT_S2FWB": self.feat_s2fwb,
+            "FEAT_S2PIE": self.feat_s2pie,
+            "FEAT_BBM": self.bbm,
             "arch_version": self.arch_version,
         }
 
 
 def _a64(name: str, midr: int, mmfr0: int, mmfr1: int, mmfr2: int, pfr0: int,
-         description: str) -> CpuModel:
+         description: str, dczid: int = 4) -> CpuModel:
+    # DCZID_EL0.BS = 4: 64-byte DC ZVA blocks, on every model QEMU has.
     return CpuModel(name=name, arch=Arch.AARCH64, arch_version=8, description=description,
                     id_regs=(("MIDR_EL1", midr), ("ID_AA64MMFR0_EL1", mmfr0),
                              ("ID_AA64MMFR1_EL1", mmfr1), ("ID_AA64MMFR2_EL1", mmfr2),
-                             ("ID_AA64PFR0_EL1", pfr0)))
+                             ("ID_AA64PFR0_EL1", pfr0), ("DCZID_EL0", dczid)))
 
 
 def _a32(name: str, version: int, midr: int, mmfr0: int, mmfr3: int, mmfr4: int, pfr1: int,
-         description: str) -> CpuModel:
+         description: str, pfr0: int = 0x1131) -> CpuModel:
     return CpuModel(name=name, arch=Arch.AARCH32, arch_version=version, description=description,
                     id_regs=(("MIDR", midr), ("ID_MMFR0", mmfr0), ("ID_MMFR3", mmfr3),
-                             ("ID_MMFR4", mmfr4), ("ID_PFR1", pfr1)))
+                             ("ID_MMFR4", mmfr4), ("ID_PFR1", pfr1), ("ID_PFR0", pfr0)))
 
 
 # The values each model reports under QEMU's virt machine with
-# virtualization=on, secure=off (EL3 fields read as 0).  For the real cores
-# they are the values of the core's Technical Reference Manual; "max" is
-# QEMU's own model of "all features QEMU implements".
+# virtualization=on, secure=off (EL3 fields read as 0, no GICv3 system
+# registers, no MTE).  For the real cores they are the values QEMU takes
+# from the core's Technical Reference Manual (target/arm/tcg/cpu64.c); "max"
+# is QEMU 7.2's model of "all features QEMU implements" (a newer QEMU's max
+# is built from its own ID registers: CpuModel.from_id_registers).
+#
+# cortex-a55 (QEMU 8.0, aarch64_a55_initfn), neoverse-v1 (8.1,
+# aarch64_neoverse_v1_initfn), cortex-a710 and neoverse-n2 (8.2,
+# aarch64_a710_initfn, aarch64_neoverse_n2_initfn) and a64fx (6.2,
+# aarch64_a64fx_initfn): MIDR and ID_AA64MMFR0-2 as set at QEMU v10.0.0
+# (commit 7c949c53e9) and unchanged on master to 2026-02; ID_AA64PFR0 as
+# the guest reads it (EL3 and GIC fields cleared by the board).  All five
+# measured with the stub on Debian's QEMU 10.0.2, 10.0.13 and 11.1.3
+# (identical); QEMU 7.2 has only a64fx of them.  cortex-a78ae (QEMU 10.2)
+# is not accepted by the virt machine and is left out.
 CPUS: dict[tuple[Arch, str], CpuModel] = {
     (m.arch, m.name): m for m in (
         _a64("cortex-a35", 0x411FD040, 0x0000000000101122, 0, 0, 0x0000000000000222,
@@ -197,6 +288,22 @@ CPUS: dict[tuple[Arch, str], CpuModel] = {
         _a64("neoverse-n1", 0x414FD0C1, 0x0000000000101125, 0x0000000010212122,
              0x0000000000001011, 0x1100000010110112,
              "ARMv8.2, 48-bit PA, HAFDBS, XNX"),
+        _a64("cortex-a55", 0x412FD050, 0x0000000000101122, 0x0000000010212122,
+             0x0000000000001011, 0x0000000010110222,
+             "ARMv8.2, 40-bit PA, HAFDBS, XNX"),
+        _a64("a64fx", 0x461F0010, 0x0000000000001122, 0x0000000011212100,
+             0x0000000000001011, 0x0000000101110111,
+             "ARMv8.2 (Fujitsu), 40-bit PA, no 16K granule, XNX, no HAFDBS",
+             dczid=6),   # 256-byte DC ZVA blocks (aarch64_a64fx_initfn: dcz_blocksize = 6)
+        _a64("neoverse-v1", 0x411FD402, 0x0000000000101125, 0x0000000010212122,
+             0x0220011102101011, 0x1101000120110112,
+             "ARMv8.4, 48-bit PA, HAFDBS, XNX, S2FWB, BBM level 2"),
+        _a64("cortex-a710", 0x412FD471, 0x0000022200101122, 0x0000000010212122,
+             0x1221011110101011, 0x1201001120110112,
+             "ARMv9.0, 40-bit PA, HAFDBS, XNX, TTST, S2FWB, BBM level 2"),
+        _a64("neoverse-n2", 0x410FD493, 0x0000022200101125, 0x0000000010212122,
+             0x1221011112101011, 0x1201001120110112,
+             "ARMv9.0, 48-bit PA, HAFDBS, XNX, TTST, S2FWB, BBM level 2"),
         _a64("max", 0x000F0510, 0x0000032310201126, 0x0000011010211122,
              0x1021011010011011, 0x1201001120110222,
              "QEMU max: 52-bit PA (LPA, LPA2), TTST, HAFDBS, XNX, S2FWB"),
@@ -205,9 +312,40 @@ CPUS: dict[tuple[Arch, str], CpuModel] = {
         _a32("cortex-a7", 7, 0x410FC075, 0x10101105, 0x02102211, 0x00000000, 0x00011001,
              "ARMv7-A with LPAE and virtualization"),
         _a32("max", 8, 0x411FD070, 0x10101105, 0x02122211, 0x00011110, 0x00011001,
-             "QEMU max for qemu-system-arm: ARMv8-A AArch32 (Cortex-A57 view)"),
+             "QEMU max for qemu-system-arm: ARMv8-A AArch32 (Cortex-A57 view)",
+             pfr0=0x11020131),
     )
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelDifference:
+    """Where two models of one core disagree: an ID register (``what`` is
+    its name, the values raw) or a stage-2 property decoded from them
+    (``what`` is its key in CpuModel.features())."""
+
+    what: str
+    expected: object
+    observed: object
+
+    def describe(self) -> str:
+        if isinstance(self.expected, int) and not isinstance(self.expected, bool) \
+                and self.what.startswith(("ID_", "MIDR")):
+            return f"{self.what}: model {self.expected:#x}, observed {self.observed:#x}"
+        return f"{self.what}: model {self.expected}, observed {self.observed}"
+
+
+def model_differences(model: CpuModel, observed: CpuModel) -> tuple[ModelDifference, ...]:
+    """Every ID register ``observed`` lists whose value differs from
+    ``model``'s (absent registers read as zero), then every decoded
+    stage-2 property that differs.  Empty when they agree."""
+    if model.arch is not observed.arch:
+        raise ValueError(f"{model.name} is {model.arch.value}, {observed.name} is "
+                         f"{observed.arch.value}")
+    out = [ModelDifference(n, model.reg(n), v) for n, v in observed.id_regs if model.reg(n) != v]
+    mine, theirs = model.features(), observed.features()
+    out += [ModelDifference(k, mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]]
+    return tuple(out)
 
 
 def cpu_names(arch: Arch) -> list[str]:

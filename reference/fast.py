@@ -65,10 +65,11 @@ class SpanModel:
         shifted; traces are those of ``base``)."""
         outcomes = []
         for o, delta in zip(self.result.outcomes, self.deltas):
-            if delta is not None:
+            # deltas[i] is set exactly for the translation outcomes.
+            if delta is not None and isinstance(o.result, Translation):
                 o = dataclasses.replace(o, result=dataclasses.replace(o.result, pa=(ipa + delta) & U64))
             outcomes.append(o)
-        return WalkResult(tuple(outcomes))
+        return WalkResult(tuple(outcomes), self.result.unpredictable)
 
 
 def _normalised(result: WalkResult, ipa: int) -> tuple:

@@ -17,6 +17,7 @@ comes from one ``random.Random`` seeded with a string.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import random
 from typing import Callable
 
@@ -30,8 +31,9 @@ from .image import (Conflict, Image, ImageBuilder, LeafAttrs, Layout, encode_lea
 from .memory import Memory
 from .walk import (aarch64_block_desc_supported, aarch64_nss2_ttw_params, contiguous_size,
                    aarch64_physical_address_size, aarch64_s2_invalid_sl,
-                   aarch64_s2_start_level, aarch64_s2_txsz_choices, s2_inconsistent_sl,
-                   walk, S2Params)
+                   aarch64_s2_start_level, aarch64_s2_txsz_choices,
+                   aarch64_vttbr_misaligned_bits, s2_inconsistent_sl, walk, S2Params)
+from .bits import mask
 from .outcome import WalkResult
 
 
@@ -45,6 +47,16 @@ class MemoryMap:
 
     ram: tuple[tuple[int, int], ...]
     empty: tuple[int, ...]
+
+
+class OptIn(enum.Enum):
+    """Scenarios a run asks for explicitly; without them a configuration
+    generates the same cases as before they existed."""
+
+    # VTTBR with RES0 base bits set (a start-level table base that is not
+    # aligned to the table's size): CONSTRAINED UNPREDICTABLE, Arm ARM
+    # D24.2.225 (VTTBR_EL2.BADDR) and G8.2.173 (VTTBR.BADDR).
+    MISALIGNED_VTTBR = "misaligned-vttbr"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,15 +290,39 @@ class _Planner:
         return self.rng.choice((AtKind.S12E1W, AtKind.S12E0W))
 
 
+def _layout_params(layout: Layout, config: S2Config) -> S2Params:
+    """The AArch64 walk parameters of the layout the image is built for."""
+    return S2Params(granule=layout.granule, txsz=64 - layout.ia_bits, sl0=config.sl0,
+                    sl2=config.sl2, ds=int(layout.ds), ps=config.ps, ha=config.ha, hd=config.hd)
+
+
 def _leaf_levels(cpu: CpuModel, layout: Layout, config: S2Config) -> list[tuple[int, bool]]:
     """(level, block allowed) for every level a leaf could sit at."""
     if cpu.arch is Arch.AARCH32:
         return [(lvl, True) for lvl in range(layout.start_level, FINAL_LEVEL + 1)
                 if lvl >= 1]
-    params = S2Params(granule=layout.granule, txsz=64 - layout.ia_bits, sl0=config.sl0,
-                      sl2=config.sl2, ds=int(layout.ds), ps=config.ps, ha=config.ha, hd=config.hd)
+    params = _layout_params(layout, config)
     return [(lvl, lvl == FINAL_LEVEL or aarch64_block_desc_supported(cpu, params, lvl))
             for lvl in range(layout.start_level, FINAL_LEVEL + 1)]
+
+
+def misaligned_vttbr(cpu: CpuModel, config: S2Config, layout: Layout, vttbr: int,
+                     rng: random.Random) -> int:
+    """``vttbr`` with one to three of its RES0 base bits set (bit 3 up,
+    below the start-level table size; never VTTBR_EL2[5:2] where they hold
+    PA[51:48]), drawn from ``rng``; unchanged when the table is too small
+    to have any (8 bytes, one descriptor)."""
+    if cpu.arch is Arch.AARCH64:
+        res0 = aarch64_vttbr_misaligned_bits(cpu, _layout_params(layout, config), mask(47, 3),
+                                             layout.start_level)
+    else:
+        res0 = mask(39, 3) & (layout.geo.root_bytes - 1)
+    bits = [b for b in range(64) if res0 >> b & 1]
+    if not bits:
+        return vttbr
+    for b in rng.sample(bits, min(len(bits), rng.randint(1, 3))):
+        vttbr |= 1 << b
+    return vttbr
 
 
 def _scenarios(pl: _Planner, cpu: CpuModel, config: S2Config, layout: Layout) -> None:
@@ -348,7 +384,17 @@ def _level_scenarios(pl: _Planner, cpu: CpuModel, layout: Layout, level: int,
                 pl.probe(ipa, pl.any_at(), aim)
         return step
 
-    if allowed:
+    if allowed and pl.config.s2pie:
+        # Permission indirection: a leaf for every PIIndex, so that every
+        # S2PIR_EL2 field (and, with the case's S2PIR, every encoding) is
+        # reached, Dirty drawn for each, probed with reads and writes.
+        for index in range(16):
+            dirty = rng.randrange(2)
+            attrs = LeafAttrs.indirect(index, dirty, memattr=rng.choice((0b1111, 0b0101)))
+            what = f"L{level} {kind} PIIndex={index} Dirty={dirty}"
+            steps.append(leaf(attrs, ((f"{what} read", pl.read_at), (f"{what} write", pl.write_at)),
+                              whole_block=True))
+    elif allowed:
         # Well-formed leaves with each S2AP, probed with reads and writes.
         for s2ap in (0b11, 0b01, 0b10, 0b00):
             attrs = LeafAttrs(s2ap=s2ap, xn=rng.randrange(4),
@@ -359,8 +405,9 @@ def _level_scenarios(pl: _Planner, cpu: CpuModel, layout: Layout, level: int,
         # AF = 0: Access flag fault, or a hardware update under HA.
         steps.append(leaf(LeafAttrs(af=0, s2ap=rng.choice((0b11, 0b01))),
                           ((f"L{level} {kind} AF=0", pl.any_at),)))
-        if cpu.arch is Arch.AARCH64:
-            # DBM on a read-only leaf: dirty-state management under HA/HD.
+        if cpu.arch is Arch.AARCH64 and not pl.config.s2pie:
+            # DBM on a read-only leaf: dirty-state management under HA/HD
+            # (under S2PIE bit 51 is PIIndex[1]: the PIIndex leaves cover it).
             steps.append(leaf(LeafAttrs(dbm=1, s2ap=0b01, af=rng.randrange(2)),
                               ((f"L{level} {kind} DBM read-only, write", pl.write_at),
                                (f"L{level} {kind} DBM read-only, read", pl.read_at))))
@@ -456,18 +503,44 @@ def fan_out(pl: _Planner, count: int) -> FanOut:
     return FanOut(spans, ipa, at, span)
 
 
+def s2pir_permutation(rng: random.Random) -> int:
+    """An S2PIR_EL2 value holding each of the 16 Perm encodings exactly
+    once (AArch64.S2IndirectBasePermissions), in an order drawn from
+    ``rng``: with a leaf for every PIIndex, a case reaches every encoding."""
+    value = 0
+    for index, perm in enumerate(rng.sample(range(16), 16)):
+        value |= perm << (4 * index)
+    return value
+
+
 def generate_case(cpu: CpuModel, config: S2Config, seed: int, key: str,
-                  window: tuple[int, int], mmap: MemoryMap, fanout: int = 0) -> Case:
+                  window: tuple[int, int], mmap: MemoryMap, fanout: int = 0,
+                  opt_in: frozenset[OptIn] = frozenset()) -> Case:
     """One case for ``config`` on ``cpu``, its image inside ``window`` =
     (base PA, size in bytes).  ``key`` names the case within a run; the
     same (seed, key, window, fanout) gives the same case.  ``fanout``: bulk
-    probes per placed entry (see FanOut)."""
+    probes per placed entry (see FanOut).
+
+    With VTCR_EL2.S2PIE set the case draws its S2PIR_EL2 (every encoding
+    once, ``s2pir_permutation``; the config's own S2PIR is replaced) and
+    places a leaf for every PIIndex at each leaf level; the case's config
+    carries the S2PIR.  Without it nothing changes.
+
+    ``opt_in``: scenarios asked for explicitly (OptIn); with
+    MISALIGNED_VTTBR the case's VTTBR gets RES0 base bits set (the image
+    stays where it is: the aligned reading finds it)."""
     rng = random.Random(f"s2diff:{seed}:{key}")
+    if config.s2pie:
+        config = dataclasses.replace(config, s2pir=s2pir_permutation(rng))
     layout = build_layout(cpu, config)
     builder = ImageBuilder(layout, window[0], window[1],
                            vmid=1 + rng.randrange(255))
     planner = _Planner(cpu, config, layout, builder, mmap, rng)
     _scenarios(planner, cpu, config, layout)
     image = builder.build()
-    return Case(key=key, seed=seed, cpu=cpu, config=config.with_vttbr(image.vttbr), image=image,
-                memory_map=mmap, probes=tuple(planner.probes), fanout=fan_out(planner, fanout))
+    fan = fan_out(planner, fanout)
+    vttbr = image.vttbr
+    if OptIn.MISALIGNED_VTTBR in opt_in:
+        vttbr = misaligned_vttbr(cpu, config, layout, vttbr, rng)
+    return Case(key=key, seed=seed, cpu=cpu, config=config.with_vttbr(vttbr), image=image,
+                memory_map=mmap, probes=tuple(planner.probes), fanout=fan)

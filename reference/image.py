@@ -76,6 +76,18 @@ class LeafAttrs:
     dbm: int = 0
     contiguous: int = 0
 
+    @classmethod
+    def indirect(cls, pi_index: int, dirty: int, **kw: int) -> "LeafAttrs":
+        """The attributes of a leaf under stage-2 permission indirection
+        (VTCR_EL2.S2PIE = 1), whose descriptor bits mean other things
+        (AArch64.S2ApplyOutputPerms): PIIndex[0] is bit 6 (S2AP[0]), Dirty
+        bit 7 (S2AP[1]), PIIndex[1] bit 51 (DBM), PIIndex[3:2] bits [54:53]
+        (XN[1:0])."""
+        if not 0 <= pi_index < 16 or dirty not in (0, 1):
+            raise ValueError(f"PIIndex {pi_index} / Dirty {dirty} out of range")
+        return cls(s2ap=dirty << 1 | pi_index & 1, dbm=pi_index >> 1 & 1, xn=pi_index >> 2,
+                   **kw)
+
 
 def encode_leaf(layout: Layout, level: int, oa: int, attrs: LeafAttrs = LeafAttrs()) -> int:
     """A block (levels < 3, bits[1:0] = 0b01) or page (level 3, 0b11)

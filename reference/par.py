@@ -116,6 +116,8 @@ def predict(arch: Arch, outcome: Outcome, ipa: int, arch_version: int = 8) -> Pr
     result = outcome.result
     if isinstance(result, Translation):
         return Prediction(Report.PAR, encode_par_success(arch, result.pa))
+    if not isinstance(result, Fault):
+        raise ValueError("a stage-1-on outcome: its PAR comes from reference.at.predict")
     if result.kind is FaultKind.SEA_ON_WALK:
         esr = (EC_DABT_CUR << 26 | ESR_IL | ESR_CM | ESR_WNR
                | encode_fsc(result.kind, result.level))

@@ -19,11 +19,11 @@ import dataclasses
 from typing import Iterable
 
 from .arch import Arch, AtKind, Granule
-from .bits import bit, field
-from .config import FINAL_LEVEL, PS_BITS, TG0_DECODING, S2Config, geometry
+from .bits import bit, field, mask
+from .config import FINAL_LEVEL, PS_BITS, TG0_DECODING, Geometry, S2Config, geometry
 from .cpus import CpuModel
 from .memory import Memory
-from .outcome import (DescriptorWrite, Fault, FaultKind, Outcome, TraceStep,
+from .outcome import (DescriptorWrite, Fault, FaultKind, Outcome, Result, TraceStep,
                       Translation, WalkResult)
 
 DESC_AF = 1 << 10
@@ -48,6 +48,9 @@ class S2Params:
     # VTCR_EL2.SH0: the shareability of a leaf when DS = 1, whose
     # descriptor bits [9:8] are then OA[51:50] (AArch64.S2NextWalkStateLeaf).
     sh0: int = 0
+    # VTCR_EL2.S2PIE and S2PIR_EL2 as they act (0 without FEAT_S2PIE).
+    s2pie: int = 0
+    s2pir: int = 0
 
     @property
     def ia_bits(self) -> int:
@@ -55,7 +58,7 @@ class S2Params:
         return 64 - self.txsz
 
 
-def _outcome(result, rules: Iterable[str], trace: list[TraceStep],
+def _outcome(result: Result, rules: Iterable[str], trace: Iterable[TraceStep],
              writes: tuple[DescriptorWrite, ...] = ()) -> Outcome:
     return Outcome(result=result, rules=tuple(rules), writes=writes, trace=tuple(trace))
 
@@ -83,7 +86,8 @@ def aarch64_nss2_ttw_params(cpu: CpuModel, config: S2Config) -> list[tuple[S2Par
 
     DS is read for the effective 4K/16K granule only with FEAT_LPA2; SL2 acts
     only as SL2 AND DS, for 4K; HA and HD act only with FEAT_HAFDBS (HD needs
-    the dirty-state level of it)."""
+    the dirty-state level of it); S2PIE and S2PIR_EL2 act only with
+    FEAT_S2PIE (HaveS2PIExt), and read as 0 without it."""
     params = []
     for granule, rule in aarch64_s2_decode_tg0(cpu, config.tg0):
         lpa2 = cpu.s2_granule_52bit(granule)
@@ -93,7 +97,9 @@ def aarch64_nss2_ttw_params(cpu: CpuModel, config: S2Config) -> list[tuple[S2Par
                                 ds=ds, ps=config.ps,
                                 ha=config.ha if cpu.hafdbs >= 1 else 0,
                                 hd=config.hd if cpu.hafdbs >= 2 else 0,
-                                sh0=config.sh0), rule))
+                                sh0=config.sh0,
+                                s2pie=config.s2pie if cpu.feat_s2pie else 0,
+                                s2pir=config.s2pir if cpu.feat_s2pie else 0), rule))
     return params
 
 
@@ -294,20 +300,6 @@ def contiguous_size(granule: Granule, level: int) -> int:
     return 5
 
 
-def _leaf_translation(p: S2Params, desc: int, level: int, pa: int, contiguous: int,
-                      cpu: CpuModel) -> Translation:
-    """The stage-2 leaf attributes (AArch64.S2NextWalkStateLeaf): MemAttr
-    [5:2], S2AP [7:6], SH [9:8] (VTCR.SH0 with DS = 1), AF [10], DBM [51],
-    XN [54] and, with FEAT_XNX, XNX [53]."""
-    xn = bit(desc, 54) << 1 | (bit(desc, 53) if cpu.feat_xnx else 0)
-    sh = p.sh0 if p.ds else field(desc, 9, 8)
-    return Translation(pa=pa, level=level,
-                       block_bits=geometry(p.granule, p.ia_bits, level).block_bits(level),
-                       s2ap=field(desc, 7, 6), xn=xn, memattr=field(desc, 5, 2),
-                       sh=sh, af=bit(desc, 10), contiguous=contiguous,
-                       dbm=bit(desc, 51))
-
-
 # ---------------------------------------------------------------------------
 # AArch64: the walk
 # ---------------------------------------------------------------------------
@@ -346,6 +338,8 @@ def aarch64_s2_translate(cpu: CpuModel, config: S2Config, memory: Memory, ipa: i
                 outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, 0),
                                          rules + [f"AArch64.S2InvalidSL/S2InconsistentSL: {why}"], []))
                 continue
+            # AArch64.S2InvalidSL rejects every SL encoding S2StartLevel leaves undefined.
+            assert level is not None
             if ipa >> p.ia_bits:
                 outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, 0),
                                          rules + [f"AArch64.IPAIsOutOfRange: IPA >= 2^{p.ia_bits}"], []))
@@ -357,18 +351,34 @@ def aarch64_s2_translate(cpu: CpuModel, config: S2Config, memory: Memory, ipa: i
 
 def aarch64_s2_walk(cpu: CpuModel, p: S2Params, vttbr: int, start_level: int,
                     memory: Memory, ipa: int, access: AtKind, rules: list[str]) -> list[Outcome]:
-    """AArch64.S2Walk followed by the leaf checks of AArch64.S2Translate."""
+    """AArch64.S2Walk followed by the leaf checks of AArch64.S2Translate.
+
+    A VTTBR_EL2 whose RES0 base bits are set (a base not aligned to the
+    start-level table) reads its first descriptor at any of the addresses
+    ``misaligned_base_reads`` lists."""
     geo = geometry(p.granule, p.ia_bits, start_level)
-    trace: list[TraceStep] = []
-    base = aarch64_s2_tt_base_address(cpu, p, vttbr, start_level)
-    level = start_level
-    address = base | geo.index(level, ipa) * 8
+    address = aarch64_s2_tt_base_address(cpu, p, vttbr, start_level) | geo.index(start_level, ipa) * 8
     if aarch64_oa_out_of_range(cpu, p, address):
         # The start-level table address is checked before the first fetch,
         # and the fault is reported at level 0 whatever the start level.
-        trace.append(TraceStep(level, address, None, "not read", "VTTBR_EL2 base beyond PS"))
+        trace = [TraceStep(start_level, address, None, "not read", "VTTBR_EL2 base beyond PS")]
         return [_outcome(Fault(FaultKind.ADDRESS_SIZE, 0), rules + [
             "AArch64.S2Walk: start-level table address out of range (AArch64.OAOutOfRange)"], trace)]
+    outcomes: list[Outcome] = []
+    for start, why in misaligned_base_reads(memory, address,
+                                            aarch64_vttbr_misaligned_bits(cpu, p, vttbr, start_level),
+                                            "VTTBR_EL2"):
+        outcomes.extend(_aarch64_walk_from(cpu, p, geo, start_level, start, memory, ipa, access,
+                                           rules + why))
+    return outcomes
+
+
+def _aarch64_walk_from(cpu: CpuModel, p: S2Params, geo: Geometry, level: int, address: int,
+                       memory: Memory, ipa: int, access: AtKind,
+                       rules: list[str]) -> list[Outcome]:
+    """The descriptor loop of AArch64.S2Walk from the descriptor at
+    ``address`` (PA) of the table at ``level``."""
+    trace: list[TraceStep] = []
     while True:
         desc = memory.read64(address)
         if desc is None:
@@ -395,123 +405,392 @@ def aarch64_s2_walk(cpu: CpuModel, p: S2Params, vttbr: int, start_level: int,
             level, address = level + 1, next_address
             continue
         trace.append(TraceStep(level, address, desc, kind))
-        return aarch64_s2_leaf(cpu, p, geo, level, address, desc, ipa, access, rules, trace)
+        return aarch64_s2_leaf(S2Leaf(cpu, p, geo, level, address, desc, ipa, access,
+                                      tuple(trace)), rules)
 
 
-def aarch64_s2_leaf(cpu: CpuModel, p: S2Params, geo, level: int, address: int, desc: int,
-                    ipa: int, access: AtKind, rules: list[str],
-                    trace: list[TraceStep]) -> list[Outcome]:
+# ---------------------------------------------------------------------------
+# A misaligned translation table base (VTTBR_EL2, VTTBR)
+# ---------------------------------------------------------------------------
+
+def aarch64_vttbr_misaligned_bits(cpu: CpuModel, p: S2Params, vttbr: int, start_level: int) -> int:
+    """The RES0 base bits of VTTBR_EL2 that are set, from bit 3 up: the bits
+    below the start-level table size (AArch64.S2TTBaseAddress aligns them
+    away), minus VTTBR_EL2[5:2] when they hold PA[51:48].
+
+    Arm ARM D24.2.225, VTTBR_EL2.BADDR: if a RES0 bit of VTTBR_EL2[47:0] is
+    1 the base "might be misaligned, with effects that are CONSTRAINED
+    UNPREDICTABLE": the bits are treated as zero, or the address a walk
+    computes "can be corrupted in those bits that are nonzero".  Bits
+    [2:1] would corrupt the alignment of the descriptor fetch itself,
+    which the model cannot express: they are taken as zero (the
+    pseudocode's reading) and left out here."""
+    kept = aarch64_s2_tt_base_address(cpu, p, mask(47, 1), start_level)
+    align = kept & -kept
+    high_format = aarch64_s2_tt_base_address(cpu, p, 1 << 2, start_level) != 0
+    res0 = mask(47, 3) & (align - 1) & ~(mask(5, 2) if high_format else 0)
+    return vttbr & res0
+
+
+def misaligned_base_reads(memory: Memory, address: int, bits: int,
+                          register: str) -> list[tuple[int, list[str]]]:
+    """The addresses the first descriptor read of a walk may use when the
+    table base register has RES0 base ``bits`` set (each of bit 3 or
+    above), with the rule for each.
+
+    The bits treated as zero give ``address``, the aligned base plus the
+    index.  A walk address corrupted in those bits may read any address
+    that differs from it only there: the set {address with ``bits``
+    replaced by any subset of them}, up to 2^popcount(bits) words.  What
+    the walk does next depends only on the word read and, for the Access
+    flag update, on its address: so every such address holding a non-zero
+    word is listed, plus one that reads zero from RAM and one with no
+    memory behind it where the set has them (all reading zero, or no
+    memory, end the walk alike: Translation fault, External abort)."""
+    if not bits:
+        return [(address, [])]
+    rule = f"CONSTRAINED UNPREDICTABLE ({register} base misaligned, RES0 bits {bits:#x} set)"
+    out = [(address, [f"{rule}: the bits are treated as zero"])]
+    base = address & ~bits
+    seen = {address}
+
+    def add(pa: int, what: str) -> None:
+        if pa not in seen:
+            seen.add(pa)
+            out.append((pa, [f"{rule}: walk address corrupted in those bits, first descriptor "
+                             f"read at {pa:#x} ({what})"]))
+
+    for region in memory.regions:
+        if region.end <= base or region.pa > base | bits:
+            continue
+        pa = _subset_at_or_above(base, bits, region.pa)
+        while pa is not None and pa + 8 <= region.end:
+            if memory.read64(pa):
+                add(pa, "a non-zero word")
+            pa = _subset_at_or_above(base, bits, pa + 1)
+    zero = no_memory = None
+    for lo, size in memory.ram:
+        pa = _subset_at_or_above(base, bits, lo)
+        while zero is None and pa is not None and pa < lo + size:
+            if memory.read64(pa) == 0:
+                zero = pa
+            pa = _subset_at_or_above(base, bits, pa + 1)
+    gaps, end = [], 0
+    for lo, size in sorted(memory.ram):
+        gaps.append((end, lo))
+        end = lo + size
+    gaps.append((end, 1 << 64))
+    for lo, hi in gaps:
+        pa = _subset_at_or_above(base, bits, lo)
+        if no_memory is None and pa is not None and pa < hi:
+            no_memory = pa
+    if zero is not None:
+        add(zero, "zero: an invalid descriptor")
+    if no_memory is not None:
+        add(no_memory, "no memory")
+    return out
+
+
+def _subset_at_or_above(base: int, free: int, target: int) -> int | None:
+    """The smallest ``base | s`` with ``s`` a subset of ``free`` that is at
+    least ``target`` (``base & free`` is 0), or None.  Bits are chosen from
+    the top: follow ``target`` while possible; the answer is either
+    ``target`` itself or the lowest point where a free bit can rise above
+    it, with the smallest completion below."""
+    if target <= base:
+        return base
+    if target > base | free:
+        return None
+    prefix, best = 0, None
+    for i in range(max(target.bit_length(), (base | free).bit_length()) - 1, -1, -1):
+        bit_i = 1 << i
+        want = target & bit_i
+        low = base & (bit_i - 1)            # smallest completion below bit i
+        if free & bit_i:
+            if not want:
+                best = prefix | bit_i | low
+            prefix |= want
+        elif base & bit_i and not want:
+            return prefix | bit_i | low
+        elif want and not base & bit_i:
+            return best
+        else:
+            prefix |= want
+    return prefix
+
+
+@dataclasses.dataclass(frozen=True)
+class S2Leaf:
+    """A leaf descriptor AArch64.S2Walk has reached, with everything its
+    leaf checks read: the CPU, the walk parameters (S2TTWParams), the
+    geometry, the descriptor's ``level``, its PA ``address`` and value
+    ``desc``, the probed ``ipa``, the AT ``access`` and the descriptor
+    reads that led here (``trace``)."""
+
+    cpu: CpuModel
+    params: S2Params
+    geo: Geometry
+    level: int
+    address: int
+    desc: int
+    ipa: int
+    access: AtKind
+    trace: tuple[TraceStep, ...]
+
+    @property
+    def tsize(self) -> int:
+        """log2 of the bytes the leaf maps (TranslationSize)."""
+        return self.geo.block_bits(self.level)
+
+    @property
+    def contiguous(self) -> int:
+        """The contiguous bit as it acts (AArch64.ContiguousBit)."""
+        return aarch64_contiguous_bit(self.params.granule, self.level, self.desc)
+
+    @property
+    def base(self) -> int:
+        """The leaf's output address base (AArch64.LeafBase)."""
+        return aarch64_leaf_base(self.cpu, self.params, self.desc, self.level)
+
+    def outcome(self, result: Result, rules: Iterable[str],
+                writes: tuple[DescriptorWrite, ...] = ()) -> Outcome:
+        """An outcome reached at this leaf, carrying its trace."""
+        return Outcome(result=result, rules=tuple(rules), writes=writes, trace=self.trace)
+
+
+def aarch64_s2_leaf(leaf: S2Leaf, rules: list[str]) -> list[Outcome]:
     """The leaf checks, in the pseudocode's order: contiguous-bit and nT
     faults, output address size, Access flag, permission; then the hardware
     Access flag update (AArch64.S2Walk, AArch64.S2Translate)."""
-    tsize = geo.block_bits(level)
-    contiguous = aarch64_contiguous_bit(p.granule, level, desc)
-    base = aarch64_leaf_base(cpu, p, desc, level)
-    if level < FINAL_LEVEL and cpu.bbm in (1, 2) and bit(desc, 16):
+    if leaf.level < FINAL_LEVEL and leaf.cpu.bbm in (1, 2) and bit(leaf.desc, 16):
         # AArch64.BlocknTFaults: with FEAT_BBM level 1 or 2 it is
         # IMPLEMENTATION DEFINED whether a block with nT = 1 faults.
-        nt_fault = _outcome(Fault(FaultKind.TRANSLATION, level), rules + [
-            "IMPLEMENTATION DEFINED (AArch64.BlocknTFaults): block with nT = 1 faults"], trace)
+        nt_fault = leaf.outcome(Fault(FaultKind.TRANSLATION, leaf.level), rules + [
+            "IMPLEMENTATION DEFINED (AArch64.BlocknTFaults): block with nT = 1 faults"])
         rules = rules + ["IMPLEMENTATION DEFINED (AArch64.BlocknTFaults): nT = 1 ignored"]
-        return [nt_fault] + aarch64_s2_leaf_oa(cpu, p, geo, level, address, desc, ipa, access,
-                                               rules, trace, tsize, contiguous, base)
-    return aarch64_s2_leaf_oa(cpu, p, geo, level, address, desc, ipa, access, rules, trace,
-                              tsize, contiguous, base)
+        return [nt_fault] + aarch64_s2_leaf_oa(leaf, rules)
+    return aarch64_s2_leaf_oa(leaf, rules)
 
 
-def aarch64_s2_leaf_oa(cpu: CpuModel, p: S2Params, geo, level: int, address: int, desc: int,
-                       ipa: int, access: AtKind, rules: list[str], trace: list[TraceStep],
-                       tsize: int, contiguous: int, base: int,
-                       checked: bool = False) -> list[Outcome]:
+def aarch64_s2_leaf_oa(leaf: S2Leaf, rules: list[str], checked: bool = False) -> list[Outcome]:
     """StageOA and the contiguous-bit rules, then the remaining leaf checks.
     ``checked``: the ContiguousBitFaults choice has been made already."""
-    branches: list[tuple[int, list[str]]] = []
-    if contiguous:
-        csize = contiguous_size(p.granule, level)
-        if tsize + csize > p.ia_bits and not checked:
+    csize = contiguous_size(leaf.params.granule, leaf.level) if leaf.contiguous else 0
+    if csize:
+        if leaf.tsize + csize > leaf.params.ia_bits and not checked:
             # AArch64.ContiguousBitFaults: a contiguous range larger than the
             # input address space may fault (IMPLEMENTATION DEFINED); if it
             # does not, the walk goes on with the contiguous bit set (StageOA).
-            fault = _outcome(Fault(FaultKind.TRANSLATION, level), rules + [
+            fault = leaf.outcome(Fault(FaultKind.TRANSLATION, leaf.level), rules + [
                 "IMPLEMENTATION DEFINED (AArch64.ContiguousBitFaults): contiguous range "
-                "larger than the IPA space faults"], trace)
+                "larger than the IPA space faults"])
             rules = rules + ["IMPLEMENTATION DEFINED (AArch64.ContiguousBitFaults): no fault"]
-            return [fault] + aarch64_s2_leaf_oa(cpu, p, geo, level, address, desc, ipa, access,
-                                                rules, trace, tsize, contiguous, base,
-                                                checked=True)
-        stage_oa = base & ~((1 << (tsize + csize)) - 1) | ipa & ((1 << (tsize + csize)) - 1)
-        desc_oa = base | ipa & ((1 << tsize) - 1)
-        branches.append((stage_oa, ["StageOA: contiguous range, OA low bits from the IPA"]))
-        if desc_oa != stage_oa:
-            # A contiguous set whose entries disagree is misprogrammed; the
-            # TLB may hold any of them (CONSTRAINED UNPREDICTABLE), so the
-            # entry's own output address is also permitted.
-            branches.append((desc_oa, ["CONSTRAINED UNPREDICTABLE: misprogrammed contiguous "
-                                       "set, OA from the descriptor itself"]))
-    else:
-        branches.append((base | ipa & ((1 << tsize) - 1), []))
-    return _leaf_branches(cpu, p, level, address, desc, ipa, access, branches, contiguous,
-                          rules, trace)
+            return [fault] + aarch64_s2_leaf_oa(leaf, rules, checked=True)
+    return _leaf_branches(leaf, stage_oa_choices(leaf.base, leaf.ipa, leaf.tsize, csize), rules)
 
 
-def _leaf_branches(cpu: CpuModel, p: S2Params, level: int, address: int, desc: int, ipa: int,
-                   access: AtKind, branches: list[tuple[int, list[str]]], contiguous: int,
-                   rules: list[str], trace: list[TraceStep]) -> list[Outcome]:
+def stage_oa_choices(base: int, ipa: int, tsize: int, csize: int) -> list[tuple[int, list[str]]]:
+    """StageOA, and the other output address a misprogrammed contiguous set
+    permits, each with the rules that permit it.
+
+    ``base`` is the leaf's output address (bits below ``tsize`` zero),
+    ``csize`` log2 of the entries of its contiguous set (0 without the
+    Contiguous bit).  StageOA keeps ``base`` from bit tsize + csize up and
+    takes the bits below from the IPA.  A set whose entries disagree is
+    misprogrammed: a TLB lookup may give an OA consistent with any of the
+    programmed entries (Arm ARM D8.7.1.1, rule RJQQTC), so the entry's
+    own OA (``base`` plus the IPA bits below tsize) is also permitted."""
+    own = base | ipa & ((1 << tsize) - 1)
+    if not csize:
+        return [(own, [])]
+    span = tsize + csize
+    stage_oa = base & ~((1 << span) - 1) | ipa & ((1 << span) - 1)
+    out = [(stage_oa, ["StageOA: contiguous range, OA low bits from the IPA"])]
+    if own != stage_oa:
+        out.append((own, ["CONSTRAINED UNPREDICTABLE: misprogrammed contiguous set, OA from "
+                          "the descriptor itself"]))
+    return out
+
+
+def _leaf_branches(leaf: S2Leaf, branches: list[tuple[int, list[str]]],
+                   rules: list[str]) -> list[Outcome]:
     """For each candidate output address, the remaining leaf checks of
     AArch64.S2Walk in order: AArch64.OAOutOfRange (Address size fault at the
     leaf level), then the Access flag (AF = 0 with VTCR_EL2.HA = 0 faults),
     then AArch64.S2CheckPermissions and the hardware updates."""
+    cpu, p, level = leaf.cpu, leaf.params, leaf.level
     outcomes: list[Outcome] = []
     for oa, oa_rules in branches:
         r = rules + oa_rules
         if aarch64_oa_out_of_range(cpu, p, oa):
-            outcomes.append(_outcome(Fault(FaultKind.ADDRESS_SIZE, level), r + [
+            outcomes.append(leaf.outcome(Fault(FaultKind.ADDRESS_SIZE, level), r + [
                 f"AArch64.S2Walk: output address {oa:#x} beyond "
-                f"{aarch64_physical_address_size(cpu, p.ps, p.granule)} bits"], trace))
+                f"{aarch64_physical_address_size(cpu, p.ps, p.granule)} bits"]))
             continue
-        af = bit(desc, 10)
+        af = bit(leaf.desc, 10)
         if af == 0 and p.ha == 0:
-            outcomes.append(_outcome(Fault(FaultKind.ACCESS_FLAG, level), r + [
-                "AArch64.S2Walk: AF = 0 and VTCR_EL2.HA = 0"], trace))
+            outcomes.append(leaf.outcome(Fault(FaultKind.ACCESS_FLAG, level), r + [
+                "AArch64.S2Walk: AF = 0 and VTCR_EL2.HA = 0"]))
             continue
-        outcomes.extend(aarch64_s2_permissions_and_updates(
-            cpu, p, level, address, desc, oa, access, contiguous, r, trace))
+        outcomes.extend(aarch64_s2_permissions_and_updates(leaf, oa, r))
     return outcomes
 
 
-def aarch64_s2_permissions_and_updates(cpu: CpuModel, p: S2Params, level: int, address: int,
-                                       desc: int, oa: int, access: AtKind, contiguous: int,
-                                       rules: list[str], trace: list[TraceStep]) -> list[Outcome]:
+def aarch64_s2_permissions_and_updates(leaf: S2Leaf, oa: int, rules: list[str]) -> list[Outcome]:
     """AArch64.S2CheckPermissions for an AT probe, then the hardware updates.
 
-    AT ...R checks S2AP[0] (read), AT ...W checks S2AP[1] (write); with HA,
-    HD and DBM all 1 the entry counts as writable.  Execute permission is
-    never checked by AT.  AF update (HA = 1, AF = 0): after a successful
-    lookup AT instructions are permitted but not required to set the AF; on
-    a Permission fault setting it is CONSTRAINED UNPREDICTABLE
-    (Unpredictable_AFUPDATE).  Dirty state (S2AP[1] := 1) is never set by
-    an AT instruction (AArch64.S2Translate excludes AccessType_AT)."""
+    An AT instruction's access descriptor (CreateAccDescAT) has read = NOT
+    write: AT ...R checks read permission only, AT ...W write permission
+    only; execute permission is never checked.  The permissions come from
+    AArch64.S2ComputePermissions (see ``aarch64_s2_data_permissions``).
+    With S2PIE, a write through a writable-clean descriptor (Dirty = 0)
+    then takes a Permission fault unless VTCR_EL2.{HA, HD} = {1, 1}
+    (the dirty-state check at the end of AArch64.S2CheckPermissions).
+
+    AF update (HA = 1, AF = 0): after a successful lookup AT instructions
+    are permitted but not required to set the AF; on a Permission fault
+    setting it is CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE,
+    AArch64.SettingAccessFlagPermitted).  Dirty state (S2AP[1], or Dirty
+    with S2PIE, := 1) is never set by an AT instruction (AArch64.S2Translate
+    excludes AccessType_AT; Arm ARM RRKMHW: the writable-clean descriptor is
+    considered to grant write access)."""
+    p, desc, access, level = leaf.params, leaf.desc, leaf.access, leaf.level
+    perms = aarch64_s2_data_permissions(leaf)
+    af_clear = bit(desc, 10) == 0 and p.ha
+    with_af = DescriptorWrite(leaf.address, desc, desc | DESC_AF)
+    what = "write" if access.is_write else "read"
+    denial = None
+    if not (perms.w if access.is_write else perms.r):
+        denial = f"AArch64.S2CheckPermissions: {perms.source} denies {what}"
+    elif access.is_write and p.s2pie and not (p.ha and p.hd) and bit(desc, 7) == 0:
+        denial = ("AArch64.S2CheckPermissions: write through a writable-clean descriptor "
+                  "(S2PIE, Dirty = 0) with VTCR_EL2.{HA, HD} != {1, 1}: Permission fault "
+                  "due to dirty state")
+    if denial is not None:
+        fault = Fault(FaultKind.PERMISSION, level)
+        r = rules + [denial]
+        if not af_clear:
+            return [leaf.outcome(fault, r)]
+        return [leaf.outcome(fault, r + ["CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF not set"]),
+                leaf.outcome(fault, r + ["CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF set"],
+                             (with_af,))]
+    result = _leaf_translation(leaf, oa)
+    if access.is_write and p.s2pie and bit(desc, 7) == 0:
+        rules = rules + ["AArch64.S2Translate: HA = HD = 1 and AT never updates the dirty "
+                         "state: the writable-clean descriptor is left clean"]
+    if not af_clear:
+        return [leaf.outcome(result, rules + ["AArch64.S2Walk: translation"])]
+    return [leaf.outcome(result, rules + ["hardware Access flag update: AT sets AF"], (with_af,)),
+            leaf.outcome(result, rules + ["hardware Access flag update: AT is permitted not to set AF"])]
+
+
+@dataclasses.dataclass(frozen=True)
+class S2DataPermissions:
+    """The data-access part of S2AccessControls for one leaf: read ``r``,
+    write ``w``, and ``source``, the descriptor field (and S2PIR_EL2 entry)
+    they come from, for the rule texts."""
+
+    r: int
+    w: int
+    source: str
+
+
+def aarch64_s2_data_permissions(leaf: S2Leaf) -> S2DataPermissions:
+    """AArch64.S2ApplyOutputPerms then AArch64.S2ComputePermissions, for
+    data accesses.
+
+    Direct permissions (S2PIE = 0, AArch64.S2DirectBasePermissions): R =
+    S2AP[0], W = S2AP[1], where S2AP[1] reads as 1 when HA, HD and DBM
+    (bit 51) are all 1.  Indirect permissions (S2PIE = 1,
+    AArch64.S2IndirectBasePermissions): PIIndex = descriptor bits
+    [54,53,51,6] selects the 4-bit S2PIR_EL2.Perm<PIIndex>.  Stage-2
+    Overlay permissions (FEAT_S2POE, VTCR_EL2.S2POE) are not modelled:
+    S2Config never sets S2POE, so they are disabled."""
+    p, desc = leaf.params, leaf.desc
+    if p.s2pie:
+        index = aarch64_s2_pi_index(desc)
+        base = aarch64_s2_indirect_base_permissions(s2pir_perm(p.s2pir, index))
+        return S2DataPermissions(base.r, base.w, f"PIIndex={index} -> S2PIR_EL2.Perm{index}="
+                                                 f"{base.encoding:04b} ({base.name})")
     s2ap = field(desc, 7, 6)
     dbm_writable = p.ha and p.hd and bit(desc, 51)
-    readable = s2ap & 1
-    writable = (s2ap >> 1) | dbm_writable
-    denied = not writable if access.is_write else not readable
-    af_clear = bit(desc, 10) == 0 and p.ha
-    with_af = DescriptorWrite(address, desc, desc | DESC_AF)
-    if denied:
-        fault = Fault(FaultKind.PERMISSION, level)
-        what = "write" if access.is_write else "read"
-        r = rules + [f"AArch64.S2CheckPermissions: S2AP={s2ap:02b} denies {what}"]
-        if not af_clear:
-            return [_outcome(fault, r, trace)]
-        return [_outcome(fault, r + ["CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF not set"], trace),
-                _outcome(fault, r + ["CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF set"],
-                         trace, (with_af,))]
-    result = _leaf_translation(p, desc, level, oa, contiguous, cpu)
-    if not af_clear:
-        return [_outcome(result, rules + ["AArch64.S2Walk: translation"], trace)]
-    return [_outcome(result, rules + ["hardware Access flag update: AT sets AF"], trace, (with_af,)),
-            _outcome(result, rules + ["hardware Access flag update: AT is permitted not to set AF"], trace)]
+    return S2DataPermissions(s2ap & 1, (s2ap >> 1) | dbm_writable, f"S2AP={s2ap:02b}")
+
+
+def aarch64_s2_pi_index(desc: int) -> int:
+    """PIIndex of a stage-2 Block or Page descriptor with S2PIE
+    (AArch64.S2ApplyOutputPerms, VMSAv8-64): descriptor bits [54:53] are
+    PIIndex[3:2], bit 51 PIIndex[1], bit 6 PIIndex[0]."""
+    return field(desc, 54, 53) << 2 | bit(desc, 51) << 1 | bit(desc, 6)
+
+
+def s2pir_perm(s2pir: int, index: int) -> int:
+    """S2PIR_EL2.Perm<index>: S2BasePerm is S2PIR_EL2[index*4+3 : index*4]
+    (Arm ARM D8.4.2.2, rule RCYQGN; AArch64.S2ApplyOutputPerms)."""
+    return field(s2pir, 4 * index + 3, 4 * index)
+
+
+@dataclasses.dataclass(frozen=True)
+class S2BasePerm:
+    """One S2PIR_EL2.Perm<m> encoding, as AArch64.S2IndirectBasePermissions
+    decodes it: data read ``r`` and write ``w``, privileged (EL1) and
+    unprivileged (EL0) execute ``px``/``ux``.  ``mro``: Mostly Read Only,
+    W = 0 while RCW and MMU writes (stage-1 hardware updates) are allowed;
+    the MRO-TL variants add TopLevel permissions (FEAT_THE), which matter
+    only to stage-1 table walks."""
+
+    encoding: int
+    name: str
+    r: int
+    w: int
+    px: int
+    ux: int
+    mro: bool = False
+
+
+# S2PIR_EL2.Perm<m> (Arm ARM D8.4.2.2, Table D8-82; AArch64.S2IndirectBasePermissions).
+S2_BASE_PERMS: tuple[S2BasePerm, ...] = (
+    S2BasePerm(0b0000, "NoAccess", 0, 0, 0, 0),
+    S2BasePerm(0b0001, "Reserved, NoAccess", 0, 0, 0, 0),
+    S2BasePerm(0b0010, "MRO", 1, 0, 0, 0, mro=True),
+    S2BasePerm(0b0011, "MRO-TL1", 1, 0, 0, 0, mro=True),
+    S2BasePerm(0b0100, "WO", 0, 1, 0, 0),
+    S2BasePerm(0b0101, "Reserved, NoAccess", 0, 0, 0, 0),
+    S2BasePerm(0b0110, "MRO-TL0", 1, 0, 0, 0, mro=True),
+    S2BasePerm(0b0111, "MRO-TL01", 1, 0, 0, 0, mro=True),
+    S2BasePerm(0b1000, "RO", 1, 0, 0, 0),
+    S2BasePerm(0b1001, "RO+uX", 1, 0, 0, 1),
+    S2BasePerm(0b1010, "RO+pX", 1, 0, 1, 0),
+    S2BasePerm(0b1011, "RO+puX", 1, 0, 1, 1),
+    S2BasePerm(0b1100, "RW", 1, 1, 0, 0),
+    S2BasePerm(0b1101, "RW+uX", 1, 1, 0, 1),
+    S2BasePerm(0b1110, "RW+pX", 1, 1, 1, 0),
+    S2BasePerm(0b1111, "RW+puX", 1, 1, 1, 1),
+)
+
+
+def aarch64_s2_indirect_base_permissions(perm: int) -> S2BasePerm:
+    """AArch64.S2IndirectBasePermissions: the stage-2 Base permissions a
+    4-bit S2PIR_EL2.Perm<m> value grants."""
+    return S2_BASE_PERMS[perm]
+
+
+def _leaf_translation(leaf: S2Leaf, pa: int) -> Translation:
+    """The stage-2 leaf attributes (AArch64.S2NextWalkStateLeaf,
+    AArch64.S2ApplyOutputPerms): MemAttr [5:2], SH [9:8] (VTCR.SH0 with DS
+    = 1), AF [10]; with Direct permissions S2AP [7:6], DBM [51], XN [54]
+    and, with FEAT_XNX, XNX [53]; with S2PIE PIIndex, the S2PIR_EL2 entry
+    it selects and Dirty [7] instead."""
+    desc, p = leaf.desc, leaf.params
+    sh = p.sh0 if p.ds else field(desc, 9, 8)
+    common = dict(pa=pa, level=leaf.level, block_bits=leaf.tsize, memattr=field(desc, 5, 2),
+                  sh=sh, af=bit(desc, 10), contiguous=leaf.contiguous)
+    if p.s2pie:
+        index = aarch64_s2_pi_index(desc)
+        return Translation(**common, s2ap=0, xn=0, dbm=0, pi_index=index,
+                           base_perm=s2pir_perm(p.s2pir, index), dirty=bit(desc, 7))
+    xn = bit(desc, 54) << 1 | (bit(desc, 53) if leaf.cpu.feat_xnx else 0)
+    return Translation(**common, s2ap=field(desc, 7, 6), xn=xn, dbm=bit(desc, 51))
 
 
 # ---------------------------------------------------------------------------
@@ -549,6 +828,40 @@ def aarch32_t0sz_choices(config: S2Config) -> list[tuple[int, tuple[str, ...]]]:
                  f"T0SZ taken as {t}",)) for t in range(-8, 8)]
 
 
+def aarch32_v7_unpredictable(cpu: CpuModel, config: S2Config) -> tuple[str, ...]:
+    """The ways ``config`` is UNPREDICTABLE on an ARMv7-A LPAE core, where
+    the architecture puts no constraint on the result.
+
+    Arm ARM (DDI 0487) K1.1 lists the AArch32 behaviours that "are
+    UNPREDICTABLE in Armv7" and the constraints Armv8 puts on them; among
+    them K1.1.32.1 (VTCR.S not equal to T0SZ[3]: Armv8 takes T0SZ as
+    UNKNOWN), K1.1.32.2 (VTCR.SL0 reserved or inconsistent with T0SZ:
+    Armv8 gives a stage 2 level 1 Translation fault) and K1.1.15 (a
+    misaligned VTTBR base: Armv8 treats the bits as zero or corrupts the
+    walk address in them).  An ARMv7 core (arch_version 7) has none of
+    those constraints.  The ARMv7 manual (DDI 0406C) itself was not
+    reachable when this was written; K1.1 is the primary source used."""
+    if cpu.arch_version >= 8:
+        return ()
+    found = []
+    if config.s is not None and config.s != (config.t0sz >> 3) & 1:
+        found.append("UNPREDICTABLE (ARMv7; Arm ARM K1.1.32.1): VTCR.S != T0SZ[3]")
+    if aarch32_sl0_reserved(config.sl0):
+        found.append(f"UNPREDICTABLE (ARMv7; Arm ARM K1.1.32.2): VTCR.SL0={config.sl0:02b} "
+                     "is reserved")
+        return tuple(found)
+    start = 2 - config.sl0
+    why = s2_inconsistent_sl(Granule.G4K, 32 - config.t0sz, start)
+    if why:
+        found.append(f"UNPREDICTABLE (ARMv7; Arm ARM K1.1.32.2): VTCR.{{SL0, T0SZ}} "
+                     f"inconsistent: {why}")
+        return tuple(found)
+    root_bytes = geometry(Granule.G4K, 32 - config.t0sz, start).root_bytes
+    if config.vttbr & mask(39, 3) & (root_bytes - 1):
+        found.append("UNPREDICTABLE (ARMv7; Arm ARM K1.1.15): VTTBR base misaligned")
+    return tuple(found)
+
+
 def aarch32_sl0_reserved(sl0: int) -> bool:
     """AArch32.S2Walk: SL0 = 0b1x names no start level (a level-1 Translation fault)."""
     return bool(sl0 & 0b10)
@@ -583,17 +896,32 @@ def aarch32_s2_walk(cpu: CpuModel, config: S2Config, t0sz: int, memory: Memory, 
         return [_outcome(Fault(FaultKind.TRANSLATION, 1),
                          rules + [f"AArch32.S2InconsistentSL: {why}"], [])]
     geo = geometry(Granule.G4K, ia_bits, start)
-    trace: list[TraceStep] = []
     outcomes: list[Outcome] = []
     high = aarch32_high_address_bits(cpu, config.vttbr, "VTTBR")
     if high:
-        outcomes.append(_outcome(Fault(FaultKind.ADDRESS_SIZE, 0), rules + high[:1], trace))
+        outcomes.append(_outcome(Fault(FaultKind.ADDRESS_SIZE, 0), rules + high[:1], []))
         if len(high) == 1:
             return outcomes
         rules = rules + high[1:]
     baselsb = geo.start_bits + 3
     address = (field(config.vttbr, 39, baselsb) << baselsb) | geo.index(start, ipa) * 8
-    level = start
+    # Arm ARM G8.2.173, VTTBR.BADDR: bits [x-1:3] not all zero is a
+    # misaligned base, CONSTRAINED UNPREDICTABLE as for VTTBR_EL2.
+    misaligned = config.vttbr & mask(39, 3) & ((1 << baselsb) - 1)
+    for first, choice in misaligned_base_reads(memory, address, misaligned, "VTTBR"):
+        outcomes.extend(_aarch32_walk_from(cpu, geo, ia_bits, start, first, memory, ipa, access,
+                                           rules + choice))
+    return outcomes
+
+
+def _aarch32_walk_from(cpu: CpuModel, geo: Geometry, ia_bits: int, level: int, address: int,
+                       memory: Memory, ipa: int, access: AtKind,
+                       rules: list[str]) -> list[Outcome]:
+    """The descriptor loop of AArch32.S2Walk and the leaf checks of
+    AArch32.S2Translate, from the descriptor at ``address`` (PA) of the
+    table at ``level``."""
+    trace: list[TraceStep] = []
+    outcomes: list[Outcome] = []
     while True:
         desc = memory.read64(address)
         if desc is None:
@@ -620,6 +948,16 @@ def aarch32_s2_walk(cpu: CpuModel, config: S2Config, t0sz: int, memory: Memory, 
                                      rules + [f"AArch32.DecodeDescriptorTypeLD: {note}"], trace))
             return outcomes
         trace.append(TraceStep(level, address, desc, "page" if level == FINAL_LEVEL else "block"))
+        lsb = geo.block_bits(level)
+        if bit(desc, 52) and lsb + contiguous_size(Granule.G4K, level) > ia_bits:
+            # Arm ARM G5.5.5.1 (Possible errors in programming the translation
+            # table registers): for a contiguous set larger than the input
+            # address size an implementation might generate a Translation
+            # fault, or not (as AArch64.ContiguousBitFaults).
+            outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, level), rules + [
+                "IMPLEMENTATION DEFINED (Arm ARM G5.5.5.1): contiguous range larger than the "
+                "IPA space faults"], trace))
+            rules = rules + ["IMPLEMENTATION DEFINED (Arm ARM G5.5.5.1): no fault"]
         high = aarch32_high_address_bits(cpu, desc, "output address")
         if high:
             outcomes.append(_outcome(Fault(FaultKind.ADDRESS_SIZE, level), rules + high[:1], trace))
@@ -630,7 +968,6 @@ def aarch32_s2_walk(cpu: CpuModel, config: S2Config, t0sz: int, memory: Memory, 
             outcomes.append(_outcome(Fault(FaultKind.ACCESS_FLAG, level),
                                      rules + ["AArch32.S2Walk: AF = 0 (no hardware update)"], trace))
             return outcomes
-        lsb = geo.block_bits(level)
         s2ap = field(desc, 7, 6)
         denied = not (s2ap >> 1) if access.is_write else not (s2ap & 1)
         if denied:
@@ -638,13 +975,18 @@ def aarch32_s2_walk(cpu: CpuModel, config: S2Config, t0sz: int, memory: Memory, 
             outcomes.append(_outcome(Fault(FaultKind.PERMISSION, level), rules + [
                 f"AArch32.S2HasPermissionsFault: S2AP={s2ap:02b} denies {what}"], trace))
             return outcomes
-        oa = field(desc, 39, lsb) << lsb | ipa & ((1 << lsb) - 1)
         # XN = desc[54]; XNX = desc[53] only with FEAT_XNX (AArch32.S2Walk).
         xn = bit(desc, 54) << 1 | (bit(desc, 53) if cpu.feat_xnx else 0)
-        result = Translation(pa=oa, level=level, block_bits=lsb, s2ap=s2ap,
-                             xn=xn, memattr=field(desc, 5, 2), sh=field(desc, 9, 8),
-                             af=1, contiguous=bit(desc, 52), dbm=0)
-        outcomes.append(_outcome(result, rules + ["AArch32.S2Walk: translation"], trace))
+        # AArch32.S2Walk sets walkstate.contiguous = desc[52] and
+        # AArch32.S2Translate takes the OA from StageOA, as on AArch64; the
+        # 4K ContiguousSize is 4 at every level.
+        csize = contiguous_size(Granule.G4K, level) if bit(desc, 52) else 0
+        for oa, oa_rules in stage_oa_choices(field(desc, 39, lsb) << lsb, ipa, lsb, csize):
+            result = Translation(pa=oa, level=level, block_bits=lsb, s2ap=s2ap,
+                                 xn=xn, memattr=field(desc, 5, 2), sh=field(desc, 9, 8),
+                                 af=1, contiguous=bit(desc, 52), dbm=0)
+            outcomes.append(_outcome(result, rules + oa_rules + ["AArch32.S2Walk: translation"],
+                                     trace))
         return outcomes
 
 
@@ -657,13 +999,17 @@ def walk(cpu: CpuModel, config: S2Config, memory: Memory, ipa: int, access: AtKi
 
     ``config`` carries VTCR and VTTBR; ``memory`` the table images over RAM.
     Identical outcomes reached under different choices are merged, their
-    rules joined."""
+    rules joined.  For a configuration an ARMv7 core leaves UNPREDICTABLE
+    the result says so (WalkResult.unpredictable, see
+    aarch32_v7_unpredictable): any observation is then permitted."""
     if config.arch is not cpu.arch:
         raise ValueError(f"{cpu.name} is {cpu.arch.value}, config is {config.arch.value}")
+    unpredictable: tuple[str, ...] = ()
     if config.arch is Arch.AARCH64:
         outcomes = aarch64_s2_translate(cpu, config, memory, ipa, access)
     else:
         outcomes = aarch32_s2_translate(cpu, config, memory, ipa, access)
+        unpredictable = aarch32_v7_unpredictable(cpu, config)
     merged: dict[tuple, Outcome] = {}
     for o in outcomes:
         key = (o.result, o.writes)
@@ -673,4 +1019,4 @@ def walk(cpu: CpuModel, config: S2Config, memory: Memory, ipa: int, access: AtKi
             merged[key] = dataclasses.replace(prev, rules=prev.rules + extra)
         else:
             merged[key] = o
-    return WalkResult(tuple(merged.values()))
+    return WalkResult(tuple(merged.values()), unpredictable)

@@ -71,6 +71,13 @@ CPU_FACTS: dict[tuple[Arch, str], CpuFacts] = {(f.arch, f.name): f for f in (
     CpuFacts("cortex-a76", A64, 40, _ALL, False, False, False, True, 2, False, 0, 8),
     CpuFacts("neoverse-n1", A64, 48, _ALL, False, False, False, True, 2, False, 0, 8),
     CpuFacts("max", A64, 52, _ALL, True, True, True, True, 2, True, 2, 8),
+    # Cores added from QEMU 8.x (values of target/arm/tcg/cpu64.c, decoded
+    # nibble by nibble in tests/test_cpus.py TestNewerCores).
+    CpuFacts("cortex-a55", A64, 40, _ALL, False, False, False, True, 2, False, 0, 8),
+    CpuFacts("a64fx", A64, 40, _NO16, False, False, False, True, 0, False, 0, 8),
+    CpuFacts("neoverse-v1", A64, 48, _ALL, False, False, False, True, 2, True, 2, 8),
+    CpuFacts("cortex-a710", A64, 40, _ALL, False, False, True, True, 2, True, 2, 8),
+    CpuFacts("neoverse-n2", A64, 48, _ALL, False, False, True, True, 2, True, 2, 8),
     CpuFacts("cortex-a7", A32, 40, (Granule.G4K,), False, False, False, False, 0, False, 0, 7),
     CpuFacts("cortex-a15", A32, 40, (Granule.G4K,), False, False, False, False, 0, False, 0, 7),
     CpuFacts("max", A32, 40, (Granule.G4K,), False, False, False, True, 0, False, 0, 8),
@@ -303,8 +310,8 @@ def at_kinds() -> st.SearchStrategy[AtKind]:
 # ---------------------------------------------------------------------------
 
 # VTCR_EL2 fields the model keeps: T0SZ[5:0] SL0[7:6] IRGN0[9:8] ORGN0[11:10]
-# SH0[13:12] TG0[15:14] PS[18:16] VS[19] HA[21] HD[22] DS[32] SL2[33].
-VTCR_EL2_FIELDS = (0xF_FFFF | 1 << 21 | 1 << 22 | 1 << 32 | 1 << 33)
+# SH0[13:12] TG0[15:14] PS[18:16] VS[19] HA[21] HD[22] DS[32] SL2[33] S2PIE[36].
+VTCR_EL2_FIELDS = (0xF_FFFF | 1 << 21 | 1 << 22 | 1 << 32 | 1 << 33 | 1 << 36)
 # AArch32 VTCR: T0SZ[3:0] S[4] SL0[7:6] IRGN0[9:8] ORGN0[11:10] SH0[13:12].
 VTCR_A32_FIELDS = 0x3FDF
 RES1_BIT31 = 1 << 31
@@ -312,7 +319,7 @@ RES1_BIT31 = 1 << 31
 
 def vtcr_el2_values() -> st.SearchStrategy[int]:
     """Any VTCR_EL2 value over the modelled fields, RES1 bit 31 set."""
-    return st.integers(0, (1 << 34) - 1).map(lambda v: v & VTCR_EL2_FIELDS | RES1_BIT31)
+    return st.integers(0, (1 << 37) - 1).map(lambda v: v & VTCR_EL2_FIELDS | RES1_BIT31)
 
 
 def vtcr_a32_values() -> st.SearchStrategy[int]:
@@ -323,14 +330,15 @@ def vtcr_a32_values() -> st.SearchStrategy[int]:
 @st.composite
 def aarch64_field_configs(draw) -> S2Config:
     """An S2Config with every VTCR_EL2 field drawn independently (legal or
-    not) and a VTTBR_EL2 value."""
+    not), a VTTBR_EL2 and an S2PIR_EL2 value."""
     return S2Config(arch=Arch.AARCH64, t0sz=draw(st.integers(0, 63)), sl0=draw(st.integers(0, 3)),
                     tg0=draw(st.integers(0, 3)), ps=draw(st.integers(0, 7)),
                     irgn0=draw(st.integers(0, 3)), orgn0=draw(st.integers(0, 3)),
                     sh0=draw(st.integers(0, 3)), ha=draw(st.integers(0, 1)),
                     hd=draw(st.integers(0, 1)), ds=draw(st.integers(0, 1)),
                     sl2=draw(st.integers(0, 1)), vs=draw(st.integers(0, 1)),
-                    vttbr=draw(st.integers(0, (1 << 64) - 1)))
+                    vttbr=draw(st.integers(0, (1 << 64) - 1)), s2pie=draw(st.integers(0, 1)),
+                    s2pir=draw(st.integers(0, (1 << 64) - 1)))
 
 
 @st.composite

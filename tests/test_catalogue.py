@@ -377,12 +377,14 @@ class TestJudgeAArch64:
              "output size (AArch64.OAOutOfRange)",), (ASF0,))
 
     def test_vttbr_misaligned_is_a_note(self):
-        """Bit 12 lies below the 8 KiB root: ignored (AArch64.S2TTBaseAddress)."""
+        """Bit 12 lies below the 8 KiB root: a misaligned base (AArch64.S2TTBaseAddress aligns it)."""
         v = cat.judge(a64("cortex-a53"), S2Config.from_vtcr(Arch.AARCH64, 0x80023558,
                                                               vttbr=0x4000_1000))
         assert v.valid and v.readings[0].table_base == 0x4000_0000
-        assert v.notes == ("VTTBR_EL2 bits 0x1000 lie below the 8192-byte table alignment and "
-                           "are ignored (AArch64.S2TTBaseAddress): the table is at 0x40000000",)
+        assert v.notes == ("VTTBR_EL2 bits 0x1000 lie below the 8192-byte table alignment: a "
+                           "misaligned base, CONSTRAINED UNPREDICTABLE (Arm ARM D24.2.225): the "
+                           "bits are treated as zero (AArch64.S2TTBaseAddress: the table at "
+                           "0x40000000) or the walk address is corrupted in them",)
 
     def test_vttbr_high_bits_with_64k_lpa(self):
         """max, 64K, PS = 0b110: VTTBR_EL2[5:2] hold PA[51:48]; bit 2 is PA bit 48.

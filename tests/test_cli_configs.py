@@ -53,9 +53,10 @@ class TestListing:
                 if cat.ipa_limits(get_cpu(Arch.AARCH64, n), Granule.G4K)[1] >= ipa]
         assert kvm_rows(records) == {n: ("4k", ipa, level, concat) for n in able}
         # CPUs without such an IPA are named on stderr, one note each: for 48
-        # bits all but neoverse-n1 (PAMax 48) and max (52).
+        # bits all but neoverse-n1, neoverse-v1, neoverse-n2 (PAMax 48) and
+        # max (52); 36 and 40 bits fit all 12 AArch64 models.
         assert len(err.splitlines()) == len(cpu_names(Arch.AARCH64)) - len(able)
-        assert len(able) == (2 if ipa == 48 else 7)
+        assert len(able) == (4 if ipa == 48 else 12)
 
     def test_json_values(self, capsys):
         code, out, _ = run(capsys, "configs", "--cpu", "cortex-a53", "--ipa", "40",
@@ -125,10 +126,13 @@ class TestListing:
     def test_missing_granule_on_some_cpus_is_a_note(self, capsys):
         code, out, err = run(capsys, "configs", "--granule", "16k", "--ipa", "40", "--json")
         assert code == 0
-        assert {r["cpu"] for r in json.loads(out)} == {"cortex-a35", "cortex-a76",
-                                                        "neoverse-n1", "max"}
+        # 16K at stage 2: ID_AA64MMFR0_EL1.TGran16 (or TGran16_2) says so for
+        # these; cortex-a53/a57/a72 and a64fx have TGran16 = 0.
+        assert {r["cpu"] for r in json.loads(out)} == {
+            "cortex-a35", "cortex-a76", "neoverse-n1", "cortex-a55", "neoverse-v1",
+            "cortex-a710", "neoverse-n2", "max"}
         assert [line.split()[1] for line in err.splitlines()] == [
-            "cortex-a53", "cortex-a57", "cortex-a72"]
+            "cortex-a53", "cortex-a57", "cortex-a72", "a64fx"]
 
 
 def one_error_line(err: str) -> str:
@@ -226,8 +230,10 @@ class TestJudgeVtcr:
         assert out.splitlines()[-4:-1] == [
             "  valid: 4k granule, 40-bit IPA, start level 0, 4 levels, 1 table at the start "
             "level (16 B, VTTBR aligned to 16 B), output 44 bits",
-            "  note: VTTBR_EL2 bits 0x8 lie below the 16-byte table alignment and are ignored "
-            "(AArch64.S2TTBaseAddress): the table is at 0x40001000",
+            "  note: VTTBR_EL2 bits 0x8 lie below the 16-byte table alignment: a misaligned base, "
+            "CONSTRAINED UNPREDICTABLE (Arm ARM D24.2.225): the bits are treated as zero "
+            "(AArch64.S2TTBaseAddress: the table at 0x40001000) or the walk address is corrupted "
+            "in them",
             "  KVM's choice: no (KVM starts a 40-bit 4k walk at level 1); Xen's choice: no",
         ]
 

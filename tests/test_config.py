@@ -229,7 +229,7 @@ class TestVtcrEl2Encoding:
     @given(aarch64_field_configs())
     def test_config_round_trip(self, cfg):
         """encode then decode gives back the configuration."""
-        assert S2Config.from_vtcr(A64, cfg.vtcr(), vttbr=cfg.vttbr) == cfg
+        assert S2Config.from_vtcr(A64, cfg.vtcr(), vttbr=cfg.vttbr, s2pir=cfg.s2pir) == cfg
 
 
 class TestVtcrAArch32:

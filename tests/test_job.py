@@ -12,24 +12,11 @@ import zlib
 import pytest
 
 from harness.errors import UsageError
-from harness.qemu.job import (
-    ABI_VERSION,
-    HANG_OFF,
-    JOB_MAGIC,
-    NOT_RUN,
-    RESULTS_MAGIC,
-    FatalReason,
-    GuestStatus,
-    JobImage,
-    JobLayout,
-    JobProbe,
-    ObsKind,
-    RamBytes,
-    RawObservation,
-    SparseRam,
-    pack_job,
-    unpack_results,
-)
+import numpy as np
+
+from harness.qemu.job import (ABI_VERSION, HANG_OFF, JOB_MAGIC, NOT_RUN, PROBE_DTYPE, RESULTS_MAGIC,
+                         FatalReason, GuestStatus, JobImage, JobLayout, JobProbe, ObsKind, RamBytes,
+                         RawObservation, SparseRam, pack_job, unpack_results)
 from reference.arch import Arch, AtKind
 
 # A small made-up memory map: room for 1020 probe records, a 1 MiB job area.
@@ -50,7 +37,7 @@ def _images() -> list[JobImage]:
                  (JobProbe(0x8000_1234, AtKind.S12E1R), JobProbe(0x4000_0000, AtKind.S12E0W))),
         JobImage(0x8002_3559, (5 << 48) | (A + 0x2000), ((A + 0x2000, b"\x55" * 8),), ()),
         JobImage(0x8002_355A, A + 0x3000, (),
-                 (JobProbe(0xFF_FFFF_F000, AtKind.S12E1W),)),
+                 (JobProbe(0xFF_FFFF_F000, AtKind.S12E1W),), el1_ipa=0x4021_0000),
     ]
 
 
@@ -63,16 +50,18 @@ class TestPackJob:
         assert (magic, version) == (JOB_MAGIC, ABI_VERSION)
         assert blob[:4] == b"S2JB"
         assert (n_images, n_probes, n_regions, hang) == (3, 3, 3, 1)
-        assert (image_off, probe_off, region_off) == (64, 64 + 3 * 24, 64 + 3 * 24 + 3 * 16)
+        # ABI v2: 32-byte image records (el1_ipa added), 32-byte probe records
+        assert (image_off, probe_off, region_off) == (64, 64 + 3 * 32, 64 + 3 * 32 + 3 * 32)
         assert data_off == region_off + 3 * 24
         assert total == len(blob) == data_off + 16 + 24 + 8
 
-        images = [struct.unpack_from("<QQII", blob, image_off + 24 * i) for i in range(3)]
-        assert images == [(0x8002_3558, A, 0, 2),
-                          (0x8002_3559, (5 << 48) | (A + 0x2000), 2, 0),
-                          (0x8002_355A, A + 0x3000, 2, 1)]
-        probes = [struct.unpack_from("<QII", blob, probe_off + 16 * i) for i in range(3)]
-        assert probes == [(0x8000_1234, 0, 0), (0x4000_0000, 3, 0), (0xFF_FFFF_F000, 1, 0)]
+        images = [struct.unpack_from("<QQIIQ", blob, image_off + 32 * i) for i in range(3)]
+        assert images == [(0x8002_3558, A, 0, 2, 0),
+                          (0x8002_3559, (5 << 48) | (A + 0x2000), 2, 0, 0),
+                          (0x8002_355A, A + 0x3000, 2, 1, 0x4021_0000)]
+        probes = [struct.unpack_from("<QIIQQ", blob, probe_off + 32 * i) for i in range(3)]
+        assert probes == [(0x8000_1234, 0, 0, 0, 0), (0x4000_0000, 3, 0, 0, 0),
+                          (0xFF_FFFF_F000, 1, 0, 0, 0)]
         regions = [struct.unpack_from("<QQQ", blob, region_off + 24 * i) for i in range(3)]
         assert regions == [(A, 16, data_off), (A + 0x1000, 24, data_off + 16),
                            (A + 0x2000, 8, data_off + 40)]
@@ -106,6 +95,23 @@ class TestPackJobValidation:
         """Regions of different images may not overlap either (they coexist in the arena)."""
         with pytest.raises(UsageError, match="overlap"):
             pack_job(LAYOUT, [self._image((A, bytes(16))), self._image((A, bytes(8)))])
+
+    @pytest.mark.parametrize("layout, kind, ok", [
+        (LAYOUT, 16, True), (LAYOUT, 41, True), (LAYOUT, 128, True), (LAYOUT, 129, True),
+        (LAYOUT, 4, False), (LAYOUT, 42, False), (LAYOUT, 64, False), (LAYOUT, 130, False),
+        (LAYOUT32, 64, True), (LAYOUT32, 83, True), (LAYOUT32, 16, False), (LAYOUT32, 84, False),
+    ])
+    def test_probe_kinds_of_the_architecture_only(self, layout, kind, ok):
+        """AT 0-3, the arch's access kinds (AArch64 16-41, AArch32 64-83)
+        and maintenance 128-129; any other kind is refused before QEMU runs."""
+        table = np.zeros(1, dtype=PROBE_DTYPE)
+        table["kind"] = kind
+        image = JobImage(0x8000_3558, A, (), table)
+        if ok:
+            pack_job(layout, [image])
+        else:
+            with pytest.raises(UsageError, match=f"probe kind {kind} "):
+                pack_job(layout, [image])
 
     def test_adjacent_regions_accepted(self):
         """Touching is not overlapping."""
@@ -170,7 +176,7 @@ class TestPackJobValidation:
 
 
 def _results_area(status: int, images_done: int, probes_done: int, records: list[list[int]],
-                  idregs=(0x410FD034, 0x1122, 0, 0, 0x222), fatal=(0,) * 6) -> bytes:
+                  idregs=(0x410FD034, 0x1122, 0, 0, 0x222, 4), fatal=(0,) * 6) -> bytes:
     """Build a results area the way the stub writes it (docs/job-abi.md)."""
     head = bytearray(0x100)
     struct.pack_into("<QQQQ", head, 0, (ABI_VERSION << 32) | RESULTS_MAGIC, status,
@@ -198,7 +204,7 @@ class TestUnpackResults:
         assert (out.images_done, out.probes_done) == (1, 2)
         assert dict(out.id_registers) == {"MIDR_EL1": 0x410FD034, "ID_AA64MMFR0_EL1": 0x1122,
                                           "ID_AA64MMFR1_EL1": 0, "ID_AA64MMFR2_EL1": 0,
-                                          "ID_AA64PFR0_EL1": 0x222}
+                                          "ID_AA64PFR0_EL1": 0x222, "DCZID_EL0": 4}
         assert out.fatal is None
         first, second, third = out.images
         assert first.completed and not second.completed and not third.completed
@@ -259,8 +265,9 @@ class TestUnpackResults:
 # bits), two concatenated level-1 tables at the arena start; L1[2] a 1 GiB
 # block to PA 0x1_0000_0000, L1[3] a table descriptor to PA 0x10_0000_0000
 # where virt has no memory.
-RECORDED_RESULTS = ("eNoLNgoKZmRgYGBigAAYzcJAH2Bygd8RRCsJYpdXYqKt/YwwhjQSmwz93Fzk2Y/uvTBGhmlQ5gFs"
-                    "CnsYFRywup+bPPcDAAmlBb0=")
+# Re-recorded for job ABI v2 (same QEMU, Debian build +b3).
+RECORDED_RESULTS = ("eNoLNgoKZmJgYABhBiSahYE+wOQCvyOIVhLELq/ERFv3MMIY0khsMvRzc5FnPxMaP4yRYRqUeQCb"
+                    "wj2MCg5Y3c9NnvsBIAEF8g==")
 RECORDED_ARENA = 0x4800_0000
 RECORDED_LAYOUT = JobLayout(Arch.AARCH64, ABI_VERSION, 0x4000_0000, 0x4000_0000, 0x4040_0000,
                             0x4200_0000, 0x4200_0000, 0x4800_0000, 0x4800_0000, 0x8000_0000)
@@ -284,7 +291,7 @@ def test_unpack_recorded_run():
         RawObservation(ObsKind.PAR, par=0x1_0000_1B00),
         RawObservation(ObsKind.PAR, par=0xA0B),
         RawObservation(ObsKind.EXCEPTION, esr=0x9600_0156, far=0xC000_0000, vector=0x200,
-                       elr=0x4020_018C))
+                       elr=0x4020_01BC))
     assert out.images[1].observations == (RawObservation(ObsKind.PAR, par=0x1_0000_0B00),)
 
 

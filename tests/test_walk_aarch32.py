@@ -128,10 +128,18 @@ class TestConfiguration:
 class TestVttbrBase:
     def test_low_bits_ignored(self):
         # AArch32.S2Walk: base = VTTBR[39:baselsb], baselsb = 10 + 3 for the
-        # 8 KiB level-1 root of a 40-bit IPA; bit 0 (CnP) and [12:1] ignored.
+        # 8 KiB level-1 root of a 40-bit IPA; bit 0 (CnP) and [2:1] ignored.
+        mem = words({TT + 8: block(0x4000_0000)})
+        cfg = dataclasses.replace(DESIGN, vttbr=TT | 0x7)
+        assert results(MAX, cfg, mem, 0x4000_1234) == {T(0x4000_1234, 1, 30)}
+
+    def test_misaligned_bits_zero_or_corrupted(self):
+        # VTTBR bits [12:3] set: a misaligned base (Arm ARM G8.2.173): bits
+        # treated as zero (the block at TT + 8), or the walk address
+        # corrupted in them (a zero word: Translation fault at level 1).
         mem = words({TT + 8: block(0x4000_0000)})
         cfg = dataclasses.replace(DESIGN, vttbr=TT | 0x1FFF)
-        assert results(A15, cfg, mem, 0x4000_1234) == {T(0x4000_1234, 1, 30)}
+        assert results(MAX, cfg, mem, 0x4000_1234) == {T(0x4000_1234, 1, 30), TF(1)}
 
 
 class TestHighAddressBits:

@@ -3,17 +3,23 @@
 // Started by QEMU (-M virt,virtualization=on,secure=off -kernel stub.elf) at
 // EL2, EL2h, DAIF masked, MMU off.  It executes the job found at
 // __s2_job_start and writes raw register values to __s2_results_start; the
-// host decides everything.  Record layouts: docs/job-abi.md (ABI version 1);
+// host decides everything.  Record layouts: docs/job-abi.md (ABI version 2);
 // the offsets below must match harness/job.py.
 //
+// Probes are AT instructions at EL2, accesses made by an EL1 routine (the
+// section .text.el1 below: the stub ERETs to it at the IPA where the image
+// maps the EL1 window, it returns with HVC, or faults), and maintenance
+// (a descriptor write with TLB invalidation, a VTTBR switch).
+//
 // Register use in the batch loop (callee state survives the exception path,
-// which only clobbers x0-x15):
+// which only clobbers x0-x15, and the EL1 routines, which use x0-x18 and
+// x30 only):
 //   x19 job base          x20 results base      x21 current image record
 //   x22 image index       x23 number of images  x24 current probe record
 //   x25 current result    x26 probes left       x27 hang_after
 //   x28 AT dispatch table
 
-    .equ ABI_VERSION,       1
+    .equ ABI_VERSION,       2
     .equ JOB_MAGIC,         0x424a3253      // "S2JB" little-endian
     .equ RES_MAGIC,         0x53523253      // "S2RS" little-endian
 
@@ -27,10 +33,25 @@
     .equ JH_IMAGE_OFF,      0x18
     .equ JH_PROBE_OFF,      0x20
     .equ JH_REGION_OFF,     0x28
-    // image record: vtcr u64, vttbr u64, first_probe u32, n_probes u32
-    .equ IMG_SIZE,          24
-    // probe record: ipa u64, kind u32, flags u32
-    .equ PRB_SIZE_SHIFT,    4
+    // image record: vtcr u64, vttbr u64, first_probe u32, n_probes u32, el1_ipa u64
+    .equ IMG_SIZE,          32
+    .equ IMG_EL1_IPA,       24
+    // probe record: ipa u64, kind u32, flags u32, data u64, data2 u64
+    .equ PRB_SIZE_SHIFT,    5
+    .equ PRB_FLAGS,         12
+    .equ PRB_DATA,          16
+
+    // probe kinds (docs/job-abi.md): 0-3 AT, 16.. EL1 accesses, 128.. maintenance
+    .equ KIND_AT_LAST,      3
+    .equ KIND_A64_FIRST,    16
+    .equ KIND_DESC_WRITE,   128
+    .equ KIND_SET_VTTBR,    129
+    // probe flags
+    .equ FLAG_HCR_DC,       0               // access: run with HCR_EL2.DC = 1
+    .equ FLAG_TLBI_IPAS2,   0               // descriptor write: TLBI IPAS2E1IS, data2 >> 12
+    .equ FLAG_TLBI_VMALLE1, 1               //   TLBI VMALLE1IS
+    .equ FLAG_TLBI_VMALLS12,2               //   TLBI VMALLS12E1IS
+    .equ FLAG_TLBI_SWITCH,  0               // VTTBR switch: TLBI VMALLS12E1 (new VMID) after
     // region record: pa u64, len u64, offset-in-job u64
     .equ RGN_SIZE,          24
 
@@ -55,7 +76,17 @@
     .equ ST_FATAL,          3
 
     .equ OBS_PAR,           1
-    .equ OBS_EXCEPTION,     2
+    .equ OBS_EXCEPTION,     2               // taken to EL2: ESR_EL2 FAR_EL2 HPFAR_EL2 ELR_EL2
+    .equ OBS_ACCESS_DONE,   3               // the EL1 routine (or the fetch target) HVCed
+    .equ OBS_EL1_EXCEPTION, 4               // taken to EL1, handed over: ESR_EL1 FAR_EL1 ELR_EL1
+    .equ OBS_MAINT_DONE,    5               // descriptor write / VTTBR switch done
+
+    // HCR_EL2 values (see the set-up below)
+    .equ HCR_RUN,           (1 << 31) | (1 << 0)
+    .equ HCR_RUN_DC,        HCR_RUN | (1 << 12)
+    // SPSR_EL2 for the ERET into an EL1 routine: M[3:0] = 0b0101 EL1h,
+    // DAIF = 0b1111 (no interrupt ever reaches the routine), nRW = 0 (AArch64).
+    .equ SPSR_EL1H_MASKED,  0x3c5
 
     .equ FR_EXCEPTION,      1
     .equ FR_BAD_MAGIC,      2
@@ -96,8 +127,17 @@ _start:
     //   all other bits 0: no TGE/E2H (EL2 stays a plain hypervisor),
     //   DC=0 (stage 1 off means Device, not Normal, for EL1&0), no traps,
     //   FWB=0 (stage-2 MemAttr has its classic meaning), PTW=0, no AMO/IMO/FMO.
-    ldr     x0, =((1 << 31) | (1 << 0))
+    //   (an access probe with flags.FLAG_HCR_DC runs with DC = 1 as well:
+    //   stage 1 off then means Normal write-back, and DC ZVA reaches stage 2)
+    ldr     x0, =HCR_RUN
     msr     hcr_el2, x0
+
+    // CPTR_EL2 = 0x33ff: only its RES1 bits (13:12, 9:0; TZ and TSM, bits
+    // 8 and 12, trap SVE and SME, which no routine uses).
+    //   TFP (10) = 0  SIMD&FP at EL1 not trapped: the LDR/STR Q routines
+    //   TTA (20) = 0, TCPAC (31) = 0
+    ldr     x0, =0x33ff
+    msr     cptr_el2, x0
 
     // SCTLR_EL1 = 0x30d00800: the RES1 bits of v8.0 (29, 28, 23, 22, 20, 11);
     //   M=0  stage 1 of EL1&0 off, so VA == IPA for every probe
@@ -110,6 +150,12 @@ _start:
     msr     ttbr0_el1, xzr
     msr     ttbr1_el1, xzr
     msr     mair_el1, xzr
+    // CPACR_EL1.FPEN [21:20] = 0b11: SIMD&FP at EL1 not trapped to EL1.
+    // Everything else 0 (ZEN/SMEN trap SVE/SME, unused; TTA 0).
+    mov     x0, #(3 << 20)
+    msr     cpacr_el1, x0
+    // SP_EL1 = 0: the EL1 routines and vectors use no stack.
+    msr     sp_el1, xzr
     isb
 
     ldr     x0, =stack_top
@@ -135,6 +181,8 @@ _start:
     str     x0, [x1, #24]
     mrs     x0, id_aa64pfr0_el1
     str     x0, [x1, #32]
+    mrs     x0, dczid_el0                       // DC ZVA block size (BS) for the reference
+    str     x0, [x1, #40]
 
     // --- check the job header ---
     ldr     x19, =__s2_job_start
@@ -201,6 +249,10 @@ image_loop:
     ldp     w2, w26, [x21, #16]                 // first_probe, n_probes
     msr     vtcr_el2, x0
     msr     vttbr_el2, x1
+    // VBAR_EL1: the EL1 vectors are at the start of the EL1 window, which
+    // this image maps at el1_ipa (stage 1 off: VA == IPA).
+    ldr     x0, [x21, #IMG_EL1_IPA]
+    msr     vbar_el1, x0
     // VTCR/VTTBR writes have no invalidation side effect (and the tables
     // are new): drop every stage 1+2 entry of the current VMID.
     isb
@@ -215,10 +267,10 @@ image_loop:
 probe_loop:
     cbz     w26, image_done
     ldr     x0, [x24]                           // ipa
-    ldr     w1, [x24, #8]                       // kind (AtKind.code)
+    ldr     w1, [x24, #8]                       // kind
+    cmp     w1, #KIND_AT_LAST
+    b.hi    not_at
     add     x24, x24, #(1 << PRB_SIZE_SHIFT)
-    cmp     w1, #3
-    b.hi    kind_fatal
     add     x9, x28, x1, lsl #3
     br      x9
     // Two instructions per kind; the exception path recognises a probe
@@ -246,6 +298,139 @@ probe_resume:
     add     x25, x25, #(1 << REC_SIZE_SHIFT)
     sub     w26, w26, #1
     b       probe_loop
+
+// --- access probes: ERET to the EL1 routine of the kind ---
+// x0 = ipa (the routine's address register), x1/x2 = data/data2.
+not_at:
+    sub     w2, w1, #KIND_A64_FIRST
+    cmp     w2, #(EL1_KINDS - 1)
+    b.hi    maintenance
+    adr     x3, el1_entry_offsets
+    ldrh    w3, [x3, w2, uxtw #1]               // the routine's offset in the EL1 window
+    ldr     x4, [x21, #IMG_EL1_IPA]
+    add     x3, x3, x4
+    msr     elr_el2, x3
+    mov     x3, #SPSR_EL1H_MASKED
+    msr     spsr_el2, x3
+    ldr     w3, [x24, #PRB_FLAGS]
+    ldp     x1, x2, [x24, #PRB_DATA]
+    add     x24, x24, #(1 << PRB_SIZE_SHIFT)
+    tbz     w3, #FLAG_HCR_DC, 1f
+    // HCR_EL2.DC may be cached in TLB entries: invalidate the EL1&0
+    // entries of this VMID after changing it (and again after the probe).
+    ldr     x3, =HCR_RUN_DC
+    msr     hcr_el2, x3
+    isb
+    tlbi    vmalle1
+    dsb     nsh
+    isb
+1:  mov     x5, xzr                             // what the routine hands back
+    mov     x6, xzr
+    eret
+
+// Back from EL1 (the lower-EL synchronous vector); x10 = ESR_EL2.
+lower_sync:
+    ubfx    x11, x10, #26, #6                   // EC
+    cmp     x11, #0x16                          // HVC from AArch64
+    b.ne    lower_exception
+    and     x12, x10, #0xffff                   // imm16
+    cmp     x12, #0x100
+    b.hs    el1_exception
+    // HVC #0 from the routine, #2 from a fetch target: the access completed.
+    mrs     x11, elr_el2
+    stp     x5, x10, [x25, #8]                  // data0, esr (the HVC's)
+    stp     xzr, xzr, [x25, #24]                // far, hpfar
+    stp     x9, x11, [x25, #40]                 // vector, elr
+    str     x6, [x25, #56]                      // data1
+    mov     x11, #OBS_ACCESS_DONE
+    b       access_recorded
+lower_exception:
+    // A stage-2 abort (EC 0x24/0x20) -- or anything else EL1 raised to EL2:
+    // recorded raw, the host judges.
+    mrs     x11, far_el2
+    mrs     x12, hpfar_el2
+    mrs     x13, elr_el2
+    stp     xzr, x10, [x25, #8]                 // data0 (none), esr
+    stp     x11, x12, [x25, #24]                // far, hpfar
+    stp     x9, x13, [x25, #40]                 // vector, elr
+    str     xzr, [x25, #56]
+    mov     x11, #OBS_EXCEPTION
+    b       access_recorded
+el1_exception:
+    // HVC #0x100+i from EL1 vector i: an exception taken to EL1.
+    sub     x12, x12, #0x100
+    lsl     x12, x12, #7                        // EL1 vector offset
+    mrs     x10, esr_el1
+    mrs     x11, far_el1
+    mrs     x13, elr_el1
+    stp     xzr, x10, [x25, #8]                 // data0 (none), ESR_EL1
+    stp     x11, xzr, [x25, #24]                // FAR_EL1, hpfar (none)
+    stp     x12, x13, [x25, #40]                // EL1 vector offset, ELR_EL1
+    str     xzr, [x25, #56]
+    mov     x11, #OBS_EL1_EXCEPTION
+access_recorded:
+    str     x11, [x25]                          // kind last
+    ldr     w3, [x24, #(PRB_FLAGS - (1 << PRB_SIZE_SHIFT))]
+    tbz     w3, #FLAG_HCR_DC, probe_resume
+    ldr     x3, =HCR_RUN
+    msr     hcr_el2, x3
+    isb
+    tlbi    vmalle1
+    dsb     nsh
+    isb
+    b       probe_resume
+
+// --- maintenance probes (w1 = kind; x6 = data, x7 = data2) ---
+maintenance:
+    ldr     w3, [x24, #PRB_FLAGS]
+    ldp     x6, x7, [x24, #PRB_DATA]
+    add     x24, x24, #(1 << PRB_SIZE_SHIFT)
+    cmp     w1, #KIND_DESC_WRITE
+    b.eq    desc_write
+    cmp     w1, #KIND_SET_VTTBR
+    b.ne    kind_fatal
+    // VTTBR switch to data (another image of this job, its own VMID).
+    mrs     x4, vttbr_el2                       // recorded: the VTTBR left
+    msr     vttbr_el2, x6
+    isb
+    tbz     w3, #FLAG_TLBI_SWITCH, 1f
+    tlbi    vmalls12e1
+    dsb     ish
+    isb
+1:  b       maint_recorded
+desc_write:
+    // Descriptor at PA x0 := data, then the maintenance the flags ask for,
+    // in the order of the architected sequence for a stage-2 entry change.
+    // The PA must be an aligned word of the arena (host-checked).
+    ldr     x4, =__s2_arena_start
+    ldr     x5, =__s2_arena_end
+    tst     x0, #7
+    b.ne    region_fatal
+    cmp     x0, x4
+    b.lo    region_fatal
+    cmp     x0, x5
+    b.hs    region_fatal
+    ldr     x4, [x0]                            // recorded: the old descriptor
+    str     x6, [x0]
+    dsb     ishst
+    tbz     w3, #FLAG_TLBI_IPAS2, 1f
+    lsr     x5, x7, #12
+    tlbi    ipas2e1is, x5
+    dsb     ish
+1:  tbz     w3, #FLAG_TLBI_VMALLE1, 2f
+    tlbi    vmalle1is
+    dsb     ish
+2:  tbz     w3, #FLAG_TLBI_VMALLS12, 3f
+    tlbi    vmalls12e1is
+    dsb     ish
+3:  isb
+maint_recorded:
+    stp     xzr, xzr, [x25, #16]
+    stp     xzr, xzr, [x25, #32]
+    stp     xzr, xzr, [x25, #48]
+    mov     x5, #OBS_MAINT_DONE
+    stp     x5, x4, [x25]                       // kind, old value: kind last (pair store)
+    b       probe_resume
 image_done:
     add     x22, x22, #1
     ldr     w0, [x21, #20]                      // n_probes
@@ -312,7 +497,11 @@ job_fatal_detail:
 // external abort on the stage-2 walk, EC 0x25); record it and go on with
 // the next probe.  Anything else is fatal.
 exc_common:
-    mrs     x10, elr_el2
+    cmp     x9, #0x400                          // lower EL, AArch64, synchronous:
+    b.ne    1f                                  //   only ever an EL1 routine's
+    mrs     x10, esr_el2
+    b       lower_sync
+1:  mrs     x10, elr_el2
     adr     x11, at_table
     sub     x12, x10, x11
     cmp     x12, #24
@@ -450,6 +639,189 @@ el2_vectors:
     ventry 0x680    //                     IRQ
     ventry 0x700    //                     FIQ
     ventry 0x780    //                     SError
+
+// --- the EL1 window --------------------------------------------------------
+// Everything EL1 executes, in one section that the linker aligns to 64 KiB
+// (__s2_el1_start/__s2_el1_end): every image that runs access probes maps
+// these pages at its el1_ipa, so the code must be position independent.
+// Entered by ERET with x0 = the probe's IPA, x1/x2 = its data words, x5 =
+// x6 = 0; a routine makes its access and returns with HVC #0, handing back
+// x5 (and x6).  The register each access names is spread over x1-x30 so
+// that ESR_EL2.ISS.SRT is tested on many values; x19-x28 are never touched.
+// For each kind the ELF exports __s2_kind_<NAME> = its probe kind code and
+// __s2_el1_insn_<NAME> = its access instruction (__s2_el1_insn2_ for the
+// second access of the exclusive pair), read by the host (harness/access.py)
+// and checked against reference/access.py.
+
+    .macro el1_routine name, code
+    .globl __s2_kind_\name
+    .set __s2_kind_\name, \code
+    .balign 8
+el1_\name:
+    .endm
+    .macro el1_insn name
+    .globl __s2_el1_insn_\name
+__s2_el1_insn_\name:
+    .endm
+
+    .section .text.el1, "ax"
+    // VBAR_EL1 (2 KiB aligned, at the window's start): every entry hands the
+    // exception to EL2 with HVC #0x100 + its index; ESR_EL1, FAR_EL1 and
+    // ELR_EL1 still hold it there.  (Nothing at EL1 can clobber them first.)
+el1_vectors:
+    .irp i, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+    .balign 0x80
+    hvc     #(0x100 + \i)
+1:  b       1b
+    .endr
+
+    el1_routine A64_LDRB_W, 16
+    el1_insn A64_LDRB_W
+    ldrb    w3, [x0]
+    mov     x5, x3
+    hvc     #0
+    el1_routine A64_LDRSB_W, 17
+    el1_insn A64_LDRSB_W
+    ldrsb   w4, [x0]
+    mov     x5, x4
+    hvc     #0
+    el1_routine A64_LDRSB_X, 18
+    el1_insn A64_LDRSB_X
+    ldrsb   x6, [x0]
+    mov     x5, x6
+    mov     x6, xzr
+    hvc     #0
+    el1_routine A64_LDRH_W, 19
+    el1_insn A64_LDRH_W
+    ldrh    w7, [x0]
+    mov     x5, x7
+    hvc     #0
+    el1_routine A64_LDRSH_W, 20
+    el1_insn A64_LDRSH_W
+    ldrsh   w8, [x0]
+    mov     x5, x8
+    hvc     #0
+    el1_routine A64_LDRSH_X, 21
+    el1_insn A64_LDRSH_X
+    ldrsh   x10, [x0]
+    mov     x5, x10
+    hvc     #0
+    el1_routine A64_LDR_W, 22
+    el1_insn A64_LDR_W
+    ldr     w11, [x0]
+    mov     x5, x11
+    hvc     #0
+    el1_routine A64_LDRSW_X, 23
+    el1_insn A64_LDRSW_X
+    ldrsw   x12, [x0]
+    mov     x5, x12
+    hvc     #0
+    el1_routine A64_LDR_X, 24
+    el1_insn A64_LDR_X
+    ldr     x13, [x0]
+    mov     x5, x13
+    hvc     #0
+    el1_routine A64_STRB_W, 25
+    mov     x14, x1
+    el1_insn A64_STRB_W
+    strb    w14, [x0]
+    hvc     #0
+    el1_routine A64_STRH_W, 26
+    mov     x15, x1
+    el1_insn A64_STRH_W
+    strh    w15, [x0]
+    hvc     #0
+    el1_routine A64_STR_W, 27
+    mov     x16, x1
+    el1_insn A64_STR_W
+    str     w16, [x0]
+    hvc     #0
+    el1_routine A64_STR_X, 28
+    mov     x17, x1
+    el1_insn A64_STR_X
+    str     x17, [x0]
+    hvc     #0
+    el1_routine A64_STR_XZR, 29
+    el1_insn A64_STR_XZR
+    str     xzr, [x0]
+    hvc     #0
+    el1_routine A64_LDR_X_POST, 30
+    mov     x7, x0
+    el1_insn A64_LDR_X_POST
+    ldr     x18, [x7], #8                       // post-index: writeback, no ISS
+    mov     x5, x18
+    hvc     #0
+    el1_routine A64_STR_X_PRE, 31
+    add     x7, x0, #16
+    el1_insn A64_STR_X_PRE
+    str     x1, [x7, #-16]!                     // pre-index to x0: writeback, no ISS
+    hvc     #0
+    el1_routine A64_LDP_X, 32
+    el1_insn A64_LDP_X
+    ldp     x3, x4, [x0]
+    mov     x5, x3
+    mov     x6, x4
+    hvc     #0
+    el1_routine A64_STP_X, 33
+    el1_insn A64_STP_X
+    stp     x1, x2, [x0]
+    hvc     #0
+    el1_routine A64_LDXR_STXR, 34
+    el1_insn A64_LDXR_STXR
+    ldxr    x3, [x0]
+    .globl __s2_el1_insn2_A64_LDXR_STXR
+__s2_el1_insn2_A64_LDXR_STXR:
+    stxr    w4, x1, [x0]
+    mov     x5, x3
+    mov     x6, x4                              // status: 0 stored, 1 not
+    hvc     #0
+    el1_routine A64_LDAR_X, 35
+    el1_insn A64_LDAR_X
+    ldar    x30, [x0]
+    mov     x5, x30
+    hvc     #0
+    el1_routine A64_LDARB_W, 36
+    el1_insn A64_LDARB_W
+    ldarb   w5, [x0]
+    hvc     #0
+    el1_routine A64_STLR_W, 37
+    mov     x3, x1
+    el1_insn A64_STLR_W
+    stlr    w3, [x0]
+    hvc     #0
+    el1_routine A64_LDR_Q, 38
+    el1_insn A64_LDR_Q
+    ldr     q1, [x0]
+    fmov    x5, d1
+    mov     x6, v1.d[1]
+    hvc     #0
+    el1_routine A64_STR_Q, 39
+    fmov    d1, x1
+    mov     v1.d[1], x2
+    el1_insn A64_STR_Q
+    str     q1, [x0]
+    hvc     #0
+    el1_routine A64_DC_ZVA, 40
+    el1_insn A64_DC_ZVA
+    dc      zva, x0
+    hvc     #0
+    el1_routine A64_IFETCH, 41
+    el1_insn A64_IFETCH
+    br      x0                                  // the target holds HVC #2 (or faults)
+    .balign 0x1000
+    .equ EL1_KINDS, 26
+
+    .section .rodata
+    // Offset of each kind's routine in the EL1 window, in kind order from
+    // KIND_A64_FIRST (the window starts at el1_vectors).
+    .balign 2
+el1_entry_offsets:
+    .irp n, A64_LDRB_W, A64_LDRSB_W, A64_LDRSB_X, A64_LDRH_W, A64_LDRSH_W, A64_LDRSH_X, A64_LDR_W, A64_LDRSW_X, A64_LDR_X, A64_STRB_W, A64_STRH_W, A64_STR_W, A64_STR_X, A64_STR_XZR, A64_LDR_X_POST, A64_STR_X_PRE, A64_LDP_X, A64_STP_X, A64_LDXR_STXR, A64_LDAR_X, A64_LDARB_W, A64_STLR_W, A64_LDR_Q, A64_STR_Q, A64_DC_ZVA, A64_IFETCH
+    .hword  el1_\n - el1_vectors
+    .endr
+    .if (. - el1_entry_offsets) != 2 * EL1_KINDS
+    .error "el1_entry_offsets and EL1_KINDS disagree"
+    .endif
 
     .section .rodata
 msg_exit_ok:        .asciz "EXIT: STATUS=0\n"

@@ -1,7 +1,10 @@
 """The job ABI between the host and the guest stubs (docs/job-abi.md).
 
 A *job* is one blob loaded into guest RAM: stage-2 table regions to copy to
-their PAs, images (VTCR, VTTBR, a run of probes) and probes (IPA, AT kind).
+their PAs, images (VTCR, VTTBR, where the image maps the stub's EL1 window,
+a run of probes) and probes (IPA, kind, flags, two data words; the kinds are
+AT instructions, EL1/PL1 access routines and maintenance, see
+docs/job-abi.md).
 The stub writes a *results* area: a header (status, progress counters, ID
 registers, fatal details) and one fixed-size record per probe.
 
@@ -28,11 +31,12 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from reference.access import AccessKind
 from reference.arch import Arch, AtKind
 
 from ..errors import UsageError
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 JOB_MAGIC = 0x424A3253          # b"S2JB" read as a little-endian u32
 RESULTS_MAGIC = 0x53523253      # b"S2RS"
 HANG_OFF = 0xFFFF_FFFF          # hang_after value meaning "never"
@@ -40,15 +44,15 @@ HANG_OFF = 0xFFFF_FFFF          # hang_after value meaning "never"
 # Job blob: header, then the image, probe and region tables, then region data.
 _JOB_HEADER = struct.Struct("<6I5Q")   # magic version n_images n_probes n_regions hang_after
 JOB_HEADER_SIZE = _JOB_HEADER.size      # + image/probe/region/data offsets, total size
-IMAGE_RECORD_SIZE = 24                  # vtcr u64, vttbr u64, first_probe u32, n_probes u32
-PROBE_RECORD_SIZE = 16                  # ipa u64, kind u32, flags u32
+IMAGE_RECORD_SIZE = 32                  # vtcr u64, vttbr u64, first_probe u32, n_probes u32, el1_ipa u64
+PROBE_RECORD_SIZE = 32                  # ipa u64, kind u32, flags u32, data u64, data2 u64
 REGION_RECORD_SIZE = 24                 # pa u64, len u64, offset-in-job u64
-_IMAGE_RECORD = struct.Struct("<QQII")
+_IMAGE_RECORD = struct.Struct("<QQIIQ")
 _REGION_RECORD = struct.Struct("<QQQ")
 
 # Results: header of u64 slots, then one record of RECORD_WORDS u64 per probe.
 RESULTS_HEADER_SIZE = 0x100
-RECORD_WORDS = 8                        # kind par esr far hpfar vector elr reserved
+RECORD_WORDS = 8                        # kind par|data0 esr far hpfar vector elr data1
 RECORD_SIZE = RECORD_WORDS * 8
 _RH_STATUS, _RH_IMAGES_DONE, _RH_PROBES_DONE = 1, 2, 3        # u64 slot indices
 _RH_FATAL = 4                           # reason vector esr elr far detail (slots 4..9)
@@ -63,8 +67,8 @@ _LITTLE = sys.byteorder == "little"
 
 ID_REGISTER_NAMES: Mapping[Arch, tuple[str, ...]] = MappingProxyType({
     Arch.AARCH64: ("MIDR_EL1", "ID_AA64MMFR0_EL1", "ID_AA64MMFR1_EL1",
-                   "ID_AA64MMFR2_EL1", "ID_AA64PFR0_EL1"),
-    Arch.AARCH32: ("MIDR", "ID_MMFR0", "ID_MMFR3", "ID_MMFR4", "ID_PFR1"),
+                   "ID_AA64MMFR2_EL1", "ID_AA64PFR0_EL1", "DCZID_EL0"),
+    Arch.AARCH32: ("MIDR", "ID_MMFR0", "ID_MMFR3", "ID_MMFR4", "ID_PFR1", "ID_PFR0"),
 })
 """Names of the ID-register slots, in slot order (docs/job-abi.md)."""
 
@@ -74,7 +78,11 @@ class ObsKind(enum.Enum):
 
     NOT_RUN = 0
     PAR = 1         # the AT completed; ``par`` holds PAR_EL1 / the 64-bit PAR
-    EXCEPTION = 2   # the AT raised an exception at EL2/Hyp; esr/far/hpfar/vector/elr hold it
+    EXCEPTION = 2   # an exception taken to EL2/Hyp (the AT's, or an access routine's);
+                    # esr/far/hpfar/vector/elr hold it
+    ACCESS_DONE = 3     # the access routine returned (HVC); word 1 and 7 hold its values
+    EL1_EXCEPTION = 4   # an exception taken to EL1 and handed over: ESR_EL1/FAR_EL1/ELR_EL1
+    MAINT_DONE = 5      # a descriptor write or VTTBR switch ran; word 1 the value replaced
 
 
 class GuestStatus(enum.Enum):
@@ -93,7 +101,7 @@ class FatalReason(enum.Enum):
     EXCEPTION = 1       # an exception that was not a probe's
     BAD_MAGIC = 2       # the job header's magic is wrong (no job loaded?)
     BAD_VERSION = 3     # job built for another ABI version
-    BAD_KIND = 4        # probe kind > 3; detail = the kind
+    BAD_KIND = 4        # probe kind the stub does not run; detail = the kind
     BAD_REGION = 5      # region outside the arena or not 8-byte aligned; detail = its PA
 
 
@@ -151,12 +159,15 @@ class JobImage:
     ``regions`` are table bytes to place at a PA in the arena before the
     batch starts: (pa, data), pa and len(data) multiples of 8.  ``vtcr`` is
     the VTCR_EL2 / VTCR value (32-bit on AArch32), ``vttbr`` the 64-bit
-    VTTBR."""
+    VTTBR.  ``probes``: JobProbe (AT) records or a PROBE_DTYPE array (any
+    kind).  ``el1_ipa``: the IPA at which the image maps the stub's EL1
+    window (its access routines and EL1 vectors); only access probes use it."""
 
     vtcr: int
     vttbr: int
     regions: tuple[tuple[int, bytes], ...]
     probes: Sequence[JobProbe] | np.ndarray    # rows of PROBE_DTYPE, as probe_table takes
+    el1_ipa: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,7 +341,8 @@ def _check_regions(layout: JobLayout, images: Sequence[JobImage]) -> None:
                              f"image {bi} [{b0:#x}, {b1:#x})")
 
 
-PROBE_DTYPE = np.dtype([("ipa", "<u8"), ("kind", "<u4"), ("flags", "<u4")])
+PROBE_DTYPE = np.dtype([("ipa", "<u8"), ("kind", "<u4"), ("flags", "<u4"),
+                        ("data", "<u8"), ("data2", "<u8")])
 assert PROBE_DTYPE.itemsize == PROBE_RECORD_SIZE
 
 
@@ -348,6 +360,18 @@ def probe_table(probes: Sequence[JobProbe] | np.ndarray) -> np.ndarray:
     except (OverflowError, TypeError, AttributeError, ValueError) as exc:
         raise UsageError(f"probe with an IPA outside 0..2^64-1 or a kind that is not an AtKind: {exc}") from exc
     return table
+
+
+KIND_DESC_WRITE = 128     # ipa = descriptor PA, data = new value, data2 = IPA for TLBI IPAS2E1IS
+KIND_SET_VTTBR = 129      # data = the VTTBR to switch to
+
+
+@functools.lru_cache(maxsize=None)
+def probe_kinds(arch: Arch) -> np.ndarray:
+    """Every probe kind code the ``arch`` stub runs: AT, its access
+    routines, maintenance (docs/job-abi.md)."""
+    codes = [k.code for k in AtKind] + [k.code for k in AccessKind if k.arch is arch]
+    return np.array(sorted(codes + [KIND_DESC_WRITE, KIND_SET_VTTBR]), dtype=np.uint32)
 
 
 def pack_job(layout: JobLayout, images: Sequence[JobImage], hang_after: int | None = None) -> bytes:
@@ -393,15 +417,20 @@ def pack_job(layout: JobLayout, images: Sequence[JobImage], hang_after: int | No
             raise UsageError(f"image {i}: VTCR {im.vtcr:#x} does not fit the register")
         if not (0 <= im.vttbr < (1 << 64)):
             raise UsageError(f"image {i}: VTTBR {im.vttbr:#x} does not fit 64 bits")
+        if not (0 <= im.el1_ipa < (1 << (32 if narrow else 64))):
+            raise UsageError(f"image {i}: EL1 window IPA {im.el1_ipa:#x} is out of range")
         _IMAGE_RECORD.pack_into(blob, image_off + IMAGE_RECORD_SIZE * i,
-                                im.vtcr, im.vttbr, first, len(im.probes))
+                                im.vtcr, im.vttbr, first, len(im.probes), im.el1_ipa)
         first += len(im.probes)
 
-    # Probe table: (ipa u64, kind u32, flags u32) rows, built in one go.
+    # Probe table: (ipa u64, kind u32, flags u32, data u64, data2 u64) rows, built in one go.
     table = np.concatenate([probe_table(im.probes) for im in images]) if images else \
         np.zeros(0, dtype=PROBE_DTYPE)
-    if n_probes and int(table["kind"].max()) > 3:
-        raise UsageError(f"probe kind {int(table['kind'].max())} is not an AtKind")
+    if n_probes:
+        unknown = np.setdiff1d(np.unique(table["kind"]), probe_kinds(layout.arch))
+        if unknown.size:
+            raise UsageError(f"probe kind {int(unknown[0])} is not one the {layout.arch.value} "
+                             "stub runs")
     if narrow and n_probes and int(table["ipa"].max()) >= 1 << 32:
         raise UsageError("AArch32 probes need IPAs below 4 GiB (stage 1 is off, VA == IPA)")
     blob[probe_off:region_off] = table.tobytes()

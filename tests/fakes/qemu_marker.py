@@ -24,8 +24,8 @@ import sys
 import time
 
 JOB_HEADER = struct.Struct("<6I5Q")
-IMAGE = struct.Struct("<QQII")
-PROBE = struct.Struct("<QQ")
+IMAGE = struct.Struct("<QQIIQ")        # job ABI v2: vtcr vttbr first count el1_ipa
+PROBE = struct.Struct("<QIIQQ")        # ipa kind flags data data2
 
 
 def job_path(argv: list[str]) -> str | None:
@@ -41,7 +41,7 @@ def marked(blob: bytes, vmid: int, ipa: int | None) -> bool:
     (_magic, _version, n_images, _n_probes, _n_regions, _hang,
      image_off, probe_off, _region_off, _data_off, _total) = JOB_HEADER.unpack_from(blob, 0)
     for i in range(n_images):
-        _vtcr, vttbr, first, count = IMAGE.unpack_from(blob, image_off + i * IMAGE.size)
+        _vtcr, vttbr, first, count, _el1 = IMAGE.unpack_from(blob, image_off + i * IMAGE.size)
         if vttbr >> 48 != vmid:
             continue
         if ipa is None:
