@@ -38,6 +38,7 @@ from .matrix import build_matrix
 from .plan import Machine, MatrixEntry, job_image, prepare_machine
 from .qemu.boot import BatchStatus, run_batch
 from .qemu.job import PROBE_DTYPE, JobImage
+from .qemu.launcher import find_qemu, qemu_cpus
 from .records import CaseRecord, read_records
 from .run import RunOptions, run_matrix
 
@@ -199,7 +200,8 @@ def run_bench(jobs: int, fanout: int, sample: int = 6, cases: int = 2,
     machine = prepare_machine([Arch.AARCH64, Arch.AARCH32], {})
     res.raw_at_per_s, res.raw_images_per_s, res.boot_s = measure_raw(
         machine.arena["aarch64"][0], raw_probes, raw_images)
-    entries = _sample(build_matrix(), sample)
+    available = {a: qemu_cpus(find_qemu(a)) for a in (Arch.AARCH64, Arch.AARCH32)}
+    entries = _sample(build_matrix(available=available), sample)
     with tempfile.TemporaryDirectory(prefix="s2diff-bench-") as tmp:
         (res.e2e_probes_per_s, res.e2e_images_per_s, res.e2e_probes, res.e2e_images,
          res.e2e_seconds) = measure_e2e(entries, jobs, cases, fanout, Path(tmp) / "n")

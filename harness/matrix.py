@@ -10,7 +10,7 @@ invalid-configuration families, each named after the rule it breaks.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from reference.arch import Arch, Granule
 from reference.catalogue import (
@@ -139,7 +139,12 @@ def invalid_entries(cpu: CpuModel) -> list[MatrixEntry]:
     return out
 
 
-def _cpus(arch: Arch | None, names: Sequence[str] | None) -> list[CpuModel]:
+def _cpus(arch: Arch | None, names: Sequence[str] | None,
+          available: Mapping[Arch, frozenset[str]] | None = None) -> list[CpuModel]:
+    """The CPU models of a matrix: those named (every one must be a known
+    model, and one the QEMU in use provides), else every known model the
+    QEMU provides (``available``: its -cpu names per architecture; None:
+    every model)."""
     arches = [arch] if arch else [Arch.AARCH64, Arch.AARCH32]
     out = []
     for a in arches:
@@ -148,26 +153,35 @@ def _cpus(arch: Arch | None, names: Sequence[str] | None) -> list[CpuModel]:
                 if (a, n) in CPUS:
                     out.append(CPUS[(a, n)])
         else:
-            out.extend(CPUS[(a, n)] for n in cpu_names(a))
+            out.extend(CPUS[(a, n)] for n in cpu_names(a)
+                       if available is None or n in available.get(a, frozenset()))
     if names:
         known = {n for a in arches for n in cpu_names(a)}
         unknown = [n for n in names if n not in known]
         if unknown:
             raise UsageError(f"--cpu: unknown CPU model {unknown[0]!r} "
                              f"(known: {', '.join(sorted(known))})")
+        if available is not None:
+            missing = [m for m in out if m.name not in available.get(m.arch, frozenset())]
+            if missing:
+                raise UsageError(f"--cpu: the QEMU in use has no {missing[0].arch.value} "
+                                 f"-cpu {missing[0].name}")
     return out
 
 
 def build_matrix(*, arch: Arch | None = None, cpus: Sequence[str] | None = None,
                  granules: Sequence[Granule] | None = None, ipa_sizes: Sequence[int] | None = None,
                  vtcr: int | None = None, vttbr: int = 0,
-                 invalid: bool = True) -> list[MatrixEntry]:
+                 invalid: bool = True,
+                 available: Mapping[Arch, frozenset[str]] | None = None) -> list[MatrixEntry]:
     """The matrix a run covers.  With no arguments: the nightly matrix.
 
     ``vtcr`` selects exactly one entry: that register value on the one CPU
-    model named (validating one hypervisor's configuration)."""
+    model named (validating one hypervisor's configuration).  ``available``
+    (the -cpu names of the QEMU in use, per architecture) leaves out the
+    models that QEMU does not provide."""
     if vtcr is not None:
-        models = _cpus(arch, cpus)
+        models = _cpus(arch, cpus, available)
         if len(models) != 1:
             raise UsageError("--vtcr needs exactly one --cpu (and --arch when the name is ambiguous)")
         cpu = models[0]
@@ -180,7 +194,7 @@ def build_matrix(*, arch: Arch | None = None, cpus: Sequence[str] | None = None,
                             group="--vtcr", arch=cpu.arch, cpu=cpu.name, config=config,
                             valid=verdict.valid)]
     entries: list[MatrixEntry] = []
-    for cpu in _cpus(arch, cpus):
+    for cpu in _cpus(arch, cpus, available):
         sizes = ipa_sizes
         if sizes is None:
             sizes = NIGHTLY_IPA_SIZES if cpu.arch is Arch.AARCH64 else AARCH32_IPA_SIZES

@@ -32,7 +32,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from reference.arch import Arch
-from reference.outcome import Fault, Translation
+from reference.outcome import NestedTranslation, Result, Translation
 from reference.par import decode_par
 
 from .qemu.fatal import describe_esr
@@ -53,11 +53,17 @@ class DivergenceKind(enum.Enum):
 # Labels and descriptions
 # ---------------------------------------------------------------------------
 
-def outcome_label(result: Translation | Fault) -> str:
+def outcome_label(result: Result) -> str:
     """A short classification of a permitted outcome: 'ok L2',
-    'translation L0', 'stage-1 address size L0', ..."""
+    'translation L0', 'stage-1 address size L0', ... (a two-stage
+    success is labelled by its stage-2 leaf level, an AT S1E* success by
+    its stage-1 leaf level)."""
     if isinstance(result, Translation):
         return f"ok L{result.level}"
+    if isinstance(result, NestedTranslation):
+        if result.s2 is not None:
+            return f"ok L{result.s2.level}"
+        return f"ok stage-1 L{result.s1.level}" if result.s1 is not None else "ok"
     stage = "" if result.stage2 else "stage-1 "
     return f"{stage}{result.kind.value} L{result.level}"
 

@@ -507,7 +507,7 @@ def _reopen_permission_faults(cpu: CpuModel, config: S2Config, memory: Memory, i
     redone: set[tuple[int, int, int]] = set()
     for o in walk(cpu, config, memory, ipa, at).outcomes:
         f = o.result
-        if isinstance(f, Translation):
+        if not isinstance(f, Fault):      # stage 1 is off here: a Translation
             translations.append(o)
             continue
         leaf = _leaf(o)
@@ -623,6 +623,7 @@ def _data_outcomes(cpu: CpuModel, config: S2Config, memory: Memory, ipa: int, ki
             continue
         rules = list(o.rules)
         writes = _dirty_writes(cpu, config, o, rules) if is_write else o.writes
+        assert isinstance(o.result, Translation)     # stage 1 is off: no NestedTranslation
         pa = o.result.pa
         if is_write:
             stores = ((pa, stored_bytes(config.arch, kind, ctx.store_data)),)
@@ -723,7 +724,7 @@ def _fetch_outcomes(cpu: CpuModel, config: S2Config, memory: Memory, ipa: int
                 "ConstrainUnpredictable(Unpredictable_INSTRDEVICE) = Constraint_FAULT: fetch "
                 f"from stage-2 Device memory (MemAttr={t.memattr:04b}) takes a Permission fault",) + r,
                 abort=perm, writes=w) for r, w in af_choices)
-            dev_rule = ("ConstrainUnpredictable(Unpredictable_INSTRDEVICE) = Constraint_NONE: "
+            dev_rule: tuple[str, ...] = ("ConstrainUnpredictable(Unpredictable_INSTRDEVICE) = Constraint_NONE: "
                         "the fetch proceeds as Normal Non-cacheable",)
         else:
             dev_rule = ()

@@ -40,13 +40,21 @@ import random
 import struct
 from typing import Mapping, Union
 
-from .access import (AccessContext, AccessKind, AccessOp, AccessOutcome, Taken, access_outcomes,
-                     fetch_target_bytes, pattern_bytes)
+from .access import (
+    AccessContext,
+    AccessKind,
+    AccessOp,
+    AccessOutcome,
+    Taken,
+    access_outcomes,
+    fetch_target_bytes,
+    pattern_bytes,
+)
 from .arch import Arch, Granule
 from .config import FINAL_LEVEL, S2Config
 from .cpus import CpuModel
 from .generate import MemoryMap, build_layout
-from .image import Conflict, Image, ImageBuilder, LeafAttrs, Layout, encode_leaf, encode_table
+from .image import Conflict, Image, ImageBuilder, Layout, LeafAttrs, encode_leaf, encode_table
 from .memory import Memory, Region
 from .outcome import FaultKind
 from .syndrome import Expectation, ProbeAddresses, predict_access

@@ -33,16 +33,41 @@ from .arch import Arch
 from .bits import bit, mask
 from .config import S2Config
 from .cpus import CpuModel
-from .memattrs import (MemAttrs, MemType, normal_nc_mem_attr, reported_par_attrs,
-                       reported_par_shareability, s2_apply_fwb_mem_attrs, s2_combine_s1_mem_attrs,
-                       s2_decode_mem_attrs)
+from .memattrs import (
+    MemAttrs,
+    MemType,
+    normal_nc_mem_attr,
+    reported_par_attrs,
+    reported_par_shareability,
+    s2_apply_fwb_mem_attrs,
+    s2_combine_s1_mem_attrs,
+    s2_decode_mem_attrs,
+)
 from .memory import Memory
-from .outcome import Fault, FaultKind, NestedTranslation, Outcome, Translation, WalkResult, encode_fsc
-from .par import (EC_DABT_CUR, ESR_CM, ESR_IL, ESR_S1PTW, ESR_WNR, U64, Pattern, Prediction, Report,
-                  encode_par_fault, encode_par_success)
+from .outcome import (
+    Fault,
+    FaultKind,
+    NestedTranslation,
+    Outcome,
+    Translation,
+    WalkResult,
+    encode_fsc,
+)
+from .par import (
+    EC_DABT_CUR,
+    ESR_CM,
+    ESR_IL,
+    ESR_S1PTW,
+    ESR_WNR,
+    U64,
+    Pattern,
+    Prediction,
+    Report,
+    encode_par_fault,
+    encode_par_success,
+)
 from .s1config import Hcr, S1Config, S1ConfigA32
-from .stage1 import (AtOp, S1Output, Stage2, aarch32_s1_translate_ld, aarch64_s1_translate,
-                     feat_xs)
+from .stage1 import AtOp, S1Output, Stage2, aarch32_s1_translate_ld, aarch64_s1_translate, feat_xs
 from .walk import aarch32_s2_translate, aarch64_s2_translate
 
 EC_DABT_LOWER = 0x24  # Data Abort from a lower exception level

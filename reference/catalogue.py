@@ -30,15 +30,35 @@ from typing import Callable, Iterable, TypeVar
 
 from .arch import Arch, Granule
 from .bits import field, mask
-from .config import (PS_BITS, PS_ENCODING, TG0_DECODING, Geometry, S2Config, aarch32_config,
-                     aarch64_config, geometry)
+from .config import (
+    PS_BITS,
+    PS_ENCODING,
+    TG0_DECODING,
+    Geometry,
+    S2Config,
+    aarch32_config,
+    aarch64_config,
+    geometry,
+)
 from .cpus import CpuModel
 from .outcome import Fault, FaultKind
-from .walk import (S2Params, aarch32_high_address_bits, aarch32_sl0_reserved,
-                   aarch32_t0sz_choices, aarch32_v7_unpredictable, aarch64_max_txsz, aarch64_nss2_ttw_params,
-                   aarch64_oa_out_of_range, aarch64_physical_address_size, aarch64_s2_invalid_sl,
-                   aarch64_s2_min_txsz, aarch64_s2_start_level, aarch64_s2_tt_base_address,
-                   aarch64_s2_txsz_choices, s2_inconsistent_sl)
+from .walk import (
+    S2Params,
+    aarch32_high_address_bits,
+    aarch32_sl0_reserved,
+    aarch32_t0sz_choices,
+    aarch32_v7_unpredictable,
+    aarch64_max_txsz,
+    aarch64_nss2_ttw_params,
+    aarch64_oa_out_of_range,
+    aarch64_physical_address_size,
+    aarch64_s2_invalid_sl,
+    aarch64_s2_min_txsz,
+    aarch64_s2_start_level,
+    aarch64_s2_tt_base_address,
+    aarch64_s2_txsz_choices,
+    s2_inconsistent_sl,
+)
 
 # Default IPA sizes of the catalogue: KVM accepts 32 bits and more on arm64
 # (kvm_arm_setup_stage2), 52 is the architectural maximum; AArch32 stage 2

@@ -36,12 +36,12 @@ import dataclasses
 import numpy as np
 
 from .arch import Arch, AtKind
+from .bits import mask
 from .config import S2Config
 from .cpus import CpuModel
 from .memory import Memory
 from .outcome import Translation, WalkResult
-from .par import Report, predict, pa_bits
-from .bits import mask
+from .par import Report, pa_bits, predict
 from .walk import walk
 
 U64 = (1 << 64) - 1

@@ -24,17 +24,34 @@ from typing import Callable
 import numpy as np
 
 from .arch import Arch, AtKind, Granule
+from .bits import mask
 from .config import FINAL_LEVEL, S2Config
 from .cpus import CpuModel
-from .image import (Conflict, Image, ImageBuilder, LeafAttrs, Layout, encode_leaf, encode_table,
-                    layout_for)
+from .image import (
+    Conflict,
+    Image,
+    ImageBuilder,
+    Layout,
+    LeafAttrs,
+    encode_leaf,
+    encode_table,
+    layout_for,
+)
 from .memory import Memory
-from .walk import (aarch64_block_desc_supported, aarch64_nss2_ttw_params, contiguous_size,
-                   aarch64_physical_address_size, aarch64_s2_invalid_sl,
-                   aarch64_s2_start_level, aarch64_s2_txsz_choices,
-                   aarch64_vttbr_misaligned_bits, s2_inconsistent_sl, walk, S2Params)
-from .bits import mask
 from .outcome import WalkResult
+from .walk import (
+    S2Params,
+    aarch64_block_desc_supported,
+    aarch64_nss2_ttw_params,
+    aarch64_physical_address_size,
+    aarch64_s2_invalid_sl,
+    aarch64_s2_start_level,
+    aarch64_s2_txsz_choices,
+    aarch64_vttbr_misaligned_bits,
+    contiguous_size,
+    s2_inconsistent_sl,
+    walk,
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,12 +45,20 @@ from .arch import Arch, Granule
 from .config import FINAL_LEVEL, PS_BITS, S2Config
 from .cpus import CpuModel
 from .generate import FanOut, MemoryMap, build_layout
-from .image import Conflict, Image, LeafAttrs, Layout, encode_table
+from .image import Conflict, Image, Layout, LeafAttrs, encode_table
 from .memory import Memory, Region
 from .outcome import WalkResult
 from .s1config import Hcr, S1Config, S1ConfigA32, aarch64_s1_config, ttbcr
-from .s1image import (S1LeafAttrs, S1Table, TablePlacement, TwoStageImageBuilder,
-                      aarch32_s1_layout, aarch64_s1_layout, encode_s1_leaf, encode_s1_table)
+from .s1image import (
+    S1LeafAttrs,
+    S1Table,
+    TablePlacement,
+    TwoStageImageBuilder,
+    aarch32_s1_layout,
+    aarch64_s1_layout,
+    encode_s1_leaf,
+    encode_s1_table,
+)
 from .stage1 import AtOp, aarch64_have_s1_tg, block_desc_supported
 from .walk import aarch64_physical_address_size
 

@@ -26,7 +26,7 @@ import enum
 from .arch import Granule
 from .bits import field
 from .config import FINAL_LEVEL
-from .image import Conflict, Image, ImageBuilder, LeafAttrs, Layout, encode_address
+from .image import Conflict, Image, ImageBuilder, Layout, LeafAttrs, encode_address
 from .memory import Region
 
 

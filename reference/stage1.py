@@ -45,9 +45,15 @@ from .memattrs import MemAttrs, MemType, normal_nc_mem_attr, s1_decode_mem_attrs
 from .memory import Memory
 from .outcome import DescriptorWrite, Fault, FaultKind, Outcome, S1Leaf, TraceStep, Translation
 from .s1config import Hcr, S1Config, S1ConfigA32
-from .walk import (aarch32_high_address_bits, aarch32_s2_translate, aarch64_contiguous_bit,
-                   aarch64_max_txsz, aarch64_physical_address_size, aarch64_s2_translate,
-                   contiguous_size)
+from .walk import (
+    aarch32_high_address_bits,
+    aarch32_s2_translate,
+    aarch64_contiguous_bit,
+    aarch64_max_txsz,
+    aarch64_physical_address_size,
+    aarch64_s2_translate,
+    contiguous_size,
+)
 
 DESC_AF = 1 << 10
 DESC_S2AP_W = 1 << 7

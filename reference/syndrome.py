@@ -50,8 +50,15 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-from .access import (AbortRecord, AbortStatus, AccessKind, AccessOp, AccessOutcome, Taken,
-                     instruction_syndrome_valid)
+from .access import (
+    AbortRecord,
+    AbortStatus,
+    AccessKind,
+    AccessOp,
+    AccessOutcome,
+    Taken,
+    instruction_syndrome_valid,
+)
 from .arch import Arch
 from .bits import field, mask
 from .cpus import CpuModel

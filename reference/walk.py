@@ -23,8 +23,16 @@ from .bits import bit, field, mask
 from .config import FINAL_LEVEL, PS_BITS, TG0_DECODING, Geometry, S2Config, geometry
 from .cpus import CpuModel
 from .memory import Memory
-from .outcome import (DescriptorWrite, Fault, FaultKind, Outcome, Result, TraceStep,
-                      Translation, WalkResult)
+from .outcome import (
+    DescriptorWrite,
+    Fault,
+    FaultKind,
+    Outcome,
+    Result,
+    TraceStep,
+    Translation,
+    WalkResult,
+)
 
 DESC_AF = 1 << 10
 DESC_DBM = 1 << 51

@@ -42,9 +42,9 @@ import numpy as np
 import pytest
 
 from harness.judge.access import el1_window, job_image, judge_access_case, record_words
+from harness.qemu.boot import BatchStatus, run_batch
 from harness.qemu.build import build_stub
 from harness.qemu.elf import read_stub
-from harness.qemu.boot import BatchStatus, run_batch
 from reference.access import AbortStatus, AccessKind, AccessOp, Taken
 from reference.access_case import AccessStep, generate_access_case
 from reference.arch import Arch, Granule

@@ -21,8 +21,16 @@ import pytest
 from harness.judge.access import judge_access_case, probe_array
 from harness.qemu.job import KIND_DESC_WRITE, KIND_SET_VTTBR, ObsKind
 from reference.access import AccessKind, Taken, pattern_bytes
-from reference.access_case import (AccessCase, AccessStep, DescWriteStep, El1Window,
-                                   MaintExpectation, SetVttbrStep, Tlbi, generate_access_case)
+from reference.access_case import (
+    AccessCase,
+    AccessStep,
+    DescWriteStep,
+    El1Window,
+    MaintExpectation,
+    SetVttbrStep,
+    Tlbi,
+    generate_access_case,
+)
 from reference.arch import Arch, Granule
 from reference.config import aarch32_config, aarch64_config
 from reference.cpus import get_cpu

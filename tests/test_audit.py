@@ -12,11 +12,11 @@ UNPREDICTABLE in Armv7).
 """
 from __future__ import annotations
 
+from test_walk import TF, TT, T, page, results, table, words
+
 from reference.arch import Arch, AtKind
 from reference.config import S2Config
 from reference.cpus import get_cpu
-
-from test_walk import T, TF, TT, page, results, table, words
 
 A32 = Arch.AARCH32
 R = AtKind.S12E1R
@@ -92,8 +92,9 @@ class TestMisalignedVttbr:
     ROOT = {TT + 8: 0x4000_0000 | 0x7FC | 0b01, TT: 0x8000_0000 | 0x7FC | 0b01}
 
     def test_aarch64_corrupted_read_of_another_root_entry(self):
-        from test_walk import KVM40, A57
         import dataclasses
+
+        from test_walk import A57, KVM40
         cfg = dataclasses.replace(KVM40, vttbr=TT | 0x8)
         # Treated as zero: TT + 8 -> 0x4000_1234.  Corrupted (bit 3 = 0):
         # TT + 0 -> block at 0x8000_0000 -> 0x8000_1234.
@@ -111,10 +112,12 @@ class TestMisalignedVttbr:
     def test_access_flag_update_at_the_corrupted_address(self):
         # HA = 1, the corrupted address's block has AF = 0: the AF update
         # (permitted, not required) writes the word at TT + 0.
+        import dataclasses
+
         from test_walk import KVM40, N1
+
         from reference.outcome import DescriptorWrite
         from reference.walk import walk
-        import dataclasses
         af0 = 0x8000_0000 | 0x3FC | 0b01
         cfg = dataclasses.replace(KVM40, vttbr=TT | 0x8, ha=1)
         mem = words({TT + 8: self.ROOT[TT + 8], TT: af0})
@@ -122,9 +125,11 @@ class TestMisalignedVttbr:
         assert writes == {DescriptorWrite(TT, af0, af0 | 1 << 10)}
 
     def test_rules_name_the_choice(self):
-        from test_walk import KVM40, A57
-        from reference.walk import walk
         import dataclasses
+
+        from test_walk import A57, KVM40
+
+        from reference.walk import walk
         cfg = dataclasses.replace(KVM40, vttbr=TT | 0x8)
         rules = [r for o in walk(A57, cfg, words(self.ROOT), 0x4000_1234, R).outcomes
                  for r in o.rules if "misaligned" in r]
@@ -140,17 +145,19 @@ class TestMisalignedVttbr:
         # 5): the set {0x1000, 0x1008, 0x1020, 0x1028}.  Listed: the aligned
         # 0x1000 (first), 0x1008 (non-zero word), 0x1000 is also the zero
         # word (already listed), 0x1020 has no memory behind it.
+        import struct
+
         from reference.memory import Memory, Region
         from reference.walk import misaligned_base_reads
-        import struct
         mem = Memory(ram=((0x1000, 0x20),), regions=(Region(0x1008, struct.pack("<Q", 5)),))
         reads = [pa for pa, _ in misaligned_base_reads(mem, 0x1000, 0x28, "VTTBR")]
         assert reads == [0x1000, 0x1008, 0x1020]
         assert [pa for pa, _ in misaligned_base_reads(mem, 0x1000, 0, "VTTBR")] == [0x1000]
 
     def test_subset_search_against_brute_force(self):
-        from reference.walk import _subset_at_or_above
         import random
+
+        from reference.walk import _subset_at_or_above
         rng = random.Random(7)
         for _ in range(300):
             free = rng.getrandbits(12) & ~0b111
@@ -163,9 +170,9 @@ class TestMisalignedVttbr:
     def test_generator_opt_in(self):
         # OptIn.MISALIGNED_VTTBR sets 1-3 RES0 base bits of the case's
         # VTTBR; without it the VTTBR is the image's aligned root.
-        from reference.generate import MemoryMap, OptIn, generate_case
-        from reference.config import aarch64_config, aarch32_config
         from reference.arch import Granule
+        from reference.config import aarch32_config, aarch64_config
+        from reference.generate import MemoryMap, OptIn, generate_case
         mmap = MemoryMap(ram=((0x4000_0000, 0x4000_0000),), empty=(0x0B00_0000,))
         a57 = get_cpu(Arch.AARCH64, "cortex-a57")
         for cpu, config, root_bytes in ((a57, aarch64_config(Granule.G4K, 40, 1, ps_bits=40), 8192),

@@ -43,14 +43,15 @@ class TestIdRegisterValues:
         assert (cpu.reg("ID_AA64MMFR0_EL1"), cpu.reg("ID_AA64MMFR1_EL1"),
                 cpu.reg("ID_AA64MMFR2_EL1")) == (mmfr0, mmfr1, mmfr2)
 
-    def test_the_models_are_the_ten_the_readme_names(self):
-        """The CPU models are the ten QEMU -cpu names the README lists, no
+    def test_the_models_are_the_fifteen_the_readme_names(self):
+        """The CPU models are the fifteen QEMU -cpu names the README lists, no
         more and no fewer, and the property tests' hand-decoded table
         (strategies.CPU_FACTS) holds exactly them, so that
         test_matches_strategy_facts checks every model.  A model added to
         reference/cpus.py without its facts decoded fails here."""
         a64 = ("cortex-a35", "cortex-a53", "cortex-a57", "cortex-a72", "cortex-a76",
-               "neoverse-n1", "max")
+               "neoverse-n1", "max", "cortex-a55", "a64fx", "neoverse-v1", "cortex-a710",
+               "neoverse-n2")
         a32 = ("cortex-a15", "cortex-a7", "max")
         expected = {(Arch.AARCH64, n) for n in a64} | {(Arch.AARCH32, n) for n in a32}
         assert set(CPUS) == expected

@@ -21,8 +21,8 @@ from harness.matrix import build_matrix
 from harness.plan import generate_batch, job_image, plan_batches, prepare_machine
 from harness.qemu.boot import BatchStatus, run_batch
 from harness.qemu.boot import BatchStatus as _BS
-from harness.records import DivergenceRecord
 from harness.qemu.launcher import find_qemu
+from harness.records import DivergenceRecord
 from reference.arch import Arch
 from reference.cpus import CPUS
 from reference.outcome import Translation

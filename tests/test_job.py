@@ -9,14 +9,29 @@ import os
 import struct
 import zlib
 
+import numpy as np
 import pytest
 
 from harness.errors import UsageError
-import numpy as np
-
-from harness.qemu.job import (ABI_VERSION, HANG_OFF, JOB_MAGIC, NOT_RUN, PROBE_DTYPE, RESULTS_MAGIC,
-                         FatalReason, GuestStatus, JobImage, JobLayout, JobProbe, ObsKind, RamBytes,
-                         RawObservation, SparseRam, pack_job, unpack_results)
+from harness.qemu.job import (
+    ABI_VERSION,
+    HANG_OFF,
+    JOB_MAGIC,
+    NOT_RUN,
+    PROBE_DTYPE,
+    RESULTS_MAGIC,
+    FatalReason,
+    GuestStatus,
+    JobImage,
+    JobLayout,
+    JobProbe,
+    ObsKind,
+    RamBytes,
+    RawObservation,
+    SparseRam,
+    pack_job,
+    unpack_results,
+)
 from reference.arch import Arch, AtKind
 
 # A small made-up memory map: room for 1020 probe records, a 1 MiB job area.

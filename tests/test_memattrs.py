@@ -17,19 +17,45 @@ PAREncodeShareability (0b10 for Device and NC/NC).
 from __future__ import annotations
 
 import pytest
+from test_stage1 import (
+    AF,
+    MAX,
+    N1,
+    OUT_PA,
+    S1_ATTRS,
+    S1_L3_PA,
+    S2_L2,
+    VA,
+    base_tables,
+    s1_page,
+    s1cfg,
+    s2_block,
+    s2cfg,
+    words,
+)
 
 from reference.at import at, predict
-from reference.memattrs import (AttrHints, Cacheability, DeviceType, HINT_RA, HINT_RWA,
-                                MemType, Shareability, decode_ldf_attr, device_attrs,
-                                encode_par_attrs, normal_attrs, reported_par_attrs,
-                                reported_par_shareability, s1_decode_mem_attrs,
-                                s2_combine_s1_mem_attrs, s2_decode_mem_attrs)
+from reference.memattrs import (
+    HINT_RA,
+    HINT_RWA,
+    AttrHints,
+    Cacheability,
+    DeviceType,
+    MemType,
+    Shareability,
+    decode_ldf_attr,
+    device_attrs,
+    encode_par_attrs,
+    normal_attrs,
+    reported_par_attrs,
+    reported_par_shareability,
+    s1_decode_mem_attrs,
+    s2_combine_s1_mem_attrs,
+    s2_decode_mem_attrs,
+)
 from reference.par import PAR_RES1
 from reference.s1config import Hcr
 from reference.stage1 import AtOp
-
-from test_stage1 import (AF, MAX, N1, OUT_PA, S1_ATTRS, S1_L3_PA, S2_L2, VA, base_tables,
-                         s1cfg, s1_page, s2_block, s2cfg, words)
 
 OUT_IPA = 0x9000_0000
 ISH, OSH, NSH = 0b11, 0b10, 0b00

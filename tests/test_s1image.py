@@ -28,8 +28,14 @@ from reference.image import Conflict, Layout, LeafAttrs
 from reference.memory import Memory
 from reference.outcome import Fault, FaultKind, NestedTranslation
 from reference.s1config import Hcr, S1ConfigA32, aarch64_s1_config, ttbcr
-from reference.s1image import (S1LeafAttrs, TablePlacement, TwoStageImageBuilder,
-                               aarch32_s1_layout, aarch64_s1_layout, encode_s1_leaf)
+from reference.s1image import (
+    S1LeafAttrs,
+    TablePlacement,
+    TwoStageImageBuilder,
+    aarch32_s1_layout,
+    aarch64_s1_layout,
+    encode_s1_leaf,
+)
 from reference.stage1 import AtOp
 
 RAM = ((0x4000_0000, 0x4000_0000),)

@@ -37,9 +37,10 @@ import dataclasses
 import struct
 
 import pytest
+import strategies as S
 
-from reference.arch import Arch, AtKind, Granule
 from reference import catalogue as cat
+from reference.arch import Arch, AtKind, Granule
 from reference.casefmt import CaseFormatError, case_from_data, case_to_data
 from reference.config import S2Config, aarch64_config
 from reference.cpus import get_cpu
@@ -47,10 +48,13 @@ from reference.fast import span_model
 from reference.memory import Memory, Region
 from reference.outcome import DescriptorWrite, Fault, FaultKind, Translation
 from reference.par import predict
-from reference.walk import (S2_BASE_PERMS, aarch64_s2_indirect_base_permissions,
-                            aarch64_s2_pi_index, s2pir_perm, walk)
-
-import strategies as S
+from reference.walk import (
+    S2_BASE_PERMS,
+    aarch64_s2_indirect_base_permissions,
+    aarch64_s2_pi_index,
+    s2pir_perm,
+    walk,
+)
 
 A64 = Arch.AARCH64
 R, W, R0, W0 = AtKind.S12E1R, AtKind.S12E1W, AtKind.S12E0R, AtKind.S12E0W
@@ -357,8 +361,8 @@ class TestCaseFile:
         assert "s2pir" not in case_to_data(case, with_outcomes=False)["config"]
 
     def test_s2pir_rejected_for_arm(self):
-        from reference.generate import MemoryMap, generate_case
         from reference.config import aarch32_config
+        from reference.generate import MemoryMap, generate_case
         case = generate_case(get_cpu(Arch.AARCH32, "max"), aarch32_config(40, 1), 1, "k",
                              (0x4100_0000, 0x40_0000), MemoryMap(ram=RAM, empty=(0x0B00_0000,)))
         data = case_to_data(case, with_outcomes=False)
@@ -411,7 +415,7 @@ class TestGenerator:
         assert any("S2AP=" in p.aim for p in case.probes)
 
     def test_leaf_attrs_indirect_encoding(self):
-        from reference.image import LeafAttrs, Layout, encode_leaf
+        from reference.image import Layout, LeafAttrs, encode_leaf
         layout = Layout(Granule.G4K, 40, 1)
         for index in range(16):
             for dirty in (0, 1):

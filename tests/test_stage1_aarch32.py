@@ -26,6 +26,7 @@ Layout (4K everywhere):
 from __future__ import annotations
 
 import pytest
+from test_stage1 import AF, S1_ATTRS, S2_ATTRS, only, s1_page, s2_block, s2_page, table, words
 
 from reference.arch import Arch
 from reference.at import at, predict
@@ -34,8 +35,6 @@ from reference.cpus import get_cpu
 from reference.outcome import Fault, FaultKind, NestedTranslation, Outcome
 from reference.s1config import Hcr, S1ConfigA32, ttbcr
 from reference.stage1 import AtOp
-
-from test_stage1 import AF, S1_ATTRS, S2_ATTRS, only, s1_page, s2_block, s2_page, table, words
 
 A32 = Arch.AARCH32
 A15, A7, MAX = (get_cpu(A32, n) for n in ("cortex-a15", "cortex-a7", "max"))

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The packages mypy checks (configuration: pyproject.toml [tool.mypy]).
 MYPY_PACKAGES = [
     "harness",
-    # "reference",  # <- enable when reference/'s own errors are fixed (issue 16, other branch)
+    "reference",
 ]
 
 

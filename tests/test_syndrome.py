@@ -18,8 +18,16 @@ import struct
 
 import pytest
 
-from reference.access import (AccessContext, AccessKind, AccessOp, AbortStatus, Taken,
-                              access_outcomes, instruction_syndrome_valid, pattern_bytes)
+from reference.access import (
+    AbortStatus,
+    AccessContext,
+    AccessKind,
+    AccessOp,
+    Taken,
+    access_outcomes,
+    instruction_syndrome_valid,
+    pattern_bytes,
+)
 from reference.arch import Arch, Granule
 from reference.bits import mask
 from reference.config import aarch32_config, aarch64_config

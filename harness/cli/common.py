@@ -15,6 +15,7 @@ from reference.arch import Arch, Granule
 
 from ..debug.bisect import Abort
 from ..errors import InfrastructureError, S2DiffError, UsageError
+from ..qemu.launcher import find_qemu, qemu_cpus
 
 PROG = "s2diff"
 
@@ -183,6 +184,13 @@ def qemu_arguments(p: argparse.ArgumentParser) -> None:
 def qemu_for(args: argparse.Namespace, arch: Arch) -> str | None:
     value: str | None = args.qemu_aarch64 if arch is Arch.AARCH64 else args.qemu_arm
     return value
+
+
+def available_cpus(args: argparse.Namespace, arch: Arch | None) -> dict[Arch, frozenset[str]]:
+    """The -cpu names of the QEMU a command will use, for each architecture
+    it may run (``arch`` None: both).  A missing QEMU raises ToolMissing."""
+    arches = [arch] if arch else [Arch.AARCH64, Arch.AARCH32]
+    return {a: qemu_cpus(find_qemu(a, qemu_for(args, a))) for a in arches}
 
 
 def baseline_arguments(p: argparse.ArgumentParser) -> None:

@@ -27,6 +27,7 @@ from .common import (
     Outcome,
     Streams,
     Subcommand,
+    available_cpus,
     baseline_arguments,
     granule_list,
     hex_value,
@@ -82,7 +83,7 @@ def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
     shard = parse_shard(args.shard) if args.shard else None
     arch = Arch(args.arch) if args.arch else None
     entries = build_matrix(arch=arch, cpus=args.cpu, granules=args.granule, ipa_sizes=args.ipa,
-                           vtcr=args.vtcr)
+                           vtcr=args.vtcr, available=available_cpus(args, arch))
     if not entries:
         raise UsageError("the selection leaves no configuration to run "
                          "(see `s2diff configs` for what each CPU model supports)")

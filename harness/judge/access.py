@@ -18,8 +18,14 @@ from typing import Sequence
 import numpy as np
 
 from reference.access import AccessKind, Taken
-from reference.access_case import (AccessCase, AccessStep, DescWriteStep, El1Window,
-                                   MaintExpectation, SetVttbrStep)
+from reference.access_case import (
+    AccessCase,
+    AccessStep,
+    DescWriteStep,
+    El1Window,
+    MaintExpectation,
+    SetVttbrStep,
+)
 from reference.syndrome import Expectation, FieldRule, Slot
 
 from ..errors import BuildError

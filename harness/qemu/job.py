@@ -1,5 +1,8 @@
 """The job ABI between the host and the guest stubs (docs/job-abi.md).
 
+Longer than 500 lines because the ABI is defined once: packing and
+unpacking of every record kind mirror each other and stay side by side.
+
 A *job* is one blob loaded into guest RAM: stage-2 table regions to copy to
 their PAs, images (VTCR, VTTBR, where the image maps the stub's EL1 window,
 a run of probes) and probes (IPA, kind, flags, two data words; the kinds are

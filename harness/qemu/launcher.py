@@ -93,6 +93,27 @@ def qemu_version(binary: Path | str) -> str:
     return _version_of(path, os.stat(path).st_mtime_ns)
 
 
+@lru_cache(maxsize=None)
+def _cpus_of(path: str, mtime_ns: int) -> frozenset[str]:
+    argv = [path, "-M", "virt", "-cpu", "help"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise QemuError(f"{path} -cpu help failed: {exc}", argv=argv) from exc
+    if proc.returncode != 0:
+        raise QemuError(f"{path} -cpu help failed", argv=argv, returncode=proc.returncode,
+                        output=proc.stdout + proc.stderr)
+    # "Available CPUs:" then one "  NAME [description]" line per model.
+    return frozenset(line.split()[0] for line in proc.stdout.splitlines()[1:] if line.strip())
+
+
+def qemu_cpus(binary: Path | str) -> frozenset[str]:
+    """The ``-cpu`` names ``binary`` offers on the virt machine (cached per
+    binary and mtime): newer cores exist only in newer QEMU builds."""
+    path = str(Path(binary).resolve())
+    return _cpus_of(path, os.stat(path).st_mtime_ns)
+
+
 def set_parent_death_signal(sig: int) -> None:
     """Have the kernel send ``sig`` to this process when the thread that
     created it dies (Linux prctl PR_SET_PDEATHSIG)."""

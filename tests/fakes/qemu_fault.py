@@ -18,8 +18,8 @@ harness gives QEMU its own environment, so the fault is chosen by variables:
                        or ``stop`` has sent its signal to a live emulator
 
 Boots are numbered in the order they start (an O_EXCL file per boot, so
-parallel workers get distinct numbers).  ``--version`` always runs the
-real emulator unchanged.
+parallel workers get distinct numbers).  ``--version`` and ``-cpu help``
+(queries, not boots) always run the real emulator unchanged.
 
 Modes ``kill``, ``stop`` and ``garbage-first`` exec the real emulator, so
 the harness's child *is* QEMU, as without the wrapper; ``deaf`` and
@@ -164,8 +164,8 @@ def run_child(argv: list[str], fault: str, rng: random.Random) -> int:
 def main() -> None:
     real = os.environ["S2DIFF_FAKE_REAL"]
     argv = [real] + sys.argv[1:]
-    if "--version" in sys.argv[1:]:
-        os.execv(real, argv)
+    if "--version" in sys.argv[1:] or sys.argv[1:] == ["-M", "virt", "-cpu", "help"]:
+        os.execv(real, argv)     # queries, not boots
     fault = os.environ.get("S2DIFF_FAKE_FAULT", "none")
     if fault not in FAULTS:
         sys.exit(f"qemu_fault.py: unknown S2DIFF_FAKE_FAULT {fault!r}")
