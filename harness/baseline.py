@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 from .datafile import load_data_file
 from .errors import UsageError
+from .qemu.builds import version_number
 from .records import Divergence, DivergenceRecord, Record
 
 VERSION = 1
@@ -27,12 +28,6 @@ _TEXT_FIELDS = ("id", "title", "evidence", "upstream", "case", "kind", "arch", "
 _KNOWN = set(_LIST_FIELDS) | set(_REGEX_FIELDS) | set(_TEXT_FIELDS)
 _KINDS = ("probe", "memory")
 _VERDICTS = ("qemu-bug", "architecture-permitted", "reference-limitation")
-
-
-def version_number(text: str) -> str:
-    """'QEMU emulator version 7.2.22 (Debian ...)' -> '7.2.22'."""
-    m = re.search(r"version (\d+(?:\.\d+)*)", str(text))
-    return m.group(1) if m else str(text)
 
 
 @dataclasses.dataclass(frozen=True)

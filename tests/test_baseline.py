@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.baseline import load_baseline, version_number
+from harness.baseline import load_baseline
 from harness.casefile import load_case
 from harness.judge.case import judge_case
+from harness.qemu.builds import version_number
 from harness.qemu.launcher import find_qemu, qemu_version
 from harness.single import run_case
 

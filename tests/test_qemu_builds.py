@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import qemubuilds as qb
 from harness.errors import InfrastructureError, UsageError
+from harness.qemu import builds as qb
 from reference.arch import Arch
 
 

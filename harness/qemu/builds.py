@@ -33,7 +33,7 @@ from typing import Sequence
 
 from reference.arch import Arch
 
-from .errors import InfrastructureError, ToolMissing, UsageError
+from ..errors import InfrastructureError, ToolMissing, UsageError
 
 EMULATORS = {Arch.AARCH64: "qemu-system-aarch64", Arch.AARCH32: "qemu-system-arm"}
 PACKAGE = "qemu-system-arm"         # Debian ships both system emulators in it
@@ -113,8 +113,8 @@ def version_line(program: Path) -> str:
 
 def version_number(line: str) -> str:
     """'QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2)' -> '10.0.2'."""
-    m = re.search(r"version (\d+(?:\.\d+)*)", line)
-    return m.group(1) if m else line
+    m = re.search(r"version (\d+(?:\.\d+)*)", str(line))
+    return m.group(1) if m else str(line)
 
 
 # --- --qemu PATH ----------------------------------------------------------------
