@@ -36,6 +36,7 @@ from .records import (
     RecordSink,
     ResultsVersionError,
     RunHeader,
+    batch_number,
     parse_record,
     read_json_lines,
     rewrite_records,
@@ -153,7 +154,7 @@ def resume_records(path: Path, header: RunHeader) -> list[Record]:
                              f"this one {new.get(key)!r}; resume with the same options")
     finished = finished_batches(records)
     kept: list[Record] = [runs[0]]
-    kept += [r for r in records if not isinstance(r, RunHeader) and r.batch in finished]
+    kept += [r for r in records if batch_number(r) in finished]
     rewrite_records(path, kept)
     return kept
 

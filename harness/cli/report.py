@@ -3,15 +3,10 @@ at the end of a run and by both."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
-from collections import Counter
 from pathlib import Path
 
-from rich.console import Console
-
-from ..report.families import render_families
 from ..report.load import RunData, load_run, merge_dirs
-from ..report.summary import render_summary, summary_rich
+from ..report.text import render_terminal
 from ..report.write import write_reports
 from .common import Outcome, Streams, Subcommand
 
@@ -20,26 +15,12 @@ def new_divergences(run: RunData) -> int:
     return sum(1 for d in run.divergences if d.is_new)
 
 
-def print_summary(run: RunData, io: Streams) -> None:
-    """The summary table (rich on a terminal), the known divergences by
-    baseline entry, and the families of the new ones (summary.txt has all
-    families)."""
+def print_summary(run: RunData, io: Streams, out_dir: Path | None = None) -> None:
+    """The end of a run in the terminal: the verdict line first, the root
+    causes with their commands, then the counts (summary.txt has it all)."""
     for warning in run.warnings:
         io.note(warning)
-    if io.tty:
-        Console(file=io.out).print(summary_rich(run))
-    else:
-        print(render_summary(run), file=io.out)
-    known: Counter[str] = Counter()
-    for d in run.divergences:
-        if d.known is not None:
-            known[d.known] += d.count
-    for entry, count in sorted(known.items()):
-        print(f"KNOWN: {count:>12,}  {entry}", file=io.out)
-    new = dataclasses.replace(run, divergences=tuple(d for d in run.divergences if d.is_new))
-    if new.divergences:
-        print("NEW divergences:", file=io.out)
-        print(render_families(new), file=io.out)
+    print(render_terminal(run, out_dir), file=io.out, end="")
 
 
 def _report_arguments(p: argparse.ArgumentParser) -> None:

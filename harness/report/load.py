@@ -9,11 +9,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..qemu.boot import BatchStatus
 from ..records import (
     RECORDS,
     BatchRecord,
@@ -22,12 +24,15 @@ from ..records import (
     InvalidRecord,
     ResultsVersionError,
     RunHeader,
+    ShrinkRecord,
     parse_record,
     read_json_lines,
 )
 
-# Record types the loader knows; others are skipped and counted.
-_TYPES = ("run", "batch", "case", "divergence")
+# Record types the loader knows; others are skipped and counted.  "crash"
+# and "end" are read leniently here (CrashView, EndView): their writer
+# (the run with crash-resume) defines them in docs/results.md.
+_TYPES = ("run", "batch", "case", "divergence", "shrink", "crash", "end")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +72,43 @@ class RunInfo:
 
 
 @dataclasses.dataclass(frozen=True)
+class CrashView:
+    """A QEMU crash or hang pinned to one probe, as the reports show it:
+    from a ``crash`` record, or from a crashed batch's isolation finding.
+    ``signature``: the assertion or last console line with addresses and
+    numbers normalised, and the signal; ``console_tail``: QEMU's last
+    lines; ``case_file`` relative to ``base_dir`` (the run directory)."""
+
+    arch: str
+    cpu: str
+    qemu: str
+    batch: int | None
+    key: str
+    entry: str
+    probe: int | None
+    signature: str
+    hang: bool
+    reproduced: bool
+    console_tail: tuple[str, ...]
+    case_file: str | None
+    base_dir: str
+
+
+@dataclasses.dataclass(frozen=True)
+class EndView:
+    """The ``end`` record of a run: why it ended (``complete``,
+    ``budget``, ``interrupted``), batches planned and run, and the matrix
+    entries that never ran (names, or only their number when the record
+    gives a number)."""
+
+    reason: str
+    batches_planned: int | None
+    batches_run: int | None
+    never_run: tuple[str, ...]
+    never_run_count: int
+
+
+@dataclasses.dataclass(frozen=True)
 class RunData:
     """A run (or the merged shards of one): records validated, de-duplicated
     and sorted by (batch, case key, probe).  ``warnings`` say what was
@@ -77,6 +119,10 @@ class RunData:
     cases: tuple[CaseRecord, ...]
     divergences: tuple[DivergenceRecord, ...]
     warnings: tuple[str, ...] = dataclasses.field(default=(), compare=False)
+    shrinks: tuple[ShrinkRecord, ...] = ()
+    crashes: tuple[CrashView, ...] = ()
+    end: EndView | None = None
+    qemus: tuple[tuple[str, str], ...] = ()     # (label, version) of the run header's ``qemus``
 
 
 def _results_path(path: Path) -> Path:
@@ -123,16 +169,107 @@ def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return records, warnings
 
 
-def _identity(rec: BatchRecord | CaseRecord | DivergenceRecord) -> tuple[Any, ...]:
+def record_qemu(rec: object) -> str:
+    """The QEMU label a record names (a run over several QEMUs labels every
+    batch, case and divergence record); '' in a one-QEMU run."""
+    label = getattr(rec, "qemu", None)
+    return label if isinstance(label, str) else ""
+
+
+def _identity(rec: BatchRecord | CaseRecord | DivergenceRecord | ShrinkRecord) -> tuple[Any, ...]:
     """What makes two records the same record, whichever shard holds it.
     A memory divergence also names its descriptor: one probe's walk can
-    read several descriptors that changed."""
+    read several descriptors that changed.  The same batch runs once per
+    QEMU of the run: the QEMU label is part of every identity."""
+    q = record_qemu(rec)
     if isinstance(rec, BatchRecord):
-        return ("batch", rec.batch)
+        return ("batch", q, rec.batch)
     if isinstance(rec, CaseRecord):
-        return ("case", rec.batch, rec.key)
-    return ("divergence", rec.batch, rec.key, rec.probe, rec.kind.value,
+        return ("case", q, rec.batch, rec.key)
+    if isinstance(rec, ShrinkRecord):
+        return ("shrink", rec.family, rec.case_file)
+    return ("divergence", q, rec.batch, rec.key, rec.probe, rec.kind.value,
             rec.raw_map.get("pa", ""))
+
+
+_NUMBERS = re.compile(r"0x[0-9a-fA-F]+|\b\d+\b")
+
+
+def crash_signature(text: str, signal_name: str | None = None) -> str:
+    """A crash's signature: the assertion line, else the last non-empty
+    console line, with addresses and numbers normalised, and the signal."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    line = next((ln for ln in lines if "Assertion" in ln or "assert" in ln), None)
+    if line is None:
+        line = lines[-1] if lines else "no output"
+    line = _NUMBERS.sub("N", line)
+    return f"{line} ({signal_name})" if signal_name else line
+
+
+def _crash_from_record(rec: dict[str, Any], base_dir: Path) -> CrashView | None:
+    """A ``crash`` record read leniently (docs/results.md); None when it
+    does not even say which architecture it is."""
+    arch = rec.get("arch")
+    if not isinstance(arch, str):
+        return None
+    tail = rec.get("console_tail") or rec.get("console") or ""
+    lines = tuple(str(t) for t in tail) if isinstance(tail, list) else tuple(str(tail).splitlines())
+    signal_name = rec.get("signal_name") or (f"signal {rec['signal']}"
+                                             if isinstance(rec.get("signal"), int) else None)
+    if signal_name is None and isinstance(rec.get("exit"), int):
+        signal_name = f"exit {rec['exit']}"
+    signature = rec.get("signature")
+    kind = str(rec.get("kind", "crash"))
+    return CrashView(
+        arch=arch, cpu=str(rec.get("cpu", "")), qemu=record_qemu(_Obj(rec)) or
+        str(rec.get("qemu_version", "")), batch=rec.get("batch") if isinstance(rec.get("batch"), int)
+        else None, key=str(rec.get("key", "")), entry=str(rec.get("entry", "")),
+        probe=rec.get("probe") if isinstance(rec.get("probe"), int) else None,
+        signature=str(signature) if isinstance(signature, str) and signature
+        else crash_signature("\n".join(lines), signal_name),
+        hang=kind == "hang", reproduced=rec.get("reproduced") is not False,
+        console_tail=lines[-20:], case_file=rec.get("case_file")
+        if isinstance(rec.get("case_file"), str) else None, base_dir=str(base_dir))
+
+
+class _Obj:
+    """A dict seen through getattr (for record_qemu)."""
+
+    def __init__(self, rec: dict[str, Any]) -> None:
+        self.qemu = rec.get("qemu")
+
+
+def _crash_from_batch(b: BatchRecord, cases: Sequence[CaseRecord], base_dir: str) -> CrashView | None:
+    """The finding of a crashed or hung batch's isolation, as a crash view
+    (runs without crash records); None when the batch has none."""
+    iso = b.isolated
+    if iso is None or b.status not in (BatchStatus.CRASHED, BatchStatus.TIMEOUT):
+        return None
+    entry = next((c.entry for c in cases if c.key == iso.key), "")
+    hang = b.status is BatchStatus.TIMEOUT
+    return CrashView(arch=b.arch, cpu=b.cpu, qemu=record_qemu(b) or b.qemu_version, batch=b.batch,
+                     key=iso.key or "", entry=entry, probe=iso.probe,
+                     signature=("no end within the timeout" if hang
+                                else crash_signature(b.diagnostic)),
+                     hang=hang, reproduced=iso.reproduced,
+                     console_tail=tuple(b.diagnostic.splitlines()[-20:]),
+                     case_file=iso.case_file, base_dir=base_dir)
+
+
+def _end_from_record(rec: dict[str, Any]) -> EndView:
+    never = rec.get("entries_never_run", rec.get("never_run"))
+    names = tuple(str(n) for n in never) if isinstance(never, list) else ()
+    count = never if isinstance(never, int) and not isinstance(never, bool) else len(names)
+
+    def num(*names_: str) -> int | None:
+        for n in names_:
+            v = rec.get(n)
+            if isinstance(v, int) and not isinstance(v, bool):
+                return v
+        return None
+    return EndView(reason=str(rec.get("reason", "")), batches_planned=num("batches_planned",
+                                                                           "planned"),
+                   batches_run=num("batches_run", "run"), never_run=names, never_run_count=count)
 
 
 def _key_order(key: str) -> tuple[str, int, str]:
@@ -205,8 +342,12 @@ def load_run(dirs: Sequence[Path | str]) -> RunData:
     if not dirs:
         raise UsageError("no run directory given")
     runs: list[tuple[str, RunHeader]] = []
-    chosen: dict[tuple[Any, ...], tuple[str, BatchRecord | CaseRecord | DivergenceRecord]] = {}
+    chosen: dict[tuple[Any, ...],
+                 tuple[str, BatchRecord | CaseRecord | DivergenceRecord | ShrinkRecord]] = {}
     warnings: list[str] = []
+    crashes: dict[tuple[Any, ...], CrashView] = {}
+    ends: list[EndView] = []
+    qemus: dict[str, str] = {}
     for d in dirs:
         path = _results_path(Path(d))
         records, notes = _read_file(path)
@@ -217,6 +358,20 @@ def load_run(dirs: Sequence[Path | str]) -> RunData:
             if rtype not in _TYPES:
                 skipped[f"unknown type {rtype!r}"] += 1
                 continue
+            if rtype == "crash":
+                crash = _crash_from_record(rec, path.parent)
+                if crash is None:
+                    skipped["crash record: 'arch' missing"] += 1
+                else:
+                    crashes.setdefault((crash.qemu, crash.batch, crash.key, crash.probe), crash)
+                continue
+            if rtype == "end":
+                ends.append(_end_from_record(rec))
+                continue
+            if rtype == "run":
+                for q in rec.get("qemus") or ():
+                    if isinstance(q, dict) and isinstance(q.get("label"), str):
+                        qemus.setdefault(q["label"], str(q.get("version", "")))
             try:
                 item = parse_record(rec, path.parent)
             except ResultsVersionError as exc:
@@ -246,8 +401,37 @@ def load_run(dirs: Sequence[Path | str]) -> RunData:
         (i for i in items if isinstance(i, DivergenceRecord)),
         key=lambda v: (v.batch, _key_order(v.key), -1 if v.probe is None else v.probe,
                        v.kind.value, v.raw_map.get("pa", "")))
+    shrinks = sorted((i for i in items if isinstance(i, ShrinkRecord)),
+                     key=lambda r: (r.case_file, r.probe if r.probe is not None else -1))
+    if not crashes:
+        origin = {id(item): Path(p).parent for p, item in chosen.values()}
+        for b in batches:
+            view = _crash_from_batch(b, cases, str(origin.get(id(b), "")))
+            if view is not None:
+                crashes[(view.qemu, view.batch, view.key, view.probe)] = view
+    crash_list = sorted(crashes.values(), key=lambda c: (c.qemu, c.batch if c.batch is not None
+                                                         else -1, _key_order(c.key), c.probe or 0))
     return RunData(info=_merge_run_info(runs, batches), batches=tuple(batches),
-                   cases=tuple(cases), divergences=tuple(divergences), warnings=tuple(warnings))
+                   cases=tuple(cases), divergences=tuple(divergences), warnings=tuple(warnings),
+                   shrinks=tuple(shrinks), crashes=tuple(crash_list), end=_merge_ends(ends),
+                   qemus=tuple(sorted(qemus.items())))
+
+
+def _merge_ends(ends: Sequence[EndView]) -> EndView | None:
+    """The end records of the inputs as one (shards: summed; one that did
+    not complete decides the reason)."""
+    if not ends:
+        return None
+    if len(ends) == 1:
+        return ends[0]
+    reason = next((e.reason for e in ends if e.reason != "complete"), ends[0].reason)
+
+    def total(values: list[int | None]) -> int | None:
+        return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+    names = tuple(dict.fromkeys(n for e in ends for n in e.never_run))
+    return EndView(reason=reason, batches_planned=total([e.batches_planned for e in ends]),
+                   batches_run=total([e.batches_run for e in ends]), never_run=names,
+                   never_run_count=max(len(names), sum(e.never_run_count for e in ends)))
 
 
 def merge_dirs(dirs: Sequence[Path], out: Path) -> Path:
