@@ -132,18 +132,25 @@ def run_repro_crash(args: argparse.Namespace, io: Streams) -> Outcome:
     if expected is None:
         raise UsageError(f"{args.case}: no 'expect' key: not a crash/hang case (use s2diff repro)")
     rep = repro_crash(case, expected, qemu=qemu_for(args, case.cpu.arch), timeout=args.timeout)
-    print(f"command: {rep.batch.command_line}", file=io.out)
-    print(f"expected: {expected.describe()}", file=io.out)
-    print(f"observed: {rep.observed.describe() if rep.observed else 'completes'}"
-          + (f"\n{rep.batch.diagnostic}" if rep.batch.diagnostic else ""), file=io.out)
+    observed = rep.observed.describe() if rep.observed else "completes"
     if rep.verdict is ReproVerdict.REPRODUCES:
-        print("REPRO: still fails", file=io.out)
-        return Outcome.FOUND
-    if rep.verdict is ReproVerdict.COMPLETES:
-        print("REPRO: no longer fails", file=io.out)
-        return Outcome.OK
-    print("REPRO: fails another way", file=io.out)
-    return Outcome.INFRASTRUCTURE
+        line, outcome = (f"{expected.kind.value} reproduced: {observed.split(': ', 1)[-1]}",
+                         Outcome.FOUND)
+    elif rep.verdict is ReproVerdict.COMPLETES:
+        line, outcome = ("no crash: QEMU completes the case "
+                         f"(the file records {expected.describe()})"), Outcome.OK
+    else:
+        line, outcome = (f"fails another way: {observed} (the file records "
+                         f"{expected.describe()})"), Outcome.INFRASTRUCTURE
+    print(line, file=io.out)
+    if getattr(args, "quiet", False):
+        return outcome
+    print(f"expected: {expected.describe()}", file=io.out)
+    print(f"observed: {observed}" + (f"\n{rep.batch.diagnostic}" if rep.batch.diagnostic else ""),
+          file=io.out)
+    print(f"QEMU {rep.batch.qemu_version}", file=io.out)
+    print(f"command: {rep.batch.command_line}", file=io.out)
+    return outcome
 
 
 # ---------------------------------------------------------------------------
