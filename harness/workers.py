@@ -47,6 +47,8 @@ class WorkerConfig:
     baseline: str | None = None
     timeout: float | None = None
     fanout: int = 0
+    qemu_args: tuple[str, ...] = ()
+    keep: str | None = None         # keep each boot's files in KEEP/batch-N (rerun.sh)
 
 
 def execute_batch(batch: Batch, cfg: WorkerConfig) -> list[Record]:
@@ -168,8 +170,14 @@ def run_boots(batch: Batch, images: Sequence[JobImage], cfg: WorkerConfig) -> Ba
             probes = 0
         chunks[-1].append(image)
         probes += len(image.probes)
+    def keep_dir(i: int) -> Path | None:
+        if cfg.keep is None:
+            return None
+        return Path(cfg.keep) / (f"batch-{batch.number}" + (f"-{i}" if len(chunks) > 1 else ""))
     results = [run_batch(batch.arch, batch.cpu, chunk, qemu=machine.qemu.get(arch),
-                         stub=Path(machine.stubs[arch]), timeout=cfg.timeout) for chunk in chunks]
+                         stub=Path(machine.stubs[arch]), timeout=cfg.timeout,
+                         keep_dir=keep_dir(i), extra_args=cfg.qemu_args)
+               for i, chunk in enumerate(chunks)]
     if len(results) == 1:
         return results[0]
     worst = next((r for r in results if r.status is not BatchStatus.COMPLETED), results[0])

@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from reference.arch import Arch
+from reference.catalogue import judge
+from reference.cpus import get_cpu
+
+from ..plan import MatrixEntry
 from ..report.load import RunData, load_run, merge_dirs
 from ..report.text import render_terminal
 from ..report.write import write_reports
@@ -21,6 +26,25 @@ def print_summary(run: RunData, io: Streams, out_dir: Path | None = None) -> Non
     for warning in run.warnings:
         io.note(warning)
     print(render_terminal(run, out_dir), file=io.out, end="")
+
+
+def vtcr_notice(entry: MatrixEntry) -> list[str]:
+    """What the reference makes of a `run --vtcr` value, said before the
+    run: valid with its geometry, or invalid with the rules that fail and
+    the fault every probe must then report (the run still compares the
+    fault QEMU reports with it)."""
+    cpu = get_cpu(entry.arch, entry.cpu)
+    verdict = judge(cpu, entry.config)
+    reg = "VTCR_EL2" if entry.arch is Arch.AARCH64 else "VTCR"
+    head = f"--vtcr {entry.config.vtcr():#x} on {entry.cpu}:"
+    if verdict.valid:
+        return [f"{head} valid: {verdict.granule.label if verdict.granule else '?'} granule, "
+                f"{verdict.ia_bits}-bit IPA, start level {verdict.start_level}, "
+                f"{verdict.oa_bits}-bit output"] + [f"  note: {n}" for n in verdict.notes]
+    faults = sorted({r.fault.describe() for r in verdict.readings if r.fault is not None})
+    return ([f"{head} INVALID per the architecture ({reg}); " + "; ".join(verdict.problems),
+             f"  every probe must report {' or '.join(faults)}; the run compares the fault "
+             "QEMU reports with that"] + [f"  note: {n}" for n in verdict.notes])
 
 
 def _report_arguments(p: argparse.ArgumentParser) -> None:

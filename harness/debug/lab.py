@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from reference.arch import Arch, AtKind
 from reference.generate import Case, FanOut, Probe
@@ -223,10 +223,12 @@ class Windows:
         return base
 
 
-def choose_target(trial: Trial, probe: int | None) -> Found:
+def choose_target(trial: Trial, probe: int | None,
+                  preferred: Callable[[Found], bool] = lambda f: True) -> Found:
     """The divergence to follow: that of probe ``probe`` (fan-out probes
     numbered after the named ones), else the first probe divergence, else
-    the first memory divergence."""
+    the first memory divergence -- of those ``preferred`` (e.g. not
+    explained by the baseline) when there are any."""
     if probe is not None:
         n = probe_count(trial.case)
         if not 0 <= probe < n:
@@ -236,10 +238,12 @@ def choose_target(trial: Trial, probe: int | None) -> Found:
         if not hit:
             raise ShrinkError(f"probe {probe} does not diverge on this QEMU")
         return hit[0]
-    for kind in (DivergenceKind.PROBE, DivergenceKind.MEMORY):
-        hit = [f for f in trial.divergences if f.signature.kind == kind and f.probe is not None]
-        if hit:
-            return hit[0]
+    for wanted in (preferred, lambda f: True):
+        for kind in (DivergenceKind.PROBE, DivergenceKind.MEMORY):
+            hit = [f for f in trial.divergences
+                   if f.signature.kind == kind and f.probe is not None and wanted(f)]
+            if hit:
+                return hit[0]
     raise ShrinkError("no divergence attributable to a probe")
 
 

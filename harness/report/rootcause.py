@@ -220,6 +220,11 @@ def _levels_text(labels: Iterable[str]) -> str:
     return " / ".join(parts)
 
 
+def _family_cause(f: FamilyKey) -> tuple:
+    """The key of the family root cause a family falls under."""
+    return ("family", f.arch, f.kind, _levels_out(f.expected), _levels_out((f.observed,))[0])
+
+
 def _norm(text: str) -> str:
     """A field text without its values, as a grouping key."""
     return re.sub(r"0x[0-9a-fA-F]+|\b\d+\b", "#", text)
@@ -231,7 +236,11 @@ def assign(run: RunData) -> list[_Assign]:
     by_case: dict[tuple, list[int]] = collections.defaultdict(list)
     for i, d in enumerate(run.divergences):
         by_case[(d.batch, d.key, _qemu(d))].append(i)
-    localized = {s.family: s for s in run.shrinks if s.field}
+    localized: dict[object, ShrinkRecord] = {}
+    for s in run.shrinks:
+        if s.field:
+            localized.setdefault(s.family, s)
+            localized.setdefault(_family_cause(s.family), s)
     out: list[_Assign | None] = [None] * len(run.divergences)
     for key, idx in by_case.items():
         divs = [run.divergences[i] for i in idx]
@@ -240,14 +249,12 @@ def assign(run: RunData) -> list[_Assign]:
     for i, d in enumerate(run.divergences):
         if out[i] is not None:
             continue
-        shrink = localized.get(d.family)
+        shrink = localized.get(d.family) or localized.get(_family_cause(d.family))
         if shrink is not None:
             out[i] = _Assign(CauseKind.DESCRIPTOR,
                              ("descriptor", d.arch, shrink.level_text, _norm(shrink.field)))
         else:
-            f = d.family
-            out[i] = _Assign(CauseKind.FAMILY, ("family", f.arch, f.kind, _levels_out(f.expected),
-                                                _levels_out((f.observed,))[0]))
+            out[i] = _Assign(CauseKind.FAMILY, _family_cause(d.family))
     return [a for a in out if a is not None]
 
 
