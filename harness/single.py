@@ -204,8 +204,8 @@ def _label_of(rec: tuple[str, tuple[str, ...], str]) -> str:
 
 
 def _where(run: CaseRun, ds: Sequence[CaseDivergence], limit: int = 6) -> str:
-    probes = [run.number(d.divergence.probe) for d in ds if d.divergence.probe is not None]
-    probes = sorted(dict.fromkeys(p for p in probes if p is not None))
+    numbers = [run.number(d.divergence.probe) for d in ds if d.divergence.probe is not None]
+    probes = sorted(dict.fromkeys(p for p in numbers if p is not None))
     if not probes:
         return ""
     return (f"probe{'s' if len(probes) > 1 else ''} " + ", ".join(str(p) for p in probes[:limit])

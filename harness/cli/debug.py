@@ -176,7 +176,7 @@ def run_localize(args: argparse.Namespace, io: Streams) -> Outcome:
                          "shrink the case first (s2diff shrink)")
     loc = localize(single, lab, target.signature, base)
     print(f"probe {target.probe}: {target.signature.describe()}", file=io.out)
-    print(explain_case(single, base), file=io.out)
+    print(explain_case(single, base, number=target.probe), file=io.out)
     print(loc.render(), file=io.out)
     print(f"QEMU boots: {lab.boots}", file=io.out)
     return Outcome.OK
