@@ -383,6 +383,12 @@ def load_run(dirs: Sequence[Path | str]) -> RunData:
             if isinstance(item, RunHeader):
                 runs.append((str(path), item))
                 continue
+            label = rec.get("qemu")
+            if isinstance(label, str) and label and not isinstance(getattr(item, "qemu", None), str):
+                # A writer that labels records with their QEMU (runs over
+                # several QEMUs) ahead of a record type that declares the
+                # field: keep the label, which every identity includes.
+                object.__setattr__(item, "qemu", label)
             ident = _identity(item)
             if ident not in chosen:
                 chosen[ident] = (str(path), item)

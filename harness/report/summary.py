@@ -7,6 +7,7 @@ import collections
 import dataclasses
 import enum
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 
 from reference.arch import Arch
@@ -342,12 +343,14 @@ def render_summary(run: RunData, width: int = 80) -> str:
         out.append("not run:")
         for row in rows[:-1]:
             for reason, n in row.skip_reasons:
-                out.append(_truncate(f"  {row.group}: {n} case(s): {reason}", width))
+                out += textwrap.wrap(f"{row.group}: {n} case(s): {reason}", width,
+                                     initial_indent="  ", subsequent_indent="    ")
     errors = harness_errors(run)
     if errors:
         out.append("")
         out.append("harness errors (batches without case records):")
         for b in errors:
-            out.append(_truncate(f"  batch {b.batch} ({b.arch} {b.cpu}, {b.images} images): "
-                                 f"{_first_line(b.diagnostic)}", width))
+            out += textwrap.wrap(f"batch {b.batch} ({b.arch} {b.cpu}, {b.images} images): "
+                                 f"{_first_line(b.diagnostic)}", width,
+                                 initial_indent="  ", subsequent_indent="    ")
     return "\n".join(out) + "\n"
