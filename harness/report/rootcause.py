@@ -344,14 +344,19 @@ def root_causes(run: RunData) -> list[RootCause]:
     groups: dict[_Assign, list[DivergenceRecord]] = collections.defaultdict(list)
     for a, d in zip(assign(run), run.divergences):
         groups[a].append(d)
-    shrinks = {s.family: s for s in run.shrinks}
+    shrinks: dict[object, ShrinkRecord] = {}
+    for s in run.shrinks:
+        shrinks.setdefault(s.family, s)
+    for s in run.shrinks:
+        shrinks.setdefault(_family_cause(s.family), s)
     out = [_crash_cause(run, c) for c in crash_families(run.crashes)]
     for a, divs in groups.items():
         probes = [d for d in divs if d.kind is DivergenceKind.PROBE]
         writes = [d for d in divs if d.kind is DivergenceKind.MEMORY]
         case_keys = list(dict.fromkeys(d.key for d in divs))
         families = families_of(divs)
-        shrink = next((shrinks[f.key] for f in families if f.key in shrinks), None)
+        shrink = next((shrinks[k] for f in families for k in (f.key, _family_cause(f.key))
+                       if k in shrinks), None)
         detail: list[str] = []
         if a.kind is CauseKind.CONFIGURATION:
             title, line, detail = _configuration_text(a.key, divs, len(case_keys))

@@ -143,7 +143,7 @@ def render_cause(n: int, cause: RootCause, relative_to: Path | None, width: int 
         out += _wrap(f"shrink: {cause.shrink.note}", pad, width)
     for what, cmd in commands(cause, relative_to):
         # One line whatever its length: a command is copied and pasted.
-        out.append(f"{pad}{what + ':':<10}{cmd}")
+        out.append(f"{pad}{what + ':':<11}{cmd}")
     if files and len(cause.case_files) > 1:
         shown = [case_path(f, b, relative_to) for f, b in cause.case_files[:files]]
         more = len(cause.case_files) - len(shown)
