@@ -10,6 +10,7 @@ that measures the laid-out page and writes the figures into the DOM, which
 --dump-dom then returns."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -21,6 +22,8 @@ import pytest
 from test_report import batches_records, run_record, write_results
 from test_triage import k1_records, write
 
+from harness.qemu.boot import FailureKind
+from harness.records import CrashRecord
 from harness.report.load import load_run
 from harness.report.write import write_reports
 
@@ -120,12 +123,16 @@ def test_nightly_like_report(tmp_path):
 
 def test_crash_report(tmp_path):
     """A QEMU crash pinned to a probe: the banner says CRASH."""
-    recs = k1_records(1)[:3] + [{
-        "type": "crash", "arch": "aarch64", "cpu": "max", "batch": 0, "key": "x#0", "probe": 4,
-        "signal": 6, "signal_name": "SIGABRT", "reproduced": True,
-        "console": "qemu-system-aarch64: target/arm/helper.c:3508: do_ats_write: Assertion "
-                   "`!res.cacheattrs.is_s2_format' failed.", "case_file": "cases/crash.json"}]
-    recs[2] = recs[2].__class__(**{**recs[2].__dict__, "diverged": 0, "passed": 100})
+    recs = k1_records(1)[:3] + [CrashRecord(
+        qemu="", qemu_version="QEMU 10.0.2", batch=0, arch="aarch64", cpu="max", key="x#0",
+        entry="x", group="--vtcr", probe=4, ipa="0x1000", at="S12E0R", aim="L1 block S2AP=00 read",
+        expected=("permission L1",), kind=FailureKind.CRASH,
+        signature="target/arm/helper.c:N: do_ats_write: Assertion `!res.cacheattrs.is_s2_format' "
+                  "failed. [SIGABRT]", signal=6, returncode=None,
+        console="qemu-system-aarch64: target/arm/helper.c:3508: do_ats_write: Assertion "
+                "`!res.cacheattrs.is_s2_format' failed.", case_file="cases/crash.json",
+        reproduced=True)]
+    recs[2] = dataclasses.replace(recs[2], diverged=0, passed=100)
     out = write(tmp_path / "c", recs)
     (out / "cases").mkdir()
     (out / "cases" / "crash.json").write_text("{}")

@@ -18,11 +18,12 @@ import pytest
 
 from harness.casefile import case_for_file, load_case_data, regenerate_fanout, save_case
 from harness.plan import VIRT_EMPTY
-from harness.qemu.boot import BatchStatus
+from harness.qemu.boot import BatchStatus, FailureKind
 from harness.records import (
     BatchRecord,
     CaseRecord,
     CaseStatus,
+    CrashRecord,
     DivergenceRecord,
     RunHeader,
     ShrinkRecord,
@@ -243,19 +244,26 @@ class TestSeveralQemus:
 
 class TestCrashes:
     def test_crash_records_group_by_signature(self, tmp_path):
+        """Two probes, one signature: one crash family, first in the
+        headline; a third crash of another signature is another family."""
         recs: list = [header(), batch(0)]
-        for probe, addr in ((4, "0x7f00"), (9, "0x7f80")):
-            recs.append({"type": "crash", "arch": "aarch64", "cpu": "max", "batch": 0,
-                         "key": "aarch64/max/x#0", "probe": probe, "signal": 6,
-                         "signal_name": "SIGABRT", "console": f"qemu: helper.c:3508: "
-                         f"do_ats_write: Assertion `!res' failed at {addr}",
-                         "case_file": f"cases/crash-{probe}.json", "reproduced": True})
+        sig = "target/arm/helper.c:N: do_ats_write: Assertion `x' failed. [SIGABRT]"
+        for probe, signature in ((4, sig), (9, sig), (12, "hw/core/cpu.c:N: oops [SIGSEGV]")):
+            recs.append(CrashRecord(
+                qemu="", qemu_version="QEMU 10.0.2", batch=0, arch="aarch64", cpu="max",
+                key="aarch64/max/x#0", entry="aarch64/max/x", group="--vtcr", probe=probe,
+                ipa="0x1000", at="S12E0R", aim="L1 block S2AP=00 read",
+                expected=("permission L1",), kind=FailureKind.CRASH, signature=signature,
+                signal=6, returncode=None, console="qemu-system-aarch64: ...",
+                case_file=f"cases/crash-{probe}.json" if probe != 9 else None,
+                reproduced=True if probe != 9 else None))
         run = load_run([write(tmp_path, recs)])
         causes = root_causes(run)
-        assert [c.kind for c in causes] == [CauseKind.CRASH]
-        assert causes[0].title == ("QEMU crash: qemu: helper.c:N: do_ats_write: Assertion "
-                                   "`!res' failed at N (SIGABRT)")
-        assert headline(run, causes) == "CRASH: 1 crash family"
+        assert [(c.kind, c.title) for c in causes] == [
+            (CauseKind.CRASH, f"QEMU crash: {sig}"),
+            (CauseKind.CRASH, "QEMU crash: hw/core/cpu.c:N: oops [SIGSEGV]")]
+        assert causes[0].verdict == "QEMU crashes on 2 probes (aarch64 max, e.g. aarch64/max/x#0 probe 4)"
+        assert headline(run, causes) == "CRASH: 2 crash families"
 
 
 class TestCaseFiles:

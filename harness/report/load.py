@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..qemu.boot import BatchStatus
+from ..qemu.boot import BatchStatus, FailureKind
 from ..records import (
     RECORDS,
     BatchRecord,
     CaseRecord,
+    CrashRecord,
     DivergenceRecord,
+    EndReason,
+    EndRecord,
     InvalidRecord,
     ResultsVersionError,
     RunHeader,
@@ -92,6 +95,7 @@ class CrashView:
     console_tail: tuple[str, ...]
     case_file: str | None
     base_dir: str
+    known: str | None = None        # a baseline crash entry that matches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +125,7 @@ class RunData:
     warnings: tuple[str, ...] = dataclasses.field(default=(), compare=False)
     shrinks: tuple[ShrinkRecord, ...] = ()
     crashes: tuple[CrashView, ...] = ()
+    ends: tuple[EndRecord, ...] = ()
     end: EndView | None = None
     qemus: tuple[tuple[str, str], ...] = ()     # (label, version) of the run header's ``qemus``
 
@@ -171,24 +176,28 @@ def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
 
 def record_qemu(rec: object) -> str:
     """The QEMU label a record names (a run over several QEMUs labels every
-    batch, case and divergence record); '' in a one-QEMU run."""
+    batch, case, divergence and crash record); '' in a one-QEMU run."""
     label = getattr(rec, "qemu", None)
     return label if isinstance(label, str) else ""
 
 
-def _identity(rec: BatchRecord | CaseRecord | DivergenceRecord | ShrinkRecord) -> tuple[Any, ...]:
+def _identity(rec: BatchRecord | CaseRecord | DivergenceRecord | ShrinkRecord | CrashRecord
+              | EndRecord) -> tuple[Any, ...]:
     """What makes two records the same record, whichever shard holds it.
-    A memory divergence also names its descriptor: one probe's walk can
-    read several descriptors that changed.  The same batch runs once per
-    QEMU of the run: the QEMU label is part of every identity."""
-    q = record_qemu(rec)
-    if isinstance(rec, BatchRecord):
-        return ("batch", q, rec.batch)
-    if isinstance(rec, CaseRecord):
-        return ("case", q, rec.batch, rec.key)
+    A batch runs once on every QEMU of a run: the QEMU label is part of
+    every identity.  A memory divergence also names its descriptor: one
+    probe's walk can read several descriptors that changed."""
+    if isinstance(rec, EndRecord):
+        return ("end", rec.shard)
     if isinstance(rec, ShrinkRecord):
         return ("shrink", rec.family, rec.case_file)
-    return ("divergence", q, rec.batch, rec.key, rec.probe, rec.kind.value,
+    if isinstance(rec, BatchRecord):
+        return ("batch", rec.batch, rec.qemu)
+    if isinstance(rec, CaseRecord):
+        return ("case", rec.batch, rec.qemu, rec.key)
+    if isinstance(rec, CrashRecord):
+        return ("crash", rec.batch, rec.qemu, rec.key, rec.probe)
+    return ("divergence", rec.batch, rec.qemu, rec.key, rec.probe, rec.kind.value,
             rec.raw_map.get("pa", ""))
 
 
@@ -206,37 +215,16 @@ def crash_signature(text: str, signal_name: str | None = None) -> str:
     return f"{line} ({signal_name})" if signal_name else line
 
 
-def _crash_from_record(rec: dict[str, Any], base_dir: Path) -> CrashView | None:
-    """A ``crash`` record read leniently (docs/results.md); None when it
-    does not even say which architecture it is."""
-    arch = rec.get("arch")
-    if not isinstance(arch, str):
-        return None
-    tail = rec.get("console_tail") or rec.get("console") or ""
-    lines = tuple(str(t) for t in tail) if isinstance(tail, list) else tuple(str(tail).splitlines())
-    signal_name = rec.get("signal_name") or (f"signal {rec['signal']}"
-                                             if isinstance(rec.get("signal"), int) else None)
-    if signal_name is None and isinstance(rec.get("exit"), int):
-        signal_name = f"exit {rec['exit']}"
-    signature = rec.get("signature")
-    kind = str(rec.get("kind", "crash"))
-    return CrashView(
-        arch=arch, cpu=str(rec.get("cpu", "")), qemu=record_qemu(_Obj(rec)) or
-        str(rec.get("qemu_version", "")), batch=rec.get("batch") if isinstance(rec.get("batch"), int)
-        else None, key=str(rec.get("key", "")), entry=str(rec.get("entry", "")),
-        probe=rec.get("probe") if isinstance(rec.get("probe"), int) else None,
-        signature=str(signature) if isinstance(signature, str) and signature
-        else crash_signature("\n".join(lines), signal_name),
-        hang=kind == "hang", reproduced=rec.get("reproduced") is not False,
-        console_tail=lines[-20:], case_file=rec.get("case_file")
-        if isinstance(rec.get("case_file"), str) else None, base_dir=str(base_dir))
-
-
-class _Obj:
-    """A dict seen through getattr (for record_qemu)."""
-
-    def __init__(self, rec: dict[str, Any]) -> None:
-        self.qemu = rec.get("qemu")
+def crash_view(c: CrashRecord, base_dir: Path | None) -> CrashView:
+    """A crash record as the reports show it."""
+    how = (f"signal {c.signal}" if c.signal is not None else
+           f"exit {c.returncode}" if c.returncode is not None else "")
+    return CrashView(arch=c.arch, cpu=c.cpu, qemu=c.qemu or c.qemu_version, batch=c.batch,
+                     key=c.key, entry=c.entry, probe=c.probe,
+                     signature=c.signature or crash_signature(c.console, how or None),
+                     hang=c.kind is FailureKind.HANG, reproduced=c.reproduced is not False,
+                     console_tail=tuple(c.console.splitlines()[-20:]), case_file=c.case_file,
+                     base_dir=str(base_dir or ""), known=c.known)
 
 
 def _crash_from_batch(b: BatchRecord, cases: Sequence[CaseRecord], base_dir: str) -> CrashView | None:
@@ -247,7 +235,7 @@ def _crash_from_batch(b: BatchRecord, cases: Sequence[CaseRecord], base_dir: str
         return None
     entry = next((c.entry for c in cases if c.key == iso.key), "")
     hang = b.status is BatchStatus.TIMEOUT
-    return CrashView(arch=b.arch, cpu=b.cpu, qemu=record_qemu(b) or b.qemu_version, batch=b.batch,
+    return CrashView(arch=b.arch, cpu=b.cpu, qemu=b.qemu or b.qemu_version, batch=b.batch,
                      key=iso.key or "", entry=entry, probe=iso.probe,
                      signature=("no end within the timeout" if hang
                                 else crash_signature(b.diagnostic)),
@@ -256,20 +244,20 @@ def _crash_from_batch(b: BatchRecord, cases: Sequence[CaseRecord], base_dir: str
                      case_file=iso.case_file, base_dir=base_dir)
 
 
-def _end_from_record(rec: dict[str, Any]) -> EndView:
-    never = rec.get("entries_never_run", rec.get("never_run"))
-    names = tuple(str(n) for n in never) if isinstance(never, list) else ()
-    count = never if isinstance(never, int) and not isinstance(never, bool) else len(names)
-
-    def num(*names_: str) -> int | None:
-        for n in names_:
-            v = rec.get(n)
-            if isinstance(v, int) and not isinstance(v, bool):
-                return v
+def end_view(ends: Sequence[EndRecord]) -> EndView | None:
+    """The end records of the inputs (one per shard) as one: the first
+    reason other than complete decides, counts add up, the entries that
+    never ran are listed once."""
+    if not ends:
         return None
-    return EndView(reason=str(rec.get("reason", "")), batches_planned=num("batches_planned",
-                                                                           "planned"),
-                   batches_run=num("batches_run", "run"), never_run=names, never_run_count=count)
+    reason = next((e.reason.value for e in ends if e.reason is not EndReason.COMPLETE),
+                  ends[0].reason.value)
+    names = tuple(dict.fromkeys(f"{n.entry} on {n.qemu}: {n.reason}" if n.qemu
+                                else f"{n.entry}: {n.reason}"
+                                for e in ends for n in e.entries_not_run))
+    return EndView(reason=reason, batches_planned=sum(e.batches_planned for e in ends),
+                   batches_run=sum(e.batches_run for e in ends), never_run=names,
+                   never_run_count=len(names))
 
 
 def _key_order(key: str) -> tuple[str, int, str]:
@@ -342,11 +330,9 @@ def load_run(dirs: Sequence[Path | str]) -> RunData:
     if not dirs:
         raise UsageError("no run directory given")
     runs: list[tuple[str, RunHeader]] = []
-    chosen: dict[tuple[Any, ...],
-                 tuple[str, BatchRecord | CaseRecord | DivergenceRecord | ShrinkRecord]] = {}
+    chosen: dict[tuple[Any, ...], tuple[str, BatchRecord | CaseRecord | DivergenceRecord
+                                         | ShrinkRecord | CrashRecord | EndRecord]] = {}
     warnings: list[str] = []
-    crashes: dict[tuple[Any, ...], CrashView] = {}
-    ends: list[EndView] = []
     qemus: dict[str, str] = {}
     for d in dirs:
         path = _results_path(Path(d))
@@ -358,20 +344,6 @@ def load_run(dirs: Sequence[Path | str]) -> RunData:
             if rtype not in _TYPES:
                 skipped[f"unknown type {rtype!r}"] += 1
                 continue
-            if rtype == "crash":
-                crash = _crash_from_record(rec, path.parent)
-                if crash is None:
-                    skipped["crash record: 'arch' missing"] += 1
-                else:
-                    crashes.setdefault((crash.qemu, crash.batch, crash.key, crash.probe), crash)
-                continue
-            if rtype == "end":
-                ends.append(_end_from_record(rec))
-                continue
-            if rtype == "run":
-                for q in rec.get("qemus") or ():
-                    if isinstance(q, dict) and isinstance(q.get("label"), str):
-                        qemus.setdefault(q["label"], str(q.get("version", "")))
             try:
                 item = parse_record(rec, path.parent)
             except ResultsVersionError as exc:
@@ -382,13 +354,9 @@ def load_run(dirs: Sequence[Path | str]) -> RunData:
                 continue
             if isinstance(item, RunHeader):
                 runs.append((str(path), item))
+                for q in item.qemus:
+                    qemus.setdefault(q.label, q.version)
                 continue
-            label = rec.get("qemu")
-            if isinstance(label, str) and label and not isinstance(getattr(item, "qemu", None), str):
-                # A writer that labels records with their QEMU (runs over
-                # several QEMUs) ahead of a record type that declares the
-                # field: keep the label, which every identity includes.
-                object.__setattr__(item, "qemu", label)
             ident = _identity(item)
             if ident not in chosen:
                 chosen[ident] = (str(path), item)
@@ -400,44 +368,31 @@ def load_run(dirs: Sequence[Path | str]) -> RunData:
             warnings.append(f"{path}: skipped {sum(skipped.values())} invalid record(s): "
                             + "; ".join(f"{n} x {why}" for why, n in sorted(skipped.items())))
     items = [item for _, item in chosen.values()]
-    batches = sorted((i for i in items if isinstance(i, BatchRecord)), key=lambda b: b.batch)
+    batches = sorted((i for i in items if isinstance(i, BatchRecord)),
+                     key=lambda b: (b.batch, b.qemu))
     cases = sorted((i for i in items if isinstance(i, CaseRecord)),
-                   key=lambda c: (c.batch, _key_order(c.key)))
+                   key=lambda c: (c.batch, c.qemu, _key_order(c.key)))
     divergences = sorted(
         (i for i in items if isinstance(i, DivergenceRecord)),
-        key=lambda v: (v.batch, _key_order(v.key), -1 if v.probe is None else v.probe,
+        key=lambda v: (v.batch, v.qemu, _key_order(v.key), -1 if v.probe is None else v.probe,
                        v.kind.value, v.raw_map.get("pa", "")))
     shrinks = sorted((i for i in items if isinstance(i, ShrinkRecord)),
                      key=lambda r: (r.case_file, r.probe if r.probe is not None else -1))
+    origin = {id(item): Path(p).parent for p, item in chosen.values()}
+    crash_records = sorted((i for i in items if isinstance(i, CrashRecord)),
+                           key=lambda c: (c.batch, c.qemu, _key_order(c.key), c.probe or 0))
+    crashes = [crash_view(c, origin.get(id(c))) for c in crash_records]
     if not crashes:
-        origin = {id(item): Path(p).parent for p, item in chosen.values()}
+        # Runs without crash records: a crashed batch's isolation finding.
         for b in batches:
             view = _crash_from_batch(b, cases, str(origin.get(id(b), "")))
             if view is not None:
-                crashes[(view.qemu, view.batch, view.key, view.probe)] = view
-    crash_list = sorted(crashes.values(), key=lambda c: (c.qemu, c.batch if c.batch is not None
-                                                         else -1, _key_order(c.key), c.probe or 0))
+                crashes.append(view)
+    ends = sorted((i for i in items if isinstance(i, EndRecord)), key=lambda e: e.shard or (0, 0))
     return RunData(info=_merge_run_info(runs, batches), batches=tuple(batches),
                    cases=tuple(cases), divergences=tuple(divergences), warnings=tuple(warnings),
-                   shrinks=tuple(shrinks), crashes=tuple(crash_list), end=_merge_ends(ends),
-                   qemus=tuple(sorted(qemus.items())))
-
-
-def _merge_ends(ends: Sequence[EndView]) -> EndView | None:
-    """The end records of the inputs as one (shards: summed; one that did
-    not complete decides the reason)."""
-    if not ends:
-        return None
-    if len(ends) == 1:
-        return ends[0]
-    reason = next((e.reason for e in ends if e.reason != "complete"), ends[0].reason)
-
-    def total(values: list[int | None]) -> int | None:
-        return None if any(v is None for v in values) else sum(v for v in values if v is not None)
-    names = tuple(dict.fromkeys(n for e in ends for n in e.never_run))
-    return EndView(reason=reason, batches_planned=total([e.batches_planned for e in ends]),
-                   batches_run=total([e.batches_run for e in ends]), never_run=names,
-                   never_run_count=max(len(names), sum(e.never_run_count for e in ends)))
+                   shrinks=tuple(shrinks), crashes=tuple(crashes), ends=tuple(ends),
+                   end=end_view(ends), qemus=tuple(sorted(qemus.items())))
 
 
 def merge_dirs(dirs: Sequence[Path], out: Path) -> Path:

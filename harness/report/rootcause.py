@@ -130,15 +130,18 @@ class RootCause:
     case_files: tuple[tuple[str, str], ...]     # (case file as recorded, base dir or "")
     shrink: ShrinkRecord | None = None
     crash: CrashView | None = None
+    crashes: int = 0        # probes QEMU crashed or hung on (a crash root cause)
 
     @property
     def is_new(self) -> bool:
-        return self.kind is CauseKind.CRASH or bool(self.new or self.writes_new)
+        if self.kind is CauseKind.CRASH:
+            return self.crash is None or self.crash.known is None
+        return bool(self.new or self.writes_new)
 
     @property
     def status(self) -> str:
         """'new', 'crash' or 'known (ids)'."""
-        if self.kind is CauseKind.CRASH:
+        if self.kind is CauseKind.CRASH and self.is_new:
             return "crash" if self.crash is None or self.crash.reproduced else "crash (not reproduced alone)"
         if self.is_new:
             return "new"
@@ -387,7 +390,7 @@ def root_causes(run: RunData) -> list[RootCause]:
             cases=tuple(case_keys), cpus=tuple(sorted({d.cpu for d in divs})),
             qemus=tuple(sorted({qemu_name(run, d) for d in divs})),
             case_files=files, shrink=shrink))
-    out.sort(key=lambda r: (r.kind is not CauseKind.CRASH, not r.is_new,
+    out.sort(key=lambda r: (r.kind is not CauseKind.CRASH, not r.is_new, -r.crashes,
                             -(r.new + r.known), -(r.writes_new + r.writes_known), r.title))
     return out
 
@@ -412,7 +415,9 @@ def _crash_cause(run: RunData, family: list[CrashView]) -> RootCause:
         kind=CauseKind.CRASH, key=("crash", first.arch, first.signature),
         title=f"QEMU {how}: {first.signature}", verdict=line,
         detail=tuple(first.console_tail[-3:]), new=0, known=0, writes_new=0, writes_known=0,
-        known_ids=(), families=(), entries=tuple(dict.fromkeys(c.entry for c in family if c.entry)),
+        known_ids=tuple(sorted({c.known for c in family if c.known})), families=(),
+        entries=tuple(dict.fromkeys(c.entry for c in family if c.entry)),
         cases=tuple(dict.fromkeys(c.key for c in family if c.key)),
         cpus=tuple(sorted({c.cpu for c in family})),
-        qemus=tuple(sorted({c.qemu for c in family})), case_files=files, crash=first)
+        qemus=tuple(sorted({c.qemu for c in family})), case_files=files, crash=first,
+        crashes=len(family))
