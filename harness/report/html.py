@@ -86,7 +86,7 @@ def _href(path: str, base_dir: str, report_dir: Path) -> str:
 # ---------------------------------------------------------------------------
 
 def _banner(run: RunData, causes: Sequence[RootCause]) -> str:
-    if any(c.kind is CauseKind.CRASH for c in causes):
+    if any(c.kind is CauseKind.CRASH and c.is_new for c in causes):
         cls = "crash"
     elif any(c.is_new for c in causes):
         cls = "new"

@@ -31,7 +31,7 @@ def headline(run: RunData, causes: Sequence[RootCause]) -> str:
     """The run's verdict in one line: NEW, CRASH, KNOWN ONLY or CLEAN, with
     the counts that back it."""
     new = [c for c in causes if c.is_new and c.kind is not CauseKind.CRASH]
-    crashes = [c for c in causes if c.kind is CauseKind.CRASH]
+    crashes = [c for c in causes if c.kind is CauseKind.CRASH and c.is_new]
     known = [c for c in causes if not c.is_new]
     probes = sum(c.new for c in new)
     writes = sum(c.writes_new for c in new)
