@@ -118,8 +118,13 @@ def shrink_root_causes(out: Path, args: argparse.Namespace, io: Streams) -> None
     for n, cause in enumerate(causes[:SHRINK_LIMIT], 1):
         file, base = cause.case_files[0]
         path = Path(base or out) / file
-        follow = next(d for d in run.divergences if d.is_new and d.case_file == file
-                      and d.key in cause.cases and assigned[d].key == cause.key)
+        # Follow the root cause's largest family, a named probe of it when
+        # there is one (named probes are the stable ones to shrink).
+        mine = [d for d in run.divergences if d.is_new and d.case_file == file
+                and assigned[d].key == cause.key]
+        rank = {f.key: i for i, f in enumerate(cause.families)}
+        follow = min(mine, key=lambda d: (d.fanout, rank.get(d.family, len(rank)),
+                                          d.probe if d.probe is not None else -1))
         print(f"SHRINK {n}/{min(len(causes), SHRINK_LIMIT)}: {cause.title}", file=io.out,
               flush=True)
         try:
