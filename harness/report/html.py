@@ -150,8 +150,9 @@ def _cause_html(n: int, cause: RootCause, anchors: Mapping[str, str], report_dir
     elif cause.shrink is not None and cause.shrink.note:
         parts.append(f"<p>Shrink: {_e(cause.shrink.note)}</p>")
     cmds = commands(cause, report_dir)
-    lines = [f"{cmd}   # {_COMMAND_NOTE.get(what, what)}" for what, cmd in cmds
-             if what != "explained"]
+    notes = dict(_COMMAND_NOTE, repro="does QEMU still crash so? (run from this report's "
+                 "directory)") if cause.kind is CauseKind.CRASH else _COMMAND_NOTE
+    lines = [f"{cmd}   # {notes.get(what, what)}" for what, cmd in cmds if what != "explained"]
     if lines:
         parts.append(f'<pre class="cmd">{_e(chr(10).join(lines))}</pre>')
     if cause.shrink is not None and cause.shrink.report:
