@@ -32,7 +32,13 @@ from harness.records import (
 from harness.report.casefiles import prune_case_files
 from harness.report.load import load_run
 from harness.report.rootcause import CauseKind, config_verdict, root_causes
-from harness.report.text import headline, presence_table, render_terminal, render_text
+from harness.report.text import (
+    family_presence_table,
+    headline,
+    presence_table,
+    render_terminal,
+    render_text,
+)
 from harness.vocabulary import FANOUT_AIM, DivergenceKind, FamilyKey
 from reference.arch import Arch
 from reference.cpus import get_cpu
@@ -238,8 +244,14 @@ class TestSeveralQemus:
         causes = root_causes(run)
         table = presence_table(run, causes)
         assert table[1].split() == ["10.0", "11.1", "7.2"]
-        assert table[2].split()[-3:] == ["not", "run", "absent"][:0] + table[2].split()[-3:]
         assert table[2].endswith("not run   absent  present")
+        families = family_presence_table(run)
+        assert families[0] == "divergence families x QEMU (present / absent / not run):"
+        assert families[2].startswith("page: address-size L1 -> ok")
+        assert families[2].endswith("not run   absent  present")
+        # summary.txt carries both tables.
+        text = render_text(run, tmp_path)
+        assert table[0] in text and families[0] in text
 
 
 class TestCrashes:

@@ -29,7 +29,14 @@ from .summary import (
     qemu_lines,
     summary_table,
 )
-from .text import commands, expected_summary, headline, presence, qemu_labels
+from .text import (
+    commands,
+    expected_summary,
+    family_presence,
+    headline,
+    presence,
+    qemu_labels,
+)
 
 # Individual divergences shown in the HTML report; the rest are counted.
 MAX_HTML_DIVERGENCES = 200
@@ -213,9 +220,14 @@ def _presence_html(run: RunData, causes: Sequence[RootCause]) -> str:
                    + "".join(f'<td class="{presence(run, c, q).replace(" ", "-")}-p">'
                              f"{_e(presence(run, c, q))}</td>" for q in labels) + "</tr>"
                    for n, c in enumerate(causes, 1))
+    fams = "".join(f"<tr><td>{_e(f.aim or f.kind)}: {_e(' | '.join(f.expected))} &rarr; "
+                   f"{_e(f.observed)}</td>" + "".join(f"<td>{_e(row[q])}</td>" for q in labels)
+                   + "</tr>" for f, row in family_presence(run))
     return ("<h3>Root causes &times; QEMU versions</h3><p class=\"meta\">present: seen on that "
             "QEMU; absent: its configurations ran there without it; not run.</p>"
-            f"<table><tr><th>root cause</th>{head}</tr>{rows}</table>")
+            f"<table><tr><th>root cause</th>{head}</tr>{rows}</table>"
+            "<details><summary>Divergence families &times; QEMU versions</summary>"
+            f"<table><tr><th>family</th>{head}</tr>{fams}</table></details>")
 
 
 # ---------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..records import CaseStatus
-from .families import Family
+from ..vocabulary import FamilyKey
+from .families import Family, families_of
 from .load import RunData, record_qemu
 from .rootcause import CauseKind, RootCause, qemu_name, root_causes
 from .summary import Verdict, count_text, entry_results, render_summary
@@ -212,6 +213,41 @@ def presence_table(run: RunData, causes: Sequence[RootCause], width: int = WIDTH
     return out
 
 
+def family_presence(run: RunData) -> list[tuple[Family, dict[str, str]]]:
+    """Every divergence family with, per QEMU label, 'present', 'absent'
+    (its configurations ran on that QEMU without it) or 'not run'."""
+    labels = qemu_labels(run)
+    seen: dict[FamilyKey, set[str]] = collections.defaultdict(set)
+    entries: dict[FamilyKey, set[str]] = collections.defaultdict(set)
+    for d in run.divergences:
+        seen[d.family].add(record_qemu(d))
+        entries[d.family].add(d.entry)
+    ran = {(c.entry, record_qemu(c)) for c in run.cases if c.status is not CaseStatus.NOT_RUN}
+    out = []
+    for f in families_of(run.divergences):
+        row = {q: "present" if q in seen[f.key] else
+               "absent" if any((e, q) in ran for e in entries[f.key]) else "not run"
+               for q in labels}
+        out.append((f, row))
+    return out
+
+
+def family_presence_table(run: RunData, width: int = WIDTH) -> list[str]:
+    """Divergence families x QEMU versions (present / absent / not run)."""
+    labels = qemu_labels(run)
+    if len(labels) < 2 or not run.divergences:
+        return []
+    col = max(8, *(len(q) for q in labels)) + 1
+    name_w = max(20, width - col * len(labels))
+    out = ["divergence families x QEMU (present / absent / not run):",
+           " " * name_w + "".join(q.rjust(col) for q in labels)]
+    for f, row in family_presence(run):
+        name = f"{f.aim or f.kind}: {' | '.join(f.expected)} -> {f.observed}"
+        name = name if len(name) <= name_w - 1 else name[:name_w - 2] + "~"
+        out.append(name.ljust(name_w) + "".join(row[q].rjust(col) for q in labels))
+    return out
+
+
 def verdicts_by_qemu(run: RunData) -> list[str]:
     """Entry verdicts per QEMU (a column per verdict, a row per QEMU)."""
     labels = qemu_labels(run)
@@ -242,7 +278,8 @@ def render_text(run: RunData, report_dir: Path | None = None, width: int = WIDTH
             out += render_cause(n, c, report_dir, width)
         out.append("")
     out += render_summary(run, width).rstrip("\n").split("\n")
-    for block in (verdicts_by_qemu(run), presence_table(run, causes, width)):
+    for block in (verdicts_by_qemu(run), presence_table(run, causes, width),
+                  family_presence_table(run, width)):
         if block:
             out += ["", *block]
     many = [c for c in causes
