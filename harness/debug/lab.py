@@ -7,6 +7,7 @@ judges each as a ``Trial``, its divergences with their signatures
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -62,6 +63,19 @@ def reference_labels(case: Case, index: int) -> tuple[str, ...]:
     probe = case.probes[index]
     res = walk(case.cpu, case.config, case.memory(), probe.ipa, probe.at)
     return tuple(sorted({outcome_label(o.result) for o in res.outcomes}))
+
+
+_VALUES = re.compile(r"0x[0-9a-fA-F]+|\b\d+\b")
+
+
+def reference_rules(case: Case, index: int = 0) -> frozenset[str]:
+    """The rules of probe ``index``'s permitted outcomes, values left out:
+    what a variant or a simpler geometry must keep besides the labels (a
+    valid configuration faulting at level 1 is not a reserved SL0 that
+    faults there)."""
+    probe = case.probes[index]
+    res = walk(case.cpu, case.config, case.memory(), probe.ipa, probe.at)
+    return frozenset(_VALUES.sub("#", r) for o in res.outcomes for r in o.rules)
 
 
 def find_divergences(case: Case, image: ImageResult) -> tuple[Found, ...]:

@@ -44,7 +44,6 @@ edits the case's image in place and runs in a boot of its own.
 from __future__ import annotations
 
 import dataclasses
-import re
 import textwrap
 from typing import Sequence
 
@@ -59,7 +58,7 @@ from reference.walk import walk
 
 from ..vocabulary import DivergenceKind, Signature
 from .explain import block_allowed, descriptor_address, oa_bits
-from .lab import Lab, Trial, only, reference_labels
+from .lab import Lab, Trial, only, reference_labels, reference_rules
 from .rebuild import (
     NotRebuildable,
     WalkPath,
@@ -203,14 +202,6 @@ def _high_field(layout: Layout) -> str:
     return ""
 
 
-def _rules(case: Case) -> frozenset[str]:
-    """Rules of probe 0's permitted outcomes, values left out."""
-    probe = case.probes[0]
-    res = walk(case.cpu, case.config, case.memory(), probe.ipa, probe.at)
-    return frozenset(re.sub(r"0x[0-9a-fA-F]+|\b\d+\b", "#", r)
-                     for o in res.outcomes for r in o.rules)
-
-
 def config_variants(case: Case, maker: Maker, sig: Signature) -> list[Variant]:
     """Changes of exactly one VTCR field (PS, T0SZ, SL0) under which the
     reference's outcome stays the same: the same labels *and* the same
@@ -218,7 +209,7 @@ def config_variants(case: Case, maker: Maker, sig: Signature) -> list[Variant]:
     same outcome as a reserved SL0)."""
     arch = case.cpu.arch
     c = case.config
-    rules = _rules(case)
+    rules = reference_rules(case)
     out = []
     seen = set()
 
@@ -232,7 +223,7 @@ def config_variants(case: Case, maker: Maker, sig: Signature) -> list[Variant]:
             return
         if var is None:
             return
-        if reference_labels(var, 0) != sig.expected or _rules(var) != rules:
+        if reference_labels(var, 0) != sig.expected or reference_rules(var) != rules:
             return
         out.append(Variant("config", None, text, var, param=param, setting=setting))
 

@@ -37,7 +37,6 @@ The passes (SHRINK_PASSES, each a named function and a round):
 from __future__ import annotations
 
 import dataclasses
-import re
 import struct
 from typing import Callable, Mapping
 
@@ -62,6 +61,7 @@ from .lab import (
     only,
     probe_count,
     reference_labels,
+    reference_rules,
 )
 from .rebuild import (
     NotRebuildable,
@@ -313,17 +313,6 @@ def shrink(case: Case, lab: Lab, *, probe: int | None = None, budget: int = 48,
                         known=known.id if known is not None else None)
 
 
-def _rules(case: Case) -> frozenset[str]:
-    """The rules of probe 0's permitted outcomes, values left out: what a
-    simpler geometry must keep besides the labels."""
-    probe = case.probes[0]
-    res = walk(case.cpu, case.config, case.memory(), probe.ipa, probe.at)
-    return frozenset(_VALUES.sub("#", r) for o in res.outcomes for r in o.rules)
-
-
-_VALUES = re.compile(r"0x[0-9a-fA-F]+|\b\d+\b")
-
-
 def config_class(case: Case) -> tuple:
     """What a simpler geometry must not change about the configuration: the
     reference's verdict (valid, and the pseudocode rules that fail) and
@@ -343,7 +332,7 @@ def _simplify_geometry(current: Case, best: Trial, path: WalkPath,
     windows = Windows(lab.arena)
     candidates = []
     checked = 0
-    rules, cls = _rules(current), config_class(current)
+    rules, cls = reference_rules(current), config_class(current)
     for choice in geometry_choices(current, 0, path):
         if choice.key >= now:
             continue
@@ -355,7 +344,7 @@ def _simplify_geometry(current: Case, best: Trial, path: WalkPath,
         except UsageError:
             break
         cand = rebuild(current, 0, path, base=base, config=choice.config, ipa=choice.ipa)
-        if reference_labels(cand, 0) != sig.expected or _rules(cand) != rules \
+        if reference_labels(cand, 0) != sig.expected or reference_rules(cand) != rules \
                 or config_class(cand) != cls:
             continue
         try:
