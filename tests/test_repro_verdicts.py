@@ -112,3 +112,30 @@ def test_keep_and_qemu_args_rerun_by_hand(tmp_path, capsys):
     proc = subprocess.run(["sh", str(keep / "rerun.sh")], capture_output=True, text=True,
                           timeout=60, check=False)
     assert proc.returncode == 0 and "EXIT: STATUS=0" in proc.stdout + proc.stderr
+
+
+def test_shrink_keeps_the_family_it_was_asked_for(tmp_path, capsys):
+    """The k1 divergence on QEMU 7.2 (VTCR_EL2 0x80023598 on max: a 40-bit
+    IPA from level 0, which the reference accepts, answered 'translation
+    L0' throughout): the shrink follows a new divergence, keeps the
+    configuration's class (no IPA wider than PS: QEMU 7.2's known
+    qemu-7.2-ipa-larger-than-ps lives there) and its repro still says new."""
+    needs_7_2()
+    from harness.plan import VIRT_EMPTY
+    from reference.arch import Arch
+    from reference.catalogue import vtcr_config
+    from reference.cpus import get_cpu
+    from reference.generate import MemoryMap, generate_case
+    cpu = get_cpu(Arch.AARCH64, "max")
+    config = vtcr_config(cpu, 0x80023598)
+    mmap = MemoryMap(ram=((0x40000000, 0x40000000),), empty=VIRT_EMPTY)
+    case = generate_case(cpu, config, 1, "k1#0", (0x4C000000, 1 << 19), mmap, fanout=4)
+    src = save_case(tmp_path / "k1.json", case)
+    assert main(["shrink", str(src)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("divergence kept: ") and out[1].endswith("(new)")
+    data = json.loads((tmp_path / "k1.min.json").read_text())
+    vtcr = int(data["config"]["vtcr"], 16)
+    assert vtcr & 0x3F == 24 and (vtcr >> 16) & 7 == 0b010      # T0SZ (40 bits) and PS kept
+    assert main(["repro", "-q", str(tmp_path / "k1.min.json")]) == 1
+    assert capsys.readouterr().out == "new divergence: 1 probe\n"
