@@ -288,7 +288,7 @@ def _grid_html(entries: Sequence[EntryResult]) -> str:
     grid = [e for e in entries if e.group not in family_groups]
     for arch in sorted({e.arch for e in grid}):
         for granule in sorted({e.granule or "" for e in grid if e.arch == arch},
-                              key=lambda g: (len(g), g)):
+                              key=lambda g: (g == "", len(g), g)):
             mine = [e for e in grid if e.arch == arch and (e.granule or "") == granule]
             bits = sorted({e.ia_bits for e in mine})
             cell: dict[tuple[str, int], list[EntryResult]] = {}
