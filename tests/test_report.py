@@ -405,9 +405,10 @@ class TestSummary:
         assert "  batch 5 (aarch64 neoverse-n1, 3 images): KeyError: 'granule'" in lines
 
     def test_narrow_width_shortens_group_names(self, dirs):
-        """80 columns: the numbers keep their width, the group name gives way."""
+        """80 columns: the numbers keep their width, the group name gives
+        way in its middle (names sharing a long start stay apart)."""
         text = render_summary(load_run([dirs["full"]]))
-        assert "\ninvalid: reserved SL0 ~ " in text
+        assert "\ninvalid: r~ed SL0 <x&y> " in text
         assert max(len(ln) for ln in text.splitlines()) <= 80
 
     def test_counts_are_abbreviated_to_fit(self):

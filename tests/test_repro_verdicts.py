@@ -14,10 +14,10 @@ import json
 import subprocess
 
 import pytest
+from test_shrink import planted_case, qemu_7_2
 
 from harness.casefile import save_case
 from harness.cli import main
-from test_shrink import planted_case, qemu_7_2
 
 pytestmark = pytest.mark.qemu
 KNOWN_ID = "qemu-7.2-block-at-invalid-level"

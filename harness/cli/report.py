@@ -10,6 +10,7 @@ from reference.catalogue import judge
 from reference.cpus import get_cpu
 
 from ..plan import MatrixEntry
+from ..report.casefiles import CASE_FILES_PER_CAUSE, prune_case_files
 from ..report.load import RunData, load_run, merge_dirs
 from ..report.text import render_terminal
 from ..report.write import write_reports
@@ -68,10 +69,16 @@ def _merge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="shard output directories")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="directory for the merged results and reports")
+    p.add_argument("--case-files", type=int, metavar="N", default=CASE_FILES_PER_CAUSE,
+                   help="case files named per root cause, as `run --case-files` (default "
+                        f"{CASE_FILES_PER_CAUSE})")
 
 
 def run_merge(args: argparse.Namespace, io: Streams) -> Outcome:
     merge_dirs(args.dirs, args.out)
+    # The merged records name as many case files per root cause as the
+    # unsharded run would keep (the shards each kept their own first N).
+    prune_case_files(args.out, args.case_files, delete=False)
     run = load_run([args.out])
     written = write_reports(run, args.out)
     print_summary(run, io)

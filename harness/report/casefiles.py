@@ -58,11 +58,13 @@ def choose_case_files(out: Path, limit: int) -> Pruned:
     return Pruned(tuple(kept), tuple(removed))
 
 
-def prune_case_files(out: Path, limit: int = CASE_FILES_PER_CAUSE) -> Pruned:
+def prune_case_files(out: Path, limit: int = CASE_FILES_PER_CAUSE, *,
+                     delete: bool = True) -> Pruned:
     """Keep at most ``limit`` case files per root cause in run directory
-    ``out``: remove the others and rewrite results.jsonl (atomically,
-    record for record, fields of any writer kept) without their
-    ``case_file``.  Nothing happens when nothing is over the limit."""
+    ``out``: remove the others (``delete``; a merge of shards leaves the
+    shards' files alone) and rewrite results.jsonl (atomically, record for
+    record, fields of any writer kept) without their ``case_file``.
+    Nothing happens when nothing is over the limit."""
     if limit < 0:
         raise UsageError("--case-files: must be 0 or more")
     chosen = choose_case_files(out, limit)
@@ -79,7 +81,7 @@ def prune_case_files(out: Path, limit: int = CASE_FILES_PER_CAUSE) -> Pruned:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    for file in chosen.removed:
+    for file in chosen.removed if delete else ():
         target = out / file
         if target.resolve().is_relative_to(out.resolve()):
             target.unlink(missing_ok=True)

@@ -297,10 +297,20 @@ def _truncate(text: str, width: int) -> str:
     return text if len(text) <= width else text[:max(width - 1, 0)] + "~"
 
 
+def _shorten(text: str, width: int) -> str:
+    """A group name within ``width``: its start and its end kept around a
+    '~', so that names sharing a long start stay apart
+    ('implementa~ reserved TG0', 'implementa~ported granule')."""
+    if len(text) <= width:
+        return text
+    head = min(10, max(width // 2 - 1, 1))
+    return text[:head] + "~" + text[len(text) - (width - head - 1):]
+
+
 def render_table(rows: Sequence[SummaryRow], width: int = 80) -> list[str]:
     """The counts by group as aligned lines within ``width`` characters:
     numbers are abbreviated past 6 digits and the group column is shortened
-    (ending in '~') to make room."""
+    (its middle replaced by '~') to make room."""
     cells = [[count_text(getattr(r, c)) for c in _COLUMNS] for r in rows]
     widths = [max([len(h), len(u)] + [len(c[i]) for c in cells])
               for i, (h, u) in enumerate(_HEADINGS)]
@@ -309,7 +319,7 @@ def render_table(rows: Sequence[SummaryRow], width: int = 80) -> list[str]:
     group_w = max(min(group_w, width - numbers), 10)
 
     def line(first: str, values: Sequence[str]) -> str:
-        return (_truncate(first, group_w).ljust(group_w)
+        return (_shorten(first, group_w).ljust(group_w)
                 + "".join(" " + v.rjust(w) for v, w in zip(values, widths))).rstrip()
 
     out = [line("unit:", [u for _, u in _HEADINGS]), line("group", [h for h, _ in _HEADINGS])]
