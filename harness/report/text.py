@@ -55,9 +55,9 @@ def headline(run: RunData, causes: Sequence[RootCause]) -> str:
         if not run.cases:
             return "NOTHING RAN: no case records"
         if passed == total:
-            return f"CLEAN: all {count_text(total, 8)} probes passed"
-        return (f"NO DIVERGENCE: {count_text(passed, 8)} of {count_text(total, 8)} probes "
-                "passed, the rest did not run")
+            return f"CLEAN: all {total:,} probes passed"
+        return (f"NO DIVERGENCE: {passed:,} of {total:,} probes passed, the rest did not "
+                "run")
     return "; ".join(parts)
 
 
