@@ -143,7 +143,7 @@ def _naive_one(args: tuple[MatrixEntry, int, int, Machine]) -> int:
                          machine.arena[entry.arch.value], machine.memory_map(entry.arch))
     case = dataclasses.replace(case, probes=case.probes[:1])
     result = run_batch(entry.arch, entry.cpu, [job_image(case)],
-                       qemu=machine.qemu.get(entry.arch.value),
+                       qemu=machine.qemu_path(next(iter(machine.qemu), ""), entry.arch),
                        stub=Path(machine.stubs[entry.arch.value]))
     counts, _ = judge_case(case, result.images[0])
     return counts.probes

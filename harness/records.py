@@ -640,7 +640,7 @@ class CrashRecord:
     whether a re-run of it alone failed the same way (None: not checked
     here, the family's case file is another record's).  ``known``: the
     baseline crash entry that matches (None: new).  ``held``: probes of
-    this batch the harness then held back from QEMU because the reference
+    its case the harness held back from QEMU because the reference
     predicts the same outcome as this probe's (``quarantine``, the
     expected labels with levels masked): QEMU is not made to die on each
     of them."""
@@ -664,6 +664,8 @@ class CrashRecord:
     returncode: int | None
     console: str
     argv: tuple[str, ...] = ()
+    granule: str | None = None
+    config: str = ""
     quarantine: str = ""
     held: int = 0
     case_file: str | None = None
@@ -681,7 +683,8 @@ class CrashRecord:
                 "at": self.at, "aim": self.aim, "expected": list(self.expected),
                 "kind": self.kind.value, "signature": self.signature, "signal": self.signal,
                 "returncode": self.returncode, "console": self.console, "argv": list(self.argv),
-                "quarantine": self.quarantine, "held": self.held, "case_file": self.case_file,
+                "granule": self.granule, "config": self.config, "quarantine": self.quarantine,
+                "held": self.held, "case_file": self.case_file,
                 "reproduced": self.reproduced, "known": self.known}
 
     @classmethod
@@ -700,6 +703,7 @@ class CrashRecord:
                    kind=_enum(FailureKind, rec, "kind"), signature=_str(rec, "signature"),
                    signal=_opt_int(rec.get("signal")), returncode=_opt_int(rec.get("returncode")),
                    console=_text(rec.get("console")), argv=_strings(rec.get("argv")) or (),
+                   granule=_opt_str(rec.get("granule")), config=_text(rec.get("config")),
                    quarantine=_text(rec.get("quarantine")), held=_opt_int(rec.get("held")) or 0,
                    case_file=_opt_str(rec.get("case_file")),
                    reproduced=reproduced if isinstance(reproduced, bool) else None, known=known)

@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("harness.plan", "harness.matrix"),
     ("harness.judge",),
     ("harness.single",),
-    ("harness.debug",),
+    ("harness.debug", "harness.findings", "harness.resume"),
     ("harness.workers",),
     ("harness.run",),
     ("harness.bench",),

@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
@@ -18,7 +19,7 @@ from ..errors import S2DiffError, UsageError
 from ..matrix import build_matrix
 from ..plan import parse_shard
 from ..qemu.boot import BatchStatus
-from ..records import RunHeader
+from ..records import CrashRecord, RunHeader
 from ..report.load import load_run
 from ..report.write import write_reports
 from ..run import NIGHTLY_BUDGET, NIGHTLY_CASES, NIGHTLY_FANOUT, RunOptions, RunOutcome, run_matrix
@@ -27,13 +28,15 @@ from .common import (
     Outcome,
     Streams,
     Subcommand,
-    available_cpus,
     baseline_arguments,
+    builds_cpus,
     granule_list,
     hex_value,
     ipa_list,
+    multi_qemu_argument,
     name_list,
     qemu_arguments,
+    qemu_builds_of,
     qemu_for,
     seconds,
 )
@@ -70,6 +73,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                         "NAME.min.json and NAME.min.txt beside its case file)")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out without repeating finished batches")
+    multi_qemu_argument(p)
     qemu_arguments(p)
 
 
@@ -82,8 +86,10 @@ def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
         raise UsageError("--fanout: must be 0 or more")
     shard = parse_shard(args.shard) if args.shard else None
     arch = Arch(args.arch) if args.arch else None
+    arches = [arch] if arch else [Arch.AARCH64, Arch.AARCH32]
+    builds = qemu_builds_of(args, arches)
     entries = build_matrix(arch=arch, cpus=args.cpu, granules=args.granule, ipa_sizes=args.ipa,
-                           vtcr=args.vtcr, available=available_cpus(args, arch))
+                           vtcr=args.vtcr, available=builds_cpus(builds, arches))
     if not entries:
         raise UsageError("the selection leaves no configuration to run "
                          "(see `s2diff configs` for what each CPU model supports)")
@@ -97,15 +103,18 @@ def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
                       jobs=args.jobs, shard=shard, baseline=baseline,
                       qemu={Arch.AARCH64: args.qemu_aarch64, Arch.AARCH32: args.qemu_arm},
                       resume=args.resume,
-                      fanout=NIGHTLY_FANOUT if args.fanout is None else args.fanout)
+                      fanout=NIGHTLY_FANOUT if args.fanout is None else args.fanout,
+                      qemus=tuple(builds))
     progress = Progress(enabled=io.tty)
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     def started(header: RunHeader) -> None:
         # The run's size, before anything runs (the probe count is an
         # estimate: each case places ~60 entries, each fanned out).
         probes = (header.cases or 0) * (60 + 60 * opts.fanout)
+        on = ("" if len(builds) == 1 else
+              f" on {len(builds)} QEMUs ({', '.join(b.label for b in builds)})")
         print(f"s2diff run: {header.entries} configurations, {header.cases} cases in "
-              f"{header.batches} batches, about {probes:,} probes "
+              f"{header.batches} batches{on}, about {probes:,} probes "
               f"(seed {opts.seed}, {opts.cases_per_entry} cases per configuration, fan-out "
               f"{opts.fanout}{', budget %.0f s' % opts.budget if opts.budget else ''}); "
               f"output in {args.out}", file=io.out, flush=True)
@@ -177,17 +186,45 @@ def finish_run(out: Path, outcome: RunOutcome, baseline: Path | None, io: Stream
         print(f"FINDING: QEMU {kind} reproduced by one case (key {finding.key}, "
               f"probe {finding.probe}): {out / (finding.case_file or '')} "
               f"(s2diff repro re-runs it)", file=io.out)
+    print_crash_families(out, outcome.crashes, io)
     if outcome.interrupted:
         print(f"interrupted: {outcome.batches_run} of {outcome.batches_planned} batches finished "
               f"and recorded; continue with --resume --out {out}", file=io.err)
         return Outcome.INTERRUPTED
     statuses = outcome.batch_status
-    if statuses and not statuses.get(BatchStatus.COMPLETED, 0) and not outcome.findings:
+    if statuses and not statuses.get(BatchStatus.COMPLETED, 0) and not outcome.findings \
+            and not outcome.crashes:
         # Nothing ran to the end: QEMU or the harness is unusable here.
         print("nothing could run: no batch completed (see the summary's batch diagnostics)",
               file=io.err)
         return Outcome.INFRASTRUCTURE
-    return Outcome.FOUND if new_divergences(run) or outcome.findings else Outcome.OK
+    found = new_divergences(run) or outcome.findings or outcome.new_crash_families
+    return Outcome.FOUND if found else Outcome.OK
+
+
+def print_crash_families(out: Path, crashes: Sequence[CrashRecord], io: Streams) -> None:
+    """One CRASH line per crash family (QEMU, signature): how many probes
+    QEMU died or hung on, how many were held back, the case file of the
+    single probe that reproduces it, known or new."""
+    families: dict[tuple[str, str], list[CrashRecord]] = {}
+    for c in crashes:
+        families.setdefault((c.qemu, c.signature), []).append(c)
+    for (label, signature), members in sorted(families.items()):
+        files = [c.case_file for c in members if c.case_file]
+        checked = [c for c in members if c.reproduced is not None]
+        if files and any(c.reproduced for c in members):
+            how = f"reproduced by one probe: {out / files[0]}"
+        elif files:
+            how = f"not by one probe alone; isolated to {out / files[0]}"
+        elif checked:
+            how = "not reproduced by a re-run (infrastructure, not a finding)"
+        else:
+            how = "not checked"
+        known = members[0].known
+        keys = sorted({c.quarantine for c in members if c.quarantine})
+        print(f"CRASH{'' if known is None else ' (known: ' + known + ')'}: "
+              f"{'QEMU ' + label + ': ' if label else ''}{signature} -- QEMU died on "
+              f"{len(members)} probe(s) ({'; '.join(keys)}); {how}", file=io.out)
 
 
 COMMANDS = (

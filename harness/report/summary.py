@@ -227,7 +227,34 @@ def _run_lines(run: RunData) -> list[str]:
         f"coverage: {info.coverage}",
         f"qemu: {qemu}",
         f"batches: {_batch_counts(run)}",
+        *_crash_lines(run),
     ]
+
+
+def _crash_lines(run: RunData) -> list[str]:
+    """With crash records (crash-resume, docs/results.md): how many probes
+    were judged and why the others were not, and one line per crash
+    family (QEMU, signature)."""
+    crashed = sum(c.crashed for c in run.cases)
+    held = sum(c.held for c in run.cases)
+    if not run.crashes and not crashed and not held:
+        return []
+    probes = sum(c.probes for c in run.cases)
+    judged = sum(c.passed for c in run.cases) + sum(d.count for d in run.divergences
+                                                    if d.kind.value == "probe")
+    lines = [f"probes: {judged} of {probes} judged; QEMU died or hung on {crashed}, {held} held "
+             "back (the reference predicts the outcome QEMU kept dying on), "
+             f"{probes - judged - crashed - held} not run otherwise"]
+    families: dict[tuple[str, str], list] = collections.defaultdict(list)
+    for c in run.crashes:
+        families[c.qemu, c.signature].append(c)
+    for (label, signature), members in sorted(families.items()):
+        file = next((c.case_file for c in members if c.case_file), None)
+        state = "known: " + members[0].known if members[0].known else "new"
+        lines.append(f"crash family{' on QEMU ' + label if label else ''}: {signature} "
+                     f"({len(members)} probe(s), {state}"
+                     + (f", case {file})" if file else ")"))
+    return lines
 
 
 def _truncate(text: str, width: int) -> str:
