@@ -26,9 +26,9 @@ from .records import CrashRecord, Divergence, DivergenceRecord, Record
 
 VERSION = 1
 _LIST_FIELDS = ("cpus", "granules", "qemu_versions")
-_REGEX_FIELDS = ("expected", "observed", "aim", "config", "rule", "signature")
-_TEXT_FIELDS = ("id", "title", "evidence", "upstream", "case", "kind", "arch", "verdict")
-_KNOWN = set(_LIST_FIELDS) | set(_REGEX_FIELDS) | set(_TEXT_FIELDS) | {"qemu"}
+_REGEX_FIELDS = ("expected", "observed", "aim", "at", "config", "rule", "signature")
+_TEXT_FIELDS = ("id", "title", "evidence", "upstream", "kind", "arch", "verdict")
+_KNOWN = set(_LIST_FIELDS) | set(_REGEX_FIELDS) | set(_TEXT_FIELDS) | {"qemu", "case"}
 _KINDS = ("probe", "memory", "crash")
 _VERDICTS = ("qemu-bug", "architecture-permitted", "reference-limitation")
 
@@ -120,7 +120,8 @@ class BaselineEntry:
     ``expected`` is matched (re.fullmatch) against the permitted-outcome
     labels joined with " | " (sorted, e.g. "translation L1"); ``observed``
     (fullmatch) against the observed label; ``aim`` and ``config`` (search)
-    against the probe's aim and the configuration text; ``rule`` (search)
+    against the probe's aim and the configuration text; ``at`` (fullmatch)
+    against the probe's instruction (AtKind name, e.g. "S12E1W"); ``rule`` (search)
     against the rules of the permitted outcomes, i.e. the architecture rule
     the emulator breaks; ``signature`` (search) against a crash record's
     signature (kind "crash").  ``cpus``, ``granules`` and ``qemu`` (a
@@ -131,7 +132,7 @@ class BaselineEntry:
     title: str
     verdict: str
     evidence: str
-    case: str
+    cases: tuple[str, ...]
     kind: str = "probe"
     arch: str | None = None
     cpus: tuple[str, ...] = ()
@@ -143,8 +144,18 @@ class BaselineEntry:
     aim: re.Pattern | None = None
     config: re.Pattern | None = None
     rule: re.Pattern | None = None
+    at: re.Pattern | None = None
     signature: re.Pattern | None = None
     qemu: VersionRange = VersionRange()
+
+    @property
+    def case(self) -> str:
+        """The entry's first case file."""
+        return self.cases[0]
+
+    def unversioned(self) -> BaselineEntry:
+        """The entry for any QEMU version: its pattern alone."""
+        return dataclasses.replace(self, qemu=VersionRange())
 
     def applies_to(self, qemu_version: str) -> bool:
         """Whether the entry's version range holds ``qemu_version``."""
@@ -166,6 +177,8 @@ class BaselineEntry:
             return False
         if self.aim and not self.aim.search(c.aim):
             return False
+        if self.at and not self.at.fullmatch(c.at or ""):
+            return False
         if self.config and not self.config.search(c.config):
             return False
         return True
@@ -181,6 +194,8 @@ class BaselineEntry:
         if self.observed and not self.observed.fullmatch(d.observed):
             return False
         if self.aim and not self.aim.search(d.aim):
+            return False
+        if self.at and not self.at.fullmatch(d.at or ""):
             return False
         if self.config and not self.config.search(d.config):
             return False
@@ -231,9 +246,14 @@ def parse_baseline(data: dict[str, Any], where: str = "baseline") -> Baseline:
         if extra:
             raise UsageError(f"{at}: unknown key(s) {', '.join(sorted(extra))} "
                              f"(allowed: {', '.join(sorted(_KNOWN))})")
-        for key in ("id", "title", "verdict", "evidence", "case"):
+        for key in ("id", "title", "verdict", "evidence"):
             if not isinstance(item.get(key), str) or not item[key].strip():
                 raise UsageError(f"{at}.{key}: required, a non-empty string")
+        case = item.get("case")
+        cases = [case] if isinstance(case, str) else case
+        if not isinstance(cases, list) or not cases or not all(
+                isinstance(c, str) and c.strip() for c in cases):
+            raise UsageError(f"{at}.case: required, a case file or a list of them")
         if item["id"] in ids:
             raise UsageError(f"{at}.id: {item['id']!r} is used twice")
         ids.add(item["id"])
@@ -262,7 +282,7 @@ def parse_baseline(data: dict[str, Any], where: str = "baseline") -> Baseline:
         if kind != "crash" and "signature" in regexes:
             raise UsageError(f"{at}.signature: only crash entries have a signature")
         entries.append(BaselineEntry(id=item["id"], title=item["title"], verdict=item["verdict"],
-                                     evidence=item["evidence"], case=item["case"], kind=kind,
+                                     evidence=item["evidence"], cases=tuple(cases), kind=kind,
                                      arch=item.get("arch"), upstream=item.get("upstream", ""),
                                      qemu=versions, **lists, **regexes))
     return Baseline(None, tuple(entries))
@@ -312,11 +332,13 @@ def stale_entries(baseline: Baseline, used: set, ran: set,
     for e in baseline.entries:
         if e.id in used:
             continue
-        try:
-            data = json.loads((base / e.case).read_text(encoding="utf-8"))
-            where = (data["arch"], data["cpu"], data["config"]["vtcr"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # a missing or broken case file is reported by the tests
-        if any(tuple(r[:3]) == where and (len(r) < 4 or e.applies_to(r[3])) for r in ran):
+        wheres = set()
+        for case in e.cases:
+            try:
+                data = json.loads((base / case).read_text(encoding="utf-8"))
+                wheres.add((data["arch"], data["cpu"], data["config"]["vtcr"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a missing or broken case file is reported by the tests
+        if any(tuple(r[:3]) in wheres and (len(r) < 4 or e.applies_to(r[3])) for r in ran):
             stale.append(e)
     return stale

@@ -203,7 +203,13 @@ def run_resumable(arch, cpu: str, images: Sequence[JobImage], *, capacity: int,
     quarantine = quarantine if quarantine is not None else {}
     tables = [probe_table(im.probes) for im in images]
     records = [np.zeros((len(t), RECORD_WORDS), dtype=np.uint64) for t in tables]
-    after: list[tuple[tuple[int, bytes], ...] | None] = [None] * len(images)
+    # Table memory: every boot starts from the image's own regions, so the
+    # descriptor words each boot changed are gathered over the boots (a
+    # later boot's word wins): a hardware update made in a boot that then
+    # died still counts.
+    memory = [[np.frombuffer(data, dtype="<u8").copy() for _, data in im.regions]
+              for im in images]
+    done_images = [False] * len(images)
     held = [np.zeros(len(t), dtype=bool) for t in tables]
     key_cache: dict[int, np.ndarray] = {}
     pending = collections.deque(Segment(i, np.arange(len(t))) for i, t in enumerate(tables))
@@ -240,9 +246,10 @@ def run_resumable(arch, cpu: str, images: Sequence[JobImage], *, capacity: int,
             image = result.images[k]
             written = image.records[:, 0] != 0
             records[seg.image][seg.rows[written]] = image.records[written]
+            _gather(memory[seg.image], images[seg.image], image)
             if image.completed:
                 if not any(p.image == seg.image for p in pending):
-                    after[seg.image] = image.regions_after
+                    done_images[seg.image] = True
                 continue
             if not failed:
                 continue
@@ -271,8 +278,20 @@ def run_resumable(arch, cpu: str, images: Sequence[JobImage], *, capacity: int,
             else:
                 unattributed = (result, tuple(boot))
             break
+    after = [tuple((pa, words.tobytes()) for (pa, _), words in zip(im.regions, mem))
+             if done else None for im, mem, done in zip(images, memory, done_images)]
     merged = _merge(arch, cpu, images, results, records, after, crashes, held, stopped)
     return ResumedRun(merged, tuple(crashes), tuple(held), len(results), unattributed)
+
+
+def _gather(memory: list[np.ndarray], image: JobImage, result: ImageResult) -> None:
+    """Apply to ``memory`` (the image's regions as u64 words) the words
+    one boot changed from the image's own regions."""
+    for words, (_, before), (_, after) in zip(memory, image.regions, result.regions_after):
+        old = np.frombuffer(before, dtype="<u8")
+        new = np.frombuffer(after, dtype="<u8")
+        changed = new != old
+        words[changed] = new[changed]
 
 
 def _merge(arch, cpu: str, images: Sequence[JobImage], results: list[BatchResult],
