@@ -91,7 +91,7 @@ def boot_cases(cases: Sequence[Case], segments: Sequence[Segment]) -> list[Case]
     return [probe_subset(cases[s.image], s.rows.tolist()) for s in segments]
 
 
-def _claim(folder: Path, name: str) -> bool:
+def claim(folder: Path, name: str) -> bool:
     """Whether this process is the first of the run to claim ``name`` (an
     O_EXCL marker in FOLDER/.claims): one case file per crash family, even
     with several workers meeting it at once."""
@@ -115,7 +115,7 @@ def crash_case_file(where: Where, source: str, cases: Sequence[Case], event: Cra
     batch (and QEMU) in the case file."""
     digest = hashlib.sha1(event.signature.encode()).hexdigest()[:10]
     name = case_file_name(f"{event.kind.value}-{digest}")
-    if not _claim(where.folder, name):
+    if not claim(where.folder, name):
         return rec
     case = cases[event.image]
     single = dataclasses.replace(case, probes=(named_probe(case, event.probe),),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -347,7 +348,7 @@ def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[
 
     cfg = WorkerConfig(seed=opts.seed, machine=machine, out=str(out), fanout=opts.fanout,
                        baseline=str(opts.baseline) if opts.baseline else None,
-                       timeout=opts.timeout)
+                       timeout=opts.timeout, run_id=uuid.uuid4().hex)
     deadline = time.monotonic() + opts.budget if opts.budget else None
     reason = EndReason.COMPLETE
     try:

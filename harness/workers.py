@@ -15,6 +15,7 @@ import base64
 import collections
 import concurrent.futures
 import dataclasses
+import hashlib
 import multiprocessing.connection
 import os
 import shlex
@@ -37,10 +38,12 @@ from .findings import (
     Where,
     boot_cases,
     case_file_name,
+    claim,
     crash_case_file,
     crash_record,
     isolate_failure,
 )
+from .judge.bulk import SAMPLE_IPAS
 from .judge.case import judge_batch
 from .plan import Batch, Machine, generate_batch, job_image
 from .qemu.boot import BatchResult, BatchStatus, FailureKind
@@ -69,6 +72,7 @@ class WorkerConfig:
     baseline: str | None = None
     timeout: float | None = None
     fanout: int = 0
+    run_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,10 +86,11 @@ class Task:
     quarantine: tuple[tuple[str, int], ...] = ()
 
 
-# Crashes per quarantine key this worker process has seen, per QEMU label:
-# batches it runs later start with them (the parent also passes what every
-# worker saw, with each task).
-_LEARNT: dict[str, dict[str, int]] = {}
+# Crashes per quarantine key this worker process has seen, per run and QEMU
+# label: batches of the run it runs later start with them (the parent also
+# passes what every worker saw, with each task).  Per run: with --jobs 1
+# the harness process itself is the worker, and it may run several.
+_LEARNT: dict[tuple[str, str], dict[str, int]] = {}
 
 
 def execute_batch(task: Task | Batch, cfg: WorkerConfig) -> list[Record]:
@@ -130,7 +135,7 @@ def _execute_batch(task: Task, cfg: WorkerConfig) -> list[Record]:
     stub = Path(machine.stubs[arch])
     cases = generate_batch(batch, cfg.seed, machine.arena[arch], machine.memory_map(batch.arch),
                            cfg.fanout)
-    quarantine = _LEARNT.setdefault(label, {})
+    quarantine = _LEARNT.setdefault((cfg.run_id, label), {})
     for key, n in task.quarantine:
         quarantine[key] = max(quarantine.get(key, 0), n)
     keys_of: dict[int, str] = {}
@@ -157,7 +162,8 @@ def _execute_batch(task: Task, cfg: WorkerConfig) -> list[Record]:
     if cfg.out:
         where = Where(out=Path(cfg.out), folder=_cases_folder(cfg, label), qemu=qemu, stub=stub,
                       timeout=cfg.timeout, capacity=machine.max_probes[arch])
-        records = write_case_files(where.folder, cases, result, records)
+        records = write_case_files(where.folder, cases, result, records,
+                                   [spec.entry.name for spec in batch.specs])
         source = f"batch {batch.number}" + (f" on QEMU {label}" if label else "")
         crashes = [crash_case_file(where, source, cases, ev, rec)
                    for ev, rec in zip(run.crashes, crashes)]
@@ -168,7 +174,7 @@ def _execute_batch(task: Task, cfg: WorkerConfig) -> list[Record]:
                        else r for r in records]
     records = [dataclasses.replace(r, boots=run.boots) if isinstance(r, BatchRecord) else r
                for r in records]
-    return aggregate_known([compact_known(r) for r in records]) + list(crashes)
+    return aggregate_new(aggregate_known([compact_known(r) for r in records])) + list(crashes)
 
 
 def _labelled(rec: Record, label: str) -> Record:
@@ -238,12 +244,16 @@ def compact_known(rec: Record) -> Record:
 
 
 def write_case_files(folder: Path, cases: Sequence[Case], result: BatchResult,
-                     records: list[Record]) -> list[Record]:
-    """One case file per case with a new divergence (docs/case-file.md) in
-    ``folder`` (OUT/cases, or its QEMU's subfolder), with the observation,
-    the QEMU command line and version added; the records with the new
-    divergences' ``case_file`` set (relative to OUT, the parent of the
-    ``cases`` folder)."""
+                     records: list[Record], entries: Sequence[str] | None = None
+                     ) -> list[Record]:
+    """A case file (docs/case-file.md) in ``folder`` (OUT/cases, or its
+    QEMU's subfolder) for each case that is the first of its matrix entry
+    (``entries``: the entry of each case) in the run to show one of its new
+    divergence families, with the observation, the QEMU command line and
+    version added; the records of its new divergences with ``case_file``
+    set (relative to OUT, the parent of the ``cases`` folder).  Later
+    cases of an entry with only families it has shown add no file: on a
+    QEMU that diverges everywhere the files would be most of the output."""
     new_by_key: dict[str, list[DivergenceRecord]] = {}
     for rec in records:
         if isinstance(rec, DivergenceRecord) and rec.known is None:
@@ -253,9 +263,14 @@ def write_case_files(folder: Path, cases: Sequence[Case], result: BatchResult,
     folder.mkdir(parents=True, exist_ok=True)
     root = next(p for p in (folder, *folder.parents) if p.name == "cases").parent
     written: dict[str, str] = {}
-    for case, image in zip(cases, result.images):
+    for index, (case, image) in enumerate(zip(cases, result.images)):
         divs = new_by_key.get(case.key)
         if not divs:
+            continue
+        entry = entries[index] if entries is not None else case.key
+        claimed = [claim(folder, "family-" + hashlib.sha1(
+                   repr((entry, d.family)).encode()).hexdigest()[:16]) for d in divs]
+        if not any(claimed):
             continue
         name = case_file_name(case.key)
         kept, rows, renumber = case_for_file(case, divs)
@@ -278,19 +293,44 @@ def write_case_files(folder: Path, cases: Sequence[Case], result: BatchResult,
 
 def case_for_file(case: Case, divs: Sequence[Divergence]) -> tuple[Case, list[int], dict[int, int]]:
     """The case as its file keeps it: every named probe, and of the fan-out
-    probes only those of the entries (spans) where a probe diverged — a
-    nightly case has ~150,000 of them.  Returns the case, the original
+    probes the first of each diverging (span, AT kind, observed) group --
+    a nightly case has ~150,000 of them.  Returns the case, the original
     probe rows kept (in order) and the renumbering of probe indices."""
     named = len(case.probes)
     fan = case.fanout
-    spans = {int(fan.span[d.probe - named]) for d in divs
-             if d.probe is not None and d.probe >= named}
-    keep = np.isin(fan.span, np.array(sorted(spans), dtype=np.int32)) if spans else \
-        np.zeros(len(fan), dtype=bool)
+    keep = np.zeros(len(fan), dtype=bool)
+    keep[[d.probe - named for d in divs if d.probe is not None and d.probe >= named]] = True
     rows = list(range(named)) + [named + int(i) for i in np.nonzero(keep)[0]]
     renumber = {old: new for new, old in enumerate(rows)}
     trimmed = FanOut(fan.spans, fan.ipa[keep], fan.at[keep], fan.span[keep])
     return dataclasses.replace(case, fanout=trimmed), rows, renumber
+
+
+def aggregate_new(records: list[Record]) -> list[Record]:
+    """One record per (case, divergence family) for new divergences
+    (harness.vocabulary.FamilyKey: kind, permitted and observed labels,
+    aim without level and values), ``count`` summed and the first few
+    IPAs kept: on a QEMU that diverges everywhere a case has hundreds of
+    fan-out groups of one root cause.  The first record of a family keeps
+    its probe, registers and permitted outcomes (the case file has it)."""
+    out: list[Record] = []
+    merged: dict[tuple, int] = {}
+    for rec in records:
+        if not isinstance(rec, DivergenceRecord) or rec.known is not None:
+            out.append(rec)
+            continue
+        key = (rec.key, rec.family)
+        if key not in merged:
+            merged[key] = len(out)
+            out.append(rec)
+            continue
+        first = out[merged[key]]
+        assert isinstance(first, DivergenceRecord)
+        ipas = (*(first.ipas or ((first.ipa,) if first.ipa else ())),
+                *(rec.ipas or ((rec.ipa,) if rec.ipa else ())))
+        out[merged[key]] = dataclasses.replace(first, count=first.count + rec.count,
+                                               ipas=tuple(dict.fromkeys(ipas))[:SAMPLE_IPAS])
+    return out
 
 
 def run_batches(tasks: Iterable[Task], cfg: WorkerConfig, jobs: int,
