@@ -33,13 +33,13 @@ from harness.casefile import load_case, load_case_data
 from harness.debug.isolate import parse_expect, repro_crash
 from harness.errors import ToolMissing
 from harness.judge.case import judge_case
+from harness.plan import job_image
 from harness.qemu.boot import FailureKind
 from harness.qemu.builds import version_number
 from harness.qemu.job import RECORD_WORDS, ImageResult, ObsKind
 from harness.qemu.launcher import find_qemu, qemu_cpus, qemu_version
 from harness.qemu.signature import crash_signature
 from harness.records import CrashRecord, Divergence, DivergenceRecord, parse_record
-from harness.plan import job_image
 from harness.resume import run_resumable
 from harness.vocabulary import outcome_label
 from reference.casefmt import case_from_data

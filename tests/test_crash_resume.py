@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from harness.matrix import build_matrix
 from harness.plan import Plan, generate_batch, images_per_batch, job_image, prepare_machine
 from harness.qemu import builds
 from harness.qemu.boot import BatchStatus
+from harness.qemu.launcher import find_qemu
 from harness.resume import CONFIRM, probe_key, run_resumable
 from reference.arch import Arch, Granule
 
@@ -80,7 +80,8 @@ def wrapper(tmp_path, monkeypatch):
     path = tmp_path / "bin" / "qemu-system-aarch64"
     path.parent.mkdir()
     path.symlink_to(FAKE)
-    monkeypatch.setenv("S2DIFF_ABORT_REAL", shutil.which("qemu-system-aarch64") or "")
+    # The wrapper runs the QEMU the tests run ($S2DIFF_QEMU_AARCH64, PATH).
+    monkeypatch.setenv("S2DIFF_ABORT_REAL", str(find_qemu(Arch.AARCH64)))
     return path
 
 
