@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -220,8 +221,37 @@ def plan_batches(entries: Sequence[MatrixEntry], cases_per_entry: int, arena: tu
     return list(Plan.of(entries, cases_per_entry, arena, max_images))
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """'K/N' with 1 <= K <= N."""
+# CI systems' own variables for a job's index and count among parallel
+# jobs (docs/ci.md): (index variable, count variable, first index).
+SHARD_VARIABLES = (("CI_NODE_INDEX", "CI_NODE_TOTAL", 1),                       # GitLab CI
+                   ("BUILDKITE_PARALLEL_JOB", "BUILDKITE_PARALLEL_JOB_COUNT", 0),  # Buildkite
+                   ("S2DIFF_SHARD_INDEX", "S2DIFF_SHARD_TOTAL", 1))             # any other
+
+
+def shard_from_environment(env: Mapping[str, str]) -> tuple[int, int]:
+    """``--shard auto``: (K, N) from the first CI system whose variables
+    are set (SHARD_VARIABLES); UsageError naming them when none is, or
+    when the values are not a shard."""
+    for index, count, first in SHARD_VARIABLES:
+        if index in env or count in env:
+            try:
+                k, n = int(env[index]) - first + 1, int(env[count])
+            except (KeyError, ValueError):
+                raise UsageError(f"--shard auto: {index}={env.get(index)!r} and {count}="
+                                 f"{env.get(count)!r} are not a job index and count") from None
+            if not 1 <= k <= n:
+                raise UsageError(f"--shard auto: {index}={env[index]} is not one of the "
+                                 f"{n} jobs of {count}")
+            return k, n
+    names = ", ".join(f"{i}/{c}" for i, c, _ in SHARD_VARIABLES)
+    raise UsageError(f"--shard auto: none of {names} is set (docs/ci.md)")
+
+
+def parse_shard(text: str, env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """'K/N' with 1 <= K <= N, or 'auto' (shard_from_environment of
+    ``env``, default os.environ)."""
+    if text == "auto":
+        return shard_from_environment(os.environ if env is None else env)
     try:
         k, n = (int(x) for x in text.split("/"))
     except ValueError:

@@ -278,7 +278,8 @@ def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[
     by round: every entry's first case runs before any entry's second, on
     every QEMU.  Records go to OUT/results.jsonl as they arrive, the end
     record last; ``on_records`` sees each batch's records too (progress
-    display).  Ctrl-C stops the run promptly: workers (and their QEMUs) are
+    display; a resumed run's finished records first, then ``on_start``).
+    Ctrl-C stops the run promptly: workers (and their QEMUs) are
     stopped, and everything finished stays recorded."""
     started_at = time.monotonic()
     out = prepare_out(opts.out)
@@ -316,10 +317,10 @@ def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[
         (out / RECORDS).unlink(missing_ok=True)
         sink = RecordSink(out / RECORDS)
         sink.write([header])
-    if on_start:
-        on_start(header)
     if on_records and kept:
         on_records([r for r in kept if not isinstance(r, RunHeader)])
+    if on_start:
+        on_start(header)
     # Crashes per quarantine key (harness.resume) and QEMU, from the crash
     # records: tasks started later hold back what keeps crashing QEMU.
     learnt: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)

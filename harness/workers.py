@@ -48,7 +48,7 @@ from .judge.case import judge_batch
 from .plan import Batch, Machine, generate_batch, job_image
 from .qemu.boot import BatchResult, BatchStatus, FailureKind
 from .qemu.job import row_observation
-from .qemu.launcher import set_parent_death_signal
+from .qemu.launcher import SignalsHeld, set_parent_death_signal
 from .records import (
     BatchRecord,
     CaseRecord,
@@ -364,7 +364,11 @@ def run_batches(tasks: Iterable[Task], cfg: WorkerConfig, jobs: int,
                 if nxt is None:
                     exhausted = True
                     break
-                pending.add(pool.submit(_execute_in_worker, nxt, cfg))
+                # A submit may fork a worker: a signal landing in a fork
+                # hook would be lost (harness.qemu.launcher.SignalsHeld).
+                with SignalsHeld() as held:
+                    pending.add(pool.submit(_execute_in_worker, nxt, cfg))
+                held.release()
             if not pending:
                 break
             finished, pending = concurrent.futures.wait(

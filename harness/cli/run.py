@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
-from typing import NoReturn
+from typing import Any
 
-from reference.arch import Arch
+from reference.arch import Arch, Granule
 
 from ..baseline import default_baseline, load_baseline, stale_entries
 from ..debug.minimize import shrink_and_localize
@@ -19,7 +17,14 @@ from ..errors import S2DiffError, UsageError
 from ..matrix import build_matrix
 from ..plan import parse_shard
 from ..qemu.boot import BatchStatus
-from ..records import CrashRecord, RunHeader
+from ..records import (
+    RECORDS,
+    CrashRecord,
+    InvalidRecord,
+    ResultsVersionError,
+    RunHeader,
+    read_json_lines,
+)
 from ..report.load import load_run
 from ..report.write import write_reports
 from ..run import NIGHTLY_BUDGET, NIGHTLY_CASES, NIGHTLY_FANOUT, RunOptions, RunOutcome, run_matrix
@@ -47,13 +52,16 @@ DEFAULT_OUT = "s2diff-out"
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
+    # Defaults are None (applied in run_run): `--resume --out DIR` alone
+    # continues with the options recorded in DIR, and an option given
+    # explicitly is compared with the recorded one.
     p.add_argument("--arch", choices=[a.value for a in Arch], help="only this architecture")
     p.add_argument("--cpu", type=name_list, metavar="NAME[,NAME]", help="only these CPU models")
     p.add_argument("--granule", type=granule_list, metavar="4k,16k,64k", help="only these granules")
     p.add_argument("--ipa", type=ipa_list, metavar="BITS[,BITS]", help="only these IPA sizes")
     p.add_argument("--vtcr", type=hex_value, metavar="HEX",
                    help="validate exactly this VTCR value on the one --cpu given")
-    p.add_argument("--seed", type=int, default=1, help="seed of the case generator (default 1)")
+    p.add_argument("--seed", type=int, help="seed of the case generator (default 1)")
     p.add_argument("--cases", type=int, metavar="N",
                    help=f"cases per matrix entry (default {NIGHTLY_CASES})")
     p.add_argument("--fanout", type=int, metavar="N",
@@ -61,10 +69,13 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                         "only the named probes)")
     p.add_argument("--budget", type=seconds, metavar="SECONDS",
                    help=f"stop starting batches after this long (default {NIGHTLY_BUDGET:.0f} s "
-                        "for the default matrix, none otherwise)")
-    p.add_argument("--jobs", type=int, metavar="N", default=os.cpu_count() or 1,
+                        "for the default matrix, none otherwise); every entry runs its first "
+                        "case before any runs a second, so a stop thins cases, not entries")
+    p.add_argument("--jobs", type=int, metavar="N",
                    help="worker processes (default: the number of cores)")
-    p.add_argument("--shard", metavar="K/N", help="run only the K-th of N deterministic shards")
+    p.add_argument("--shard", metavar="K/N|auto",
+                   help="run only the K-th of N deterministic shards; auto: K and N from the "
+                        "CI system's variables (docs/ci.md)")
     p.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), metavar="DIR",
                    help=f"output directory (default ./{DEFAULT_OUT})")
     baseline_arguments(p)
@@ -72,15 +83,115 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                    help="shrink and localize one case of each new divergence family (writes "
                         "NAME.min.json and NAME.min.txt beside its case file)")
     p.add_argument("--resume", action="store_true",
-                   help="continue the interrupted run in --out without repeating finished batches")
+                   help="continue the interrupted run in --out with its recorded options, "
+                        "without repeating finished batches")
     multi_qemu_argument(p)
     qemu_arguments(p)
 
 
+# The options a run records in its header (docs/results.md, `options`), with
+# the flag that sets each.  --budget is recorded but may change on --resume
+# (resuming a run that the budget stopped with more time is the point).
+RECORDED = {"arch": "--arch", "cpu": "--cpu", "granule": "--granule", "ipa": "--ipa",
+            "vtcr": "--vtcr", "seed": "--seed", "cases": "--cases", "fanout": "--fanout",
+            "budget": "--budget", "shard": "--shard", "baseline": "--baseline",
+            "qemu": "--qemu", "qemu_aarch64": "--qemu-aarch64", "qemu_arm": "--qemu-arm"}
+MAY_CHANGE_ON_RESUME = ("budget",)
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The recorded options the command line gives explicitly, as JSON
+    values (None: not given)."""
+    baseline: Any = None
+    if args.no_baseline:
+        baseline = "none"
+    elif args.baseline is not None:
+        baseline = str(Path(args.baseline).resolve())
+    return {"arch": args.arch, "cpu": args.cpu,
+            "granule": [g.label for g in args.granule] if args.granule else None,
+            "ipa": args.ipa, "vtcr": f"{args.vtcr:#x}" if args.vtcr is not None else None,
+            "seed": args.seed, "cases": args.cases, "fanout": args.fanout, "budget": args.budget,
+            "shard": "{}/{}".format(*parse_shard(args.shard)) if args.shard else None,
+            "baseline": baseline, "qemu": args.qemu, "qemu_aarch64": args.qemu_aarch64,
+            "qemu_arm": args.qemu_arm}
+
+
+def _apply(args: argparse.Namespace, options: dict[str, Any]) -> None:
+    """Set ``args`` from recorded ``options`` (JSON values)."""
+    args.arch = options.get("arch")
+    args.cpu = options.get("cpu")
+    args.granule = ([Granule.from_label(g) for g in options["granule"]]
+                    if options.get("granule") else None)
+    args.ipa = options.get("ipa")
+    args.vtcr = int(options["vtcr"], 16) if options.get("vtcr") else None
+    args.seed = options.get("seed")
+    args.cases = options.get("cases")
+    args.fanout = options.get("fanout")
+    args.budget = args.budget if args.budget is not None else options.get("budget")
+    args.shard = options.get("shard")
+    baseline = options.get("baseline")
+    args.no_baseline = baseline == "none"
+    args.baseline = Path(baseline) if baseline not in (None, "none") else None
+    args.qemu = options.get("qemu")
+    args.qemu_aarch64 = options.get("qemu_aarch64")
+    args.qemu_arm = options.get("qemu_arm")
+
+
+def _describe(key: str, value: Any) -> str:
+    if value is None:
+        return f"no {RECORDED[key]}"
+    if key == "baseline" and value == "none":
+        return "--no-baseline"
+    if isinstance(value, list):
+        value = ",".join(map(str, value))
+    return f"{RECORDED[key]} {value}"
+
+
+def resume_options(args: argparse.Namespace) -> None:
+    """``--resume``: continue with the options the run in --out recorded.
+    An option given explicitly must be the recorded one (UsageError naming
+    the recorded value); the others are taken from the record.  A run
+    recorded before options were (no ``options``): the command line must
+    repeat them, as before."""
+    header = read_header(args.out / RECORDS)
+    if header is None:
+        raise UsageError(f"--resume: {args.out / RECORDS} has no run header (nothing to resume)")
+    if header.options is None:
+        return
+    given = _given(args)
+    for key in RECORDED:
+        if key in MAY_CHANGE_ON_RESUME or given[key] is None:
+            continue
+        recorded = header.options.get(key)
+        if given[key] != recorded:
+            raise UsageError(f"--resume: the run in {args.out} was started with "
+                             f"{_describe(key, recorded)}; {_describe(key, given[key])} differs "
+                             "(leave it out to continue with the recorded value)")
+    _apply(args, header.options)
+
+
+def read_header(path: Path) -> RunHeader | None:
+    """The run header of a results file, or None."""
+    if not path.is_file():
+        return None
+    for rec in read_json_lines(path):
+        if rec.get("type") == "run":
+            try:
+                return RunHeader.from_json(rec)
+            except (InvalidRecord, ResultsVersionError):
+                return None
+    return None
+
+
 def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
+    # SIGTERM is a Ctrl-C from the start (harness.cli.main): the workers
+    # and their QEMUs are stopped and what finished stays recorded.
+    if args.resume:
+        resume_options(args)
     if args.cases is not None and args.cases < 1:
         raise UsageError("--cases: must be at least 1")
-    if args.jobs < 1:
+    jobs = args.jobs if args.jobs is not None else os.cpu_count() or 1
+    if jobs < 1:
         raise UsageError("--jobs: must be at least 1")
     if args.fanout is not None and args.fanout < 0:
         raise UsageError("--fanout: must be 0 or more")
@@ -97,16 +208,20 @@ def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
     baseline = None if args.no_baseline else (args.baseline or default_baseline())
     if baseline is not None:
         load_baseline(baseline)  # validate before starting anything
-    opts = RunOptions(out=args.out, seed=args.seed,
-                      cases_per_entry=args.cases or NIGHTLY_CASES,
-                      budget=args.budget or (NIGHTLY_BUDGET if nightly else None),
-                      jobs=args.jobs, shard=shard, baseline=baseline,
+    seed = 1 if args.seed is None else args.seed
+    cases = args.cases or NIGHTLY_CASES
+    fanout = NIGHTLY_FANOUT if args.fanout is None else args.fanout
+    budget = args.budget or (NIGHTLY_BUDGET if nightly else None)
+    recorded = dict(_given(args), seed=seed, cases=cases, fanout=fanout, budget=budget,
+                    shard=f"{shard[0]}/{shard[1]}" if shard else None,
+                    baseline=str(Path(baseline).resolve()) if baseline else "none")
+    opts = RunOptions(out=args.out, seed=seed, cases_per_entry=cases, budget=budget,
+                      jobs=jobs, shard=shard, baseline=baseline,
                       qemu={Arch.AARCH64: args.qemu_aarch64, Arch.AARCH32: args.qemu_arm},
-                      resume=args.resume,
-                      fanout=NIGHTLY_FANOUT if args.fanout is None else args.fanout,
-                      qemus=tuple(builds))
-    progress = Progress(enabled=io.tty)
-    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+                      resume=args.resume, fanout=fanout, qemus=tuple(builds),
+                      recorded=recorded)
+    progress = Progress(enabled=io.tty, out=io.out, budget=budget)
+
     def started(header: RunHeader) -> None:
         # The run's size, before anything runs (the probe count is an
         # estimate: each case places ~60 entries, each fanned out).
@@ -116,16 +231,14 @@ def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
         print(f"s2diff run: {header.entries} configurations, {header.cases} cases in "
               f"{header.batches} batches{on}, about {probes:,} probes "
               f"(seed {opts.seed}, {opts.cases_per_entry} cases per configuration, fan-out "
-              f"{opts.fanout}{', budget %.0f s' % opts.budget if opts.budget else ''}); "
-              f"output in {args.out}", file=io.out, flush=True)
+              f"{opts.fanout}{', budget %.0f s' % opts.budget if opts.budget else ''}"
+              f"{', shard %d/%d' % shard if shard else ''}); output in {args.out}",
+              file=io.out, flush=True)
         progress.start(header)
 
-    try:
-        with progress:
-            outcome = run_matrix(entries, opts, argv=sys.argv, on_records=progress.update,
-                                 on_start=started)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with progress:
+        outcome = run_matrix(entries, opts, argv=sys.argv, on_records=progress.update,
+                             on_start=started)
     result = finish_run(args.out, outcome, baseline, io)
     if args.shrink and not outcome.interrupted:
         shrink_families(args.out, args, io)
@@ -164,14 +277,17 @@ def shrink_families(out: Path, args: argparse.Namespace, io: Streams) -> None:
               file=io.out)
 
 
-def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> NoReturn:
-    raise KeyboardInterrupt
-
-
 def finish_run(out: Path, outcome: RunOutcome, baseline: Path | None, io: Streams) -> Outcome:
-    """Reports for a finished (or interrupted) run, and its outcome: FOUND
-    for a new divergence or a reproduced crash, INFRASTRUCTURE when nothing
-    could run, INTERRUPTED, else OK."""
+    """Reports for a finished run, and its outcome: FOUND for a new
+    divergence or a reproduced crash, INFRASTRUCTURE when nothing could
+    run, else OK.  An interrupted run ends at once (INTERRUPTED): its
+    records are on disk, and rebuilding the reports of a long run takes
+    seconds; `s2diff report` or `--resume` does it."""
+    if outcome.interrupted:
+        print(f"interrupted: {outcome.batches_run} of {outcome.batches_planned} batches finished "
+              f"and recorded in {out / RECORDS}; reports: s2diff report {out}; continue with "
+              f"s2diff run --resume --out {out}", file=io.err)
+        return Outcome.INTERRUPTED
     run = load_run([out])
     written = write_reports(run, out)
     print_summary(run, io)
@@ -187,10 +303,6 @@ def finish_run(out: Path, outcome: RunOutcome, baseline: Path | None, io: Stream
               f"probe {finding.probe}): {out / (finding.case_file or '')} "
               f"(s2diff repro re-runs it)", file=io.out)
     print_crash_families(out, outcome.crashes, io)
-    if outcome.interrupted:
-        print(f"interrupted: {outcome.batches_run} of {outcome.batches_planned} batches finished "
-              f"and recorded; continue with --resume --out {out}", file=io.err)
-        return Outcome.INTERRUPTED
     statuses = outcome.batch_status
     if statuses and not statuses.get(BatchStatus.COMPLETED, 0) and not outcome.findings \
             and not outcome.crashes:
