@@ -494,18 +494,50 @@ def test_shards_merge_and_report_rebuild_the_unsharded_run(tmp_path, a53_wrapper
         assert (whole / name).read_bytes() == written[name], name
 
 
-def test_a_missing_shard_is_not_full_coverage(tmp_path):
-    """Merging two of three shards says so instead of passing for the run."""
+def test_a_missing_shard_is_refused_unless_allowed(tmp_path):
+    """Merging two of three shards (or one shard twice) exits 1 naming the
+    missing shard and writes nothing; --allow-partial merges them and
+    every report says which shard is missing."""
     shards = []
     for k in (1, 2):
         shard = tmp_path / f"shard{k}"
         s2diff("run", "--cpu", "cortex-a53,cortex-a57,cortex-a72", "--cases", "1", "--jobs", "1",
-               "--shard", f"{k}/3", "--out", shard)
+               "--fanout", "0", "--shard", f"{k}/3", "--out", shard)
         shards.append(shard)
-    merge = s2diff("merge", *shards, "--out", tmp_path / "merged")
-    summary = (tmp_path / "merged" / "summary.txt").read_text().splitlines()
-    assert "coverage: shards 1/3, 2/3 (missing 3/3)" in summary
+    merged = tmp_path / "merged"
+    for inputs, missing in ((shards, "3/3"), ([shards[0], shards[0]], "2/3, 3/3")):
+        merge = s2diff("merge", *inputs, "--out", merged)
+        assert merge.code == 1
+        assert only_line(merge.err).startswith(f"s2diff: error: shard(s) {missing} missing: ")
+        assert not merged.exists()
+    merge = s2diff("merge", *shards, "--out", merged, "--allow-partial")
     assert merge.code == 0, merge.err
+    coverage = "shards 1/3, 2/3 (missing 3/3)"
+    assert f"coverage: {coverage}" in (merged / "summary.txt").read_text().splitlines()
+    props = ET.parse(merged / "junit.xml").getroot().find("properties")
+    assert props is not None and props.find("property").get("value") == coverage
+    assert coverage in (merged / "report.html").read_text()
+
+
+def test_merge_refuses_a_mixed_set_naming_the_inputs(tmp_path):
+    """Shards of different runs, or a shard with a whole run: exit 2, one
+    line naming the two input files; no output."""
+    args = ("run", "--cpu", "cortex-a53", "--cases", "1", "--jobs", "1", "--fanout", "0")
+    a, b, whole = tmp_path / "a", tmp_path / "b", tmp_path / "whole"
+    s2diff(*args, "--shard", "1/2", "--out", a)
+    s2diff(*args, "--shard", "2/2", "--seed", "2", "--out", b)
+    s2diff(*args, "--out", whole)
+    merged = tmp_path / "merged"
+    merge = s2diff("merge", a, b, "--out", merged)
+    assert merge.code == 2
+    assert only_line(merge.err) == (f"s2diff: error: cannot merge {a / 'results.jsonl'} and "
+                                    f"{b / 'results.jsonl'}: they are of different runs (seed 1 "
+                                    "and 2)")
+    merge = s2diff("merge", a, whole, "--out", merged)
+    assert merge.code == 2
+    assert only_line(merge.err) == (f"s2diff: error: cannot merge {whole / 'results.jsonl'} (a "
+                                    f"whole run) with {a / 'results.jsonl'} (shard 1/2)")
+    assert not merged.exists()
 
 
 # ---------------------------------------------------------------------------

@@ -24,11 +24,11 @@ def _interrupted(signum: int, frame: _FrameType | None) -> None:
 _SIGNALS = (_signal.SIGINT, _signal.SIGTERM)
 _held = _threading.current_thread() is _threading.main_thread()
 _previous = [_signal.signal(s, _interrupted) for s in _SIGNALS] if _held else []
-try:
-    from .common import Streams
-    from .main import main
-finally:
-    for _sig, _handler in zip(_SIGNALS, _previous):
-        _signal.signal(_sig, _handler)
+
+from .common import Streams  # noqa: E402  (after the handlers, on purpose)
+from .main import main  # noqa: E402
+
+for _sig, _handler in zip(_SIGNALS, _previous):
+    _signal.signal(_sig, _handler)
 
 __all__ = ["Streams", "main"]

@@ -13,6 +13,7 @@ from ..report.families import render_families
 from ..report.load import RunData, load_run, merge_dirs
 from ..report.summary import render_summary, summary_rich
 from ..report.write import write_reports
+from ..shards import check_shards
 from .common import Outcome, Streams, Subcommand
 
 
@@ -63,9 +64,21 @@ def _merge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="shard output directories")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="directory for the merged results and reports")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="merge although shards are missing (every report says which)")
 
 
 def run_merge(args: argparse.Namespace, io: Streams) -> Outcome:
+    # The inputs are checked before anything is written (harness.shards):
+    # errors name the input files, and a refused merge leaves no output.
+    shards = check_shards(args.dirs)
+    if shards.missing:
+        if not args.allow_partial:
+            print(f"s2diff: error: shard(s) {shards.describe_missing()} missing: the inputs hold "
+                  f"{', '.join(f'{k}/{shards.split}' for k in shards.present)}; merge them "
+                  "anyway with --allow-partial (every report then says so)", file=io.err)
+            return Outcome.FOUND
+        io.note(f"merging without shard(s) {shards.describe_missing()} (--allow-partial)")
     merge_dirs(args.dirs, args.out)
     run = load_run([args.out])
     written = write_reports(run, args.out)

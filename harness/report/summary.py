@@ -225,10 +225,34 @@ def _run_lines(run: RunData) -> list[str]:
         f"{info.cases_per_entry if info.cases_per_entry is not None else '?'} cases per entry, "
         f"matrix of {info.entries if info.entries is not None else '?'} entries",
         f"coverage: {info.coverage}",
+        *_not_run_lines(run),
         f"qemu: {qemu}",
         f"batches: {_batch_counts(run)}",
         *_crash_lines(run),
     ]
+
+
+def _not_run_lines(run: RunData) -> list[str]:
+    """From the end records (docs/results.md): why the run stopped when it
+    did not complete, the matrix entries that never ran and the cases not
+    run, and how to run them."""
+    if not run.ends:
+        return []
+    reasons = sorted({e.reason.value for e in run.ends})
+    planned = sum(e.cases_planned for e in run.ends)
+    ran = sum(e.cases_run for e in run.ends)
+    never = {(n.entry, n.qemu): n.reason for e in run.ends for n in e.entries_not_run}
+    if reasons == ["complete"] and not never:
+        return []
+    lines = [f"ended: {', '.join(reasons)}; {planned - ran} of {planned} cases not run"]
+    if never:
+        why = collections.Counter(never.values())
+        lines.append(f"entries never run: {len(never)} ("
+                     + "; ".join(f"{n} x {w}" for w, n in sorted(why.items())) + ")")
+    if "budget" in reasons:
+        lines.append("every entry runs its first case before any runs a second: a larger "
+                     "--budget (or none) covers the rest; --resume continues this run")
+    return lines
 
 
 def _crash_lines(run: RunData) -> list[str]:
