@@ -285,7 +285,8 @@ class BatchRecord:
     message as ``diagnostic``).  ``elapsed`` in seconds; ``qemu`` the
     build's label ("" in files of one-QEMU runs written before labels);
     ``boots`` how many QEMU boots it took (crash-resume and the results
-    area's size may need several; None: not recorded)."""
+    area's size may need several; None: not recorded); ``profile``: seconds
+    per stage of the worker (`s2diff bench`; None: not profiled)."""
 
     batch: int
     arch: str
@@ -300,6 +301,7 @@ class BatchRecord:
     isolated: Isolation | None = None
     qemu: str = ""
     boots: int | None = None
+    profile: tuple[tuple[str, float], ...] | None = None
 
     def to_json(self) -> Json:
         out: Json = {"type": "batch", "batch": self.batch, "arch": self.arch, "cpu": self.cpu,
@@ -312,6 +314,8 @@ class BatchRecord:
         out["qemu"] = self.qemu
         if self.boots is not None:
             out["boots"] = self.boots
+        if self.profile is not None:
+            out["profile"] = {name: round(seconds, 6) for name, seconds in self.profile}
         return out
 
     @classmethod
@@ -327,7 +331,15 @@ class BatchRecord:
                    qemu_version=_text(rec.get("qemu_version")),
                    diagnostic=_text(rec.get("diagnostic")),
                    isolated=Isolation.from_json(rec.get("isolated")),
-                   qemu=_text(rec.get("qemu")), boots=_opt_int(rec.get("boots")))
+                   qemu=_text(rec.get("qemu")), boots=_opt_int(rec.get("boots")),
+                   profile=_profile(rec.get("profile")))
+
+
+def _profile(value: Any) -> tuple[tuple[str, float], ...] | None:
+    if not isinstance(value, dict):
+        return None
+    return tuple((str(k), float(v)) for k, v in value.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
 # ---------------------------------------------------------------------------

@@ -183,6 +183,9 @@ def _take_boot(pending: collections.deque[Segment], capacity: int) -> list[Segme
 
 
 def _job(image: JobImage, rows: np.ndarray) -> JobImage:
+    """The image with only ``rows`` of its probes (itself when all of them)."""
+    if len(rows) == len(image.probes) and (not len(rows) or rows[-1] == len(rows) - 1):
+        return image
     return dataclasses.replace(image, probes=probe_table(image.probes)[rows])
 
 
@@ -201,8 +204,17 @@ def run_resumable(arch, cpu: str, images: Sequence[JobImage], *, capacity: int,
     event as it happens (it counts the event's key into the quarantine:
     the key is the caller's to compute)."""
     quarantine = quarantine if quarantine is not None else {}
-    tables = [probe_table(im.probes) for im in images]
-    records = [np.zeros((len(t), RECORD_WORDS), dtype=np.uint64) for t in tables]
+    sizes = [len(im.probes) for im in images]
+    # The common case: everything fits one boot and QEMU completes it; the
+    # boot's own result is the batch's (no copying of records or memory).
+    if sum(sizes) <= capacity and not held_keys(quarantine):
+        only = run_batch(arch, cpu, images, qemu=qemu, timeout=timeout, stub=stub)
+        if only.status is BatchStatus.COMPLETED:
+            return ResumedRun(only, (), tuple(np.zeros(n, dtype=bool) for n in sizes), 1, None)
+        results_first: BatchResult | None = only
+    else:
+        results_first = None
+    records = [np.zeros((n, RECORD_WORDS), dtype=np.uint64) for n in sizes]
     # Table memory: every boot starts from the image's own regions, so the
     # descriptor words each boot changed are gathered over the boots (a
     # later boot's word wins): a hardware update made in a boot that then
@@ -210,9 +222,9 @@ def run_resumable(arch, cpu: str, images: Sequence[JobImage], *, capacity: int,
     memory = [[np.frombuffer(data, dtype="<u8").copy() for _, data in im.regions]
               for im in images]
     done_images = [False] * len(images)
-    held = [np.zeros(len(t), dtype=bool) for t in tables]
+    held = [np.zeros(n, dtype=bool) for n in sizes]
     key_cache: dict[int, np.ndarray] = {}
-    pending = collections.deque(Segment(i, np.arange(len(t))) for i, t in enumerate(tables))
+    pending = collections.deque(Segment(i, np.arange(n)) for i, n in enumerate(sizes))
     crashes: list[CrashEvent] = []
     results: list[BatchResult] = []
     unattributed = None
@@ -237,8 +249,12 @@ def run_resumable(arch, cpu: str, images: Sequence[JobImage], *, capacity: int,
             break
         pending = collections.deque(hold(s) for s in pending)
         boot = _take_boot(pending, capacity)
-        result = run_batch(arch, cpu, [_job(images[s.image], s.rows) for s in boot], qemu=qemu,
-                           timeout=timeout, stub=stub)
+        if results_first is not None:
+            # The first boot of the fast path failed: it is this loop's first.
+            result, results_first = results_first, None
+        else:
+            result = run_batch(arch, cpu, [_job(images[s.image], s.rows) for s in boot],
+                               qemu=qemu, timeout=timeout, stub=stub)
         results.append(result)
         failed = result.status is not BatchStatus.COMPLETED
         named = False
@@ -323,8 +339,13 @@ def _merge(arch, cpu: str, images: Sequence[JobImage], results: list[BatchResult
         parts.append(stopped)
     if worst.status is not BatchStatus.COMPLETED and not crashes:
         parts.insert(0, worst.diagnostic)
+    stages: dict[str, float] = {}
+    for r in results:
+        for name, seconds in r.stages:
+            stages[name] = stages.get(name, 0.0) + seconds
     return dataclasses.replace(
         worst, status=status, arch=first.arch, cpu=cpu, images=image_results,
+        stages=tuple(stages.items()),
         images_done=sum(done), probes_done=int(sum((r[:, 0] != 0).sum() for r in records)),
         id_registers=first.id_registers, argv=first.argv, qemu_version=first.qemu_version,
         elapsed=sum(r.elapsed for r in results),

@@ -76,6 +76,7 @@ class RunOptions:
     fanout: int = 0
     qemus: tuple[QemuBuild, ...] = ()
     recorded: dict | None = None
+    profile: bool = False
 
 
 @dataclasses.dataclass
@@ -349,7 +350,7 @@ def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[
 
     cfg = WorkerConfig(seed=opts.seed, machine=machine, out=str(out), fanout=opts.fanout,
                        baseline=str(opts.baseline) if opts.baseline else None,
-                       timeout=opts.timeout, run_id=uuid.uuid4().hex)
+                       timeout=opts.timeout, run_id=uuid.uuid4().hex, profile=opts.profile)
     deadline = time.monotonic() + opts.budget if opts.budget else None
     reason = EndReason.COMPLETE
     try:

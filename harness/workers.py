@@ -73,6 +73,7 @@ class WorkerConfig:
     timeout: float | None = None
     fanout: int = 0
     run_id: str = ""
+    profile: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,8 +134,10 @@ def _execute_batch(task: Task, cfg: WorkerConfig) -> list[Record]:
     machine = cfg.machine
     qemu = machine.qemu_path(label, batch.arch)
     stub = Path(machine.stubs[arch])
+    clock = _Stopwatch()
     cases = generate_batch(batch, cfg.seed, machine.arena[arch], machine.memory_map(batch.arch),
                            cfg.fanout)
+    clock.lap("generate")
     quarantine = _LEARNT.setdefault((cfg.run_id, label), {})
     for key, n in task.quarantine:
         quarantine[key] = max(quarantine.get(key, 0), n)
@@ -147,12 +150,16 @@ def _execute_batch(task: Task, cfg: WorkerConfig) -> list[Record]:
         keys_of[id(event)] = key
         quarantine[key] = quarantine.get(key, 0) + 1
 
-    run = run_resumable(batch.arch, batch.cpu, [job_image(c) for c in cases],
+    images = [job_image(c) for c in cases]
+    clock.lap("images")
+    run = run_resumable(batch.arch, batch.cpu, images,
                         capacity=machine.max_probes[arch], qemu=qemu, stub=stub,
                         timeout=cfg.timeout, keys=lambda i: probe_keys(cases[i]),
                         quarantine=quarantine, on_crash=on_crash)
     result = run.result
+    clock.lap("run", dict(result.stages))
     records = [_labelled(r, label) for r in judge_batch(batch, cases, result)]
+    clock.lap("judge")
     records = _with_crash_counts(records, cases, run)
     baseline = load_baseline(cfg.baseline) if cfg.baseline else EMPTY
     records = apply_baseline(baseline, records)
@@ -172,9 +179,31 @@ def _execute_batch(task: Task, cfg: WorkerConfig) -> list[Record]:
             finding = isolate_failure(where, batch, boot_cases(cases, segments))
             records = [dataclasses.replace(r, isolated=finding) if isinstance(r, BatchRecord)
                        else r for r in records]
-    records = [dataclasses.replace(r, boots=run.boots) if isinstance(r, BatchRecord) else r
-               for r in records]
-    return aggregate_new(aggregate_known([compact_known(r) for r in records])) + list(crashes)
+    records = aggregate_new(aggregate_known([compact_known(r) for r in records]))
+    clock.lap("records")
+    profile = tuple(clock.stages.items()) if cfg.profile else None
+    records = [dataclasses.replace(r, boots=run.boots, profile=profile)
+               if isinstance(r, BatchRecord) else r for r in records]
+    return records + list(crashes)
+
+
+class _Stopwatch:
+    """Seconds per stage of a batch in a worker (`s2diff bench`'s profile):
+    each ``lap`` charges the time since the last one to a stage, or to the
+    parts ``inner`` names (the rest of it to the stage itself)."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, stage: str, inner: dict[str, float] | None = None) -> None:
+        now = time.monotonic()
+        spent = now - self._last
+        self._last = now
+        for name, seconds in (inner or {}).items():
+            self.stages[name] = self.stages.get(name, 0.0) + seconds
+            spent -= seconds
+        self.stages[stage] = self.stages.get(stage, 0.0) + max(spent, 0.0)
 
 
 def _labelled(rec: Record, label: str) -> Record:
