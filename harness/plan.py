@@ -1,6 +1,6 @@
 """Planning a run: the matrix entries cut into numbered batches of one
-(arch, CPU model) each, sharded, and a batch's cases generated and turned
-into job images.
+(arch, CPU model) each, round by round (:class:`Plan`, lazy), sharded, and
+a batch's cases generated and turned into job images.
 
 A run is a deterministic function of (matrix, seed, cases per entry): the
 cases are cut into batches in a fixed order, and every batch is numbered.
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterable, Sequence
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -22,6 +24,7 @@ from reference.generate import Case, MemoryMap, generate_case
 
 from .errors import UsageError
 from .qemu.build import build_stub
+from .qemu.builds import QemuBuild
 from .qemu.elf import read_stub
 from .qemu.job import PROBE_DTYPE, JobImage
 
@@ -73,43 +76,182 @@ def window_bytes(config: S2Config) -> int:
     return 1 << (granule.bits + 7)
 
 
-def plan_batches(entries: Sequence[MatrixEntry], cases_per_entry: int, arena: tuple[int, int],
-                 max_images: int) -> list[Batch]:
-    """Cut the run into numbered batches of one (arch, CPU) each, limited to
-    ``max_images`` images and to what fits the arena.
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """The entries of one (arch, CPU) that one batch of a round holds:
+    indices into the plan's entries."""
 
-    Cases go round by round (case 0 of every entry, then case 1, ...) and
-    the machines' batches alternate, so a run stopped early by --budget has
-    fewer cases of every entry rather than none of the last CPU models."""
-    by_machine: dict[tuple[Arch, str], list[CaseSpec]] = {}
-    for i in range(cases_per_entry):
-        for entry in entries:
-            by_machine.setdefault((entry.arch, entry.cpu), []).append(CaseSpec(entry, i))
-    per_machine: list[list[tuple[Arch, str, tuple[CaseSpec, ...]]]] = []
-    for (arch, cpu), specs in by_machine.items():
-        cut: list[tuple[Arch, str, tuple[CaseSpec, ...]]] = []
-        current: list[CaseSpec] = []
+    arch: Arch
+    cpu: str
+    entries: tuple[int, ...]
+
+
+def round_chunks(entries: Sequence[MatrixEntry], arena: tuple[int, int],
+                 max_images: int) -> tuple[Chunk, ...]:
+    """One round (one case of every entry) cut into batches of one
+    (arch, CPU) each, limited to ``max_images`` images and to what fits the
+    arena, the machines' batches interleaved (so that a stop part-way
+    through a round has run part of every CPU model, not all of a few)."""
+    by_machine: dict[tuple[Arch, str], list[int]] = {}
+    for i, entry in enumerate(entries):
+        by_machine.setdefault((entry.arch, entry.cpu), []).append(i)
+    per_machine: list[list[Chunk]] = []
+    for (arch, cpu), indices in by_machine.items():
+        cut: list[Chunk] = []
+        current: list[int] = []
         used = 0
-        for spec in specs:
-            size = window_bytes(spec.entry.config)
+        for i in indices:
+            size = window_bytes(entries[i].config)
             if current and (len(current) >= max_images or used + size > arena[1] - arena[0]):
-                cut.append((arch, cpu, tuple(current)))
+                cut.append(Chunk(arch, cpu, tuple(current)))
                 current, used = [], 0
-            current.append(spec)
+            current.append(i)
             used += size
         if current:
-            cut.append((arch, cpu, tuple(current)))
+            cut.append(Chunk(arch, cpu, tuple(current)))
         per_machine.append(cut)
-    batches: list[Batch] = []
-    for round_ in itertools.zip_longest(*per_machine):
-        for item in round_:
-            if item is not None:
-                batches.append(Batch(len(batches), *item))
-    return batches
+    return tuple(c for round_ in itertools.zip_longest(*per_machine) for c in round_
+                 if c is not None)
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """'K/N' with 1 <= K <= N."""
+def _count_solutions(step: int, target: int, modulus: int, limit: int) -> int:
+    """How many r in [0, limit) have r * step = target (mod modulus)."""
+    g = math.gcd(step, modulus)
+    if target % g:
+        return 0
+    m = modulus // g
+    r0 = (target // g) * pow(step // g, -1, m) % m if m > 1 else 0
+    return 0 if r0 >= limit else (limit - 1 - r0) // m + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A run's batches, generated as they are needed (never all in memory:
+    a plan of 10^5 cases per entry costs what a plan of one does).
+
+    The run is a deterministic function of (matrix, seed, cases per entry):
+    round r holds case r of every entry, cut into the same ``chunks`` every
+    round; batch n is chunk n mod C of round block n div C (C chunks per
+    round; a block is ``rounds_per_batch`` rounds, more than one only when
+    a whole round is one chunk: the images of its rounds then run in round
+    order in one boot).  Rounds go in order, so every entry runs its first
+    case before any entry runs a second: a stop part-way (``--budget``,
+    Ctrl-C) thins cases, never entries.  ``--shard K/N`` keeps the batches
+    whose number is K-1 modulo N, so the shards of a run together hold
+    exactly its batches."""
+
+    entries: tuple[MatrixEntry, ...]
+    cases_per_entry: int
+    chunks: tuple[Chunk, ...]
+    shard: tuple[int, int] | None = None
+    rounds_per_batch: int = 1
+
+    @classmethod
+    def of(cls, entries: Sequence[MatrixEntry], cases_per_entry: int, arena: tuple[int, int],
+           max_images: int, shard: tuple[int, int] | None = None) -> Plan:
+        entries = tuple(entries)
+        chunks = round_chunks(entries, arena, max_images)
+        k = 1
+        if len(chunks) == 1 and entries:
+            size = sum(window_bytes(e.config) for e in entries)
+            k = max(1, min(max_images // len(entries), (arena[1] - arena[0]) // size,
+                           cases_per_entry))
+        return cls(entries, cases_per_entry, chunks, shard, k)
+
+    @property
+    def blocks(self) -> int:
+        """Round blocks: batches per chunk in the whole run."""
+        return -(-self.cases_per_entry // self.rounds_per_batch)
+
+    @property
+    def total_batches(self) -> int:
+        """Batches of the whole (unsharded) run."""
+        return self.blocks * len(self.chunks)
+
+    def in_shard(self, number: int) -> bool:
+        return self.shard is None or number % self.shard[1] == self.shard[0] - 1
+
+    def batch(self, number: int) -> Batch:
+        block, index = divmod(number, len(self.chunks))
+        chunk = self.chunks[index]
+        k = self.rounds_per_batch
+        rounds = range(block * k, min(block * k + k, self.cases_per_entry))
+        return Batch(number, chunk.arch, chunk.cpu,
+                     tuple(CaseSpec(self.entries[i], r) for r in rounds for i in chunk.entries))
+
+    def __iter__(self) -> Iterator[Batch]:
+        """The batches of this shard, in order."""
+        k, n = self.shard or (1, 1)
+        return (self.batch(number) for number in range(k - 1, self.total_batches, n))
+
+    def chunk_rounds(self) -> list[int]:
+        """Per chunk, how many of its cases (rounds) the shard holds."""
+        c, k, blocks = len(self.chunks), self.rounds_per_batch, self.blocks
+        out = []
+        for i in range(c):
+            if self.shard is None:
+                out.append(self.cases_per_entry)
+                continue
+            shard_k, n = self.shard
+            held = _count_solutions(c, (shard_k - 1 - i) % n, n, blocks)
+            rounds = held * k
+            if blocks and self.in_shard((blocks - 1) * c + i):
+                rounds -= blocks * k - self.cases_per_entry     # the last block is short
+            out.append(rounds)
+        return out
+
+    @property
+    def batches(self) -> int:
+        """Batches of this shard (computed, not generated)."""
+        if self.shard is None:
+            return self.total_batches
+        k, n = self.shard
+        return len(range(k - 1, self.total_batches, n))
+
+    @property
+    def cases(self) -> int:
+        """Cases of this shard (computed, not generated)."""
+        return sum(r * len(c.entries) for r, c in zip(self.chunk_rounds(), self.chunks))
+
+
+def plan_batches(entries: Sequence[MatrixEntry], cases_per_entry: int, arena: tuple[int, int],
+                 max_images: int) -> list[Batch]:
+    """Every batch of a run, in order (a list: for small runs and tests;
+    a run iterates a Plan)."""
+    return list(Plan.of(entries, cases_per_entry, arena, max_images))
+
+
+# CI systems' own variables for a job's index and count among parallel
+# jobs (docs/ci.md): (index variable, count variable, first index).
+SHARD_VARIABLES = (("CI_NODE_INDEX", "CI_NODE_TOTAL", 1),                       # GitLab CI
+                   ("BUILDKITE_PARALLEL_JOB", "BUILDKITE_PARALLEL_JOB_COUNT", 0),  # Buildkite
+                   ("S2DIFF_SHARD_INDEX", "S2DIFF_SHARD_TOTAL", 1))             # any other
+
+
+def shard_from_environment(env: Mapping[str, str]) -> tuple[int, int]:
+    """``--shard auto``: (K, N) from the first CI system whose variables
+    are set (SHARD_VARIABLES); UsageError naming them when none is, or
+    when the values are not a shard."""
+    for index, count, first in SHARD_VARIABLES:
+        if index in env or count in env:
+            try:
+                k, n = int(env[index]) - first + 1, int(env[count])
+            except (KeyError, ValueError):
+                raise UsageError(f"--shard auto: {index}={env.get(index)!r} and {count}="
+                                 f"{env.get(count)!r} are not a job index and count") from None
+            if not 1 <= k <= n:
+                raise UsageError(f"--shard auto: {index}={env[index]} is not one of the "
+                                 f"{n} jobs of {count}")
+            return k, n
+    names = ", ".join(f"{i}/{c}" for i, c, _ in SHARD_VARIABLES)
+    raise UsageError(f"--shard auto: none of {names} is set (docs/ci.md)")
+
+
+def parse_shard(text: str, env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """'K/N' with 1 <= K <= N, or 'auto' (shard_from_environment of
+    ``env``, default os.environ)."""
+    if text == "auto":
+        return shard_from_environment(os.environ if env is None else env)
     try:
         k, n = (int(x) for x in text.split("/"))
     except ValueError:
@@ -117,13 +259,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not 1 <= k <= n:
         raise UsageError(f"--shard: {text!r} needs 1 <= K <= N")
     return k, n
-
-
-def shard_batches(batches: Sequence[Batch], shard: tuple[int, int] | None) -> list[Batch]:
-    if shard is None:
-        return list(batches)
-    k, n = shard
-    return [b for b in batches if b.number % n == k - 1]
 
 
 def generate_batch(batch: Batch, seed: int, arena: tuple[int, int], mmap: MemoryMap,
@@ -165,9 +300,11 @@ def job_image(case: Case) -> JobImage:
 
 @dataclasses.dataclass(frozen=True)
 class Machine:
-    """What a worker needs to run batches: QEMU binaries and stub paths."""
+    """What a worker needs to run batches: the QEMU programs of each build
+    (``qemu``: label -> arch -> program; a program None is the default
+    one, harness.qemu.launcher.find_qemu), the stubs and their layouts."""
 
-    qemu: dict[str, str | None]
+    qemu: dict[str, dict[str, str | None]]
     stubs: dict[str, str]
     arena: dict[str, tuple[int, int]]
     ram: dict[str, tuple[int, int]]
@@ -176,9 +313,16 @@ class Machine:
     def memory_map(self, arch: Arch) -> MemoryMap:
         return MemoryMap(ram=(self.ram[arch.value],), empty=VIRT_EMPTY)
 
+    def qemu_path(self, label: str, arch: Arch) -> str | None:
+        """The program QEMU build ``label`` runs for ``arch`` (None: the default)."""
+        return self.qemu.get(label, {}).get(arch.value)
 
-def prepare_machine(arches: Iterable[Arch], qemu: dict[Arch, str | None]) -> Machine:
-    """Build the stubs (once, in the parent) and read their layouts."""
+
+def prepare_machine(arches: Iterable[Arch],
+                    qemu: Sequence[QemuBuild] | Mapping[Arch, str | None] = ()) -> Machine:
+    """Build the stubs (once, in the parent) and read their layouts.
+    ``qemu``: the QEMU builds of the run, or one unlabelled build given as
+    a program per architecture (None: the default one)."""
     stubs, arena, ram, max_probes = {}, {}, {}, {}
     for arch in set(arches):
         path = build_stub(arch)
@@ -187,5 +331,8 @@ def prepare_machine(arches: Iterable[Arch], qemu: dict[Arch, str | None]) -> Mac
         arena[arch.value] = (layout.arena_start, layout.arena_end)
         ram[arch.value] = (layout.ram_base, layout.ram_size)
         max_probes[arch.value] = layout.max_probes
-    return Machine(qemu={a.value: q for a, q in qemu.items()}, stubs=stubs, arena=arena, ram=ram,
-                   max_probes=max_probes)
+    if isinstance(qemu, Mapping):
+        programs = {"": {a.value: (str(q) if q is not None else None) for a, q in qemu.items()}}
+    else:
+        programs = {b.label: {a.value: str(p) for a, p in b.paths.items()} for b in qemu}
+    return Machine(qemu=programs, stubs=stubs, arena=arena, ram=ram, max_probes=max_probes)

@@ -285,7 +285,8 @@ class BatchRecord:
     message as ``diagnostic``).  ``elapsed`` in seconds; ``qemu`` the
     build's label ("" in files of one-QEMU runs written before labels);
     ``boots`` how many QEMU boots it took (crash-resume and the results
-    area's size may need several; None: not recorded)."""
+    area's size may need several; None: not recorded); ``profile``: seconds
+    per stage of the worker (`s2diff bench`; None: not profiled)."""
 
     batch: int
     arch: str
@@ -300,6 +301,7 @@ class BatchRecord:
     isolated: Isolation | None = None
     qemu: str = ""
     boots: int | None = None
+    profile: tuple[tuple[str, float], ...] | None = None
 
     def to_json(self) -> Json:
         out: Json = {"type": "batch", "batch": self.batch, "arch": self.arch, "cpu": self.cpu,
@@ -312,6 +314,8 @@ class BatchRecord:
         out["qemu"] = self.qemu
         if self.boots is not None:
             out["boots"] = self.boots
+        if self.profile is not None:
+            out["profile"] = {name: round(seconds, 6) for name, seconds in self.profile}
         return out
 
     @classmethod
@@ -327,7 +331,15 @@ class BatchRecord:
                    qemu_version=_text(rec.get("qemu_version")),
                    diagnostic=_text(rec.get("diagnostic")),
                    isolated=Isolation.from_json(rec.get("isolated")),
-                   qemu=_text(rec.get("qemu")), boots=_opt_int(rec.get("boots")))
+                   qemu=_text(rec.get("qemu")), boots=_opt_int(rec.get("boots")),
+                   profile=_profile(rec.get("profile")))
+
+
+def _profile(value: Any) -> tuple[tuple[str, float], ...] | None:
+    if not isinstance(value, dict):
+        return None
+    return tuple((str(k), float(v)) for k, v in value.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
 # ---------------------------------------------------------------------------
@@ -696,7 +708,7 @@ class CrashRecord:
     whether a re-run of it alone failed the same way (None: not checked
     here, the family's case file is another record's).  ``known``: the
     baseline crash entry that matches (None: new).  ``held``: probes of
-    this batch the harness then held back from QEMU because the reference
+    its case the harness held back from QEMU because the reference
     predicts the same outcome as this probe's (``quarantine``, the
     expected labels with levels masked): QEMU is not made to die on each
     of them."""
@@ -720,6 +732,8 @@ class CrashRecord:
     returncode: int | None
     console: str
     argv: tuple[str, ...] = ()
+    granule: str | None = None
+    config: str = ""
     quarantine: str = ""
     held: int = 0
     case_file: str | None = None
@@ -737,7 +751,8 @@ class CrashRecord:
                 "at": self.at, "aim": self.aim, "expected": list(self.expected),
                 "kind": self.kind.value, "signature": self.signature, "signal": self.signal,
                 "returncode": self.returncode, "console": self.console, "argv": list(self.argv),
-                "quarantine": self.quarantine, "held": self.held, "case_file": self.case_file,
+                "granule": self.granule, "config": self.config, "quarantine": self.quarantine,
+                "held": self.held, "case_file": self.case_file,
                 "reproduced": self.reproduced, "known": self.known}
 
     @classmethod
@@ -756,6 +771,7 @@ class CrashRecord:
                    kind=_enum(FailureKind, rec, "kind"), signature=_str(rec, "signature"),
                    signal=_opt_int(rec.get("signal")), returncode=_opt_int(rec.get("returncode")),
                    console=_text(rec.get("console")), argv=_strings(rec.get("argv")) or (),
+                   granule=_opt_str(rec.get("granule")), config=_text(rec.get("config")),
                    quarantine=_text(rec.get("quarantine")), held=_opt_int(rec.get("held")) or 0,
                    case_file=_opt_str(rec.get("case_file")),
                    reproduced=reproduced if isinstance(reproduced, bool) else None, known=known)

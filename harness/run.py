@@ -10,29 +10,29 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from reference.arch import Arch
 
 from .errors import UsageError
-from .plan import (
-    MatrixEntry,
-    images_per_batch,
-    plan_batches,
-    prepare_machine,
-    shard_batches,
-)
+from .plan import MatrixEntry, Plan, images_per_batch, prepare_machine
 from .qemu.boot import BatchStatus
-from .qemu.launcher import find_qemu, qemu_version
+from .qemu.builds import QemuBuild, default_build
+from .qemu.launcher import qemu_cpus, qemu_version
 from .records import (
     RECORDS,
     BatchRecord,
     CaseRecord,
+    CrashRecord,
     DivergenceRecord,
+    EndReason,
     EndRecord,
     InvalidRecord,
     Isolation,
+    NotRun,
+    QemuInfo,
     Record,
     RecordSink,
     ResultsVersionError,
@@ -42,7 +42,7 @@ from .records import (
     read_json_lines,
     rewrite_records,
 )
-from .workers import WorkerConfig, run_batches
+from .workers import Task, WorkerConfig, run_batches
 
 # The default (nightly) run: cases per matrix entry, seconds after which no
 # batch is started, and bulk probes per placed entry -- enough that QEMU,
@@ -55,7 +55,12 @@ NIGHTLY_FANOUT = 2048
 
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
-    """A run as the command line asks for it (see `s2diff run --help`)."""
+    """A run as the command line asks for it (see `s2diff run --help`).
+
+    ``qemus``: the QEMU builds to run every batch on (``--qemu``); without
+    any, one build from ``qemu`` (a program per architecture, None: the
+    default: $S2DIFF_QEMU_*, then PATH).  ``recorded``: the options as the
+    run header records them for ``--resume`` (docs/results.md)."""
 
     out: Path
     seed: int = 1
@@ -71,6 +76,9 @@ class RunOptions:
     fanout: int = 0
     qemu_args: tuple[str, ...] = ()     # --qemu-arg: more QEMU arguments for every boot
     keep: Path | None = None            # --keep DIR: keep every boot's files in DIR/batch-N
+    qemus: tuple[QemuBuild, ...] = ()
+    recorded: dict | None = None
+    profile: bool = False
 
 
 @dataclasses.dataclass
@@ -78,33 +86,59 @@ class RunOutcome:
     """What the end of a run needs, accumulated without keeping records
     (a nightly run's records stay on disk: memory does not grow with it).
 
-    ``known_used``: baseline ids that matched; ``ran``: (arch, cpu, vtcr) of
-    every case executed; ``batch_status``: batches per status;
-    ``findings``: crashes and hangs reproduced by one case."""
+    ``known_used``: baseline ids that matched; ``ran``: (arch, cpu, vtcr,
+    QEMU version) of every case executed; ``entries_ran``: (entry, QEMU
+    label) pairs with a case; ``batch_status``: batches per status;
+    ``findings``: crashes and hangs reproduced by one case (isolation of a
+    boot no probe could be named for); ``crashes``: crash records;
+    ``end``: the end record."""
 
     batches_planned: int = 0
     batches_run: int = 0
+    cases_run: int = 0
     interrupted: bool = False
     known_used: set[str] = dataclasses.field(default_factory=set)
-    ran: set[tuple[str, str, str]] = dataclasses.field(default_factory=set)
+    ran: set[tuple[str, str, str, str]] = dataclasses.field(default_factory=set)
+    entries_ran: set[tuple[str, str]] = dataclasses.field(default_factory=set)
     batch_status: collections.Counter[BatchStatus] = dataclasses.field(
         default_factory=collections.Counter)
     new_divergences: int = 0
     findings: list[Isolation] = dataclasses.field(default_factory=list)
+    crashes: list[CrashRecord] = dataclasses.field(default_factory=list)
+    end: EndRecord | None = None
 
     def add(self, records: Iterable[Record]) -> None:
+        versions: dict[tuple[int, str], str] = {}
+        for rec in records:
+            if isinstance(rec, BatchRecord):
+                versions[rec.batch, rec.qemu] = rec.qemu_version
         for rec in records:
             if isinstance(rec, CaseRecord):
-                self.ran.add((rec.arch, rec.cpu, rec.vtcr))
+                self.ran.add((rec.arch, rec.cpu, rec.vtcr, versions.get((rec.batch, rec.qemu),
+                                                                        "")))
+                self.entries_ran.add((rec.entry, rec.qemu))
+                self.cases_run += 1
             elif isinstance(rec, DivergenceRecord):
                 if rec.known:
                     self.known_used.add(rec.known)
                 else:
                     self.new_divergences += 1
+            elif isinstance(rec, CrashRecord):
+                self.crashes.append(rec)
+                if rec.known:
+                    self.known_used.add(rec.known)
             elif isinstance(rec, BatchRecord):
                 self.batch_status[rec.status] += 1
                 if rec.isolated is not None and rec.isolated.reproduced:
                     self.findings.append(rec.isolated)
+
+    @property
+    def new_crash_families(self) -> set[tuple[str, str]]:
+        """(QEMU label, signature) of new crashes that a re-run reproduced."""
+        families = {(c.qemu, c.signature) for c in self.crashes
+                    if c.known is None and c.reproduced is not None}
+        return {f for f in families if any(c.reproduced for c in self.crashes
+                                           if (c.qemu, c.signature) == f)}
 
 
 # Run-header fields that must match for --resume (docs/results.md).
@@ -136,17 +170,11 @@ def finished_batches(records: Iterable[Record]) -> set[tuple[int, str]]:
 
 def resume_records(path: Path, header: RunHeader) -> list[Record]:
     """The records of an interrupted run that ``--resume`` keeps: its run
-    header and every record of its finished batches (finished_batches).
-    The results file is rewritten with just those, atomically, so that
-    appending continues a consistent file."""
-    if not path.is_file():
-        raise UsageError(f"--resume: {path} does not exist (nothing to resume)")
-    records: list[Record] = []
-    for rec in read_json_lines(path):
-        try:
-            records.append(parse_record(rec))
-        except (InvalidRecord, ResultsVersionError):
-            continue
+    header and every record of its finished batches (finished_batches);
+    its end record is dropped (the run goes on).  The results file is
+    rewritten with just those, atomically, so that appending continues a
+    consistent file."""
+    records = read_results(path)
     runs = [r for r in records if isinstance(r, RunHeader)]
     if not runs:
         raise UsageError(f"--resume: {path} has no run header")
@@ -162,6 +190,20 @@ def resume_records(path: Path, header: RunHeader) -> list[Record]:
     return kept
 
 
+def read_results(path: Path) -> list[Record]:
+    """Every valid record of an existing results file (UsageError when
+    there is none)."""
+    if not path.is_file():
+        raise UsageError(f"--resume: {path} does not exist (nothing to resume)")
+    records: list[Record] = []
+    for rec in read_json_lines(path):
+        try:
+            records.append(parse_record(rec))
+        except (InvalidRecord, ResultsVersionError):
+            continue
+    return records
+
+
 def prepare_out(out: Path) -> Path:
     """Create the output directory; UsageError if it cannot be written."""
     try:
@@ -174,37 +216,103 @@ def prepare_out(out: Path) -> Path:
     return out
 
 
+def qemu_builds(opts: RunOptions, arches: Sequence[Arch]) -> tuple[QemuBuild, ...]:
+    """The QEMU builds of a run: ``--qemu`` ones, else one of the
+    programs per architecture (defaults: $S2DIFF_QEMU_*, PATH)."""
+    if opts.qemus:
+        return opts.qemus
+    return (default_build({a: opts.qemu.get(a) for a in arches}, arches),)
+
+
+@dataclasses.dataclass(frozen=True)
+class Coverage:
+    """Which QEMU can run which (arch, CPU) of a plan: ``missing[label]``
+    maps an (arch, CPU) the build cannot run to why."""
+
+    labels: tuple[str, ...]
+    missing: dict[str, dict[tuple[Arch, str], str]]
+
+    @classmethod
+    def of(cls, builds: Sequence[QemuBuild], machines: Iterable[tuple[Arch, str]]) -> Coverage:
+        missing: dict[str, dict[tuple[Arch, str], str]] = {}
+        for b in builds:
+            gaps = missing.setdefault(b.label, {})
+            for arch, cpu in sorted(set(machines), key=lambda m: (m[0].value, m[1])):
+                if arch not in b.paths:
+                    gaps[arch, cpu] = f"QEMU {b.label} has no {arch.value} emulator"
+                elif cpu not in qemu_cpus(b.paths[arch]):
+                    gaps[arch, cpu] = f"QEMU {b.label} has no -cpu {cpu}"
+        return cls(tuple(b.label for b in builds), missing)
+
+    def runs(self, label: str, arch: Arch, cpu: str) -> bool:
+        return (arch, cpu) not in self.missing.get(label, {})
+
+    def labels_for(self, arch: Arch, cpu: str) -> list[str]:
+        return [label for label in self.labels if self.runs(label, arch, cpu)]
+
+
+def _sizes(plan: Plan, coverage: Coverage) -> tuple[int, int]:
+    """(batches, cases) of the plan's shard, counted once per QEMU that can
+    run them -- computed, not generated."""
+    batches = cases = 0
+    k, c = plan.rounds_per_batch, len(plan.chunks)
+    for i, (r, chunk) in enumerate(zip(plan.chunk_rounds(), plan.chunks)):
+        n = len(coverage.labels_for(chunk.arch, chunk.cpu))
+        shard_k, shard_n = plan.shard or (1, 1)
+        blocks = sum(1 for b in range(plan.blocks) if (b * c + i) % shard_n == shard_k - 1) \
+            if k > 1 else r
+        batches += blocks * n
+        cases += r * n * len(chunk.entries)
+    return batches, cases
+
+
+def _entries_in_shard(plan: Plan) -> list[MatrixEntry]:
+    """The entries with at least one case in the plan's shard."""
+    return [plan.entries[i] for r, chunk in zip(plan.chunk_rounds(), plan.chunks) if r
+            for i in chunk.entries]
+
+
 def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[str] = (),
                on_records: Callable[[list[Record]], None] | None = None,
                on_start: Callable[[RunHeader], None] | None = None) -> RunOutcome:
-    """Plan, execute and record a run of ``entries``.
+    """Plan, execute and record a run of ``entries`` on every QEMU build.
 
-    Records go to OUT/results.jsonl as they arrive; ``on_records`` sees
-    each batch's records too (progress display).  Ctrl-C stops the run
-    promptly: workers (and their QEMUs) are stopped, and everything finished
-    stays recorded."""
+    Batches are generated as workers take them (harness.plan.Plan), round
+    by round: every entry's first case runs before any entry's second, on
+    every QEMU.  Records go to OUT/results.jsonl as they arrive, the end
+    record last; ``on_records`` sees each batch's records too (progress
+    display; a resumed run's finished records first, then ``on_start``).
+    Ctrl-C stops the run promptly: workers (and their QEMUs) are
+    stopped, and everything finished stays recorded."""
+    started_at = time.monotonic()
     out = prepare_out(opts.out)
     arches = sorted({e.arch for e in entries}, key=lambda a: a.value)
-    machine = prepare_machine(arches, {a: opts.qemu.get(a) for a in arches})
+    builds = qemu_builds(opts, arches)
+    machine = prepare_machine(arches, builds)
     arena = min((machine.arena[a.value] for a in arches), key=lambda r: r[1] - r[0])
     per_batch = images_per_batch(opts.max_images, opts.fanout,
                                  min(machine.max_probes[a.value] for a in arches))
-    batches = shard_batches(plan_batches(entries, opts.cases_per_entry, arena, per_batch),
-                            opts.shard)
+    plan = Plan.of(entries, opts.cases_per_entry, arena, per_batch, opts.shard)
+    coverage = Coverage.of(builds, {(e.arch, e.cpu) for e in entries})
+    n_batches, n_cases = _sizes(plan, coverage)
+    first = builds[0]
     header = RunHeader(
         seed=opts.seed, cases_per_entry=opts.cases_per_entry, fanout=opts.fanout,
-        shard=opts.shard, entries=len(entries), batches=len(batches),
-        cases=sum(len(b.specs) for b in batches), argv=tuple(argv),
-        started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        qemu=tuple((a.value, qemu_version(find_qemu(a, opts.qemu.get(a)))) for a in arches),
-        baseline=str(opts.baseline) if opts.baseline else None)
-    outcome = RunOutcome(batches_planned=len(batches))
+        shard=opts.shard, entries=len(entries), batches=n_batches, cases=n_cases,
+        argv=tuple(argv), started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        qemu=tuple((a.value, qemu_version(p)) for a, p in sorted(
+            first.paths.items(), key=lambda kv: kv[0].value) if a in arches),
+        baseline=str(opts.baseline) if opts.baseline else None,
+        qemus=tuple(QemuInfo(b.label, b.version, *(
+            str(b.paths[a]) if a in b.paths and a in arches else None
+            for a in (Arch.AARCH64, Arch.AARCH32))) for b in builds),
+        options=opts.recorded)
+    outcome = RunOutcome(batches_planned=n_batches)
     kept: list[Record] = []
+    finished: set[tuple[int, str]] = set()
     if opts.resume:
         kept = resume_records(out / RECORDS, header)
-        finished = {r.batch for r in kept if isinstance(r, BatchRecord)}
-        batches = [b for b in batches if b.number not in finished]
-        kept = [r for r in kept if not isinstance(r, EndRecord)]
+        finished = {(r.batch, r.qemu) for r in kept if isinstance(r, BatchRecord)}
         outcome.add(kept)
         outcome.batches_run = len(finished)
         sink = RecordSink(out / RECORDS)
@@ -212,10 +320,16 @@ def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[
         (out / RECORDS).unlink(missing_ok=True)
         sink = RecordSink(out / RECORDS)
         sink.write([header])
-    if on_start:
-        on_start(header)
     if on_records and kept:
         on_records([r for r in kept if not isinstance(r, RunHeader)])
+    if on_start:
+        on_start(header)
+    # Crashes per quarantine key (harness.resume) and QEMU, from the crash
+    # records: tasks started later hold back what keeps crashing QEMU.
+    learnt: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for rec in kept:
+        if isinstance(rec, CrashRecord) and rec.quarantine:
+            learnt[rec.qemu][rec.quarantine] += 1
 
     def accept(records: list[Record]) -> None:
         # The batch record goes last: it marks the batch as finished, so a
@@ -224,19 +338,59 @@ def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[
                   [r for r in records if isinstance(r, BatchRecord)]
         sink.write(ordered)
         outcome.add(ordered)
+        for rec in ordered:
+            if isinstance(rec, CrashRecord) and rec.quarantine:
+                learnt[rec.qemu][rec.quarantine] += 1
         if on_records:
             on_records(ordered)
 
+    def tasks() -> Iterator[Task]:
+        for batch in plan:
+            for label in coverage.labels_for(batch.arch, batch.cpu):
+                if (batch.number, label) not in finished:
+                    yield Task(batch, label, tuple(sorted(learnt[label].items())))
+
     cfg = WorkerConfig(seed=opts.seed, machine=machine, out=str(out), fanout=opts.fanout,
                        baseline=str(opts.baseline) if opts.baseline else None,
-                       timeout=opts.timeout, qemu_args=opts.qemu_args,
-                       keep=str(opts.keep) if opts.keep else None)
+                       timeout=opts.timeout, run_id=uuid.uuid4().hex, profile=opts.profile,
+                       qemu_args=opts.qemu_args, keep=str(opts.keep) if opts.keep else None)
     deadline = time.monotonic() + opts.budget if opts.budget else None
+    reason = EndReason.COMPLETE
     try:
-        outcome.batches_run += run_batches(batches, cfg, opts.jobs, accept, deadline)
+        outcome.batches_run += run_batches(tasks(), cfg, opts.jobs, accept, deadline)
+        if outcome.batches_run < n_batches:
+            reason = EndReason.BUDGET
     except KeyboardInterrupt:
         outcome.interrupted = True
         outcome.batches_run = outcome.batch_status.total()
+        reason = EndReason.INTERRUPTED
     finally:
-        sink.close()
+        try:
+            outcome.end = end_record(plan, coverage, outcome, reason, opts,
+                                     time.monotonic() - started_at)
+            sink.write([outcome.end])
+        finally:
+            sink.close()
     return outcome
+
+
+def end_record(plan: Plan, coverage: Coverage, outcome: RunOutcome, reason: EndReason,
+               opts: RunOptions, elapsed: float) -> EndRecord:
+    """The end record: why the run stopped and which entries of this shard
+    never ran on which QEMU, and why."""
+    why = {EndReason.BUDGET: f"budget: not started within --budget {opts.budget:g} s"
+           if opts.budget else "budget",
+           EndReason.INTERRUPTED: "interrupted: not started before Ctrl-C or SIGTERM",
+           EndReason.COMPLETE: "not run"}[reason]
+    missing = []
+    for entry in _entries_in_shard(plan):
+        for label in coverage.labels:
+            if (entry.name, label) in outcome.entries_ran:
+                continue
+            gap = coverage.missing.get(label, {}).get((entry.arch, entry.cpu))
+            missing.append(NotRun(entry.name, label, gap or why))
+    return EndRecord(reason=reason, batches_planned=outcome.batches_planned,
+                     batches_run=outcome.batches_run,
+                     cases_planned=_sizes(plan, coverage)[1], cases_run=outcome.cases_run,
+                     entries=len(plan.entries), entries_not_run=tuple(missing),
+                     elapsed=round(elapsed, 3), shard=plan.shard)

@@ -1,8 +1,9 @@
 """Executing batches: in worker processes (or the harness process with
---jobs 1), each batch is generated, run in QEMU, judged, matched against
-the baseline and turned into records; a case file is written per case with
-a new divergence, and a batch that crashed or hung QEMU is isolated down
-to one case.
+--jobs 1), each task -- a batch on one QEMU -- is generated, run in QEMU
+with crash-resume (harness.resume), judged, matched against the baseline
+and turned into records; a case file is written per case with a new
+divergence, and one per crash family with the single probe that
+reproduces it.
 
 The worker pool's signal handling lives here too: Ctrl-C is the parent's,
 SIGTERM unwinds a worker's running batch so that its QEMU is stopped and
@@ -10,15 +11,17 @@ its batch directory removed.
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
+import hashlib
 import multiprocessing.connection
 import os
 import shlex
 import signal
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -27,19 +30,35 @@ from reference.generate import Case
 
 from .baseline import EMPTY, apply_baseline, load_baseline
 from .casefile import divergence_case, save_case
-from .debug.isolate import IsolateError, failure_of, isolate, isolation_extra
 from .errors import InfrastructureError, QemuError, UsageError
+from .findings import (
+    Where,
+    boot_cases,
+    case_file_name,
+    claim,
+    crash_case_file,
+    crash_record,
+    isolate_failure,
+)
+from .judge.bulk import SAMPLE_IPAS
 from .judge.case import judge_batch
 from .plan import Batch, Machine, generate_batch, job_image
-from .qemu.boot import BatchResult, BatchStatus, run_batch
-from .qemu.job import JobImage
-from .qemu.launcher import set_parent_death_signal
-from .records import BatchRecord, DivergenceRecord, Isolation, Record
+from .qemu.boot import BatchResult, BatchStatus, FailureKind
+from .qemu.launcher import SignalsHeld, set_parent_death_signal
+from .records import (
+    BatchRecord,
+    CaseRecord,
+    CaseStatus,
+    CrashRecord,
+    DivergenceRecord,
+    Record,
+)
+from .resume import CrashEvent, ResumedRun, probe_key, probe_keys, run_resumable
 
 
 @dataclasses.dataclass(frozen=True)
 class WorkerConfig:
-    """Everything a worker process needs besides the batch."""
+    """Everything a worker process needs besides the task."""
 
     seed: int
     machine: Machine
@@ -47,12 +66,33 @@ class WorkerConfig:
     baseline: str | None = None
     timeout: float | None = None
     fanout: int = 0
+    run_id: str = ""
+    profile: bool = False
     qemu_args: tuple[str, ...] = ()
     keep: str | None = None         # keep each boot's files in KEEP/batch-N (rerun.sh)
 
 
-def execute_batch(batch: Batch, cfg: WorkerConfig) -> list[Record]:
-    """Generate, run and judge one batch (runs in a worker process).
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One batch on one QEMU (``qemu``: the build's label, a key of
+    Machine.qemu), with the quarantine keys the run has learnt on that
+    QEMU so far (harness.resume: probes predicted to crash it)."""
+
+    batch: Batch
+    qemu: str = ""
+    quarantine: tuple[tuple[str, int], ...] = ()
+
+
+# Crashes per quarantine key this worker process has seen, per run and QEMU
+# label: batches of the run it runs later start with them (the parent also
+# passes what every worker saw, with each task).  Per run: with --jobs 1
+# the harness process itself is the worker, and it may run several.
+_LEARNT: dict[tuple[str, str], dict[str, int]] = {}
+
+
+def execute_batch(task: Task | Batch, cfg: WorkerConfig) -> list[Record]:
+    """Generate, run and judge one batch on one QEMU (runs in a worker
+    process).
 
     Divergences are matched against the baseline here, and a case file is
     written under OUT/cases/ for every case with a new divergence.  A
@@ -61,41 +101,153 @@ def execute_batch(batch: Batch, cfg: WorkerConfig) -> list[Record]:
     failing to run the batch (QemuError: it exited before the stub ran),
     with its command line and output; the run goes on.  Other
     infrastructure errors (no QEMU, no toolchain) propagate."""
+    if isinstance(task, Batch):
+        task = Task(task, next(iter(cfg.machine.qemu), ""))
     try:
-        return _execute_batch(batch, cfg)
+        return _execute_batch(task, cfg)
     except QemuError as exc:
         output = "\n".join(exc.output.strip().splitlines()[-10:])
-        return [_harness_error(batch, f"{exc}\n{shlex.join(exc.argv)}\n{output}".rstrip(),
+        return [_harness_error(task, f"{exc}\n{shlex.join(exc.argv)}\n{output}".rstrip(),
                                tuple(exc.argv))]
     except (InfrastructureError, UsageError):
         raise
     except Exception:
-        return [_harness_error(batch, traceback.format_exc())]
+        return [_harness_error(task, traceback.format_exc())]
 
 
-def _harness_error(batch: Batch, diagnostic: str, argv: tuple[str, ...] = ()) -> BatchRecord:
+def _harness_error(task: Task, diagnostic: str, argv: tuple[str, ...] = ()) -> BatchRecord:
     """The batch record of a batch that produced no results."""
+    batch = task.batch
     return BatchRecord(batch=batch.number, arch=batch.arch.value, cpu=batch.cpu,
                        status=BatchStatus.HARNESS_ERROR, images=len(batch.specs), images_done=0,
-                       elapsed=0.0, argv=argv, qemu_version="", diagnostic=diagnostic)
+                       elapsed=0.0, argv=argv, qemu_version="", diagnostic=diagnostic,
+                       qemu=task.qemu)
 
 
-def _execute_batch(batch: Batch, cfg: WorkerConfig) -> list[Record]:
+def _execute_batch(task: Task, cfg: WorkerConfig) -> list[Record]:
+    batch, label = task.batch, task.qemu
     arch = batch.arch.value
     machine = cfg.machine
+    qemu = machine.qemu_path(label, batch.arch)
+    stub = Path(machine.stubs[arch])
+    clock = _Stopwatch()
     cases = generate_batch(batch, cfg.seed, machine.arena[arch], machine.memory_map(batch.arch),
                            cfg.fanout)
-    result = run_boots(batch, [job_image(c) for c in cases], cfg)
-    records = judge_batch(batch, cases, result)
+    clock.lap("generate")
+    quarantine = _LEARNT.setdefault((cfg.run_id, label), {})
+    for key, n in task.quarantine:
+        quarantine[key] = max(quarantine.get(key, 0), n)
+    keys_of: dict[int, str] = {}
+
+    def on_crash(event: CrashEvent) -> None:
+        # Count the crash against the probe's predicted outcome: once it
+        # is confirmed, such probes are held back (harness.resume).
+        key = probe_key(cases[event.image], event.probe)
+        keys_of[id(event)] = key
+        quarantine[key] = quarantine.get(key, 0) + 1
+
+    images = [job_image(c) for c in cases]
+    clock.lap("images")
+    run = run_resumable(batch.arch, batch.cpu, images,
+                        capacity=machine.max_probes[arch], qemu=qemu, stub=stub,
+                        timeout=cfg.timeout, keys=lambda i: probe_keys(cases[i]),
+                        quarantine=quarantine, on_crash=on_crash, extra_args=cfg.qemu_args,
+                        keep=_keep_dir(cfg, batch, label))
+    result = run.result
+    clock.lap("run", dict(result.stages))
+    records = [_labelled(r, label) for r in judge_batch(batch, cases, result)]
+    clock.lap("judge")
+    records = _with_crash_counts(records, cases, run)
     baseline = load_baseline(cfg.baseline) if cfg.baseline else EMPTY
     records = apply_baseline(baseline, records)
+    crashes = [crash_record(batch, label, cases, result, ev, keys_of.get(id(ev), ""),
+                            int(run.held[ev.image].sum())) for ev in run.crashes]
+    crashes = [c for c in apply_baseline(baseline, crashes) if isinstance(c, CrashRecord)]
     if cfg.out:
-        records = write_case_files(Path(cfg.out), cases, result, records)
-        if result.status in (BatchStatus.CRASHED, BatchStatus.TIMEOUT):
-            finding = isolate_failure(batch, cases, cfg)
+        where = Where(out=Path(cfg.out), folder=_cases_folder(cfg, label), qemu=qemu, stub=stub,
+                      timeout=cfg.timeout, capacity=machine.max_probes[arch])
+        records = write_case_files(where.folder, cases, result, records,
+                                   [spec.entry.name for spec in batch.specs])
+        source = f"batch {batch.number}" + (f" on QEMU {label}" if label else "")
+        crashes = [crash_case_file(where, source, cases, ev, rec)
+                   for ev, rec in zip(run.crashes, crashes)]
+        if run.unattributed is not None:
+            _failed, segments = run.unattributed
+            finding = isolate_failure(where, batch, boot_cases(cases, segments))
             records = [dataclasses.replace(r, isolated=finding) if isinstance(r, BatchRecord)
                        else r for r in records]
-    return aggregate_known([compact_known(r) for r in records])
+    records = aggregate_new(aggregate_known([compact_known(r) for r in records]))
+    clock.lap("records")
+    profile = tuple(clock.stages.items()) if cfg.profile else None
+    records = [dataclasses.replace(r, boots=run.boots, profile=profile)
+               if isinstance(r, BatchRecord) else r for r in records]
+    return records + list(crashes)
+
+
+class _Stopwatch:
+    """Seconds per stage of a batch in a worker (`s2diff bench`'s profile):
+    each ``lap`` charges the time since the last one to a stage, or to the
+    parts ``inner`` names (the rest of it to the stage itself)."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, stage: str, inner: dict[str, float] | None = None) -> None:
+        now = time.monotonic()
+        spent = now - self._last
+        self._last = now
+        for name, seconds in (inner or {}).items():
+            self.stages[name] = self.stages.get(name, 0.0) + seconds
+            spent -= seconds
+        self.stages[stage] = self.stages.get(stage, 0.0) + max(spent, 0.0)
+
+
+def _labelled(rec: Record, label: str) -> Record:
+    if isinstance(rec, (BatchRecord, CaseRecord, DivergenceRecord)):
+        return dataclasses.replace(rec, qemu=label)
+    return rec
+
+
+def _with_crash_counts(records: list[Record], cases: Sequence[Case],
+                       run: ResumedRun) -> list[Record]:
+    """Case records with their probes QEMU died or hung on (``crashed``)
+    and held back (``held``), and status crash (timeout) for a case with
+    such a probe that did not diverge."""
+    crashed = collections.Counter(cases[ev.image].key for ev in run.crashes)
+    hung = {cases[ev.image].key for ev in run.crashes if ev.kind is FailureKind.HANG}
+    held = {case.key: int(mask.sum()) for case, mask in zip(cases, run.held)}
+    out: list[Record] = []
+    for rec in records:
+        if isinstance(rec, CaseRecord) and (crashed[rec.key] or held.get(rec.key)):
+            status = rec.status
+            if crashed[rec.key] and status is not CaseStatus.DIVERGE:
+                status = CaseStatus.TIMEOUT if rec.key in hung else CaseStatus.CRASH
+            rec = dataclasses.replace(rec, status=status, crashed=crashed[rec.key],
+                                      held=held.get(rec.key, 0))
+        out.append(rec)
+    return out
+
+
+def _keep_dir(cfg: WorkerConfig, batch: Batch, label: str) -> Path | None:
+    """KEEP/batch-N (KEEP/LABEL/batch-N with several QEMUs) for --keep:
+    where each boot's files stay, with rerun.sh (boot k > 0 of a batch in
+    batch-N-k)."""
+    if cfg.keep is None:
+        return None
+    folder = Path(cfg.keep)
+    if len(cfg.machine.qemu) > 1:
+        folder = folder / case_file_name(label)[:-len(".json")]
+    return folder / f"batch-{batch.number}"
+
+
+def _cases_folder(cfg: WorkerConfig, label: str) -> Path:
+    """OUT/cases, or OUT/cases/LABEL when the run has several QEMUs (the
+    same case may diverge on two of them)."""
+    folder = Path(cfg.out or ".") / "cases"
+    if len(cfg.machine.qemu) > 1:
+        folder = folder / case_file_name(label)[:-len(".json")]
+    return folder
 
 
 def aggregate_known(records: list[Record]) -> list[Record]:
@@ -120,76 +272,6 @@ def aggregate_known(records: list[Record]) -> list[Record]:
     return out
 
 
-# Seconds each isolation boot may take: a hang costs this much per
-# bisection step, so it is kept short (a healthy single image takes ms).
-ISOLATE_TIMEOUT = 10.0
-
-
-def isolate_failure(batch: Batch, cases: Sequence[Case], cfg: WorkerConfig) -> Isolation:
-    """Split a batch that crashed or hung QEMU down to the image and probe
-    that do it (harness.debug.isolate); a failure that reproduces from one
-    case is a finding with its case file (kind crash or hang, `s2diff repro`
-    re-runs it); one that does not is recorded as such and stays an
-    infrastructure event, never a divergence."""
-    arch = batch.arch.value
-    # A QEMU that fails without any image is broken, not made to fail by a
-    # case: that is infrastructure, whatever a single case then shows.
-    empty = run_batch(batch.arch, batch.cpu, [], qemu=cfg.machine.qemu.get(arch),
-                      stub=Path(cfg.machine.stubs[arch]), timeout=ISOLATE_TIMEOUT)
-    if failure_of(empty) is not None:
-        return Isolation(False, why=f"QEMU fails with an empty job too ({empty.status.value}): "
-                                    "not caused by a case")
-    try:
-        iso = isolate(cases, qemu=cfg.machine.qemu.get(arch),
-                      timeout=min(cfg.timeout or ISOLATE_TIMEOUT, ISOLATE_TIMEOUT))
-    except IsolateError as exc:
-        return Isolation(False, why=str(exc))
-    if not iso.complete:
-        return Isolation(False, why="fails only as a set of images", boots=iso.boots)
-    assert cfg.out is not None
-    name = case_file_name(f"{iso.case.key}-{iso.failure.kind.value}")
-    folder = Path(cfg.out) / "cases"
-    folder.mkdir(parents=True, exist_ok=True)
-    save_case(folder / name, iso.case, isolation_extra(iso, f"batch {batch.number}"))
-    return Isolation(True, kind=iso.failure.kind, key=iso.case.key, probe=iso.probe,
-                     case_file=f"cases/{name}", boots=iso.boots)
-
-
-def run_boots(batch: Batch, images: Sequence[JobImage], cfg: WorkerConfig) -> BatchResult:
-    """Run a batch's images in as few QEMU boots as the stub's results area
-    allows (usually one), combined into one BatchResult: statuses other than
-    completed win, counts and times add up."""
-    machine = cfg.machine
-    arch = batch.arch.value
-    capacity = machine.max_probes[arch]
-    chunks: list[list[JobImage]] = [[]]
-    probes = 0
-    for image in images:
-        if chunks[-1] and probes + len(image.probes) > capacity:
-            chunks.append([])
-            probes = 0
-        chunks[-1].append(image)
-        probes += len(image.probes)
-    def keep_dir(i: int) -> Path | None:
-        if cfg.keep is None:
-            return None
-        return Path(cfg.keep) / (f"batch-{batch.number}" + (f"-{i}" if len(chunks) > 1 else ""))
-    results = [run_batch(batch.arch, batch.cpu, chunk, qemu=machine.qemu.get(arch),
-                         stub=Path(machine.stubs[arch]), timeout=cfg.timeout,
-                         keep_dir=keep_dir(i), extra_args=cfg.qemu_args)
-               for i, chunk in enumerate(chunks)]
-    if len(results) == 1:
-        return results[0]
-    worst = next((r for r in results if r.status is not BatchStatus.COMPLETED), results[0])
-    return dataclasses.replace(
-        worst, images=tuple(im for r in results for im in r.images),
-        images_done=sum(r.images_done for r in results),
-        probes_done=sum(r.probes_done for r in results),
-        elapsed=sum(r.elapsed for r in results),
-        console="".join(r.console for r in results),
-        diagnostic="\n".join(r.diagnostic for r in results if r.diagnostic))
-
-
 def compact_known(rec: Record) -> Record:
     """A known divergence without ``permitted``, ``raw`` and ``argv``: its
     baseline entry has the evidence and a reproducing case, and a nightly
@@ -199,67 +281,108 @@ def compact_known(rec: Record) -> Record:
     return rec
 
 
-def case_file_name(key: str) -> str:
-    """A file name for a case key: only [A-Za-z0-9._-], so that no key can
-    name a path outside the cases directory."""
-    safe = "".join(c if c.isascii() and c.isalnum() or c in "._-" else "_" for c in key)
-    return safe.strip("._") + ".json"
-
-
-def write_case_files(out: Path, cases: Sequence[Case], result: BatchResult,
-                     records: list[Record]) -> list[Record]:
-    """One case file per case with a new divergence (docs/case-file.md),
-    with the observation, the QEMU command line and version added; the
-    records with the new divergences' ``case_file`` set."""
+def write_case_files(folder: Path, cases: Sequence[Case], result: BatchResult,
+                     records: list[Record], entries: Sequence[str] | None = None
+                     ) -> list[Record]:
+    """A case file (docs/case-file.md) in ``folder`` (OUT/cases, or its
+    QEMU's subfolder) for each case that is the first of its matrix entry
+    (``entries``: the entry of each case) in the run to show one of its new
+    divergence families, with the observation, the QEMU command line and
+    version added; the records of its new divergences with ``case_file``
+    set (relative to OUT, the parent of the ``cases`` folder).  Later
+    cases of an entry with only families it has shown add no file: on a
+    QEMU that diverges everywhere the files would be most of the output."""
     new_by_key: dict[str, list[DivergenceRecord]] = {}
     for rec in records:
         if isinstance(rec, DivergenceRecord) and rec.known is None:
             new_by_key.setdefault(rec.key, []).append(rec)
     if not new_by_key:
         return records
-    folder = out / "cases"
     folder.mkdir(parents=True, exist_ok=True)
+    root = next(p for p in (folder, *folder.parents) if p.name == "cases").parent
     written: dict[str, str] = {}
-    for case, image in zip(cases, result.images):
+    for index, (case, image) in enumerate(zip(cases, result.images)):
         divs = new_by_key.get(case.key)
         if not divs:
+            continue
+        entry = entries[index] if entries is not None else case.key
+        claimed = [claim(folder, "family-" + hashlib.sha1(
+                   repr((entry, d.family)).encode()).hexdigest()[:16]) for d in divs]
+        if not any(claimed):
             continue
         name = case_file_name(case.key)
         # What the file holds is the case file's business (harness.casefile).
         kept, extra = divergence_case(case, image, result.argv, result.qemu_version, divs)
         save_case(folder / name, kept, extra)
-        written[case.key] = f"cases/{name}"
+        written[case.key] = str((folder / name).relative_to(root))
     return [dataclasses.replace(r, case_file=written[r.key])
             if isinstance(r, DivergenceRecord) and r.known is None and r.key in written else r
             for r in records]
 
 
-def run_batches(batches: Sequence[Batch], cfg: WorkerConfig, jobs: int,
+def aggregate_new(records: list[Record]) -> list[Record]:
+    """One record per (case, divergence family) for new divergences
+    (harness.vocabulary.FamilyKey: kind, permitted and observed labels,
+    aim without level and values), ``count`` summed and the first few
+    IPAs kept: on a QEMU that diverges everywhere a case has hundreds of
+    fan-out groups of one root cause.  The first record of a family keeps
+    its probe, registers and permitted outcomes (the case file has it)."""
+    out: list[Record] = []
+    merged: dict[tuple, int] = {}
+    for rec in records:
+        if not isinstance(rec, DivergenceRecord) or rec.known is not None:
+            out.append(rec)
+            continue
+        key = (rec.key, rec.family)
+        if key not in merged:
+            merged[key] = len(out)
+            out.append(rec)
+            continue
+        first = out[merged[key]]
+        assert isinstance(first, DivergenceRecord)
+        ipas = (*(first.ipas or ((first.ipa,) if first.ipa else ())),
+                *(rec.ipas or ((rec.ipa,) if rec.ipa else ())))
+        out[merged[key]] = dataclasses.replace(first, count=first.count + rec.count,
+                                               ipas=tuple(dict.fromkeys(ipas))[:SAMPLE_IPAS])
+    return out
+
+
+def run_batches(tasks: Iterable[Task], cfg: WorkerConfig, jobs: int,
                 sink: Callable[[list[Record]], None],
                 deadline: float | None = None) -> int:
-    """Execute ``batches`` on ``jobs`` worker processes, feeding each
-    batch's records to ``sink`` as it finishes.  Batches not started by
-    ``deadline`` (time.monotonic) are skipped.  Returns the number run.
+    """Execute ``tasks`` (taken from the iterable only as workers need them:
+    a lazy plan stays lazy) on ``jobs`` worker processes, feeding each
+    task's records to ``sink`` as it finishes.  Tasks not started by
+    ``deadline`` (time.monotonic) are not taken.  Returns the number run.
 
     An exception here (KeyboardInterrupt included) stops the workers at
-    once: batches not started are cancelled and running ones abandoned,
+    once: tasks not started are cancelled and running ones abandoned,
     their QEMUs stopped and temporary directories removed."""
     done = 0
+    queue = iter(tasks)
     if jobs <= 1:
-        for batch in batches:
+        for task in queue:
             if deadline is not None and time.monotonic() > deadline:
                 break
-            sink(execute_batch(batch, cfg))
+            sink(execute_batch(task, cfg))
             done += 1
         return done
     pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
     try:
         pending: set[concurrent.futures.Future] = set()
-        queue = list(batches)
-        queue.reverse()
-        while queue or pending:
-            while queue and len(pending) < jobs and (deadline is None or time.monotonic() < deadline):
-                pending.add(pool.submit(_execute_in_worker, queue.pop(), cfg))
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < jobs and (
+                    deadline is None or time.monotonic() < deadline):
+                nxt = next(queue, None)
+                if nxt is None:
+                    exhausted = True
+                    break
+                # A submit may fork a worker: a signal landing in a fork
+                # hook would be lost (harness.qemu.launcher.SignalsHeld).
+                with SignalsHeld() as held:
+                    pending.add(pool.submit(_execute_in_worker, nxt, cfg))
+                held.release()
             if not pending:
                 break
             finished, pending = concurrent.futures.wait(
@@ -313,13 +436,13 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     os._exit(128 + signum)
 
 
-def _execute_in_worker(batch: Batch, cfg: WorkerConfig) -> list[Record]:
+def _execute_in_worker(task: Task, cfg: WorkerConfig) -> list[Record]:
     """execute_batch in a worker process; leaves the process once SIGTERM
     has unwound the batch."""
     global _in_batch
     _in_batch = True
     try:
-        records = execute_batch(batch, cfg)
+        records = execute_batch(task, cfg)
     except SystemExit as exc:
         os._exit(exc.code if isinstance(exc.code, int) else 1)
     finally:

@@ -53,7 +53,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def qemu_children() -> set[int]:
     """PIDs of QEMU processes whose parent is this test process (from
     /proc, so no psutil is needed).  Zombies count: an unreaped QEMU is a
-    leak too."""
+    leak too.  A QEMU of another Debian suite runs under that suite's
+    dynamic loader (harness.qemu.builds): its name is the loader's, its
+    command line names the emulator."""
     me = os.getpid()
     found = set()
     for entry in Path("/proc").iterdir():
@@ -66,8 +68,17 @@ def qemu_children() -> set[int]:
         # "pid (comm) state ppid ...": comm may hold spaces, split after ')'
         comm = stat[stat.index("(") + 1:stat.rindex(")")]
         ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        if ppid == me and comm.startswith("qemu-system"):
+        if ppid != me:
+            continue
+        if comm.startswith("qemu-system"):
             found.add(int(entry.name))
+        elif comm.startswith("ld-linux"):
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(b"/qemu-system-" in a for a in argv):
+                found.add(int(entry.name))
     return found
 
 

@@ -27,7 +27,8 @@ def test_bench_small_prints_every_figure_as_json():
         code = main(["bench", "--small", "--json", "--jobs", "2", "--fanout", "16"])
     assert code == 0
     figures = json.loads(out.getvalue())
-    assert set(figures) == set(RATES) | {"e2e_probes", "e2e_images", "jobs", "fanout", "notes"}
+    assert set(figures) == set(RATES) | {"e2e_probes", "e2e_images", "jobs", "fanout", "notes",
+                                         "profile"}
     assert all(isinstance(figures[k], float) and figures[k] >= 0 for k in RATES)
     assert (figures["jobs"], figures["fanout"]) == (2, 16)
     # Every sampled entry ran one case; each case has its named probes and
@@ -35,6 +36,10 @@ def test_bench_small_prints_every_figure_as_json():
     assert figures["e2e_images"] > 0
     assert figures["e2e_probes"] > 16 * figures["e2e_images"]
     assert any("--small" in n for n in figures["notes"])
+    # Where the worker time of the end-to-end run went, per stage.
+    stages = {"generate", "images", "pack", "qemu", "unpack", "boot", "run", "judge", "records"}
+    assert set(figures["profile"]) == stages
+    assert all(figures["profile"][s] >= 0 for s in stages) and figures["profile"]["qemu"] > 0
 
 
 def test_bench_refuses_bad_options_in_one_line(capsys):

@@ -164,7 +164,10 @@ def test_built_binaries_are_used(tmp_path, capsys):
         cat > build.ninja <<'EOF'
         rule link
           command = ln -sf {real} $out
+        rule fail
+          command = false
         build qemu-system-aarch64: link
+        build tests/fp/fp-test: fail
         EOF
         """))
     (src / "configure").chmod(0o755)
@@ -174,6 +177,9 @@ def test_built_binaries_are_used(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"qemu-system-aarch64: {tmp_path / 'b' / 'qemu-system-aarch64'}" in out
     assert "agrees with the reference (1 probes)" in out
+    # Only the emulators are built: the failing target elsewhere in the
+    # tree does not make the step untestable.
+    assert f"build: ninja -C {tmp_path / 'b'} qemu-system-aarch64" in out
 
 
 @pytest.mark.qemu
@@ -208,3 +214,16 @@ def test_bad_input_aborts(tmp_path, capsys):
     bad.write_text('{"format": "s2diff-case", "version": 1}')
     assert main(["bisect", "--qemu-cmd", "x", str(bad)]) == ABORT
     assert "aborting the bisection" in capsys.readouterr().err
+
+
+def test_an_internal_error_aborts_the_bisection(tmp_path, monkeypatch, capsys):
+    """A bug of s2diff under `git bisect run` must stop the bisection (128),
+    not mark the commit bad: exit 3 is in git's 'bad' range (1-127)."""
+    import harness.cli.debug as cli_debug
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(cli_debug, "bisect_step", broken)
+    case = level0_case(tmp_path / "case.json")
+    assert main(["bisect", "--qemu-cmd", "true", str(case)]) == 128
+    assert "internal error" in capsys.readouterr().err

@@ -40,13 +40,17 @@ from harness.matrix import build_matrix
 from harness.qemu.boot import BatchStatus, run_batch
 from harness.qemu.build import build_stub
 from harness.qemu.elf import read_stub
+from harness.qemu.launcher import find_qemu
 from harness.records import RECORDS, parse_record
 from harness.run import RunOptions, finished_batches, run_matrix
-from reference.arch import Arch, Granule
+from reference.arch import Arch
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE = Path(__file__).resolve().parent / "fakes" / "qemu_fault.py"
-QEMU_AARCH64 = shutil.which("qemu-system-aarch64")
+def qemu_aarch64() -> str:
+    """The QEMU the tests run ($S2DIFF_QEMU_AARCH64, else PATH's)."""
+    return str(find_qemu(Arch.AARCH64))
+
 BASELINE = ROOT / "baseline.toml"
 
 
@@ -144,7 +148,7 @@ def fake_qemu(monkeypatch, tmp_path) -> FakeQemu:
     state = tmp_path / "boots"
     state.mkdir()
     monkeypatch.setenv("S2DIFF_TMPDIR", str(workdir))
-    monkeypatch.setenv("S2DIFF_FAKE_REAL", QEMU_AARCH64)
+    monkeypatch.setenv("S2DIFF_FAKE_REAL", qemu_aarch64())
     monkeypatch.setenv("S2DIFF_FAKE_STATE", str(state))
     fake = FakeQemu(FAKE, state, workdir, monkeypatch)
     fake.arm("none")
@@ -155,10 +159,13 @@ def fake_qemu(monkeypatch, tmp_path) -> FakeQemu:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-# A small matrix cut into many batches: 2 entries (cortex-a57, 4k, 40-bit
-# IPA) x 6 cases, 2 images per batch = 6 boots of ~0.1 s.  Its only
-# divergences are in the baseline (qemu-7.2-block-at-invalid-level).
-SMALL = dict(cpus=["cortex-a57"], granules=[Granule.G4K], ipa_sizes=[40])
+# A small matrix cut into many batches: 2 entries of -cpu max x 6 cases, 2
+# images per batch = 6 boots of ~0.1 s.  Its only divergences are in the
+# baseline, on every QEMU version measured (7.2 to 11.1): the 64K entry
+# meets qemu-7.2-high-oa-bits-ignored (QEMU >= 7.0), which the tests of
+# damaged results files need (a divergence record to damage).
+SMALL_NAMES = ("aarch64/max/4k/ipa40/sl0-1/L1x2-kvm",
+               "aarch64/max/64k/ipa44/sl0-2/start-level-against-PAMax")
 SMALL_CASES = 6
 SMALL_IMAGES = 2
 
@@ -191,7 +198,9 @@ def small_run(out: Path, qemu: Path | None = None, resume: bool = False) -> Smal
     opts = RunOptions(out=out, seed=7, cases_per_entry=SMALL_CASES, jobs=1, baseline=BASELINE,
                       qemu={Arch.AARCH64: str(qemu) if qemu else None},
                       max_images=SMALL_IMAGES, resume=resume)
-    outcome = run_matrix(build_matrix(**SMALL), opts)
+    entries = [e for e in build_matrix(arch=Arch.AARCH64, cpus=["max"]) if e.name in SMALL_NAMES]
+    assert len(entries) == len(SMALL_NAMES)
+    outcome = run_matrix(entries, opts)
     io_ = Streams(out=io.StringIO(), err=io.StringIO(), tty=False)
     code = EXIT_CODES[finish_run(out, outcome, BASELINE, io_)]
     lines = (out / RECORDS).read_text(encoding="utf-8").splitlines()
@@ -211,11 +220,16 @@ def clean_small(tmp_path_factory) -> SmallRun:
 BATCH_FIELDS_THAT_VARY = ("status", "images_done", "elapsed", "argv", "diagnostic", "isolated")
 
 
-def not_reproduced(batch: dict) -> bool:
-    """A crashed or hung batch whose isolation (harness.debug.isolate, re-run
-    image by image) found no single case that fails: an infrastructure
-    event, no finding."""
-    return batch["isolated"]["reproduced"] is False
+def not_reproduced(batch: dict, run: SmallRun) -> bool:
+    """A crashed or hung batch that no re-run reproduces: an infrastructure
+    event, no finding.  Either QEMU died with a probe in flight (crash
+    records, docs/results.md: the batch was resumed at the next probe, and
+    that probe alone completes), or with none (isolation, harness.debug.isolate,
+    re-ran the boot's images and found no single case that fails)."""
+    if "isolated" in batch:
+        return batch["isolated"]["reproduced"] is False
+    crashes = [c for c in run.of("crash") if c["batch"] == batch["batch"]]
+    return bool(crashes) and all(c["reproduced"] is not True for c in crashes)
 
 
 def assert_nothing_lost(run: SmallRun, clean: SmallRun, faulty: set[int]) -> None:
@@ -299,9 +313,10 @@ class TestSigkill:
     def test_in_one_batch_of_a_run(self, fake_qemu, clean_small, tmp_path, when):
         """A run whose third boot is killed at a random time, or once its
         first image is done: that batch is crashed (or completed, if the
-        kill came late) with its finished images judged as in a clean run,
-        every other batch completes, and the exit code is 0 (a crash is
-        not a divergence)."""
+        kill came late), resumed after the probe in flight when there was
+        one, with every probe that ran judged as in a clean run; every
+        other batch completes, and the exit code is 0 (a crash that no
+        re-run reproduces is no finding, and a crash is not a divergence)."""
         if when.startswith("time"):
             fake_qemu.arm("kill", random.Random(when).uniform(0.0, 0.15), boots=(2,))
         else:
@@ -316,7 +331,7 @@ class TestSigkill:
             # (small) boot may, which is the "completed" case above.
             assert batch["images_done"] >= 1, batch
         # Isolation re-runs a crashed batch on later (unfaulted) boots.
-        assert batch["status"] == "completed" or not_reproduced(batch)
+        assert batch["status"] == "completed" or not_reproduced(batch, run)
         assert_nothing_lost(run, clean_small, faulty={2})
 
 
@@ -417,7 +432,7 @@ class TestConsoleAndExit:
         assert "leaving the results area unreadable (results header magic" in batch["diagnostic"]
         lost = [c for c in run.cases().values() if c["batch"] == 1]
         assert {(c["status"], c["not_run"] == c["probes"]) for c in lost} == {("crash", True)}
-        assert not_reproduced(batch)
+        assert not_reproduced(batch, run)
         assert_nothing_lost(run, clean_small, faulty={1})
 
 
@@ -667,7 +682,8 @@ class TestInterrupted:
     def test_stops_promptly_and_resumes_to_the_same_report(self, harness, uninterrupted, sig,
                                                             jobs):
         """Signalled after a few batches: SIGINT and SIGTERM end the run
-        within a second or two with exit 130 and the partial report,
+        promptly with exit 130, its records on disk (the reports are left
+        to `s2diff report`: rebuilding them takes seconds on a long run),
         SIGKILL at once; either way no worker, QEMU or batch directory is
         left, no finished batch is lost, and --resume with the same options
         ends with the uninterrupted run's summary.txt and junit.xml, byte
@@ -691,7 +707,7 @@ class TestInterrupted:
             assert proc.returncode == 130, out + err
             assert "Traceback" not in err
             assert err.splitlines()[-1].startswith("interrupted: "), err
-            assert (harness.out / "summary.txt").is_file()
+            assert f"s2diff report {harness.out}" in err.splitlines()[-1]
         # Workers are forked from the harness: their command lines name --out.
         assert wait_until_gone(str(harness.out), 5.0) == []
         assert wait_until_gone(str(harness.workdir), 1.0) == []
@@ -734,7 +750,7 @@ def test_qemu_command_line_has_no_defaults_network_or_extra_files(fake_qemu, tmp
     stub = read_stub(build_stub(Arch.AARCH64)).path
     for boot in boots:
         argv = boot["argv"]
-        assert argv[0] == QEMU_AARCH64
+        assert argv[0] == qemu_aarch64()
         options = {a for a in argv[1:] if a.startswith("-")}
         assert options & FORBIDDEN_OPTIONS == set()
         assert "-nodefaults" in options

@@ -33,6 +33,7 @@ import harness.qemu.boot as qemu_mod
 from harness.errors import QemuError, ToolMissing
 from harness.qemu.boot import BatchStatus, run_batch
 from harness.qemu.build import build_stub
+from harness.qemu.builds import version_number
 from harness.qemu.elf import read_stub
 from harness.qemu.job import (
     NOT_RUN,
@@ -46,6 +47,7 @@ from harness.qemu.job import (
     pack_job,
     read_results_header,
 )
+from harness.qemu.launcher import find_qemu, qemu_version
 from reference.arch import Arch, AtKind
 
 # --- stage-2 descriptors (Arm ARM D8.3, VMSAv8-64 stage 2; identical in LPAE) ---
@@ -135,7 +137,22 @@ class TestBoot:
         assert r.status is BatchStatus.COMPLETED, r.diagnostic
         assert r.id_registers["MIDR"] == midr
         assert r.id_registers["ID_MMFR0"] & 0xF == 0b0101     # VMSAv7 with Long descriptors
-        assert r.id_registers["ID_MMFR4"] == mmfr4
+        if cpu == "max" and not version_number(r.qemu_version).startswith("7.2."):
+            # The value above is QEMU 7.2's max; later versions implement
+            # more (e.g. 10.0: 0x20021110); still an ARMv8 ID_MMFR4, not RAZ.
+            assert r.id_registers["ID_MMFR4"] != 0
+        else:
+            assert r.id_registers["ID_MMFR4"] == mmfr4
+
+
+def _arm_qemu_before(major: int) -> bool:
+    """Whether the qemu-system-arm the tests run is older than ``major``
+    (False when there is none: the test is skipped then anyway)."""
+    try:
+        number = version_number(qemu_version(find_qemu(Arch.AARCH32)))
+    except (ToolMissing, QemuError):
+        return False
+    return int(number.split(".")[0]) < major
 
 
 def hand_built_images(arch: Arch) -> tuple[list[JobImage], list[list[RawObservation]]]:
@@ -221,10 +238,11 @@ class TestStage2:
         assert after == RawObservation(ObsKind.PAR, par=0xA0B)
 
     @pytest.mark.qemu
-    @pytest.mark.xfail(strict=True, reason=(
+    @pytest.mark.xfail(condition=_arm_qemu_before(8), strict=True, reason=(
         "QEMU 7.2 qemu-system-arm truncates stage-2 descriptor addresses to 32 bits: "
         "the walk reads PA 0x4801_0000 instead of 0x1_4801_0000 (qemu-system-aarch64 "
-        "with the same -cpu aborts as the architecture requires)"))
+        "with the same -cpu aborts as the architecture requires); measured on 7.2.22, "
+        "gone in 10.0.2, 10.0.13 and 11.1.3 (8.x and 9.x not measured: expected to pass)"))
     def test_aarch32_walk_reads_above_4g(self):
         """LPAE descriptors hold 40-bit addresses: a table at PA 2^32 + x is not the one at x."""
         a = layout(Arch.AARCH32).arena_start

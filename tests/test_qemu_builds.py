@@ -147,3 +147,87 @@ class TestLauncher:
     def test_no_loader_is_infrastructure(self, tmp_path):
         with pytest.raises(InfrastructureError, match="no dynamic loader"):
             qb.find_loader(tmp_path)
+
+
+class TestMoreResolve:
+    def test_a_build_tree_older_than_meson_keeps_emulators_per_target(self, tmp_path):
+        # QEMU < 5.2 builds aarch64-softmmu/qemu-system-aarch64.
+        fake_emulator(tmp_path / "aarch64-softmmu" / "qemu-system-aarch64", "5.1.0")
+        fake_emulator(tmp_path / "arm-softmmu" / "qemu-system-arm", "5.1.0")
+        build = qb.resolve(str(tmp_path))
+        assert build.paths == {Arch.AARCH64: tmp_path / "aarch64-softmmu" / "qemu-system-aarch64",
+                               Arch.AARCH32: tmp_path / "arm-softmmu" / "qemu-system-arm"}
+
+    def test_default_build_is_labelled_by_its_version_or_each_emulators(self, tmp_path):
+        a = fake_emulator(tmp_path / "a" / "qemu-system-aarch64", "10.0.13 (Debian)")
+        b = fake_emulator(tmp_path / "b" / "qemu-system-arm", "10.0.13 (Debian)")
+        c = fake_emulator(tmp_path / "c" / "qemu-system-arm", "7.2.22")
+        same = qb.default_build({Arch.AARCH64: a, Arch.AARCH32: b}, [Arch.AARCH64, Arch.AARCH32])
+        assert same.label == "10.0.13" and same.paths == {Arch.AARCH64: a, Arch.AARCH32: b}
+        mixed = qb.default_build({Arch.AARCH64: a, Arch.AARCH32: c}, [Arch.AARCH64, Arch.AARCH32])
+        assert mixed.label == "aarch64 10.0.13, arm 7.2.22"
+        only = qb.default_build({Arch.AARCH64: a, Arch.AARCH32: c}, [Arch.AARCH64])
+        assert only.label == "10.0.13" and set(only.paths) == {Arch.AARCH64}
+
+
+class TestLauncherModules:
+    def test_the_launcher_points_qemu_at_the_suites_own_modules(self, tmp_path):
+        # QEMU loads modules from the path it was built with, where the
+        # host's QEMU keeps its own (of another version).
+        root = tmp_path / "root"
+        loader = root / "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+        loader.parent.mkdir(parents=True)
+        loader.write_text('#!/bin/sh\necho "$QEMU_MODULE_DIR"\n')
+        loader.chmod(0o755)
+        launcher = tmp_path / "qemu-system-aarch64"
+        launcher.write_text(qb.launcher_text(root, loader, "qemu-system-aarch64"))
+        launcher.chmod(0o755)
+        out = subprocess.run([str(launcher)], capture_output=True, text=True, check=True).stdout
+        assert out.strip() == f"{root}/usr/lib/x86_64-linux-gnu/qemu"
+
+
+def cached_build(cache: Path, suite: str, version: str) -> Path:
+    folder = cache / suite
+    for name in qb.EMULATORS.values():
+        fake_emulator(folder / "bin" / name, version)
+    (folder / qb.BUILD_FILE).write_text(json.dumps({
+        "suite": suite, "package_version": f"1:{version}+ds-1", "mirror": qb.DEFAULT_MIRROR,
+        "versions": {n: f"QEMU emulator version {version}" for n in qb.EMULATORS.values()},
+        "fetched": "2026-11-30T00:00:00Z"}))
+    return folder
+
+
+class TestQemuCommand:
+    """`s2diff qemu list/remove` on a cache of fake builds (fetching needs
+    the network: scripts/test fetches a real one)."""
+
+    def run(self, *args):
+        import io
+        from contextlib import redirect_stderr, redirect_stdout
+
+        from harness.cli import main
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(["qemu", *map(str, args)])
+        return code, out.getvalue(), err.getvalue()
+
+    def test_list_shows_each_suite_with_its_version(self, tmp_path):
+        cached_build(tmp_path, "trixie", "10.0.13")
+        cached_build(tmp_path, "sid", "11.1.3")
+        (tmp_path / ".sid.partial-x").mkdir()        # a fetch left half done: not a build
+        code, out, _ = self.run("list", "--cache", tmp_path)
+        assert code == 0
+        lines = [line.split() for line in out.splitlines() if line.startswith("  ")]
+        assert [(w[0], w[2]) for w in lines] == [("sid", "11.1.3"), ("trixie", "10.0.13")]
+        code, out, _ = self.run("list", "--cache", tmp_path, "--json")
+        assert [b["suite"] for b in json.loads(out)] == ["sid", "trixie"]
+
+    def test_remove_deletes_the_build_and_an_unknown_suite_is_bad_input(self, tmp_path):
+        cached_build(tmp_path, "trixie", "10.0.13")
+        (tmp_path / ".trixie.partial-abc").mkdir()
+        assert self.run("remove", "trixie", "--cache", tmp_path)[0] == 0
+        assert sorted(p.name for p in tmp_path.iterdir()) == []
+        code, _, err = self.run("remove", "trixie", "--cache", tmp_path)
+        assert code == 2 and "no cached build of suite 'trixie'" in err
+        code, _, err = self.run("fetch", "Trixie", "--cache", tmp_path)
+        assert code == 2 and "Debian suite name" in err

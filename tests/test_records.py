@@ -191,7 +191,7 @@ def test_known_divergences_compact_and_merge_and_still_read_back(judged):
     *_, records = judged
     # Two entries, so that the fan-out record is not merged with the named
     # probe's (records merge per entry id).
-    entry = dict(title="t", verdict="qemu-bug", evidence="e", case="c.json")
+    entry = dict(title="t", verdict="qemu-bug", evidence="e", cases=("c.json",))
     baseline = Baseline(None, (BaselineEntry(id="fan", aim=re.compile("fan-out"), **entry),
                                BaselineEntry(id="planted", **entry)))
     known = apply_baseline(baseline, records)

@@ -1,5 +1,7 @@
-"""A batch that crashes QEMU during `s2diff run` is split down to the image
-and probe that do it, and the finding is a case file `s2diff repro` re-runs.
+"""A batch that crashes QEMU during `s2diff run` before the stub has
+started (so that no probe is in flight: crash-resume has nothing to name,
+tests/test_crash_resume.py) is split down to the image that does it, and
+the finding is a case file `s2diff repro` re-runs.
 
 The crash is planted with tests/fakes/qemu_marker.py: a QEMU wrapper that
 dies of SIGSEGV when the job holds an image whose VMID is the marker, and
@@ -46,7 +48,7 @@ def test_crashing_batch_is_isolated_to_one_case(tmp_path, monkeypatch):
 
     crashed = tmp_path / "crashed"
     code, text = s2diff("run", *SELECTION, "--qemu-aarch64", wrapper, "--out", crashed)
-    batch = records(crashed, "batch")[0]
+    batch = next(b for b in records(crashed, "batch") if b["batch"] == cases[-1]["batch"])
     assert batch["status"] == "crashed"
     finding = batch["isolated"]
     assert finding["reproduced"] and finding["kind"] == "crash", finding
@@ -56,8 +58,11 @@ def test_crashing_batch_is_isolated_to_one_case(tmp_path, monkeypatch):
     data = json.loads(case_file.read_text())
     assert int(data["config"]["vttbr"], 16) >> 48 == vmid
     assert data["expect"]["kind"] == "crash" and data["expect"]["signal_name"] == "SIGSEGV"
-    assert not records(crashed, "divergence")
+    assert not records(crashed, "divergence") and not records(crashed, "crash")
     assert code == 1 and "FINDING: QEMU crash" in text
+    # Every other batch ran to the end on the real QEMU behind the wrapper.
+    assert {b["status"] for b in records(crashed, "batch")
+            if b["batch"] != batch["batch"]} <= {"completed"}
 
     # repro re-runs it: it still fails under the wrapper, not under the real QEMU.
     assert s2diff("repro", case_file, "--qemu-aarch64", wrapper)[0] == 1

@@ -27,7 +27,9 @@ def run_bench_command(args: argparse.Namespace, io: Streams) -> Outcome:
         raise UsageError("--jobs: must be at least 1")
     if args.fanout < 0:
         raise UsageError("--fanout: must be 0 or more")
-    result = run_bench(args.jobs, args.fanout, small=args.small)
+    # Progress on stderr: stdout holds the figures (--json parses).
+    result = run_bench(args.jobs, args.fanout, small=args.small,
+                       log=lambda line: print(f"bench: {line}", file=io.err, flush=True))
     if args.json:
         print(json.dumps(result.as_dict(), indent=1), file=io.out)
     else:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
@@ -15,6 +15,7 @@ from reference.arch import Arch, Granule
 
 from ..debug.bisect import Abort
 from ..errors import InfrastructureError, S2DiffError, UsageError
+from ..qemu.builds import QemuBuild, default_build, label_builds, resolve
 from ..qemu.launcher import find_qemu, qemu_cpus
 
 PROG = "s2diff"
@@ -179,6 +180,40 @@ def qemu_arguments(p: argparse.ArgumentParser) -> None:
                    help="qemu-system-aarch64 to use (default: $S2DIFF_QEMU_AARCH64, then PATH)")
     p.add_argument("--qemu-arm", metavar="PATH",
                    help="qemu-system-arm to use (default: $S2DIFF_QEMU_ARM, then PATH)")
+
+
+def multi_qemu_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--qemu", action="append", metavar="PATH",
+                   help="a QEMU build to run on, repeatable (every batch runs on each): a "
+                        "folder holding qemu-system-aarch64 and/or qemu-system-arm (a bin or a "
+                        "QEMU build folder), a launcher, or a cached suite (s2diff qemu list); "
+                        "default: --qemu-aarch64/--qemu-arm, $S2DIFF_QEMU_*, then PATH")
+
+
+def qemu_builds_of(args: argparse.Namespace, arches: Sequence[Arch]) -> list[QemuBuild]:
+    """The QEMU builds a command runs on: each ``--qemu`` (labelled apart),
+    else one build of --qemu-aarch64/--qemu-arm, $S2DIFF_QEMU_*, PATH."""
+    specs = getattr(args, "qemu", None) or []
+    if specs and (args.qemu_aarch64 or args.qemu_arm):
+        raise UsageError("give --qemu, or --qemu-aarch64/--qemu-arm, not both")
+    if specs:
+        return label_builds([resolve(spec) for spec in specs])
+    return [default_build({Arch.AARCH64: args.qemu_aarch64, Arch.AARCH32: args.qemu_arm},
+                          arches)]
+
+
+def builds_cpus(builds: Sequence[QemuBuild], arches: Sequence[Arch]
+                ) -> dict[Arch, frozenset[str]]:
+    """The -cpu names any of ``builds`` offers, per architecture: the
+    matrix holds a CPU model when some QEMU of the run can run it."""
+    out: dict[Arch, frozenset[str]] = {}
+    for arch in arches:
+        names: set[str] = set()
+        for b in builds:
+            if arch in b.paths:
+                names |= qemu_cpus(b.paths[arch])
+        out[arch] = frozenset(names)
+    return out
 
 
 def qemu_for(args: argparse.Namespace, arch: Arch) -> str | None:

@@ -17,17 +17,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
+from types import FrameType
+from typing import NoReturn
 
 from ..errors import S2DiffError
-from . import bench, cases, configs, debug, report, run
+from . import bench, cases, configs, debug, qemu, report, run
 from .common import EXIT_CODES, PROG, Outcome, Parser, Streams, Subcommand, error_outcome
 
 SUBCOMMANDS: tuple[Subcommand, ...] = (
     *configs.COMMANDS, *cases.COMMANDS, *run.COMMANDS, *report.COMMANDS, *debug.COMMANDS,
-    *bench.COMMANDS,
+    *bench.COMMANDS, *qemu.COMMANDS,
 )
 
 
@@ -67,10 +71,17 @@ def _outcome(argv: list[str], streams: Streams) -> Outcome:
         return Outcome.INTERRUPTED
 
 
+def _sigterm(signum: int, frame: FrameType | None) -> NoReturn:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (see the module docstring)."""
+    """Run the command line; returns the exit status (see the module docstring).
+    SIGTERM ends a subcommand as Ctrl-C does (exit 130), from the start."""
     streams = Streams(out=sys.stdout, err=sys.stderr, tty=sys.stdout.isatty())
     argv_list = list(sys.argv[1:] if argv is None else argv)
+    held = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _sigterm) if held else None
     try:
         return EXIT_CODES[_outcome(argv_list, streams)]
     except SystemExit as exc:       # --help and --version
@@ -83,4 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception:
         traceback.print_exc()
         print(f"{PROG}: internal error (a bug in s2diff; the traceback is above)", file=sys.stderr)
+        chosen = next((sc for sc in SUBCOMMANDS if argv_list[:1] == [sc.name]), None)
+        if chosen is not None and chosen.usage_error is not Outcome.BAD_INPUT:
+            # Under `git bisect run` (s2diff bisect) an exit of 3 would mark
+            # the commit bad: a bug of s2diff must stop the bisection.
+            return EXIT_CODES[chosen.usage_error]
         return EXIT_CODES[Outcome.INTERNAL_ERROR]
+    finally:
+        if held:
+            signal.signal(signal.SIGTERM, previous)

@@ -14,6 +14,7 @@ from ..report.casefiles import CASE_FILES_PER_CAUSE, prune_case_files
 from ..report.load import RunData, load_run, merge_dirs
 from ..report.text import render_terminal
 from ..report.write import write_reports
+from ..shards import check_shards
 from .common import Outcome, Streams, Subcommand
 
 
@@ -72,9 +73,21 @@ def _merge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--case-files", type=int, metavar="N", default=CASE_FILES_PER_CAUSE,
                    help="case files named per root cause, as `run --case-files` (default "
                         f"{CASE_FILES_PER_CAUSE})")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="merge although shards are missing (every report says which)")
 
 
 def run_merge(args: argparse.Namespace, io: Streams) -> Outcome:
+    # The inputs are checked before anything is written (harness.shards):
+    # errors name the input files, and a refused merge leaves no output.
+    shards = check_shards(args.dirs)
+    if shards.missing:
+        if not args.allow_partial:
+            print(f"s2diff: error: shard(s) {shards.describe_missing()} missing: the inputs hold "
+                  f"{', '.join(f'{k}/{shards.split}' for k in shards.present)}; merge them "
+                  "anyway with --allow-partial (every report then says so)", file=io.err)
+            return Outcome.FOUND
+        io.note(f"merging without shard(s) {shards.describe_missing()} (--allow-partial)")
     merge_dirs(args.dirs, args.out)
     # The merged records name as many case files per root cause as the
     # unsharded run would keep (the shards each kept their own first N).

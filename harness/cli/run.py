@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
-from typing import NoReturn
+from typing import Any
 
-from reference.arch import Arch
+from reference.arch import Arch, Granule
 
 from ..baseline import default_baseline, load_baseline, stale_entries
 from ..errors import UsageError
 from ..matrix import build_matrix
 from ..plan import parse_shard
 from ..qemu.boot import BatchStatus
-from ..records import RunHeader
+from ..records import (
+    RECORDS,
+    CrashRecord,
+    InvalidRecord,
+    ResultsVersionError,
+    RunHeader,
+    read_json_lines,
+)
 from ..report.casefiles import CASE_FILES_PER_CAUSE, prune_case_files
 from ..report.load import load_run
 from ..report.write import write_reports
@@ -27,13 +33,15 @@ from .common import (
     Outcome,
     Streams,
     Subcommand,
-    available_cpus,
     baseline_arguments,
+    builds_cpus,
     granule_list,
     hex_value,
     ipa_list,
+    multi_qemu_argument,
     name_list,
     qemu_arguments,
+    qemu_builds_of,
     seconds,
 )
 from .debug import shrink_root_causes
@@ -44,13 +52,16 @@ DEFAULT_OUT = "s2diff-out"
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
+    # Defaults are None (applied in run_run): `--resume --out DIR` alone
+    # continues with the options recorded in DIR, and an option given
+    # explicitly is compared with the recorded one.
     p.add_argument("--arch", choices=[a.value for a in Arch], help="only this architecture")
     p.add_argument("--cpu", type=name_list, metavar="NAME[,NAME]", help="only these CPU models")
     p.add_argument("--granule", type=granule_list, metavar="4k,16k,64k", help="only these granules")
     p.add_argument("--ipa", type=ipa_list, metavar="BITS[,BITS]", help="only these IPA sizes")
     p.add_argument("--vtcr", type=hex_value, metavar="HEX",
                    help="validate exactly this VTCR value on the one --cpu given")
-    p.add_argument("--seed", type=int, default=1, help="seed of the case generator (default 1)")
+    p.add_argument("--seed", type=int, help="seed of the case generator (default 1)")
     p.add_argument("--cases", type=int, metavar="N",
                    help=f"cases per matrix entry (default {NIGHTLY_CASES})")
     p.add_argument("--fanout", type=int, metavar="N",
@@ -58,10 +69,13 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                         "only the named probes)")
     p.add_argument("--budget", type=seconds, metavar="SECONDS",
                    help=f"stop starting batches after this long (default {NIGHTLY_BUDGET:.0f} s "
-                        "for the default matrix, none otherwise)")
-    p.add_argument("--jobs", type=int, metavar="N", default=os.cpu_count() or 1,
+                        "for the default matrix, none otherwise); every entry runs its first "
+                        "case before any runs a second, so a stop thins cases, not entries")
+    p.add_argument("--jobs", type=int, metavar="N",
                    help="worker processes (default: the number of cores)")
-    p.add_argument("--shard", metavar="K/N", help="run only the K-th of N deterministic shards")
+    p.add_argument("--shard", metavar="K/N|auto",
+                   help="run only the K-th of N deterministic shards; auto: K and N from the "
+                        "CI system's variables (docs/ci.md)")
     p.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), metavar="DIR",
                    help=f"output directory (default ./{DEFAULT_OUT})")
     baseline_arguments(p)
@@ -74,14 +88,117 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                         f"{CASE_FILES_PER_CAUSE})")
     manual_arguments(p)
     p.add_argument("--resume", action="store_true",
-                   help="continue the interrupted run in --out without repeating finished batches")
+                   help="continue the interrupted run in --out with its recorded options, "
+                        "without repeating finished batches")
+    multi_qemu_argument(p)
     qemu_arguments(p)
 
 
+# The options a run records in its header (docs/results.md, `options`), with
+# the flag that sets each.  --budget is recorded but may change on --resume
+# (resuming a run that the budget stopped with more time is the point).
+RECORDED = {"arch": "--arch", "cpu": "--cpu", "granule": "--granule", "ipa": "--ipa",
+            "vtcr": "--vtcr", "seed": "--seed", "cases": "--cases", "fanout": "--fanout",
+            "budget": "--budget", "shard": "--shard", "baseline": "--baseline",
+            "qemu": "--qemu", "qemu_aarch64": "--qemu-aarch64", "qemu_arm": "--qemu-arm",
+            "qemu_arg": "--qemu-arg"}
+MAY_CHANGE_ON_RESUME = ("budget",)
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The recorded options the command line gives explicitly, as JSON
+    values (None: not given)."""
+    baseline: Any = None
+    if args.no_baseline:
+        baseline = "none"
+    elif args.baseline is not None:
+        baseline = str(Path(args.baseline).resolve())
+    return {"arch": args.arch, "cpu": args.cpu,
+            "granule": [g.label for g in args.granule] if args.granule else None,
+            "ipa": args.ipa, "vtcr": f"{args.vtcr:#x}" if args.vtcr is not None else None,
+            "seed": args.seed, "cases": args.cases, "fanout": args.fanout, "budget": args.budget,
+            "shard": "{}/{}".format(*parse_shard(args.shard)) if args.shard else None,
+            "baseline": baseline, "qemu": args.qemu, "qemu_aarch64": args.qemu_aarch64,
+            "qemu_arm": args.qemu_arm, "qemu_arg": args.qemu_arg}
+
+
+def _apply(args: argparse.Namespace, options: dict[str, Any]) -> None:
+    """Set ``args`` from recorded ``options`` (JSON values)."""
+    args.arch = options.get("arch")
+    args.cpu = options.get("cpu")
+    args.granule = ([Granule.from_label(g) for g in options["granule"]]
+                    if options.get("granule") else None)
+    args.ipa = options.get("ipa")
+    args.vtcr = int(options["vtcr"], 16) if options.get("vtcr") else None
+    args.seed = options.get("seed")
+    args.cases = options.get("cases")
+    args.fanout = options.get("fanout")
+    args.budget = args.budget if args.budget is not None else options.get("budget")
+    args.shard = options.get("shard")
+    baseline = options.get("baseline")
+    args.no_baseline = baseline == "none"
+    args.baseline = Path(baseline) if baseline not in (None, "none") else None
+    args.qemu = options.get("qemu")
+    args.qemu_aarch64 = options.get("qemu_aarch64")
+    args.qemu_arm = options.get("qemu_arm")
+    args.qemu_arg = options.get("qemu_arg")
+
+
+def _describe(key: str, value: Any) -> str:
+    if value is None:
+        return f"no {RECORDED[key]}"
+    if key == "baseline" and value == "none":
+        return "--no-baseline"
+    if isinstance(value, list):
+        value = ",".join(map(str, value))
+    return f"{RECORDED[key]} {value}"
+
+
+def resume_options(args: argparse.Namespace) -> None:
+    """``--resume``: continue with the options the run in --out recorded.
+    An option given explicitly must be the recorded one (UsageError naming
+    the recorded value); the others are taken from the record.  A run
+    recorded before options were (no ``options``): the command line must
+    repeat them, as before."""
+    header = read_header(args.out / RECORDS)
+    if header is None:
+        raise UsageError(f"--resume: {args.out / RECORDS} has no run header (nothing to resume)")
+    if header.options is None:
+        return
+    given = _given(args)
+    for key in RECORDED:
+        if key in MAY_CHANGE_ON_RESUME or given[key] is None:
+            continue
+        recorded = header.options.get(key)
+        if given[key] != recorded:
+            raise UsageError(f"--resume: the run in {args.out} was started with "
+                             f"{_describe(key, recorded)}; {_describe(key, given[key])} differs "
+                             "(leave it out to continue with the recorded value)")
+    _apply(args, header.options)
+
+
+def read_header(path: Path) -> RunHeader | None:
+    """The run header of a results file, or None."""
+    if not path.is_file():
+        return None
+    for rec in read_json_lines(path):
+        if rec.get("type") == "run":
+            try:
+                return RunHeader.from_json(rec)
+            except (InvalidRecord, ResultsVersionError):
+                return None
+    return None
+
+
 def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
+    # SIGTERM is a Ctrl-C from the start (harness.cli.main): the workers
+    # and their QEMUs are stopped and what finished stays recorded.
+    if args.resume:
+        resume_options(args)
     if args.cases is not None and args.cases < 1:
         raise UsageError("--cases: must be at least 1")
-    if args.jobs < 1:
+    jobs = args.jobs if args.jobs is not None else os.cpu_count() or 1
+    if jobs < 1:
         raise UsageError("--jobs: must be at least 1")
     if args.fanout is not None and args.fanout < 0:
         raise UsageError("--fanout: must be 0 or more")
@@ -89,8 +206,10 @@ def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
         raise UsageError("--case-files: must be 0 or more")
     shard = parse_shard(args.shard) if args.shard else None
     arch = Arch(args.arch) if args.arch else None
+    arches = [arch] if arch else [Arch.AARCH64, Arch.AARCH32]
+    builds = qemu_builds_of(args, arches)
     entries = build_matrix(arch=arch, cpus=args.cpu, granules=args.granule, ipa_sizes=args.ipa,
-                           vtcr=args.vtcr, available=available_cpus(args, arch))
+                           vtcr=args.vtcr, available=builds_cpus(builds, arches))
     if not entries:
         raise UsageError("the selection leaves no configuration to run "
                          "(see `s2diff configs` for what each CPU model supports)")
@@ -98,37 +217,42 @@ def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
     baseline = None if args.no_baseline else (args.baseline or default_baseline())
     if baseline is not None:
         load_baseline(baseline)  # validate before starting anything
-    opts = RunOptions(out=args.out, seed=args.seed,
-                      cases_per_entry=args.cases or NIGHTLY_CASES,
-                      budget=args.budget or (NIGHTLY_BUDGET if nightly else None),
-                      jobs=args.jobs, shard=shard, baseline=baseline,
+    seed = 1 if args.seed is None else args.seed
+    cases = args.cases or NIGHTLY_CASES
+    fanout = NIGHTLY_FANOUT if args.fanout is None else args.fanout
+    budget = args.budget or (NIGHTLY_BUDGET if nightly else None)
+    recorded = dict(_given(args), seed=seed, cases=cases, fanout=fanout, budget=budget,
+                    shard=f"{shard[0]}/{shard[1]}" if shard else None,
+                    baseline=str(Path(baseline).resolve()) if baseline else "none")
+    opts = RunOptions(out=args.out, seed=seed, cases_per_entry=cases, budget=budget,
+                      jobs=jobs, shard=shard, baseline=baseline,
                       qemu={Arch.AARCH64: args.qemu_aarch64, Arch.AARCH32: args.qemu_arm},
-                      resume=args.resume,
-                      fanout=NIGHTLY_FANOUT if args.fanout is None else args.fanout,
-                      qemu_args=tuple(qemu_arg_list(args.qemu_arg)), keep=args.keep)
+                      resume=args.resume, fanout=fanout, qemus=tuple(builds),
+                      recorded=recorded, qemu_args=tuple(qemu_arg_list(args.qemu_arg)),
+                      keep=args.keep)
     if args.vtcr is not None:
         # Say what the reference makes of the value before anything runs.
         for line in vtcr_notice(entries[0]):
             print(line, file=io.out, flush=True)
-    progress = Progress(enabled=io.tty)
-    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    progress = Progress(enabled=io.tty, out=io.out, budget=budget)
+
     def started(header: RunHeader) -> None:
         # The run's size, before anything runs (the probe count is an
         # estimate: each case places ~60 entries, each fanned out).
         probes = (header.cases or 0) * (60 + 60 * opts.fanout)
+        on = ("" if len(builds) == 1 else
+              f" on {len(builds)} QEMUs ({', '.join(b.label for b in builds)})")
         print(f"s2diff run: {header.entries} configurations, {header.cases} cases in "
-              f"{header.batches} batches, about {probes:,} probes "
+              f"{header.batches} batches{on}, about {probes:,} probes "
               f"(seed {opts.seed}, {opts.cases_per_entry} cases per configuration, fan-out "
-              f"{opts.fanout}{', budget %.0f s' % opts.budget if opts.budget else ''}); "
-              f"output in {args.out}", file=io.out, flush=True)
+              f"{opts.fanout}{', budget %.0f s' % opts.budget if opts.budget else ''}"
+              f"{', shard %d/%d' % shard if shard else ''}); output in {args.out}",
+              file=io.out, flush=True)
         progress.start(header)
 
-    try:
-        with progress:
-            outcome = run_matrix(entries, opts, argv=sys.argv, on_records=progress.update,
-                                 on_start=started)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with progress:
+        outcome = run_matrix(entries, opts, argv=sys.argv, on_records=progress.update,
+                             on_start=started)
     result = finish_run(args.out, outcome, baseline, io, case_files=args.case_files)
     if args.keep is not None:
         print(f"boots kept in {args.keep}/batch-N; re-run one by hand: sh "
@@ -138,16 +262,19 @@ def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
     return result
 
 
-def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> NoReturn:
-    raise KeyboardInterrupt
-
-
 def finish_run(out: Path, outcome: RunOutcome, baseline: Path | None, io: Streams,
                case_files: int = CASE_FILES_PER_CAUSE) -> Outcome:
-    """Reports for a finished (or interrupted) run, and its outcome: FOUND
-    for a new divergence or a reproduced crash, INFRASTRUCTURE when nothing
-    could run, INTERRUPTED, else OK.  Case files beyond ``case_files`` per
-    root cause are removed first (harness.report.casefiles)."""
+    """Reports for a finished run, and its outcome: FOUND for a new
+    divergence or a reproduced crash, INFRASTRUCTURE when nothing could
+    run, else OK.  Case files beyond ``case_files`` per root cause are
+    removed first (harness.report.casefiles).  An interrupted run ends at
+    once (INTERRUPTED): its records are on disk, and rebuilding the reports
+    of a long run takes seconds; `s2diff report` or `--resume` does it."""
+    if outcome.interrupted:
+        print(f"interrupted: {outcome.batches_run} of {outcome.batches_planned} batches finished "
+              f"and recorded in {out / RECORDS}; reports: s2diff report {out}; continue with "
+              f"s2diff run --resume --out {out}", file=io.err)
+        return Outcome.INTERRUPTED
     prune_case_files(out, case_files)
     run = load_run([out])
     written = write_reports(run, out)
@@ -163,17 +290,41 @@ def finish_run(out: Path, outcome: RunOutcome, baseline: Path | None, io: Stream
         print(f"FINDING: QEMU {kind} reproduced by one case (key {finding.key}, "
               f"probe {finding.probe}): {out / (finding.case_file or '')} "
               f"(s2diff repro re-runs it)", file=io.out)
-    if outcome.interrupted:
-        print(f"interrupted: {outcome.batches_run} of {outcome.batches_planned} batches finished "
-              f"and recorded; continue with --resume --out {out}", file=io.err)
-        return Outcome.INTERRUPTED
+    print_crash_families(out, outcome.crashes, io)
     statuses = outcome.batch_status
-    if statuses and not statuses.get(BatchStatus.COMPLETED, 0) and not outcome.findings:
+    if statuses and not statuses.get(BatchStatus.COMPLETED, 0) and not outcome.findings \
+            and not outcome.crashes:
         # Nothing ran to the end: QEMU or the harness is unusable here.
         print("nothing could run: no batch completed (see the summary's batch diagnostics)",
               file=io.err)
         return Outcome.INFRASTRUCTURE
-    return Outcome.FOUND if new_divergences(run) or outcome.findings else Outcome.OK
+    found = new_divergences(run) or outcome.findings or outcome.new_crash_families
+    return Outcome.FOUND if found else Outcome.OK
+
+
+def print_crash_families(out: Path, crashes: Sequence[CrashRecord], io: Streams) -> None:
+    """One CRASH line per crash family (QEMU, signature): how many probes
+    QEMU died or hung on, how many were held back, the case file of the
+    single probe that reproduces it, known or new."""
+    families: dict[tuple[str, str], list[CrashRecord]] = {}
+    for c in crashes:
+        families.setdefault((c.qemu, c.signature), []).append(c)
+    for (label, signature), members in sorted(families.items()):
+        files = [c.case_file for c in members if c.case_file]
+        checked = [c for c in members if c.reproduced is not None]
+        if files and any(c.reproduced for c in members):
+            how = f"reproduced by one probe: {out / files[0]}"
+        elif files:
+            how = f"not by one probe alone; isolated to {out / files[0]}"
+        elif checked:
+            how = "not reproduced by a re-run (infrastructure, not a finding)"
+        else:
+            how = "not checked"
+        known = members[0].known
+        keys = sorted({c.quarantine for c in members if c.quarantine})
+        print(f"CRASH{'' if known is None else ' (known: ' + known + ')'}: "
+              f"{'QEMU ' + label + ': ' if label else ''}{signature} -- QEMU died on "
+              f"{len(members)} probe(s) ({'; '.join(keys)}); {how}", file=io.out)
 
 
 COMMANDS = (

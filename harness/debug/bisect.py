@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -113,7 +114,11 @@ def build_qemu(src: Path, build_dir: Path, *, jobs: int | None = None,
         _step([str(configure), f"--target-list={TARGETS}", *configure_args], build_dir,
               "configure", log)
     if (build_dir / "build.ninja").exists():
+        # Only the two emulators: a whole tree takes twice as long, and
+        # parts of it (tests/fp's softfloat subprojects) may not build
+        # where the emulators do, which made every step untestable.
         argv = ["ninja", "-C", str(build_dir)] + ([f"-j{jobs}"] if jobs else [])
+        argv += emulator_targets(build_dir / "build.ninja")
     elif (build_dir / "Makefile").exists():
         argv = ["make", "-C", str(build_dir), f"-j{jobs or os.cpu_count() or 1}"]
     else:
@@ -128,6 +133,18 @@ def build_qemu(src: Path, build_dir: Path, *, jobs: int | None = None,
     if not found:
         raise Untestable(f"the build produced no {' or '.join(BINARIES.values())} in {build_dir}")
     return found
+
+
+def emulator_targets(ninja_file: Path) -> list[str]:
+    """The qemu-system-aarch64 / qemu-system-arm targets build.ninja
+    defines (meson trees: 5.2 and later); none (build everything) when it
+    defines neither."""
+    try:
+        text = ninja_file.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return [name for name in BINARIES.values()
+            if re.search(rf"^build {re.escape(name)}(?:\s|:)", text, re.MULTILINE)]
 
 
 def arch_target(arch: Arch) -> str:

@@ -29,7 +29,10 @@ from reference.generate import Case, FanOut, Probe
 from ..errors import UsageError
 from ..plan import job_image
 from ..qemu.boot import BatchResult, FailureKind, failure_kind, run_batch
+from ..qemu.build import build_stub
+from ..qemu.elf import read_stub
 from ..qemu.job import JobImage, ObsKind
+from ..qemu.signature import crash_signature
 
 
 class ReproVerdict(enum.Enum):
@@ -129,14 +132,23 @@ class Isolation:
 
     def expect(self) -> dict[str, Any]:
         """The case file's ``expect`` key (docs/case-file.md)."""
-        b = self.batch
-        return {"kind": self.failure.kind.value, "status": b.status.value,
-                "signal": self.failure.signal,
-                "signal_name": signal_name(self.failure.signal) if self.failure.signal else None,
-                "returncode": self.failure.returncode,
-                "probe_needed": self.probe_needed,
-                "diagnostic": b.diagnostic,
-                "console": b.console[-CONSOLE_TAIL:]}
+        return failure_expect(self.batch, self.failure, self.probe_needed)
+
+
+def failure_expect(batch: BatchResult, failure: Failure, probe_needed: bool = True
+                   ) -> dict[str, Any]:
+    """The ``expect`` key of a crash/hang case file (docs/case-file.md):
+    how the boot ``batch`` failed, its diagnostic and console's end, and
+    the crash signature (harness.qemu.signature)."""
+    return {"kind": failure.kind.value, "status": batch.status.value,
+            "signal": failure.signal,
+            "signal_name": signal_name(failure.signal) if failure.signal else None,
+            "returncode": failure.returncode,
+            "probe_needed": probe_needed,
+            "signature": crash_signature(batch.console, batch.signal, batch.returncode,
+                                         hang=failure.kind is FailureKind.HANG),
+            "diagnostic": batch.diagnostic,
+            "console": batch.console[-CONSOLE_TAIL:]}
 
 
 class _Runner:
@@ -193,20 +205,55 @@ def _bisect(items: list[int], fails: Callable[[list[int]], bool], suspect: int |
     return current, True
 
 
+def fit_boots(cases: Sequence[Case], capacity: int) -> list[list[Case]]:
+    """``cases`` cut, in order, into sets whose probes fit one boot's
+    results area (``capacity`` probes); a case with more probes than that
+    is split into probe subsets (harness.qemu.job: every boot respects the
+    results area, or the job is refused)."""
+    boots: list[list[Case]] = [[]]
+    used = 0
+    for case in cases:
+        total = len(case.probes) + len(case.fanout)
+        parts = ([case] if total <= capacity else
+                 [probe_subset(case, list(range(lo, min(lo + capacity, total))))
+                  for lo in range(0, total, capacity)])
+        for part in parts:
+            n = len(part.probes) + len(part.fanout)
+            if boots[-1] and used + n > capacity:
+                boots.append([])
+                used = 0
+            boots[-1].append(part)
+            used += n
+    return boots
+
+
 def isolate(cases: Sequence[Case], *, qemu: str | Path | None = None,
-            timeout: float | None = None, log: Callable[[str], None] | None = None) -> Isolation:
-    """Find the image and probe of ``cases`` (run together in one boot, as
-    a batch) that make QEMU crash or hang.  ``timeout`` per boot in seconds
-    (a hang costs that much per bisection step); ``log`` sees each boot."""
+            timeout: float | None = None, log: Callable[[str], None] | None = None,
+            capacity: int | None = None) -> Isolation:
+    """Find the image and probe of ``cases`` (run together, as a batch)
+    that make QEMU crash or hang.  ``timeout`` per boot in seconds (a hang
+    costs that much per bisection step); ``log`` sees each boot;
+    ``capacity``: probes one boot's results area holds (default: the
+    stub's).  Cases with more probes than one boot holds run in several,
+    in order, and the search goes on in the first that fails."""
     if not cases:
         raise UsageError("no case to isolate")
     arch, cpu = cases[0].cpu.arch, cases[0].cpu.name
     if any(c.cpu.name != cpu or c.cpu.arch is not arch for c in cases):
         raise UsageError("the cases of one batch must share the CPU model")
+    if capacity is None:
+        capacity = read_stub(build_stub(arch)).layout.max_probes
     runner = _Runner(arch, cpu, qemu, timeout, log)
-    whole = runner.run(cases, f"all {len(cases)} images")
-    failure = failure_of(whole)
-    if failure is None:
+    sets = fit_boots(cases, capacity)
+    for n, subset in enumerate(sets):
+        what = f"all {len(cases)} images" if len(sets) == 1 else \
+            f"boot {n + 1} of {len(sets)} ({len(subset)} images)"
+        whole = runner.run(subset, what)
+        failure = failure_of(whole)
+        if failure is not None:
+            cases = subset
+            break
+    else:
         raise IsolateError(f"the {len(cases)} images complete in QEMU: nothing to isolate")
     last: dict[str, Any] = {"batch": whole, "cases": list(cases)}
 

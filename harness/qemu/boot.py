@@ -16,6 +16,7 @@ import shlex
 import shutil
 import signal
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -164,6 +165,11 @@ class BatchResult:
     returncode: int | None
     signal: int | None
     diagnostic: str
+    # Seconds spent per stage of run_batch: "pack" (the job blob), "qemu"
+    # (QEMU's process from launch to reaping), "unpack" (the results area
+    # and regions read back), "boot" (the rest: stub ELF, batch directory,
+    # RAM file).  For `s2diff bench`'s profile.
+    stages: tuple[tuple[str, float], ...] = ()
 
     @property
     def command_line(self) -> str:
@@ -247,11 +253,14 @@ def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
     Raises UsageError for a job the stub cannot take, ToolMissing/BuildError
     for a missing toolchain, QemuError when QEMU does not start at all.
     Every other outcome is a BatchResult status."""
+    started = time.monotonic()
     stub_elf = read_stub(stub or build_stub(arch))
     if stub_elf.arch is not arch:
         raise UsageError(f"{stub_elf.path} is a {stub_elf.arch.value} stub, not {arch.value}")
     layout = stub_elf.layout
+    t = time.monotonic()
     blob = pack_job(layout, images, hang_after)
+    t_pack = time.monotonic() - t
     binary = find_qemu(arch, qemu)
     limit = default_timeout(images) if timeout is None else timeout
 
@@ -293,6 +302,7 @@ def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
             (tmp / "console.log").write_text(machine.console)
         console = machine.console
         unreadable = ""
+        t = time.monotonic()
         if ram_path.exists():
             with RamFile(ram_path, layout.ram_base) as ram:
                 try:
@@ -304,9 +314,11 @@ def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
                     results = _empty_results(images)
         else:
             results = _empty_results(images)
+        t_unpack = time.monotonic() - t
     finally:
         if keep_dir is None:
             _remove_tree(tmp)
+    wall = time.monotonic() - started
 
     status, diagnostic = classify_boot(BootEnd(
         exit=qexit, guest=results.status, console=console, images=len(images),
@@ -318,4 +330,6 @@ def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
                        id_registers=results.id_registers, guest_status=results.status,
                        fatal=results.fatal, argv=machine.argv, qemu_version=version,
                        console=console, elapsed=qexit.elapsed, returncode=qexit.returncode,
-                       signal=qexit.signal, diagnostic=diagnostic)
+                       signal=qexit.signal, diagnostic=diagnostic,
+                       stages=(("pack", t_pack), ("qemu", qexit.elapsed), ("unpack", t_unpack),
+                               ("boot", max(wall - t_pack - qexit.elapsed - t_unpack, 0.0))))

@@ -28,14 +28,17 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from reference.arch import Arch
 
 from ..errors import InfrastructureError, ToolMissing, UsageError
+from .launcher import find_qemu, qemu_version
 
 EMULATORS = {Arch.AARCH64: "qemu-system-aarch64", Arch.AARCH32: "qemu-system-arm"}
+_SOFTMMU = {Arch.AARCH64: "aarch64-softmmu", Arch.AARCH32: "arm-softmmu"}
 PACKAGE = "qemu-system-arm"         # Debian ships both system emulators in it
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 BUILD_FILE = "build.json"
@@ -132,8 +135,14 @@ def resolve(spec: str, cache: Path | None = None) -> QemuBuild:
                              f"suite {spec!r} (fetch it with: s2diff qemu fetch {spec})")
         path = cached.bin
     if path.is_dir():
-        paths = {arch: path / name for arch, name in EMULATORS.items()
-                 if os.access(path / name, os.X_OK) and (path / name).is_file()}
+        paths = {}
+        for arch, name in EMULATORS.items():
+            # A bin folder or a meson build folder holds the emulators at
+            # its top; a pre-5.2 QEMU build tree in TARGET-softmmu/.
+            for candidate in (path / name, path / _SOFTMMU[arch] / name):
+                if candidate.is_file() and os.access(candidate, os.X_OK):
+                    paths[arch] = candidate
+                    break
         if not paths:
             raise UsageError(f"--qemu {spec}: the folder holds neither "
                              f"{' nor '.join(EMULATORS.values())}")
@@ -151,6 +160,25 @@ def resolve(spec: str, cache: Path | None = None) -> QemuBuild:
     version = next(iter(versions.values()))
     return QemuBuild(label=version_number(version), paths=paths, version=version,
                      source=str(path.resolve()))
+
+
+def default_build(programs: Mapping[Arch, str | Path | None], arches: Sequence[Arch]
+                  ) -> QemuBuild:
+    """The one build of a run without ``--qemu``: for each of ``arches``
+    the program given (``--qemu-aarch64/--qemu-arm``), else
+    $S2DIFF_QEMU_AARCH64/ARM, else PATH's (ToolMissing when there is none).
+    Labelled by its version number, or by each emulator's when they differ."""
+    paths = {a: find_qemu(a, programs.get(a)) for a in arches}
+    versions = {a: qemu_version(p) for a, p in paths.items()}
+    numbers = {a: version_number(v) for a, v in versions.items()}
+    if len(set(numbers.values())) <= 1:
+        label = next(iter(numbers.values()), "")
+        version = next(iter(versions.values()), "")
+    else:
+        label = ", ".join(f"{a.value} {n}" for a, n in numbers.items())
+        version = "; ".join(f"{EMULATORS[a]}: {v}" for a, v in versions.items())
+    source = ", ".join(str(p) for p in paths.values())
+    return QemuBuild(label=label, paths=paths, version=version, source=source)
 
 
 def label_builds(builds: Sequence[QemuBuild]) -> list[QemuBuild]:
@@ -253,11 +281,19 @@ def find_loader(root: Path) -> Path:
 
 def launcher_text(root: Path, loader: Path, program: str) -> str:
     """A launcher that runs ``usr/bin/PROGRAM`` of ``root`` with the
-    suite's loader and libraries.  ``exec`` keeps the PID QEMU's."""
+    suite's loader and libraries.  ``exec`` keeps the PID QEMU's.
+
+    QEMU_MODULE_DIR points QEMU at the suite's own loadable modules: QEMU
+    looks for them at the path it was built with (/usr/lib/TRIPLET/qemu),
+    where the host's QEMU keeps modules of another version, which QEMU
+    refuses or, worse, loads."""
     triplet = loader.parent.name
     libs = ":".join(str(root / d / triplet) for d in ("usr/lib", "lib"))
+    modules = root / "usr/lib" / triplet / "qemu"
     return ("#!/bin/sh\n"
             f"# {program} from {root} with that suite's own loader and libraries\n"
+            f"QEMU_MODULE_DIR={shlex.quote(str(modules))}\n"
+            "export QEMU_MODULE_DIR\n"
             f"exec {shlex.quote(str(loader))} --library-path {shlex.quote(libs)} "
             f"{shlex.quote(str(root / 'usr/bin' / program))} \"$@\"\n")
 
@@ -281,8 +317,10 @@ def fetch_debian(suite: str, cache: Path | None = None, mirror: str = DEFAULT_MI
         if existing is not None:
             return existing
     root.mkdir(parents=True, exist_ok=True)
-    work = root / f".{suite}.partial"
-    shutil.rmtree(work, ignore_errors=True)
+    # A folder of its own per fetch: two fetches of one suite at once do
+    # not scribble on each other's download (the last rename wins).
+    work = Path(tempfile.mkdtemp(prefix=f".{suite}.partial-", dir=root))
+    work.chmod(0o755)       # mkdtemp's 0700 would keep other users from the build
     apt = work / "apt"
     for d in (apt / "lists" / "partial", apt / "cache" / "archives" / "partial"):
         d.mkdir(parents=True)
@@ -318,7 +356,12 @@ def fetch_debian(suite: str, cache: Path | None = None, mirror: str = DEFAULT_MI
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    versions = {name: version_line(final / "bin" / name) for name in EMULATORS.values()}
+    try:
+        versions = {name: version_line(final / "bin" / name) for name in EMULATORS.values()}
+    except BaseException:
+        # A build that does not run is no build: leave nothing that looks like one.
+        shutil.rmtree(final, ignore_errors=True)
+        raise
     build = {"suite": suite, "package_version": package_version, "versions": versions,
              "mirror": mirror,
              "fetched": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
@@ -329,9 +372,14 @@ def fetch_debian(suite: str, cache: Path | None = None, mirror: str = DEFAULT_MI
 
 
 def remove_cached(suite: str, cache: Path | None = None) -> bool:
-    """Delete a suite's build; False when there was none."""
-    folder = cache_root(cache) / check_suite(suite)
+    """Delete a suite's build (and any fetch of it left half done by a
+    killed process); False when there was none."""
+    root = cache_root(cache)
+    folder = root / check_suite(suite)
+    partial = list(root.glob(f".{suite}.partial-*")) if root.is_dir() else []
+    for left in partial:
+        shutil.rmtree(left, ignore_errors=True)
     if not folder.exists():
-        return False
+        return bool(partial)
     shutil.rmtree(folder)
     return True

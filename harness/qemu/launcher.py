@@ -127,8 +127,8 @@ def _die_with_parent() -> None:
     set_parent_death_signal(signal.SIGKILL)
 
 
-class _SignalsHeld:
-    """Holds SIGINT and SIGTERM while QEMU is forked.  CPython runs fork
+class SignalsHeld:
+    """Holds SIGINT and SIGTERM while QEMU (or a worker) is forked.  CPython runs fork
     hooks written in Python (logging's, threading's) and only prints an
     exception raised in one, so a Ctrl-C, or a worker's order to stop
     (harness.run), landing there would be lost.  ``release`` then hands
@@ -137,7 +137,7 @@ class _SignalsHeld:
 
     _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __enter__(self) -> "_SignalsHeld":
+    def __enter__(self) -> "SignalsHeld":
         self.caught: list[int] = []
         self.saved: dict[int, _Handler] = {}
         if threading.current_thread() is threading.main_thread():
@@ -222,7 +222,7 @@ class QemuMachine:
     def launch(self) -> None:
         if self._child is not None:
             raise QemuError("QemuMachine launched twice", argv=list(self.argv))
-        with _SignalsHeld() as held:
+        with SignalsHeld() as held:
             try:
                 self._child = pexpect.spawn(self.argv[0], list(self.argv[1:]), echo=False,
                                             encoding="utf-8", codec_errors="replace",

@@ -76,6 +76,10 @@ def junit_tree(run: RunData, timings: bool = False,
     if causes:
         suites.append((ROOT_CAUSES, [_cause_case(n, c, report_dir)
                                      for n, c in enumerate(causes, 1)]))
+    if run.info.coverage != "all batches":
+        # A partial run (budget, interrupt, missing shards) says so here too.
+        props = ET.SubElement(root, "properties")
+        ET.SubElement(props, "property", name="coverage", value=run.info.coverage)
     by_group: dict[str, list[EntryResult]] = collections.defaultdict(list)
     for e in entry_results(run):
         by_group[e.group].append(e)
@@ -102,6 +106,14 @@ def junit_tree(run: RunData, timings: bool = False,
             cases.append((e.entry + (f" [{e.qemu}]" if e.qemu else ""), t, outcome,
                           "\n".join(known)))
         suites.append((group, cases))
+    never = sorted({(n.entry, n.qemu, n.reason) for e in run.ends for n in e.entries_not_run
+                    if n.entry not in {c.entry for c in run.cases}})
+    if never:
+        # Entries of which no case ran on any QEMU (the end records): a test
+        # case each, skipped with the reason, so that CI counts them.
+        suites.append(("not run", [(entry, 0.0, ET.Element(
+            "skipped", message=f"{reason}" + (f" (QEMU {qemu})" if qemu else "")), "")
+            for entry, qemu, reason in never]))
     errors = harness_errors(run)
     if errors:
         cases = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -414,7 +415,11 @@ def merge_dirs(dirs: Sequence[Path], out: Path) -> Path:
     try:
         out.mkdir(parents=True, exist_ok=True)
         target = out / RECORDS
-        target.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        # Written beside, then renamed: an interrupted merge leaves the
+        # old file or the new one, never half of one.
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        os.replace(tmp, target)
     except OSError as exc:
         raise UsageError(f"--out: cannot write to {out} ({exc.strerror or exc})") from None
     return target

@@ -287,10 +287,61 @@ def _run_lines(run: RunData) -> list[str]:
         f"seed {info.seed if info.seed is not None else 'unknown'}, "
         f"{info.cases_per_entry if info.cases_per_entry is not None else '?'} cases per entry, "
         f"matrix of {info.entries if info.entries is not None else '?'} entries",
-        f"coverage: {coverage_text(run)}",
+        f"coverage: {info.coverage}",
+        *_not_run_lines(run),
         f"qemu: {'; '.join(qemu_lines(run))}",
         f"batches: {_batch_counts(run)}",
+        *_crash_lines(run),
     ]
+
+
+def _not_run_lines(run: RunData) -> list[str]:
+    """From the end records (docs/results.md): why the run stopped when it
+    did not complete, the matrix entries that never ran and the cases not
+    run, and how to run them."""
+    if not run.ends:
+        return []
+    reasons = sorted({e.reason.value for e in run.ends})
+    planned = sum(e.cases_planned for e in run.ends)
+    ran = sum(e.cases_run for e in run.ends)
+    never = {(n.entry, n.qemu): n.reason for e in run.ends for n in e.entries_not_run}
+    if reasons == ["complete"] and not never:
+        return []
+    lines = [f"ended: {', '.join(reasons)}; {planned - ran} of {planned} cases not run"]
+    if never:
+        why = collections.Counter(never.values())
+        lines.append(f"entries never run: {len(never)} ("
+                     + "; ".join(f"{n} x {w}" for w, n in sorted(why.items())) + ")")
+    if "budget" in reasons:
+        lines.append("every entry runs its first case before any runs a second: a larger "
+                     "--budget (or none) covers the rest; --resume continues this run")
+    return lines
+
+
+def _crash_lines(run: RunData) -> list[str]:
+    """With crash records (crash-resume, docs/results.md): how many probes
+    were judged and why the others were not, and one line per crash
+    family (QEMU, signature)."""
+    crashed = sum(c.crashed for c in run.cases)
+    held = sum(c.held for c in run.cases)
+    if not run.crashes and not crashed and not held:
+        return []
+    probes = sum(c.probes for c in run.cases)
+    judged = sum(c.passed for c in run.cases) + sum(d.count for d in run.divergences
+                                                    if d.kind.value == "probe")
+    lines = [f"probes: {judged} of {probes} judged; QEMU died or hung on {crashed}, {held} held "
+             "back (the reference predicts the outcome QEMU kept dying on), "
+             f"{probes - judged - crashed - held} not run otherwise"]
+    families: dict[tuple[str, str], list] = collections.defaultdict(list)
+    for c in run.crashes:
+        families[c.qemu, c.signature].append(c)
+    for (label, signature), members in sorted(families.items()):
+        file = next((c.case_file for c in members if c.case_file), None)
+        state = "known: " + members[0].known if members[0].known else "new"
+        lines.append(f"crash family{' on QEMU ' + label if label else ''}: {signature} "
+                     f"({len(members)} probe(s), {state}"
+                     + (f", case {file})" if file else ")"))
+    return lines
 
 
 def _truncate(text: str, width: int) -> str:
