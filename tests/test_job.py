@@ -191,7 +191,7 @@ class TestPackJobValidation:
 
 
 def _results_area(status: int, images_done: int, probes_done: int, records: list[list[int]],
-                  idregs=(0x410FD034, 0x1122, 0, 0, 0x222, 4), fatal=(0,) * 6) -> bytes:
+                  idregs=(0x410FD034, 0x1122, 0, 0, 0x222, 4, 0, 0, 0), fatal=(0,) * 6) -> bytes:
     """Build a results area the way the stub writes it (docs/job-abi.md)."""
     head = bytearray(0x100)
     struct.pack_into("<QQQQ", head, 0, (ABI_VERSION << 32) | RESULTS_MAGIC, status,
@@ -219,7 +219,9 @@ class TestUnpackResults:
         assert (out.images_done, out.probes_done) == (1, 2)
         assert dict(out.id_registers) == {"MIDR_EL1": 0x410FD034, "ID_AA64MMFR0_EL1": 0x1122,
                                           "ID_AA64MMFR1_EL1": 0, "ID_AA64MMFR2_EL1": 0,
-                                          "ID_AA64PFR0_EL1": 0x222, "DCZID_EL0": 4}
+                                          "ID_AA64PFR0_EL1": 0x222, "DCZID_EL0": 4,
+                                          "ID_AA64MMFR3_EL1": 0, "ID_AA64PFR1_EL1": 0,
+                                          "ID_AA64ISAR1_EL1": 0}
         assert out.fatal is None
         first, second, third = out.images
         assert first.completed and not second.completed and not third.completed
@@ -280,9 +282,9 @@ class TestUnpackResults:
 # bits), two concatenated level-1 tables at the arena start; L1[2] a 1 GiB
 # block to PA 0x1_0000_0000, L1[3] a table descriptor to PA 0x10_0000_0000
 # where virt has no memory.
-# Re-recorded for job ABI v2 (same QEMU, Debian build +b3).
-RECORDED_RESULTS = ("eNoLNgoKZmJgYABhBiSahYE+wOQCvyOIVhLELq/ERFv3MMIY0khsMvRzc5FnPxMaP4yRYRqUeQCb"
-                    "wj2MCg5Y3c9NnvsBIAEF8g==")
+# Re-recorded for job ABI v3 (same QEMU, Debian build +b3).
+RECORDED_RESULTS = ("eNoLNgoKZmZgYGBigAAYzcJAH2Bygd8RRCsJYpdXYqKtexhhDGkkNhn6ubnIs58JjR/GyDANyjyATeEV"
+                    "RgUHrO7nJs/9ACl9Bgs=")
 RECORDED_ARENA = 0x4800_0000
 RECORDED_LAYOUT = JobLayout(Arch.AARCH64, ABI_VERSION, 0x4000_0000, 0x4000_0000, 0x4040_0000,
                             0x4200_0000, 0x4200_0000, 0x4800_0000, 0x4800_0000, 0x8000_0000)
@@ -306,7 +308,7 @@ def test_unpack_recorded_run():
         RawObservation(ObsKind.PAR, par=0x1_0000_1B00),
         RawObservation(ObsKind.PAR, par=0xA0B),
         RawObservation(ObsKind.EXCEPTION, esr=0x9600_0156, far=0xC000_0000, vector=0x200,
-                       elr=0x4020_01BC))
+                       elr=0x4020_01D4))
     assert out.images[1].observations == (RawObservation(ObsKind.PAR, par=0x1_0000_0B00),)
 
 

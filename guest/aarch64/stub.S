@@ -3,7 +3,7 @@
 // Started by QEMU (-M virt,virtualization=on,secure=off -kernel stub.elf) at
 // EL2, EL2h, DAIF masked, MMU off.  It executes the job found at
 // __s2_job_start and writes raw register values to __s2_results_start; the
-// host decides everything.  Record layouts: docs/job-abi.md (ABI version 2);
+// host decides everything.  Record layouts: docs/job-abi.md (ABI version 3);
 // the offsets below must match harness/job.py.
 //
 // Probes are AT instructions at EL2, accesses made by an EL1 routine (the
@@ -19,7 +19,7 @@
 //   x25 current result    x26 probes left       x27 hang_after
 //   x28 AT dispatch table
 
-    .equ ABI_VERSION,       2
+    .equ ABI_VERSION,       3
     .equ JOB_MAGIC,         0x424a3253      // "S2JB" little-endian
     .equ RES_MAGIC,         0x53523253      // "S2RS" little-endian
 
@@ -183,6 +183,15 @@ _start:
     str     x0, [x1, #32]
     mrs     x0, dczid_el0                       // DC ZVA block size (BS) for the reference
     str     x0, [x1, #40]
+    // ID_AA64MMFR3_EL1 (S2PIE), ID_AA64PFR1_EL1, ID_AA64ISAR1_EL1 (XS): by
+    // encoding where the assembler may not know the name; all three are in
+    // the reserved-ID space, RAZ on cores without them.
+    mrs     x0, S3_0_C0_C7_3                    // ID_AA64MMFR3_EL1
+    str     x0, [x1, #48]
+    mrs     x0, S3_0_C0_C4_1                    // ID_AA64PFR1_EL1
+    str     x0, [x1, #56]
+    mrs     x0, S3_0_C0_C6_1                    // ID_AA64ISAR1_EL1
+    str     x0, [x1, #64]
 
     // --- check the job header ---
     ldr     x19, =__s2_job_start

@@ -4,7 +4,7 @@
 @ in Hyp mode (CPSR.M = 0x1a), ARM state, interrupts masked, Hyp MMU off.
 @ It executes the job at __s2_job_start and writes raw register values to
 @ __s2_results_start; the host decides everything.  Record layouts:
-@ docs/job-abi.md (ABI version 2), identical to the AArch64 stub's; every
+@ docs/job-abi.md (ABI version 3), identical to the AArch64 stub's; every
 @ u64 is stored as two little-endian words (ldrd/strd, 8-byte aligned).
 @
 @ Probes are AT instructions in Hyp mode, accesses made by a PL1 (SVC mode)
@@ -25,7 +25,7 @@
     .fpu    vfpv3                   @ the VLDR/VSTR routines; FPEXC
     .arm
 
-    .equ ABI_VERSION,       2
+    .equ ABI_VERSION,       3
     .equ JOB_MAGIC,         0x424a3253      @ "S2JB" little-endian
     .equ RES_MAGIC,         0x53523253      @ "S2RS" little-endian
 
@@ -177,6 +177,8 @@ _start:
     strd    r0, r1, [r2, #32]
     mrc     p15, 0, r0, c0, c1, 0               @ ID_PFR0 (RAS [31:28] for the reference)
     strd    r0, r1, [r2, #40]
+    mrc     p15, 0, r0, c0, c1, 2               @ ID_DFR0 (CopDbg [3:0]: ARMv7 or ARMv8)
+    strd    r0, r1, [r2, #48]
 
     @ --- check the job header ---
     ldr     r4, =__s2_job_start

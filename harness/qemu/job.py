@@ -39,7 +39,7 @@ from reference.arch import Arch, AtKind
 
 from ..errors import UsageError
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 JOB_MAGIC = 0x424A3253          # b"S2JB" read as a little-endian u32
 RESULTS_MAGIC = 0x53523253      # b"S2RS"
 HANG_OFF = 0xFFFF_FFFF          # hang_after value meaning "never"
@@ -70,8 +70,9 @@ _LITTLE = sys.byteorder == "little"
 
 ID_REGISTER_NAMES: Mapping[Arch, tuple[str, ...]] = MappingProxyType({
     Arch.AARCH64: ("MIDR_EL1", "ID_AA64MMFR0_EL1", "ID_AA64MMFR1_EL1",
-                   "ID_AA64MMFR2_EL1", "ID_AA64PFR0_EL1", "DCZID_EL0"),
-    Arch.AARCH32: ("MIDR", "ID_MMFR0", "ID_MMFR3", "ID_MMFR4", "ID_PFR1", "ID_PFR0"),
+                   "ID_AA64MMFR2_EL1", "ID_AA64PFR0_EL1", "DCZID_EL0", "ID_AA64MMFR3_EL1",
+                   "ID_AA64PFR1_EL1", "ID_AA64ISAR1_EL1"),
+    Arch.AARCH32: ("MIDR", "ID_MMFR0", "ID_MMFR3", "ID_MMFR4", "ID_PFR1", "ID_PFR0", "ID_DFR0"),
 })
 """Names of the ID-register slots, in slot order (docs/job-abi.md)."""
 
