@@ -20,13 +20,14 @@ from .datafile import load_data_file
 from .errors import UsageError
 from .qemu.builds import version_number
 from .records import Divergence, DivergenceRecord, Record
+from .vocabulary import DivergenceKind
 
 VERSION = 1
 _LIST_FIELDS = ("cpus", "granules", "qemu_versions")
 _REGEX_FIELDS = ("expected", "observed", "aim", "config", "rule")
 _TEXT_FIELDS = ("id", "title", "evidence", "upstream", "case", "kind", "arch", "verdict")
 _KNOWN = set(_LIST_FIELDS) | set(_REGEX_FIELDS) | set(_TEXT_FIELDS)
-_KINDS = ("probe", "memory")
+_KINDS = tuple(k.value for k in DivergenceKind)
 _VERDICTS = ("qemu-bug", "architecture-permitted", "reference-limitation")
 
 

@@ -28,7 +28,7 @@ from reference.config import (
     aarch32_config,
     aarch64_config,
 )
-from reference.cpus import CPUS, CpuModel, cpu_names, get_cpu
+from reference.cpus import CPUS, CpuModel, cpu_names, get_cpu, model_differences
 
 from .errors import UsageError
 from .plan import MatrixEntry
@@ -139,8 +139,17 @@ def invalid_entries(cpu: CpuModel) -> list[MatrixEntry]:
     return out
 
 
+def cpu_selection(arch: Arch | None = None, names: Sequence[str] | None = None,
+                  available: Mapping[Arch, frozenset[str]] | None = None
+                  ) -> list[tuple[Arch, str]]:
+    """(arch, -cpu) of every CPU model a matrix with these options covers
+    (the models of harness.qemu.models are read for them)."""
+    return [(m.arch, m.name) for m in _cpus(arch, names, available)]
+
+
 def _cpus(arch: Arch | None, names: Sequence[str] | None,
-          available: Mapping[Arch, frozenset[str]] | None = None) -> list[CpuModel]:
+          available: Mapping[Arch, frozenset[str]] | None = None,
+          models: Mapping[tuple[Arch, str], CpuModel] | None = None) -> list[CpuModel]:
     """The CPU models of a matrix: those named (every one must be a known
     model, and one the QEMU in use provides), else every known model the
     QEMU provides (``available``: its -cpu names per architecture; None:
@@ -166,44 +175,60 @@ def _cpus(arch: Arch | None, names: Sequence[str] | None,
             if missing:
                 raise UsageError(f"--cpu: the QEMU in use has no {missing[0].arch.value} "
                                  f"-cpu {missing[0].name}")
-    return out
+    # The model of the QEMU in use where one was read (max follows its ID registers).
+    return [(models or {}).get((m.arch, m.name), m) for m in out]
+
+
+def _with_model(entries: list[MatrixEntry], cpu: CpuModel) -> list[MatrixEntry]:
+    """Entries that carry ``cpu`` when it is not the named table's model
+    (registers the model does not list read as zero: equal values are the
+    same model)."""
+    named = CPUS.get((cpu.arch, cpu.name))
+    if named is not None and named.arch_version == cpu.arch_version \
+            and not model_differences(named, cpu) and not model_differences(cpu, named):
+        return entries
+    return [dataclasses.replace(e, model=cpu) for e in entries]
 
 
 def build_matrix(*, arch: Arch | None = None, cpus: Sequence[str] | None = None,
                  granules: Sequence[Granule] | None = None, ipa_sizes: Sequence[int] | None = None,
                  vtcr: int | None = None, vttbr: int = 0,
                  invalid: bool = True,
-                 available: Mapping[Arch, frozenset[str]] | None = None) -> list[MatrixEntry]:
+                 available: Mapping[Arch, frozenset[str]] | None = None,
+                 models: Mapping[tuple[Arch, str], CpuModel] | None = None) -> list[MatrixEntry]:
     """The matrix a run covers.  With no arguments: the nightly matrix.
 
     ``vtcr`` selects exactly one entry: that register value on the one CPU
     model named (validating one hypervisor's configuration).  ``available``
     (the -cpu names of the QEMU in use, per architecture) leaves out the
-    models that QEMU does not provide."""
+    models that QEMU does not provide; ``models`` (harness.qemu.models:
+    the models as that QEMU reports them) replace the named table's, and
+    the entries of a model that differs carry it."""
     if vtcr is not None:
-        models = _cpus(arch, cpus, available)
-        if len(models) != 1:
+        chosen = _cpus(arch, cpus, available, models)
+        if len(chosen) != 1:
             raise UsageError("--vtcr needs exactly one --cpu (and --arch when the name is ambiguous)")
-        cpu = models[0]
+        cpu = chosen[0]
         limit = 1 << (64 if cpu.arch is Arch.AARCH64 else 32)
         if not 0 <= vtcr < limit:
             raise UsageError(f"--vtcr: {vtcr:#x} does not fit the {cpu.arch.value} VTCR")
         config = vtcr_config(cpu, vtcr, vttbr)
         verdict = judge(cpu, config)
-        return [MatrixEntry(name=f"{cpu.arch.value}/{cpu.name}/vtcr-{vtcr:#x}",
-                            group="--vtcr", arch=cpu.arch, cpu=cpu.name, config=config,
-                            valid=verdict.valid)]
+        return _with_model([MatrixEntry(name=f"{cpu.arch.value}/{cpu.name}/vtcr-{vtcr:#x}",
+                                        group="--vtcr", arch=cpu.arch, cpu=cpu.name,
+                                        config=config, valid=verdict.valid)], cpu)
     entries: list[MatrixEntry] = []
-    for cpu in _cpus(arch, cpus, available):
+    for cpu in _cpus(arch, cpus, available, models):
         sizes = ipa_sizes
         if sizes is None:
             sizes = NIGHTLY_IPA_SIZES if cpu.arch is Arch.AARCH64 else AARCH32_IPA_SIZES
-        entries += valid_entries(cpu, sizes, granules)
-        entries += hafdbs_entries(cpu, sizes, granules)
+        mine = valid_entries(cpu, sizes, granules)
+        mine += hafdbs_entries(cpu, sizes, granules)
         if invalid and granules is None and ipa_sizes is None:
-            entries += invalid_entries(cpu)
+            mine += invalid_entries(cpu)
+        entries += _with_model(mine, cpu)
     return entries
 
 
-__all__ = ["NIGHTLY_IPA_SIZES", "build_matrix", "get_cpu", "hafdbs_entries", "invalid_entries",
+__all__ = ["NIGHTLY_IPA_SIZES", "build_matrix", "cpu_selection", "get_cpu", "hafdbs_entries", "invalid_entries",
            "kvm_start_level", "valid_entries"]

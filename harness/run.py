@@ -15,6 +15,7 @@ from pathlib import Path
 
 from reference.arch import Arch
 
+from .baseline import EMPTY, apply_baseline, load_baseline
 from .errors import UsageError
 from .plan import (
     MatrixEntry,
@@ -172,11 +173,16 @@ def prepare_out(out: Path) -> Path:
 
 def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[str] = (),
                on_records: Callable[[list[Record]], None] | None = None,
-               on_start: Callable[[RunHeader], None] | None = None) -> RunOutcome:
+               on_start: Callable[[RunHeader], None] | None = None,
+               preamble: Sequence[DivergenceRecord] = ()) -> RunOutcome:
     """Plan, execute and record a run of ``entries``.
 
     Records go to OUT/results.jsonl as they arrive; ``on_records`` sees
-    each batch's records too (progress display).  Ctrl-C stops the run
+    each batch's records too (progress display).  ``preamble``: records
+    that belong to no batch (harness.judge.models: CPU models that differ
+    from their named table), matched against the baseline and written after
+    the run header (again on --resume, which drops them with the unfinished
+    batches).  Ctrl-C stops the run
     promptly: workers (and their QEMUs) are stopped, and everything finished
     stays recorded."""
     out = prepare_out(opts.out)
@@ -207,6 +213,10 @@ def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[
         (out / RECORDS).unlink(missing_ok=True)
         sink = RecordSink(out / RECORDS)
         sink.write([header])
+    if preamble:
+        pre = apply_baseline(load_baseline(opts.baseline) if opts.baseline else EMPTY, preamble)
+        sink.write(pre)
+        outcome.add(pre)
     if on_start:
         on_start(header)
     if on_records and kept:

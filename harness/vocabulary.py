@@ -47,6 +47,7 @@ class DivergenceKind(enum.Enum):
 
     PROBE = "probe"      # the PAR or exception differs
     MEMORY = "memory"    # a descriptor changed in a way no permitted outcome allows
+    CPU_MODEL = "cpu-model"     # a named -cpu reports other ID registers than its model
 
 
 # ---------------------------------------------------------------------------
@@ -225,3 +226,21 @@ def family_key(arch: str, kind: DivergenceKind, expected: Sequence[str], observe
         return FamilyKey(arch, kind.value, MEMORY_FAMILY_EXPECTED,
                          memory_family_label(raw, observed), aim_family(aim))
     return FamilyKey(arch, kind.value, tuple(expected), observed, aim_family(aim))
+
+
+# ---------------------------------------------------------------------------
+# CPU models (kind cpu-model)
+# ---------------------------------------------------------------------------
+
+def model_value_label(what: str, value: object) -> str:
+    """'ID_DFR0=0x2000505', 'FEAT_TTST=True': one side of a model
+    difference (an ID register's value in hex, a decoded property as is)."""
+    if isinstance(value, int) and not isinstance(value, bool) and what.startswith(("ID_", "MIDR",
+                                                                                    "DCZID")):
+        return f"{what}={value:#x}"
+    return f"{what}={value}"
+
+
+def model_aim(cpu: str, what: str) -> str:
+    """The aim of a cpu-model divergence: which model, which register or property."""
+    return f"-cpu {cpu}: {what}"

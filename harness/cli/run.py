@@ -15,9 +15,11 @@ from reference.arch import Arch
 from ..baseline import default_baseline, load_baseline, stale_entries
 from ..debug.minimize import shrink_and_localize
 from ..errors import S2DiffError, UsageError
-from ..matrix import build_matrix
+from ..judge.models import model_records
+from ..matrix import build_matrix, cpu_selection
 from ..plan import parse_shard
 from ..qemu.boot import BatchStatus
+from ..qemu.models import machine_models
 from ..records import RunHeader
 from ..report.load import load_run
 from ..report.write import write_reports
@@ -82,8 +84,14 @@ def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
         raise UsageError("--fanout: must be 0 or more")
     shard = parse_shard(args.shard) if args.shard else None
     arch = Arch(args.arch) if args.arch else None
+    available = available_cpus(args, arch)
+    # The models as the QEMU in use reports them: max follows its ID
+    # registers; a named core that differs from its table is a finding.
+    machines = machine_models(cpu_selection(arch, args.cpu, available),
+                              {a: qemu_for(args, a) for a in Arch})
     entries = build_matrix(arch=arch, cpus=args.cpu, granules=args.granule, ipa_sizes=args.ipa,
-                           vtcr=args.vtcr, available=available_cpus(args, arch))
+                           vtcr=args.vtcr, available=available,
+                           models={k: m.model for k, m in machines.items()})
     if not entries:
         raise UsageError("the selection leaves no configuration to run "
                          "(see `s2diff configs` for what each CPU model supports)")
@@ -114,7 +122,8 @@ def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
     try:
         with progress:
             outcome = run_matrix(entries, opts, argv=sys.argv, on_records=progress.update,
-                                 on_start=started)
+                                 on_start=started,
+                                 preamble=model_records(machines.values()))
     finally:
         signal.signal(signal.SIGTERM, previous)
     result = finish_run(args.out, outcome, baseline, io)
