@@ -114,3 +114,27 @@ def test_cache_location(monkeypatch, tmp_path):
     monkeypatch.delenv("S2DIFF_CPU_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_file() == tmp_path / "xdg" / "s2diff" / "cpu-models.json"
+
+
+def test_configs_shows_the_max_of_the_qemu_given(tmp_path, capsys):
+    """`s2diff configs --cpu max --qemu DIR`: the title names the features
+    the QEMU in DIR reports; its 4k IPA sizes follow them (52 bits needs
+    FEAT_LPA2 with 4k: gone under lpa2=off, AArch64.S2MinTxSZ)."""
+    from harness import cli
+    folder = tmp_path / "w"
+    wrapper(folder, "max", "max,lpa2=off")
+
+    def listing(*extra: str) -> tuple[str, set[int]]:
+        code = cli.main(["configs", "--cpu", "max", "--granule", "4k", "--json", *extra])
+        out, _ = capsys.readouterr()
+        assert code == 0
+        ipas = {e["ipa_bits"] for e in json.loads(out)}
+        code = cli.main(["configs", "--cpu", "max", "--granule", "4k", "--ipa", "40", *extra])
+        title = capsys.readouterr().out.splitlines()[0]
+        return title, ipas
+
+    title, ipas = listing()
+    assert "FEAT_LPA2" in title and 52 in ipas
+    title, ipas = listing("--qemu", str(folder))
+    assert "as QEMU " in title and "FEAT_LPA2" not in title and "FEAT_LPA," in title
+    assert max(ipas) == 48
