@@ -124,18 +124,26 @@ class TestBoot:
         assert r.qemu_version.startswith("QEMU emulator version")
 
     @pytest.mark.qemu
-    @pytest.mark.parametrize("cpu, midr, mmfr4", [
-        ("cortex-a15", 0x414F_C0F0, 0),         # r4p0; ID_MMFR4 RAZ (v7 reserved ID space)
-        ("cortex-a7", 0x410F_C075, 0),          # r0p5
-        ("max", 0x411F_D070, 0x11110),          # an AArch32 Cortex-A57 with v8 ID_MMFR4
+    @pytest.mark.parametrize("cpu, midr, version", [
+        ("cortex-a15", 0x414F_C0F0, 7),         # r4p0
+        ("cortex-a7", 0x410F_C075, 7),          # r0p5
+        ("max", 0x411F_D070, 8),                # an AArch32 Cortex-A57 (QEMU's MIDR for max)
     ])
-    def test_aarch32_boot_reports_id_registers(self, cpu, midr, mmfr4):
-        """An empty job completes in Hyp mode and reports MIDR, VMSA support."""
+    def test_aarch32_boot_reports_id_registers(self, cpu, midr, version):
+        """An empty job completes in Hyp mode and reports MIDR, VMSA support,
+        and which architecture the core is: ID_MMFR4 is RAZ in ARMv7's
+        reserved ID space and non-zero on ARMv8 (QEMU's max: 0x11110 on
+        7.2, 0x20021110 from 10.0); ID_DFR0.CopDbg is 0b0100/0b0101 for
+        ARMv7 debug, 0b0110 and up for ARMv8 (Arm ARM G8.2.84)."""
         r = run_batch(Arch.AARCH32, cpu, [])
         assert r.status is BatchStatus.COMPLETED, r.diagnostic
         assert r.id_registers["MIDR"] == midr
         assert r.id_registers["ID_MMFR0"] & 0xF == 0b0101     # VMSAv7 with Long descriptors
-        assert r.id_registers["ID_MMFR4"] == mmfr4
+        copdbg = r.id_registers["ID_DFR0"] & 0xF
+        if version == 7:
+            assert r.id_registers["ID_MMFR4"] == 0 and copdbg in (0b0100, 0b0101)
+        else:
+            assert r.id_registers["ID_MMFR4"] != 0 and copdbg >= 0b0110
 
 
 def hand_built_images(arch: Arch) -> tuple[list[JobImage], list[list[RawObservation]]]:
@@ -343,7 +351,7 @@ class TestEndings:
     @pytest.mark.parametrize("field, value, reason, detail", [
         (0x00, 0x1234_5678, FatalReason.BAD_MAGIC, 0),
         (0x04, 99, FatalReason.BAD_VERSION, 0),
-        ("kind", 7, FatalReason.BAD_KIND, 7),
+        ("kind", 8, FatalReason.BAD_KIND, 8),     # 0-7 are AT operations
         ("region_pa", 0x4000_0000, FatalReason.BAD_REGION, 0x4000_0000),
     ])
     def test_stub_refuses_a_bad_job(self, arch, cpu, field, value, reason, detail, monkeypatch):

@@ -5,7 +5,7 @@ observations -- field by field for the registers, chunk by chunk for the
 data, descriptor by descriptor for the tables.
 
 Pure but for ``el1_window``, which reads symbols of an already parsed ELF.
-The records are ABI v2 (docs/job-abi.md): an access probe's record is
+The records are ABI v3 (docs/job-abi.md): an access probe's record is
 ``kind data0 esr far hpfar vector elr data1``.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ from ..qemu.job import KIND_DESC_WRITE, KIND_SET_VTTBR, PROBE_DTYPE, JobImage, O
 
 FLAG_HCR_DC = 1 << 0        # access probe flags: run with HCR_EL2.DC = 1
 
-# Where each observed slot is in a result record (docs/job-abi.md, ABI v2).
+# Where each observed slot is in a result record (docs/job-abi.md, ABI v3).
 SLOT_WORD = MappingProxyType({Slot.DATA0: 1, Slot.ESR: 2, Slot.FAR: 3, Slot.HPFAR: 4,
                               Slot.VECTOR: 5, Slot.ELR: 6, Slot.DATA1: 7})
 TAKEN = MappingProxyType({ObsKind.EXCEPTION.value: Taken.EL2,
