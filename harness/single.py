@@ -96,7 +96,8 @@ def render_case_run(run: CaseRun, *, only_divergent: bool = False, trace: bool =
         if only_divergent and verdict.status is not ProbeStatus.DIVERGE:
             continue
         mark = {ProbeStatus.PASS: "PASS", ProbeStatus.DIVERGE: "DIVERGE",
-                ProbeStatus.NOT_RUN: "NOT-RUN"}[verdict.status]
+                ProbeStatus.NOT_RUN: "NOT-RUN",
+                ProbeStatus.UNPREDICTABLE: "UNPREDICTABLE"}[verdict.status]
         lines.append(f"{mark}: probe {i} {probe.at.name_for(arch)} IPA {probe.ipa:#x} ({probe.aim})")
         lines.append(f"    observed: {verdict.observed}")
         for k, o in enumerate(res.outcomes):

@@ -87,7 +87,7 @@ def judge_case(case: Case, image: ImageResult) -> tuple[CaseCounts, list[Diverge
     for i, (probe, res) in enumerate(zip(case.probes, permitted)):
         obs = row_observation(image.records[i])
         verdict = judge_probe(arch, res, probe.ipa, obs, case.cpu.arch_version)
-        if verdict.status is ProbeStatus.PASS:
+        if verdict.status.passed:
             passed += 1
         elif verdict.status is ProbeStatus.NOT_RUN:
             not_run += 1
