@@ -4,7 +4,9 @@ entries a run covers.  Data, built from the reference's catalogue.
 The default (nightly) matrix is every valid configuration for IPA sizes 32,
 36, 40, 42, 44, 48 and 52 bits on every AArch64 CPU model and granule it
 supports (25..40 bits on 32-bit ARM), the hardware Access flag / dirty
-state variants on the models that implement FEAT_HAFDBS, and the
+state variants on the models that implement FEAT_HAFDBS, KVM's choices with
+stage-2 permission indirection on the models with FEAT_S2PIE (as the QEMU in
+use reports them), KVM's 40-bit choices with a misaligned VTTBR, and the
 invalid-configuration families, each named after the rule it breaks.
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ from reference.config import (
     aarch64_config,
 )
 from reference.cpus import CPUS, CpuModel, cpu_names, get_cpu, model_differences
+from reference.generate import OptIn
 
 from .errors import UsageError
 from .plan import MatrixEntry
@@ -38,7 +41,7 @@ NIGHTLY_IPA_SIZES = (32, 36, 40, 42, 44, 48, 52)
 
 def _name(cpu: CpuModel, config: S2Config, tag: str) -> str:
     g = config.granule.label if config.granule else f"tg0-{config.tg0}"
-    extra = "".join(f"-{n}" for n in ("ha", "hd", "ds") if getattr(config, n, 0))
+    extra = "".join(f"-{n}" for n in ("ha", "hd", "ds", "s2pie") if getattr(config, n, 0))
     return f"{cpu.arch.value}/{cpu.name}/{g}/ipa{config.ia_bits}/sl0-{config.sl0}{extra}/{tag}"
 
 
@@ -70,6 +73,46 @@ def hafdbs_entries(cpu: CpuModel, ipa_sizes: Iterable[int] | None,
             cfg = dataclasses.replace(e.config, ha=ha, hd=hd)
             out.append(dataclasses.replace(e, name=_name(cpu, cfg, "kvm"), config=cfg,
                                            group="aarch64 hafdbs"))
+    return out
+
+
+def s2pie_entries(cpu: CpuModel, ipa_sizes: Iterable[int] | None,
+                  granules: Iterable[Granule] | None) -> list[MatrixEntry]:
+    """KVM's choices with VTCR_EL2.S2PIE = 1 on models with FEAT_S2PIE (as
+    the QEMU in use reports them: max from QEMU 10.2 on), with (HA, HD) =
+    (0, 0), (1, 0) and (1, 1) where FEAT_HAFDBS allows: each case draws an
+    S2PIR_EL2 holding every Perm encoding and places a leaf for every
+    PIIndex (reference.generate), and under S2PIE the dirty state is
+    descriptor bit 7 (AArch64.S2CheckPermissions, the S2PIE paths)."""
+    if cpu.arch is not Arch.AARCH64 or not cpu.feat_s2pie:
+        return []
+    variants = [(0, 0)] + [(1, 0)] * (cpu.hafdbs >= 1) + [(1, 1)] * (cpu.hafdbs >= 2)
+    out = []
+    for e in valid_entries(cpu, ipa_sizes, granules):
+        if not e.kvm:
+            continue
+        for ha, hd in variants:
+            cfg = dataclasses.replace(e.config, s2pie=1, ha=ha, hd=hd)
+            out.append(dataclasses.replace(e, name=_name(cpu, cfg, "kvm"), config=cfg,
+                                           group="aarch64 s2pie"))
+    return out
+
+
+def misaligned_vttbr_entries(cpu: CpuModel) -> list[MatrixEntry]:
+    """KVM's 40-bit choice of every granule with a VTTBR whose base has
+    RES0 bits set (reference.generate.OptIn.MISALIGNED_VTTBR): a base not
+    aligned to the start-level tables' size is CONSTRAINED UNPREDICTABLE
+    (Arm ARM D24.2.225 VTTBR_EL2.BADDR, G8.2.173 VTTBR.BADDR: the bits are
+    treated as zero, or the walk reads at the misaligned address), UNPREDICTABLE
+    on ARMv7 (K1.1.15); the reference permits each reading."""
+    out = []
+    for e in valid_entries(cpu, [40], None):
+        if not e.kvm:
+            continue
+        out.append(dataclasses.replace(
+            e, name=_name(cpu, e.config, "misaligned-vttbr"),
+            group="constrained unpredictable: misaligned VTTBR",
+            opt_in=frozenset({OptIn.MISALIGNED_VTTBR})))
     return out
 
 
@@ -224,11 +267,13 @@ def build_matrix(*, arch: Arch | None = None, cpus: Sequence[str] | None = None,
             sizes = NIGHTLY_IPA_SIZES if cpu.arch is Arch.AARCH64 else AARCH32_IPA_SIZES
         mine = valid_entries(cpu, sizes, granules)
         mine += hafdbs_entries(cpu, sizes, granules)
+        mine += s2pie_entries(cpu, sizes, granules)
         if invalid and granules is None and ipa_sizes is None:
             mine += invalid_entries(cpu)
+            mine += misaligned_vttbr_entries(cpu)
         entries += _with_model(mine, cpu)
     return entries
 
 
-__all__ = ["NIGHTLY_IPA_SIZES", "build_matrix", "cpu_selection", "get_cpu", "hafdbs_entries", "invalid_entries",
+__all__ = ["NIGHTLY_IPA_SIZES", "build_matrix", "cpu_selection", "get_cpu", "hafdbs_entries", "invalid_entries", "misaligned_vttbr_entries", "s2pie_entries",
            "kvm_start_level", "valid_entries"]

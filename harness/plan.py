@@ -18,7 +18,7 @@ import numpy as np
 from reference.arch import Arch, Granule
 from reference.config import S2Config
 from reference.cpus import CpuModel, get_cpu
-from reference.generate import Case, MemoryMap, generate_case
+from reference.generate import Case, MemoryMap, OptIn, generate_case
 
 from .errors import UsageError
 from .qemu.build import build_stub
@@ -40,7 +40,8 @@ class MatrixEntry:
     "invalid: inconsistent SL"); ``name`` is unique within a matrix.
     ``model``: the CPU model to generate for when it is not the named
     table's (QEMU's max, as the QEMU in use reports it:
-    harness.qemu.models)."""
+    harness.qemu.models).  ``opt_in``: scenarios the entry asks the
+    generator for (reference.generate.OptIn)."""
 
     name: str
     group: str
@@ -50,6 +51,7 @@ class MatrixEntry:
     valid: bool
     kvm: bool = False
     model: CpuModel | None = None
+    opt_in: frozenset[OptIn] = frozenset()
 
     @property
     def cpu_model(self) -> CpuModel:
@@ -142,8 +144,12 @@ def generate_batch(batch: Batch, seed: int, arena: tuple[int, int], mmap: Memory
     for spec in batch.specs:
         size = window_bytes(spec.entry.config)
         cpu = spec.entry.cpu_model
+        # An opted-in scenario (a misaligned VTTBR) has no fan-out: the
+        # span model cannot vouch for spans walked from two readings of the
+        # root, so the bulk probes would be walked one by one (~30 s a case).
         cases.append(generate_case(cpu, spec.entry.config, seed, spec.key, (base, size), mmap,
-                                   fanout=fanout))
+                                   fanout=0 if spec.entry.opt_in else fanout,
+                                   opt_in=spec.entry.opt_in))
         base += size
     return cases
 
@@ -168,7 +174,8 @@ def job_image(case: Case) -> JobImage:
     table["ipa"][named:] = case.fanout.ipa
     table["kind"][named:] = case.fanout.at
     return JobImage(vtcr=case.config.vtcr(), vttbr=case.config.vttbr,
-                    regions=tuple((r.pa, r.data) for r in case.image.regions), probes=table)
+                    regions=tuple((r.pa, r.data) for r in case.image.regions), probes=table,
+                    s2pir=case.config.s2pir)
 
 
 @dataclasses.dataclass(frozen=True)
