@@ -13,17 +13,18 @@ import dataclasses
 import itertools
 from collections.abc import Iterable, Sequence
 
-import numpy as np
-
-from reference.arch import Arch, Granule
+from reference.access_case import El1Window
+from reference.arch import Arch
 from reference.config import S2Config
 from reference.cpus import CpuModel, get_cpu
-from reference.generate import Case, MemoryMap, OptIn, generate_case
+from reference.generate import MemoryMap, OptIn
+from reference.generate_s1 import Stage1Shape
 
 from .errors import UsageError
+from .kinds import CaseKind, RunCase, case_window_bytes, generate_kind_case, kind_job_image
 from .qemu.build import build_stub
 from .qemu.elf import read_stub
-from .qemu.job import PROBE_DTYPE, JobImage
+from .qemu.job import JobImage
 
 # What has nothing behind it on QEMU's virt machine: the unpopulated part of
 # the RAM region above a 1 GiB RAM, and the hole between the virtio-mmio
@@ -41,7 +42,9 @@ class MatrixEntry:
     ``model``: the CPU model to generate for when it is not the named
     table's (QEMU's max, as the QEMU in use reports it:
     harness.qemu.models).  ``opt_in``: scenarios the entry asks the
-    generator for (reference.generate.OptIn)."""
+    generator for (reference.generate.OptIn).  ``kind``: what it generates
+    (harness.kinds.CaseKind); ``stage1``: the stage-1 shape of a STAGE1
+    entry."""
 
     name: str
     group: str
@@ -52,10 +55,17 @@ class MatrixEntry:
     kvm: bool = False
     model: CpuModel | None = None
     opt_in: frozenset[OptIn] = frozenset()
+    kind: CaseKind = CaseKind.AT
+    stage1: Stage1Shape | None = None
 
     @property
     def cpu_model(self) -> CpuModel:
         return self.model or get_cpu(self.arch, self.cpu)
+
+    @property
+    def window_bytes(self) -> int:
+        """PA window one case of the entry takes in the arena."""
+        return case_window_bytes(self.kind, self.config, self.stage1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,13 +86,6 @@ class Batch:
     specs: tuple[CaseSpec, ...]
 
 
-def window_bytes(config: S2Config) -> int:
-    """PA window reserved for one image: room for a full concatenated
-    start level (16 tables) and ~60 next-level tables of the granule."""
-    granule = config.granule or Granule.G4K
-    return 1 << (granule.bits + 7)
-
-
 def plan_batches(entries: Sequence[MatrixEntry], cases_per_entry: int, arena: tuple[int, int],
                  max_images: int) -> list[Batch]:
     """Cut the run into numbered batches of one (arch, CPU) each, limited to
@@ -101,7 +104,7 @@ def plan_batches(entries: Sequence[MatrixEntry], cases_per_entry: int, arena: tu
         current: list[CaseSpec] = []
         used = 0
         for spec in specs:
-            size = window_bytes(spec.entry.config)
+            size = spec.entry.window_bytes
             if current and (len(current) >= max_images or used + size > arena[1] - arena[0]):
                 cut.append((arch, cpu, tuple(current)))
                 current, used = [], 0
@@ -137,19 +140,20 @@ def shard_batches(batches: Sequence[Batch], shard: tuple[int, int] | None) -> li
 
 
 def generate_batch(batch: Batch, seed: int, arena: tuple[int, int], mmap: MemoryMap,
-                   fanout: int = 0) -> list[Case]:
-    """The cases of a batch, each image in its own window of the arena."""
+                   fanout: int = 0, el1: El1Window | None = None) -> list[RunCase]:
+    """The cases of a batch, each in its own window of the arena.  ``el1``:
+    the stub's EL1 window (harness.qemu.elf.el1_window), for access cases."""
     cases = []
     base = arena[0]
     for spec in batch.specs:
-        size = window_bytes(spec.entry.config)
-        cpu = spec.entry.cpu_model
+        e = spec.entry
+        size = e.window_bytes
         # An opted-in scenario (a misaligned VTTBR) has no fan-out: the
         # span model cannot vouch for spans walked from two readings of the
         # root, so the bulk probes would be walked one by one (~30 s a case).
-        cases.append(generate_case(cpu, spec.entry.config, seed, spec.key, (base, size), mmap,
-                                   fanout=0 if spec.entry.opt_in else fanout,
-                                   opt_in=spec.entry.opt_in))
+        cases.append(generate_kind_case(e.kind, e.cpu_model, e.config, seed, spec.key,
+                                        (base, size), mmap, fanout=0 if e.opt_in else fanout,
+                                        opt_in=e.opt_in, shape=e.stage1, el1=el1))
         base += size
     return cases
 
@@ -165,17 +169,10 @@ def images_per_batch(max_images: int, fanout: int, max_probes: int) -> int:
     return max(1, min(max_images, max_probes // per_image))
 
 
-def job_image(case: Case) -> JobImage:
-    """The job image of a case: its named probes, then its fan-out probes."""
-    table = np.zeros(len(case.probes) + len(case.fanout), dtype=PROBE_DTYPE)
-    named = len(case.probes)
-    table["ipa"][:named] = [p.ipa for p in case.probes]
-    table["kind"][:named] = [p.at.value for p in case.probes]
-    table["ipa"][named:] = case.fanout.ipa
-    table["kind"][named:] = case.fanout.at
-    return JobImage(vtcr=case.config.vtcr(), vttbr=case.config.vttbr,
-                    regions=tuple((r.pa, r.data) for r in case.image.regions), probes=table,
-                    s2pir=case.config.s2pir)
+def job_image(case: RunCase) -> JobImage:
+    """The job image of a case of any kind (harness.kinds.kind_job_image);
+    a stage-2 case's named probes come first, then its fan-out probes."""
+    return kind_job_image(case)
 
 
 @dataclasses.dataclass(frozen=True)
