@@ -34,6 +34,7 @@ from reference.cpus import CPUS, CpuModel, cpu_names, get_cpu, model_differences
 from reference.generate import OptIn
 
 from .errors import UsageError
+from .kinds import CaseKind
 from .plan import MatrixEntry
 
 NIGHTLY_IPA_SIZES = (32, 36, 40, 42, 44, 48, 52)
@@ -95,6 +96,30 @@ def s2pie_entries(cpu: CpuModel, ipa_sizes: Iterable[int] | None,
             cfg = dataclasses.replace(e.config, s2pie=1, ha=ha, hd=hd)
             out.append(dataclasses.replace(e, name=_name(cpu, cfg, "kvm"), config=cfg,
                                            group="aarch64 s2pie"))
+    return out
+
+
+# The IPA size of the access entries: one KVM choice per granule (every
+# model has a 40-bit one), so that every model and granule is covered.
+ACCESS_IPA_BITS = 40
+
+
+def access_entries(cpu: CpuModel, granules: Iterable[Granule] | None = None) -> list[MatrixEntry]:
+    """Access cases (harness.kinds.CaseKind.ACCESS: loads, stores, DC ZVA,
+    fetches from EL1 / PL1, TLB and VMID steps) for KVM's 40-bit choice of
+    every granule of the model, and once more with VTCR_EL2.HA = HD = 1 on
+    models with FEAT_HAFDBS level 2 (a real store sets the dirty state of
+    a DBM page, which no AT does)."""
+    out = []
+    kvm = [e for e in valid_entries(cpu, [ACCESS_IPA_BITS], granules) if e.kvm]
+    group = f"{cpu.arch.value} access" if cpu.arch is Arch.AARCH64 else "arm access"
+    for e in kvm:
+        out.append(dataclasses.replace(e, name=_name(cpu, e.config, "access"), group=group,
+                                       kind=CaseKind.ACCESS))
+    if cpu.arch is Arch.AARCH64 and cpu.hafdbs >= 2 and kvm:
+        cfg = dataclasses.replace(kvm[0].config, ha=1, hd=1)
+        out.append(dataclasses.replace(kvm[0], name=_name(cpu, cfg, "access"), config=cfg,
+                                       group=group, kind=CaseKind.ACCESS))
     return out
 
 
@@ -238,7 +263,8 @@ def build_matrix(*, arch: Arch | None = None, cpus: Sequence[str] | None = None,
                  vtcr: int | None = None, vttbr: int = 0,
                  invalid: bool = True,
                  available: Mapping[Arch, frozenset[str]] | None = None,
-                 models: Mapping[tuple[Arch, str], CpuModel] | None = None) -> list[MatrixEntry]:
+                 models: Mapping[tuple[Arch, str], CpuModel] | None = None,
+                 probes: Sequence[CaseKind] | None = None) -> list[MatrixEntry]:
     """The matrix a run covers.  With no arguments: the nightly matrix.
 
     ``vtcr`` selects exactly one entry: that register value on the one CPU
@@ -246,7 +272,9 @@ def build_matrix(*, arch: Arch | None = None, cpus: Sequence[str] | None = None,
     (the -cpu names of the QEMU in use, per architecture) leaves out the
     models that QEMU does not provide; ``models`` (harness.qemu.models:
     the models as that QEMU reports them) replace the named table's, and
-    the entries of a model that differs carry it."""
+    the entries of a model that differs carry it.  ``probes``: the kinds of
+    case wanted (harness.kinds.CaseKind; None: every kind); the stage-2
+    AT entries are always there (they are the matrix)."""
     if vtcr is not None:
         chosen = _cpus(arch, cpus, available, models)
         if len(chosen) != 1:
@@ -268,6 +296,8 @@ def build_matrix(*, arch: Arch | None = None, cpus: Sequence[str] | None = None,
         mine = valid_entries(cpu, sizes, granules)
         mine += hafdbs_entries(cpu, sizes, granules)
         mine += s2pie_entries(cpu, sizes, granules)
+        if probes is None or CaseKind.ACCESS in probes:
+            mine += access_entries(cpu, granules)
         if invalid and granules is None and ipa_sizes is None:
             mine += invalid_entries(cpu)
             mine += misaligned_vttbr_entries(cpu)
@@ -275,5 +305,6 @@ def build_matrix(*, arch: Arch | None = None, cpus: Sequence[str] | None = None,
     return entries
 
 
-__all__ = ["NIGHTLY_IPA_SIZES", "build_matrix", "cpu_selection", "get_cpu", "hafdbs_entries", "invalid_entries", "misaligned_vttbr_entries", "s2pie_entries",
+__all__ = ["ACCESS_IPA_BITS", "NIGHTLY_IPA_SIZES", "access_entries", "build_matrix",
+           "cpu_selection", "get_cpu", "hafdbs_entries", "invalid_entries", "misaligned_vttbr_entries", "s2pie_entries",
            "kvm_start_level", "valid_entries"]

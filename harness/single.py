@@ -1,10 +1,12 @@
 """Running one case file in QEMU: `s2diff probe` (show) and `s2diff repro`
-(does it still diverge?), and the baseline tests."""
+(does it still diverge?), and the baseline tests.  A case is a stage-2 AT
+case or an access case (harness.casefile.AnyCase)."""
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+from reference.access_case import AccessCase
 from reference.arch import Arch
 from reference.cpus import get_cpu
 from reference.generate import Case
@@ -12,8 +14,9 @@ from reference.outcome import WalkResult
 from reference.par import predict
 
 from .baseline import EMPTY, Baseline
+from .casefile import AnyCase
 from .errors import UsageError
-from .judge.case import judge_case
+from .judge.case import judge_any_case
 from .judge.compare import ProbeJudgement, ProbeStatus, judge_probe
 from .plan import job_image
 from .qemu.boot import BatchResult, BatchStatus, run_batch
@@ -38,7 +41,7 @@ class CaseRun:
     named and fan-out probes, descriptor writes), each marked ``known``
     (a baseline entry id) or new (None)."""
 
-    case: Case
+    case: AnyCase
     batch: BatchResult
     permitted: tuple[WalkResult, ...]
     judgements: tuple[ProbeJudgement, ...]
@@ -59,11 +62,11 @@ class CaseRun:
         return self.batch.status is BatchStatus.COMPLETED
 
 
-def run_case(case: Case, *, cpu: str | None = None, qemu: str | Path | None = None,
+def run_case(case: AnyCase, *, cpu: str | None = None, qemu: str | Path | None = None,
              timeout: float | None = None, baseline: Baseline = EMPTY) -> CaseRun:
     """Execute ``case`` (optionally on another CPU model of the same
-    architecture) in one QEMU boot and judge every probe; divergences the
-    ``baseline`` knows are marked so."""
+    architecture) in one QEMU boot and judge every probe (every step of an
+    access case); divergences the ``baseline`` knows are marked so."""
     if cpu is not None and cpu != case.cpu.name:
         try:
             model = get_cpu(case.cpu.arch, cpu)
@@ -71,12 +74,15 @@ def run_case(case: Case, *, cpu: str | None = None, qemu: str | Path | None = No
             raise UsageError(f"--cpu: {exc}") from None
         case = dataclasses.replace(case, cpu=model)
     batch = run_batch(case.cpu.arch, case.cpu.name, [job_image(case)], qemu=qemu, timeout=timeout)
-    permitted = case.permitted()
     image = batch.images[0]
-    judgements = tuple(judge_probe(case.cpu.arch, res, p.ipa, row_observation(image.records[i]),
-                                   case.cpu.arch_version)
-                       for i, (p, res) in enumerate(zip(case.probes, permitted)))
-    counts, divergences = judge_case(case, image)
+    permitted: tuple[WalkResult, ...] = ()
+    judgements: tuple[ProbeJudgement, ...] = ()
+    if isinstance(case, Case):
+        permitted = case.permitted()
+        judgements = tuple(judge_probe(case.cpu.arch, res, p.ipa,
+                                       row_observation(image.records[i]), case.cpu.arch_version)
+                           for i, (p, res) in enumerate(zip(case.probes, permitted)))
+    counts, divergences = judge_any_case(case, image)
     marked = []
     for d in divergences:
         entry = baseline.match(d, batch.qemu_version)
@@ -92,7 +98,8 @@ def render_case_run(run: CaseRun, *, only_divergent: bool = False, trace: bool =
              f"QEMU {run.batch.qemu_version}: {run.batch.status.value}"
              + (f" ({run.batch.diagnostic.splitlines()[0]})" if run.batch.diagnostic else ""),
              f"command: {run.batch.command_line}"]
-    for i, (probe, res, verdict) in enumerate(zip(run.case.probes, run.permitted, run.judgements)):
+    at_probes = run.case.probes if isinstance(run.case, Case) else ()
+    for i, (probe, res, verdict) in enumerate(zip(at_probes, run.permitted, run.judgements)):
         if only_divergent and verdict.status is not ProbeStatus.DIVERGE:
             continue
         mark = {ProbeStatus.PASS: "PASS", ProbeStatus.DIVERGE: "DIVERGE",
@@ -112,18 +119,24 @@ def render_case_run(run: CaseRun, *, only_divergent: bool = False, trace: bool =
     named = {m.divergence.probe for m in probes}
     for m in run.divergences:
         d = m.divergence
-        if d.kind is DivergenceKind.PROBE and d.probe is not None \
-                and d.probe < len(run.case.probes):
+        if d.kind is DivergenceKind.PROBE and d.probe is not None and d.probe < len(at_probes):
             continue  # shown above
         tag = f"KNOWN ({m.known})" if m.known else "DIVERGE"
         count = f" x{d.count} (e.g. IPAs {', '.join(d.ipas or ())})" if d.fanout else ""
         lines.append(f"{tag}: {d.aim or d.kind.value}: expected {' | '.join(d.expected)}, "
                      f"observed {d.observed}{count}")
+        if d.kind in (DivergenceKind.ACCESS, DivergenceKind.DATA):
+            lines.extend(f"    {line}" for line in d.observed_text.splitlines())
     known = {m.divergence.probe: m.known for m in run.divergences if m.known}
     for i in sorted(p for p in named & set(known) if p is not None):
         lines.append(f"KNOWN: probe {i} is baseline entry {known[i]}")
     c = run.counts
-    lines.append(f"SUMMARY: {c.probes} probes ({len(run.case.probes)} named, "
-                 f"{len(run.case.fanout)} fan-out), {c.passed} passed, {c.diverged} diverged "
+    if isinstance(run.case, Case):
+        which = f"{len(run.case.probes)} named, {len(run.case.fanout)} fan-out"
+    elif isinstance(run.case, AccessCase):
+        which = f"{len(run.case.steps)} access and maintenance steps"
+    else:
+        which = f"{len(run.case.probes)} AT probes with stage 1 on"
+    lines.append(f"SUMMARY: {c.probes} probes ({which}), {c.passed} passed, {c.diverged} diverged "
                  f"({len(run.new)} new divergence records), {c.not_run} not run")
     return "\n".join(lines)

@@ -33,12 +33,14 @@ from .casefile import save_case
 from .debug.isolate import IsolateError, failure_of, isolate, isolation_extra
 from .errors import InfrastructureError, QemuError, UsageError
 from .judge.case import judge_batch
+from .kinds import RunCase
 from .plan import Batch, Machine, generate_batch, job_image
 from .qemu.boot import BatchResult, BatchStatus, run_batch
+from .qemu.elf import el1_window, read_stub
 from .qemu.job import JobImage, row_observation
 from .qemu.launcher import set_parent_death_signal
 from .records import BatchRecord, Divergence, DivergenceRecord, Isolation, Record
-from .vocabulary import raw_observation
+from .vocabulary import raw_observation, raw_record
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +88,7 @@ def _execute_batch(batch: Batch, cfg: WorkerConfig) -> list[Record]:
     arch = batch.arch.value
     machine = cfg.machine
     cases = generate_batch(batch, cfg.seed, machine.arena[arch], machine.memory_map(batch.arch),
-                           cfg.fanout)
+                           cfg.fanout, el1=el1_window(read_stub(Path(machine.stubs[arch]))))
     result = run_boots(batch, [job_image(c) for c in cases], cfg)
     records = judge_batch(batch, cases, result)
     baseline = load_baseline(cfg.baseline) if cfg.baseline else EMPTY
@@ -127,7 +129,7 @@ def aggregate_known(records: list[Record]) -> list[Record]:
 ISOLATE_TIMEOUT = 10.0
 
 
-def isolate_failure(batch: Batch, cases: Sequence[Case], cfg: WorkerConfig) -> Isolation:
+def isolate_failure(batch: Batch, cases: Sequence[RunCase], cfg: WorkerConfig) -> Isolation:
     """Split a batch that crashed or hung QEMU down to the image and probe
     that do it (harness.debug.isolate); a failure that reproduces from one
     case is a finding with its case file (kind crash or hang, `s2diff repro`
@@ -202,7 +204,7 @@ def case_file_name(key: str) -> str:
     return safe.strip("._") + ".json"
 
 
-def write_case_files(out: Path, cases: Sequence[Case], result: BatchResult,
+def write_case_files(out: Path, cases: Sequence[RunCase], result: BatchResult,
                      records: list[Record]) -> list[Record]:
     """One case file per case with a new divergence (docs/case-file.md),
     with the observation, the QEMU command line and version added; the
@@ -221,10 +223,14 @@ def write_case_files(out: Path, cases: Sequence[Case], result: BatchResult,
         if not divs:
             continue
         name = case_file_name(case.key)
-        kept, rows, renumber = case_for_file(case, divs)
+        kept: RunCase = case
+        rows, renumber = list(range(len(image.records))), dict[int, int]()
+        if isinstance(case, Case):
+            kept, rows, renumber = case_for_file(case, divs)
         extra = {
             "observed": {"probes": [raw_observation(row_observation(image.records[row]))
-                                    for row in rows],
+                                    if isinstance(case, Case) else
+                                    raw_record(image.records[row]) for row in rows],
                          "regions_after": [{"pa": f"{pa:#x}", "data": base64.b64encode(d).decode()}
                                            for pa, d in image.regions_after]},
             "qemu": {"argv": list(result.argv), "version": result.qemu_version},

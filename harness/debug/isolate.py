@@ -26,6 +26,7 @@ import numpy as np
 from reference.arch import AtKind
 from reference.generate import Case, FanOut, Probe
 
+from ..casefile import AnyCase
 from ..errors import UsageError
 from ..plan import job_image
 from ..qemu.boot import BatchResult, FailureKind, failure_kind, run_batch
@@ -84,7 +85,7 @@ def failure_of(batch: BatchResult) -> Failure | None:
     return Failure(kind)
 
 
-def job_images(cases: Sequence[Case]) -> list[JobImage]:
+def job_images(cases: Sequence[AnyCase]) -> list[JobImage]:
     return [job_image(c) for c in cases]
 
 
@@ -117,7 +118,7 @@ class Isolation:
     at a set that fails only as a whole (``case`` then holds that set's
     first image)."""
 
-    case: Case
+    case: AnyCase
     image: int
     probe: int
     failure: Failure
@@ -152,7 +153,7 @@ class _Runner:
         if self._log:
             self._log(text)
 
-    def run(self, cases: Sequence[Case], what: str) -> BatchResult:
+    def run(self, cases: Sequence[AnyCase], what: str) -> BatchResult:
         batch = run_batch(self.arch, self.cpu, job_images(cases), qemu=self.qemu,
                           timeout=self.timeout)
         self.boots += 1
@@ -193,7 +194,7 @@ def _bisect(items: list[int], fails: Callable[[list[int]], bool], suspect: int |
     return current, True
 
 
-def isolate(cases: Sequence[Case], *, qemu: str | Path | None = None,
+def isolate(cases: Sequence[AnyCase], *, qemu: str | Path | None = None,
             timeout: float | None = None, log: Callable[[str], None] | None = None) -> Isolation:
     """Find the image and probe of ``cases`` (run together in one boot, as
     a batch) that make QEMU crash or hang.  ``timeout`` per boot in seconds
@@ -210,7 +211,7 @@ def isolate(cases: Sequence[Case], *, qemu: str | Path | None = None,
         raise IsolateError(f"the {len(cases)} images complete in QEMU: nothing to isolate")
     last: dict[str, Any] = {"batch": whole, "cases": list(cases)}
 
-    def fails_with(subset: list[Case], what: str) -> bool:
+    def fails_with(subset: list[AnyCase], what: str) -> bool:
         batch = runner.run(subset, what)
         if failure_of(batch) == failure:
             last["batch"], last["cases"] = batch, list(subset)
@@ -227,6 +228,11 @@ def isolate(cases: Sequence[Case], *, qemu: str | Path | None = None,
     case = cases[image]
     if not complete:
         return Isolation(case, image, 0, failure, last["batch"], True, False, runner.boots,
+                         tuple(runner.lines))
+    if not isinstance(case, Case):
+        # An access case's steps build on each other (TLB and VMID
+        # sequences): the image is where isolation stops.
+        return Isolation(case, image, -1, failure, last["batch"], True, True, runner.boots,
                          tuple(runner.lines))
     total = len(case.probes) + len(case.fanout)
     if total > 1:
@@ -311,7 +317,7 @@ class CrashRepro:
         return ReproVerdict.FAILS_DIFFERENTLY
 
 
-def repro_crash(case: Case, expected: Failure, *, qemu: str | Path | None = None,
+def repro_crash(case: AnyCase, expected: Failure, *, qemu: str | Path | None = None,
                 timeout: float | None = None) -> CrashRepro:
     """Run a crash/hang case once and compare how the boot ends."""
     batch = run_batch(case.cpu.arch, case.cpu.name, job_images([case]), qemu=qemu,

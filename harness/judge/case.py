@@ -4,17 +4,20 @@
 The named probes are judged one by one with the readable walker
 (harness.judge.compare), the fan-out probes in bulk (harness.judge.bulk),
 and the table memory after the run against the descriptor updates the
-permitted outcomes allow.  Pure functions of the cases and the boot's
+permitted outcomes allow; an access case step by step
+(harness.judge.access).  Pure functions of the cases and the boot's
 result.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from reference.access_case import AccessCase
 from reference.arch import AtKind
 from reference.generate import Case
 from reference.outcome import WalkResult
 
+from ..kinds import RunCase
 from ..plan import Batch
 from ..qemu.boot import BatchResult, BatchStatus
 from ..qemu.job import ImageResult, RawObservation, row_observation
@@ -40,6 +43,7 @@ from ..vocabulary import (
     outcome_label,
     raw_observation,
 )
+from .access import judge_access_image
 from .bulk import judge_fanout
 from .compare import (
     MemoryChange,
@@ -50,7 +54,7 @@ from .compare import (
 )
 
 
-def judge_batch(batch: Batch, cases: Sequence[Case], result: BatchResult) -> list[Record]:
+def judge_batch(batch: Batch, cases: Sequence[RunCase], result: BatchResult) -> list[Record]:
     """The records of one executed batch: the batch record first, then per
     case its case record and its divergence records (without ``known``:
     harness.baseline.apply_baseline marks them)."""
@@ -60,7 +64,7 @@ def judge_batch(batch: Batch, cases: Sequence[Case], result: BatchResult) -> lis
         argv=tuple(result.argv), qemu_version=result.qemu_version,
         diagnostic=result.diagnostic)]
     for spec, case, image in zip(batch.specs, cases, result.images):
-        counts, divergences = judge_case(case, image)
+        counts, divergences = judge_any_case(case, image)
         records.append(CaseRecord(
             key=case.key, entry=spec.entry.name, group=spec.entry.group,
             arch=case.cpu.arch.value, cpu=case.cpu.name, vtcr=f"{case.config.vtcr():#x}",
@@ -73,6 +77,15 @@ def judge_batch(batch: Batch, cases: Sequence[Case], result: BatchResult) -> lis
                                         qemu_version=result.qemu_version,
                                         argv=tuple(result.argv)) for d in divergences]
     return records
+
+
+def judge_any_case(case: RunCase, image: ImageResult) -> tuple[CaseCounts, list[Divergence]]:
+    """Counts and divergences of a case of any kind (harness.kinds): AT
+    probes with fan-out (judge_case), access steps (harness.judge.access)."""
+    if isinstance(case, AccessCase):
+        return judge_access_image(case, image)
+    assert isinstance(case, Case), type(case)
+    return judge_case(case, image)
 
 
 def judge_case(case: Case, image: ImageResult) -> tuple[CaseCounts, list[Divergence]]:
