@@ -26,7 +26,13 @@ from reference.arch import Arch, Granule
 from reference.config import S2Config
 from reference.cpus import CpuModel
 from reference.generate import Case, MemoryMap, OptIn, generate_case
-from reference.generate_s1 import S1Case, Stage1Shape, generate_s1_case, s1_window_bytes
+from reference.generate_s1 import (
+    S1Case,
+    Stage1Shape,
+    generate_s1_case,
+    s1_window_bytes,
+    stage1_shapes,
+)
 from reference.s1config import S1Config
 
 from .qemu.job import KIND_DESC_WRITE, KIND_SET_VTTBR, PROBE_DTYPE, JobImage
@@ -57,17 +63,32 @@ def _stage2_window(config: S2Config) -> int:
     return 1 << (granule.bits + 7)
 
 
-def case_window_bytes(kind: CaseKind, config: S2Config, shape: Stage1Shape | None = None) -> int:
+def stage1_shape(cpu: CpuModel, shape: Stage1Shape | None, index: int) -> Stage1Shape:
+    """The stage-1 shape of case ``index`` of a STAGE1 entry: the entry's
+    own, or (None) the shapes of the model in turn, case after case
+    (reference.generate_s1.stage1_shapes): one entry per model covers every
+    stage-1 granule, VA size and table placement over its cases."""
+    if shape is not None:
+        return shape
+    shapes = stage1_shapes(cpu)
+    return shapes[index % len(shapes)]
+
+
+def case_window_bytes(kind: CaseKind, config: S2Config, shape: Stage1Shape | None = None,
+                      cpu: CpuModel | None = None) -> int:
     """Bytes of the arena one case of ``kind`` needs.  An access case: the
     tables of its two images (the second one holds the VMID steps), then
-    its data pages; a stage-1 case: reference.generate_s1.s1_window_bytes."""
+    its data pages; a stage-1 case: reference.generate_s1.s1_window_bytes of
+    its shape, or of the largest shape of ``cpu`` when the shape rotates."""
     if kind is CaseKind.ACCESS:
         granule = config.granule or Granule.G4K
         return 2 * _stage2_window(config) + (ACCESS_DATA_PAGES << granule.bits)
     if kind is CaseKind.STAGE1:
-        if shape is None:
-            raise ValueError("a stage-1 case needs a Stage1Shape")
-        return s1_window_bytes(config, shape)
+        if shape is not None:
+            return s1_window_bytes(config, shape)
+        if cpu is None:
+            raise ValueError("a stage-1 entry without a shape needs its CPU model")
+        return max(s1_window_bytes(config, s) for s in stage1_shapes(cpu))
     return _stage2_window(config)
 
 
@@ -86,7 +107,7 @@ def generate_kind_case(kind: CaseKind, cpu: CpuModel, config: S2Config, seed: in
                                     (window[0] + tables, window[1] - tables), mmap, el1)
     if kind is CaseKind.STAGE1:
         if shape is None:
-            raise ValueError("a stage-1 case needs a Stage1Shape")
+            raise ValueError("a stage-1 case needs a Stage1Shape (stage1_shape)")
         return generate_s1_case(cpu, config, shape, seed, key, window, mmap)
     return generate_case(cpu, config, seed, key, window, mmap, fanout=fanout, opt_in=opt_in)
 

@@ -123,6 +123,26 @@ def access_entries(cpu: CpuModel, granules: Iterable[Granule] | None = None) -> 
     return out
 
 
+def stage1_entries(cpu: CpuModel, granules: Iterable[Granule] | None = None) -> list[MatrixEntry]:
+    """Stage-1-on cases (harness.kinds.CaseKind.STAGE1: AT S12E*/S1E* with
+    stage-1 tables walked through stage 2, S1PTW faults, combined
+    attributes) on KVM's 40-bit choice of one stage-2 granule, the model's
+    stage-1 shapes in turn case after case (granule, VA size, tables low or
+    high in IPA space; AArch32 LPAE: above 4 GiB).  One entry per model:
+    the reference's two-stage walk costs ~3 ms a probe, so the group is
+    kept to what the nightly can afford.  The stage-2 granule is the
+    model's n-th, n its place in the table, so that the models between them
+    walk stage 1 through every stage-2 granule."""
+    kvm = [e for e in valid_entries(cpu, [ACCESS_IPA_BITS], granules) if e.kvm]
+    if not kvm:
+        return []
+    e = kvm[cpu_names(cpu.arch).index(cpu.name) % len(kvm)] \
+        if cpu.name in cpu_names(cpu.arch) else kvm[0]
+    group = f"{cpu.arch.value} stage 1" if cpu.arch is Arch.AARCH64 else "arm stage 1"
+    return [dataclasses.replace(e, name=_name(cpu, e.config, "stage1"), group=group,
+                                kind=CaseKind.STAGE1)]
+
+
 def misaligned_vttbr_entries(cpu: CpuModel) -> list[MatrixEntry]:
     """KVM's 40-bit choice of every granule with a VTTBR whose base has
     RES0 bits set (reference.generate.OptIn.MISALIGNED_VTTBR): a base not
@@ -298,6 +318,8 @@ def build_matrix(*, arch: Arch | None = None, cpus: Sequence[str] | None = None,
         mine += s2pie_entries(cpu, sizes, granules)
         if probes is None or CaseKind.ACCESS in probes:
             mine += access_entries(cpu, granules)
+        if probes is None or CaseKind.STAGE1 in probes:
+            mine += stage1_entries(cpu, granules)
         if invalid and granules is None and ipa_sizes is None:
             mine += invalid_entries(cpu)
             mine += misaligned_vttbr_entries(cpu)
@@ -306,5 +328,5 @@ def build_matrix(*, arch: Arch | None = None, cpus: Sequence[str] | None = None,
 
 
 __all__ = ["ACCESS_IPA_BITS", "NIGHTLY_IPA_SIZES", "access_entries", "build_matrix",
-           "cpu_selection", "get_cpu", "hafdbs_entries", "invalid_entries", "misaligned_vttbr_entries", "s2pie_entries",
+           "cpu_selection", "get_cpu", "hafdbs_entries", "invalid_entries", "misaligned_vttbr_entries", "s2pie_entries", "stage1_entries",
            "kvm_start_level", "valid_entries"]

@@ -21,7 +21,14 @@ from reference.generate import MemoryMap, OptIn
 from reference.generate_s1 import Stage1Shape
 
 from .errors import UsageError
-from .kinds import CaseKind, RunCase, case_window_bytes, generate_kind_case, kind_job_image
+from .kinds import (
+    CaseKind,
+    RunCase,
+    case_window_bytes,
+    generate_kind_case,
+    kind_job_image,
+    stage1_shape,
+)
 from .qemu.build import build_stub
 from .qemu.elf import read_stub
 from .qemu.job import JobImage
@@ -44,7 +51,8 @@ class MatrixEntry:
     harness.qemu.models).  ``opt_in``: scenarios the entry asks the
     generator for (reference.generate.OptIn).  ``kind``: what it generates
     (harness.kinds.CaseKind); ``stage1``: the stage-1 shape of a STAGE1
-    entry."""
+    entry, None for the model's shapes in turn, one per case
+    (harness.kinds.stage1_shape)."""
 
     name: str
     group: str
@@ -62,10 +70,22 @@ class MatrixEntry:
     def cpu_model(self) -> CpuModel:
         return self.model or get_cpu(self.arch, self.cpu)
 
+    def probe_estimate(self, fanout: int) -> int:
+        """An upper bound of the probes one case of the entry has, for
+        cutting batches to the stub's results area: an AT case up to
+        MAX_SPANS placed entries with ``fanout`` bulk probes each (none for
+        an opted-in scenario), an access case a few hundred steps, a
+        stage-1 case about a hundred probes."""
+        if self.kind is CaseKind.ACCESS:
+            return ACCESS_PROBES
+        if self.kind is CaseKind.STAGE1:
+            return STAGE1_PROBES
+        return MAX_SPANS * ((0 if self.opt_in else fanout) + 2)
+
     @property
     def window_bytes(self) -> int:
         """PA window one case of the entry takes in the arena."""
-        return case_window_bytes(self.kind, self.config, self.stage1)
+        return case_window_bytes(self.kind, self.config, self.stage1, self.cpu_model)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,9 +107,14 @@ class Batch:
 
 
 def plan_batches(entries: Sequence[MatrixEntry], cases_per_entry: int, arena: tuple[int, int],
-                 max_images: int) -> list[Batch]:
+                 max_images: int, max_probes: int | None = None,
+                 fanout: int = 0) -> list[Batch]:
     """Cut the run into numbered batches of one (arch, CPU) each, limited to
-    ``max_images`` images and to what fits the arena.
+    ``max_images`` images, to what fits the arena and, with ``max_probes``,
+    to the probes the stub's results area holds (each case counted at its
+    entry's probe_estimate for ``fanout``): an access or stage-1 case has a
+    few hundred probes where an AT case with fan-out has ~10^5, so the
+    first pack many to a boot.
 
     Cases go round by round (case 0 of every entry, then case 1, ...) and
     the machines' batches alternate, so a run stopped early by --budget has
@@ -102,14 +127,17 @@ def plan_batches(entries: Sequence[MatrixEntry], cases_per_entry: int, arena: tu
     for (arch, cpu), specs in by_machine.items():
         cut: list[tuple[Arch, str, tuple[CaseSpec, ...]]] = []
         current: list[CaseSpec] = []
-        used = 0
+        used = probes = 0
         for spec in specs:
             size = spec.entry.window_bytes
-            if current and (len(current) >= max_images or used + size > arena[1] - arena[0]):
+            estimate = spec.entry.probe_estimate(fanout) if max_probes is not None else 0
+            if current and (len(current) >= max_images or used + size > arena[1] - arena[0]
+                            or (max_probes is not None and probes + estimate > max_probes)):
                 cut.append((arch, cpu, tuple(current)))
-                current, used = [], 0
+                current, used, probes = [], 0, 0
             current.append(spec)
             used += size
+            probes += estimate
         if current:
             cut.append((arch, cpu, tuple(current)))
         per_machine.append(cut)
@@ -151,9 +179,11 @@ def generate_batch(batch: Batch, seed: int, arena: tuple[int, int], mmap: Memory
         # An opted-in scenario (a misaligned VTTBR) has no fan-out: the
         # span model cannot vouch for spans walked from two readings of the
         # root, so the bulk probes would be walked one by one (~30 s a case).
+        shape = stage1_shape(e.cpu_model, e.stage1, spec.index) \
+            if e.kind is CaseKind.STAGE1 else None
         cases.append(generate_kind_case(e.kind, e.cpu_model, e.config, seed, spec.key,
                                         (base, size), mmap, fanout=0 if e.opt_in else fanout,
-                                        opt_in=e.opt_in, shape=e.stage1, el1=el1))
+                                        opt_in=e.opt_in, shape=shape, el1=el1))
         base += size
     return cases
 
@@ -161,6 +191,10 @@ def generate_batch(batch: Batch, seed: int, arena: tuple[int, int], mmap: Memory
 # Upper bound of the entries a case places (spans): what the results area
 # must hold per image is about fanout times this.
 MAX_SPANS = 100
+# Upper bounds of the probes of an access case (steps: ~100 for a 40-bit
+# walk from level 1, more from level 0) and of a stage-1 case (~90).
+ACCESS_PROBES = 400
+STAGE1_PROBES = 200
 
 
 def images_per_batch(max_images: int, fanout: int, max_probes: int) -> int:

@@ -19,7 +19,6 @@ from .baseline import EMPTY, apply_baseline, load_baseline
 from .errors import UsageError
 from .plan import (
     MatrixEntry,
-    images_per_batch,
     plan_batches,
     prepare_machine,
     shard_batches,
@@ -191,9 +190,12 @@ def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[
     arches = sorted({e.arch for e in entries}, key=lambda a: a.value)
     machine = prepare_machine(arches, {a: opts.qemu.get(a) for a in arches})
     arena = min((machine.arena[a.value] for a in arches), key=lambda r: r[1] - r[0])
-    per_batch = images_per_batch(opts.max_images, opts.fanout,
-                                 min(machine.max_probes[a.value] for a in arches))
-    batches = shard_batches(plan_batches(entries, opts.cases_per_entry, arena, per_batch),
+    # Batches are cut by the probes each kind of case brings (an AT case with
+    # fan-out fills the results area with a couple of images, an access or
+    # stage-1 case has a few hundred probes) as well as by a count of images.
+    max_probes = min(machine.max_probes[a.value] for a in arches)
+    batches = shard_batches(plan_batches(entries, opts.cases_per_entry, arena, opts.max_images,
+                                         max_probes=max_probes, fanout=opts.fanout),
                             opts.shard)
     header = RunHeader(
         seed=opts.seed, cases_per_entry=opts.cases_per_entry, fanout=opts.fanout,

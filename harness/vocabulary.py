@@ -40,6 +40,9 @@ from .qemu.job import ObsKind, RawObservation
 
 # The aim of an aggregated fan-out divergence record (docs/results.md).
 FANOUT_AIM = "fan-out probes"
+# A stage-2 fault on a stage-1 table walk (FaultRecord.s2fs1walk, PAR.PTW):
+# what its labels add (only stage-1-on probes have one).
+STAGE1_WALK = " on the stage-1 walk"
 
 
 class DivergenceKind(enum.Enum):
@@ -68,7 +71,8 @@ def outcome_label(result: Result) -> str:
             return f"ok L{result.s2.level}"
         return f"ok stage-1 L{result.s1.level}" if result.s1 is not None else "ok"
     stage = "" if result.stage2 else "stage-1 "
-    return f"{stage}{result.kind.value} L{result.level}"
+    walk = STAGE1_WALK if result.s1ptw else ""
+    return f"{stage}{result.kind.value} L{result.level}{walk}"
 
 
 def observed_label(arch: Arch, obs: RawObservation) -> str:
@@ -84,7 +88,8 @@ def observed_label(arch: Arch, obs: RawObservation) -> str:
     if view.fault is None:
         return f"unknown FST {view.fst:#x}"
     kind, level = view.fault
-    return f"{'' if view.s else 'stage-1 '}{kind.value} L{level}"
+    walk = STAGE1_WALK if view.ptw else ""
+    return f"{'' if view.s else 'stage-1 '}{kind.value} L{level}{walk}"
 
 
 def describe_observation(arch: Arch, obs: RawObservation) -> str:
@@ -330,3 +335,26 @@ DATA_EXPECTED = ("data chunk as the permitted stores leave it",)
 # The observed label of a data chunk no permitted sequence of stores
 # leaves (which bytes differ is in the record's text and raw values).
 DATA_OBSERVED = "data chunk holds other bytes"
+
+
+# ---------------------------------------------------------------------------
+# PAR fields (stage-1-on AT probes)
+# ---------------------------------------------------------------------------
+
+def par_fields(arch: Arch) -> tuple[tuple[str, int], ...]:
+    """(name, mask) of the PAR fields, success and fault layouts together
+    (AArch64.EncodePAR, AArch32.EncodePARLD)."""
+    pa = ((1 << 52) - (1 << 12)) if arch is Arch.AARCH64 else ((1 << 40) - (1 << 12))
+    return (("F", 1), ("FST", 0x7E), ("SH", 0x180), ("PTW", 0x100), ("S/NS", 0x200),
+            ("PA", pa), ("ATTR", 0xFF << 56))
+
+
+def par_difference(arch: Arch, raw: int, value: int, care: int) -> list[str]:
+    """The PAR fields where ``raw`` differs from the pattern (``value`` on
+    the bits of ``care``): 'ok; differs in ATTR, SH'."""
+    wrong = (raw ^ value) & care
+    if wrong & 1:
+        return ["F"]
+    fault = bool(value & 1)
+    return [name for name, m in par_fields(arch) if wrong & m
+            and (name in ("FST", "PTW", "S/NS") if fault else name in ("PA", "SH", "S/NS", "ATTR"))]

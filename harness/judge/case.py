@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from reference.access_case import AccessCase
 from reference.arch import AtKind
 from reference.generate import Case
+from reference.generate_s1 import S1Case
 from reference.outcome import WalkResult
 
 from ..kinds import RunCase
@@ -52,6 +53,7 @@ from .compare import (
     judge_probe,
     permitted_writes,
 )
+from .stage1 import judge_s1_image
 
 
 def judge_batch(batch: Batch, cases: Sequence[RunCase], result: BatchResult) -> list[Record]:
@@ -81,9 +83,12 @@ def judge_batch(batch: Batch, cases: Sequence[RunCase], result: BatchResult) -> 
 
 def judge_any_case(case: RunCase, image: ImageResult) -> tuple[CaseCounts, list[Divergence]]:
     """Counts and divergences of a case of any kind (harness.kinds): AT
-    probes with fan-out (judge_case), access steps (harness.judge.access)."""
+    probes with fan-out (judge_case), access steps (harness.judge.access),
+    stage-1-on AT probes (harness.judge.stage1)."""
     if isinstance(case, AccessCase):
         return judge_access_image(case, image)
+    if isinstance(case, S1Case):
+        return judge_s1_image(case, image)
     assert isinstance(case, Case), type(case)
     return judge_case(case, image)
 
