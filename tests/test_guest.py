@@ -33,6 +33,7 @@ import harness.qemu.boot as qemu_mod
 from harness.errors import QemuError, ToolMissing
 from harness.qemu.boot import BatchStatus, run_batch
 from harness.qemu.build import build_stub
+from harness.qemu.builds import version_number
 from harness.qemu.elf import read_stub
 from harness.qemu.job import (
     NOT_RUN,
@@ -229,12 +230,17 @@ class TestStage2:
         assert after == RawObservation(ObsKind.PAR, par=0xA0B)
 
     @pytest.mark.qemu
-    @pytest.mark.xfail(strict=True, reason=(
-        "QEMU 7.2 qemu-system-arm truncates stage-2 descriptor addresses to 32 bits: "
-        "the walk reads PA 0x4801_0000 instead of 0x1_4801_0000 (qemu-system-aarch64 "
-        "with the same -cpu aborts as the architecture requires)"))
     def test_aarch32_walk_reads_above_4g(self):
-        """LPAE descriptors hold 40-bit addresses: a table at PA 2^32 + x is not the one at x."""
+        """LPAE descriptors hold 40-bit addresses: a table at PA 2^32 + x is
+        not the one at x, so the walk reads where no memory is and takes a
+        synchronous External abort.  qemu-system-arm before 9.2 truncated
+        the address to 32 bits (target_ulong, fixed by 67d762e716 "Avoid
+        target_ulong for physical address lookups", QEMU 9.2.0; measured:
+        7.2.22 truncates, 10.0.2, 10.0.13 and 11.1.3 do not) and walked the
+        table at x instead: its level-2 block gives PA 0x3440_0000, PAR
+        0x3440_0B00 (bit 11 RES1, NS, SH = 0b10).  Stage-1 cases meet the
+        same truncation for stage-1 tables above 4 GiB (tests/test_stage1_qemu.py
+        ARM_ABOVE_4G)."""
         a = layout(Arch.AARCH32).arena_start
         alias = a + 0x10000      # RAM, holding a valid level-2 table: what truncation finds
         image = JobImage(VTCR[Arch.AARCH32], a,
@@ -244,7 +250,11 @@ class TestStage2:
         r = run_batch(Arch.AARCH32, "cortex-a15", [image])
         assert r.status is BatchStatus.COMPLETED, r.diagnostic
         obs = r.images[0].observations[0]
-        assert obs.kind is ObsKind.EXCEPTION and obs.esr >> 26 == 0x25
+        version = tuple(int(x) for x in version_number(r.qemu_version).split(".")[:2])
+        if version < (9, 2):
+            assert obs == RawObservation(ObsKind.PAR, par=0x3440_0B00), obs
+        else:
+            assert obs.kind is ObsKind.EXCEPTION and obs.esr >> 26 == 0x25
 
 
 def small_batch(arch: Arch, n: int) -> list[JobImage]:
