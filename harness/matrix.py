@@ -293,8 +293,9 @@ def build_matrix(*, arch: Arch | None = None, cpus: Sequence[str] | None = None,
     models that QEMU does not provide; ``models`` (harness.qemu.models:
     the models as that QEMU reports them) replace the named table's, and
     the entries of a model that differs carry it.  ``probes``: the kinds of
-    case wanted (harness.kinds.CaseKind; None: every kind); the stage-2
-    AT entries are always there (they are the matrix)."""
+    case wanted (harness.kinds.CaseKind; None: every kind, or only AT cases
+    when granules or IPA sizes are selected); the stage-2 AT entries are
+    always there (they are the matrix)."""
     if vtcr is not None:
         chosen = _cpus(arch, cpus, available, models)
         if len(chosen) != 1:
@@ -309,6 +310,12 @@ def build_matrix(*, arch: Arch | None = None, cpus: Sequence[str] | None = None,
                                         group="--vtcr", arch=cpu.arch, cpu=cpu.name,
                                         config=config, valid=verdict.valid)], cpu)
     entries: list[MatrixEntry] = []
+    # Without a granule or IPA-size selection every kind of case is in; a
+    # selection of stage-2 configurations asks for AT cases on them unless
+    # ``probes`` says otherwise.
+    selected = granules is not None or ipa_sizes is not None
+    kinds = set(probes) if probes is not None else \
+        ({CaseKind.AT} if selected else set(CaseKind))
     for cpu in _cpus(arch, cpus, available, models):
         sizes = ipa_sizes
         if sizes is None:
@@ -316,9 +323,9 @@ def build_matrix(*, arch: Arch | None = None, cpus: Sequence[str] | None = None,
         mine = valid_entries(cpu, sizes, granules)
         mine += hafdbs_entries(cpu, sizes, granules)
         mine += s2pie_entries(cpu, sizes, granules)
-        if probes is None or CaseKind.ACCESS in probes:
+        if CaseKind.ACCESS in kinds:
             mine += access_entries(cpu, granules)
-        if probes is None or CaseKind.STAGE1 in probes:
+        if CaseKind.STAGE1 in kinds:
             mine += stage1_entries(cpu, granules)
         if invalid and granules is None and ipa_sizes is None:
             mine += invalid_entries(cpu)

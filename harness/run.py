@@ -132,11 +132,7 @@ def finished_batches(records: Iterable[Record]) -> set[tuple[int, str]]:
                 and all(c.diverged == counted[n[0], n[1], c.key] for c in cases[n]))}
 
 
-def resume_records(path: Path, header: RunHeader) -> list[Record]:
-    """The records of an interrupted run that ``--resume`` keeps: its run
-    header and every record of its finished batches (finished_batches).
-    The results file is rewritten with just those, atomically, so that
-    appending continues a consistent file."""
+def _resumable_records(path: Path) -> list[Record]:
     if not path.is_file():
         raise UsageError(f"--resume: {path} does not exist (nothing to resume)")
     records: list[Record] = []
@@ -145,9 +141,25 @@ def resume_records(path: Path, header: RunHeader) -> list[Record]:
             records.append(parse_record(rec))
         except (InvalidRecord, ResultsVersionError):
             continue
-    runs = [r for r in records if isinstance(r, RunHeader)]
-    if not runs:
+    if not any(isinstance(r, RunHeader) for r in records):
         raise UsageError(f"--resume: {path} has no run header")
+    return records
+
+
+def check_resumable(out: Path) -> None:
+    """UsageError unless OUT holds a results file with a run header: what
+    `run --resume` checks before anything boots (reading the CPU models
+    does), the options being compared later (resume_records)."""
+    _resumable_records(out / RECORDS)
+
+
+def resume_records(path: Path, header: RunHeader) -> list[Record]:
+    """The records of an interrupted run that ``--resume`` keeps: its run
+    header and every record of its finished batches (finished_batches).
+    The results file is rewritten with just those, atomically, so that
+    appending continues a consistent file."""
+    records = _resumable_records(path)
+    runs = [r for r in records if isinstance(r, RunHeader)]
     old, new = runs[0].to_json(), header.to_json()
     for key in RESUME_KEYS:
         if old.get(key) != new.get(key):

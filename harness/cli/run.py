@@ -16,6 +16,7 @@ from ..baseline import default_baseline, load_baseline, stale_entries
 from ..debug.minimize import shrink_and_localize
 from ..errors import S2DiffError, UsageError
 from ..judge.models import model_records
+from ..kinds import CaseKind
 from ..matrix import build_matrix, cpu_selection
 from ..plan import parse_shard
 from ..qemu.boot import BatchStatus
@@ -23,7 +24,15 @@ from ..qemu.models import machine_models
 from ..records import RunHeader
 from ..report.load import load_run
 from ..report.write import write_reports
-from ..run import NIGHTLY_BUDGET, NIGHTLY_CASES, NIGHTLY_FANOUT, RunOptions, RunOutcome, run_matrix
+from ..run import (
+    NIGHTLY_BUDGET,
+    NIGHTLY_CASES,
+    NIGHTLY_FANOUT,
+    RunOptions,
+    RunOutcome,
+    check_resumable,
+    run_matrix,
+)
 from ..vocabulary import FamilyKey
 from .common import (
     Outcome,
@@ -52,6 +61,11 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ipa", type=ipa_list, metavar="BITS[,BITS]", help="only these IPA sizes")
     p.add_argument("--vtcr", type=hex_value, metavar="HEX",
                    help="validate exactly this VTCR value on the one --cpu given")
+    p.add_argument("--probes", type=probe_kinds, metavar="KIND[,KIND]",
+                   help="kinds of case: at (AT probes with stage 1 off, fan-out), access "
+                        "(loads, stores, DC ZVA, fetches from EL1), stage1 (AT with stage 1 "
+                        "on); default: all in the nightly, only at with --arch, --cpu, "
+                        "--granule or --ipa")
     p.add_argument("--seed", type=int, default=1, help="seed of the case generator (default 1)")
     p.add_argument("--cases", type=int, metavar="N",
                    help=f"cases per matrix entry (default {NIGHTLY_CASES})")
@@ -75,6 +89,19 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     qemu_arguments(p)
 
 
+def probe_kinds(text: str) -> list[CaseKind]:
+    """Comma-separated kinds of case (harness.kinds.CaseKind values)."""
+    kinds = []
+    for item in name_list(text):
+        try:
+            kinds.append(CaseKind(item))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is not a kind of case (known: "
+                f"{', '.join(k.value for k in CaseKind)})") from None
+    return kinds
+
+
 def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
     if args.cases is not None and args.cases < 1:
         raise UsageError("--cases: must be at least 1")
@@ -84,18 +111,26 @@ def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
         raise UsageError("--fanout: must be 0 or more")
     shard = parse_shard(args.shard) if args.shard else None
     arch = Arch(args.arch) if args.arch else None
+    if args.resume:
+        check_resumable(args.out)  # before the CPU models boot anything
     available = available_cpus(args, arch)
     # The models as the QEMU in use reports them: max follows its ID
     # registers; a named core that differs from its table is a finding.
     machines = machine_models(cpu_selection(arch, args.cpu, available),
                               {a: qemu_for(args, a) for a in Arch})
+    # The nightly runs every kind of case; a selection runs AT probes (what
+    # it always did) unless --probes names the kinds.
+    selection = any((args.arch, args.cpu, args.granule, args.ipa))
+    probes = args.probes or ([CaseKind.AT] if selection else None)
     entries = build_matrix(arch=arch, cpus=args.cpu, granules=args.granule, ipa_sizes=args.ipa,
                            vtcr=args.vtcr, available=available,
-                           models={k: m.model for k, m in machines.items()})
+                           models={k: m.model for k, m in machines.items()},
+                           probes=probes)
     if not entries:
         raise UsageError("the selection leaves no configuration to run "
                          "(see `s2diff configs` for what each CPU model supports)")
-    nightly = not any((args.arch, args.cpu, args.granule, args.ipa, args.vtcr is not None))
+    nightly = not any((args.arch, args.cpu, args.granule, args.ipa, args.vtcr is not None,
+                       args.probes))
     baseline = None if args.no_baseline else (args.baseline or default_baseline())
     if baseline is not None:
         load_baseline(baseline)  # validate before starting anything
