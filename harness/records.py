@@ -623,6 +623,62 @@ def _permitted(value: Any) -> tuple[Permitted, ...]:
 
 
 # ---------------------------------------------------------------------------
+# Shrinks (run --shrink)
+# ---------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ShrinkRecord:
+    """What ``run --shrink`` made of one divergence family: the case file
+    shrunk and the probe followed, the minimal case and its report
+    (``min_case``, ``report``: paths relative to the run directory, None
+    when shrinking failed), the localization (``level``: the walk level,
+    None for the configuration; ``field``: the field named, "" when not
+    localized) and ``note`` (why it could not keep the family, or failed).
+    ``base_dir`` as for DivergenceRecord."""
+
+    family: FamilyKey
+    case_file: str
+    probe: int | None
+    min_case: str | None
+    report: str | None
+    level: int | None
+    address: str | None
+    field: str
+    note: str = ""
+    base_dir: Path | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    @property
+    def level_text(self) -> str:
+        return "configuration" if self.level is None else f"L{self.level} descriptor"
+
+    def to_json(self) -> Json:
+        f = self.family
+        return {"type": "shrink", "family": {"arch": f.arch, "kind": f.kind,
+                                             "expected": list(f.expected),
+                                             "observed": f.observed, "aim": f.aim},
+                "case_file": self.case_file, "probe": self.probe, "min_case": self.min_case,
+                "report": self.report, "level": self.level, "address": self.address,
+                "field": self.field, "note": self.note}
+
+    @classmethod
+    def from_json(cls, rec: Mapping[str, Any], base_dir: Path | None = None) -> ShrinkRecord:
+        fam = rec.get("family")
+        if not isinstance(fam, dict):
+            raise InvalidRecord("'family' missing or not an object")
+        expected = fam.get("expected")
+        if not isinstance(expected, list):
+            raise InvalidRecord("'family.expected' missing or not a list")
+        return cls(family=FamilyKey(_arch(fam), _str(fam, "kind"),
+                                    tuple(str(e) for e in expected), _str(fam, "observed"),
+                                    _text(fam.get("aim"))),
+                   case_file=_str(rec, "case_file"), probe=_opt_int(rec.get("probe")),
+                   min_case=_opt_str(rec.get("min_case")), report=_opt_str(rec.get("report")),
+                   level=_opt_int(rec.get("level")), address=_opt_str(rec.get("address")),
+                   field=_text(rec.get("field")), note=_text(rec.get("note")),
+                   base_dir=base_dir)
+
+
+# ---------------------------------------------------------------------------
 # Crashes and hangs, and the end of a run
 # ---------------------------------------------------------------------------
 
@@ -781,7 +837,8 @@ class EndRecord:
 # Any record, and the file
 # ---------------------------------------------------------------------------
 
-Record = Union[RunHeader, BatchRecord, CaseRecord, DivergenceRecord, CrashRecord, EndRecord]
+Record = Union[RunHeader, BatchRecord, CaseRecord, DivergenceRecord, CrashRecord, EndRecord,
+               ShrinkRecord]
 
 
 def parse_record(rec: Mapping[str, Any], base_dir: Path | None = None) -> Record:
@@ -800,6 +857,8 @@ def parse_record(rec: Mapping[str, Any], base_dir: Path | None = None) -> Record
         return CrashRecord.from_json(rec)
     if rtype == "end":
         return EndRecord.from_json(rec)
+    if rtype == "shrink":
+        return ShrinkRecord.from_json(rec, base_dir)
     raise InvalidRecord(f"unknown type {rtype!r}")
 
 
@@ -809,14 +868,14 @@ def record_line(record: Record) -> str:
 
 
 def batch_number(record: Record) -> int | None:
-    """The batch a record belongs to (None for the run header and the end)."""
-    return None if isinstance(record, (RunHeader, EndRecord)) else record.batch
+    """The batch a record belongs to (None for the run header, the end and a shrink)."""
+    return None if isinstance(record, (RunHeader, EndRecord, ShrinkRecord)) else record.batch
 
 
 def batch_id(record: Record) -> tuple[int, str] | None:
     """(batch, QEMU label) of a record: a batch runs once on every QEMU of
-    the run (None for the run header and the end record)."""
-    if isinstance(record, (RunHeader, EndRecord)):
+    the run (None for the run header, the end record and a shrink)."""
+    if isinstance(record, (RunHeader, EndRecord, ShrinkRecord)):
         return None
     return record.batch, record.qemu
 

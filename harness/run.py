@@ -69,6 +69,8 @@ class RunOptions:
     timeout: float | None = None
     resume: bool = False
     fanout: int = 0
+    qemu_args: tuple[str, ...] = ()     # --qemu-arg: more QEMU arguments for every boot
+    keep: Path | None = None            # --keep DIR: keep every boot's files in DIR/batch-N
 
 
 @dataclasses.dataclass
@@ -251,7 +253,8 @@ def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[
 
     cfg = WorkerConfig(seed=opts.seed, machine=machine, out=str(out), fanout=opts.fanout,
                        baseline=str(opts.baseline) if opts.baseline else None,
-                       timeout=opts.timeout)
+                       timeout=opts.timeout, qemu_args=opts.qemu_args,
+                       keep=str(opts.keep) if opts.keep else None)
     deadline = time.monotonic() + opts.budget if opts.budget else None
     try:
         outcome.batches_run += run_batches(batches, cfg, opts.jobs, accept, deadline)

@@ -10,7 +10,6 @@ its batch directory removed.
 """
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import dataclasses
 import multiprocessing.connection
@@ -24,12 +23,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import numpy as np
-
-from reference.generate import Case, FanOut
-
 from .baseline import EMPTY, apply_baseline, load_baseline
-from .casefile import save_case
+from .casefile import divergence_case, save_case
 from .debug.isolate import IsolateError, failure_of, isolate, isolation_extra
 from .errors import InfrastructureError, QemuError, UsageError
 from .judge.case import judge_batch
@@ -37,10 +32,9 @@ from .kinds import RunCase
 from .plan import Batch, Machine, generate_batch, job_image
 from .qemu.boot import BatchResult, BatchStatus, run_batch
 from .qemu.elf import el1_window, read_stub
-from .qemu.job import JobImage, row_observation
+from .qemu.job import JobImage
 from .qemu.launcher import set_parent_death_signal
-from .records import BatchRecord, Divergence, DivergenceRecord, Isolation, Record
-from .vocabulary import raw_observation, raw_record
+from .records import BatchRecord, DivergenceRecord, Isolation, Record
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +47,8 @@ class WorkerConfig:
     baseline: str | None = None
     timeout: float | None = None
     fanout: int = 0
+    qemu_args: tuple[str, ...] = ()
+    keep: str | None = None         # keep each boot's files in KEEP/batch-N (rerun.sh)
 
 
 def execute_batch(batch: Batch, cfg: WorkerConfig) -> list[Record]:
@@ -174,8 +170,14 @@ def run_boots(batch: Batch, images: Sequence[JobImage], cfg: WorkerConfig) -> Ba
             probes = 0
         chunks[-1].append(image)
         probes += len(image.probes)
+    def keep_dir(i: int) -> Path | None:
+        if cfg.keep is None:
+            return None
+        return Path(cfg.keep) / (f"batch-{batch.number}" + (f"-{i}" if len(chunks) > 1 else ""))
     results = [run_batch(batch.arch, batch.cpu, chunk, qemu=machine.qemu.get(arch),
-                         stub=Path(machine.stubs[arch]), timeout=cfg.timeout) for chunk in chunks]
+                         stub=Path(machine.stubs[arch]), timeout=cfg.timeout,
+                         keep_dir=keep_dir(i), extra_args=cfg.qemu_args)
+               for i, chunk in enumerate(chunks)]
     if len(results) == 1:
         return results[0]
     worst = next((r for r in results if r.status is not BatchStatus.COMPLETED), results[0])
@@ -223,43 +225,13 @@ def write_case_files(out: Path, cases: Sequence[RunCase], result: BatchResult,
         if not divs:
             continue
         name = case_file_name(case.key)
-        kept: RunCase = case
-        rows, renumber = list(range(len(image.records))), dict[int, int]()
-        if isinstance(case, Case):
-            kept, rows, renumber = case_for_file(case, divs)
-        extra = {
-            "observed": {"probes": [raw_observation(row_observation(image.records[row]))
-                                    if isinstance(case, Case) else
-                                    raw_record(image.records[row]) for row in rows],
-                         "regions_after": [{"pa": f"{pa:#x}", "data": base64.b64encode(d).decode()}
-                                           for pa, d in image.regions_after]},
-            "qemu": {"argv": list(result.argv), "version": result.qemu_version},
-            "divergence": [{"probe": renumber.get(d.probe, d.probe) if d.probe is not None
-                            else None, "kind": d.kind.value, "expected": list(d.expected),
-                            "observed": d.observed} for d in divs],
-        }
+        # What the file holds is the case file's business (harness.casefile).
+        kept, extra = divergence_case(case, image, result.argv, result.qemu_version, divs)
         save_case(folder / name, kept, extra)
         written[case.key] = f"cases/{name}"
     return [dataclasses.replace(r, case_file=written[r.key])
             if isinstance(r, DivergenceRecord) and r.known is None and r.key in written else r
             for r in records]
-
-
-def case_for_file(case: Case, divs: Sequence[Divergence]) -> tuple[Case, list[int], dict[int, int]]:
-    """The case as its file keeps it: every named probe, and of the fan-out
-    probes only those of the entries (spans) where a probe diverged — a
-    nightly case has ~150,000 of them.  Returns the case, the original
-    probe rows kept (in order) and the renumbering of probe indices."""
-    named = len(case.probes)
-    fan = case.fanout
-    spans = {int(fan.span[d.probe - named]) for d in divs
-             if d.probe is not None and d.probe >= named}
-    keep = np.isin(fan.span, np.array(sorted(spans), dtype=np.int32)) if spans else \
-        np.zeros(len(fan), dtype=bool)
-    rows = list(range(named)) + [named + int(i) for i in np.nonzero(keep)[0]]
-    renumber = {old: new for new, old in enumerate(rows)}
-    trimmed = FanOut(fan.spans, fan.ipa[keep], fan.at[keep], fan.span[keep])
-    return dataclasses.replace(case, fanout=trimmed), rows, renumber
 
 
 def run_batches(batches: Sequence[Batch], cfg: WorkerConfig, jobs: int,

@@ -13,6 +13,8 @@ s2diff_need_debian() {
     command -v qemu-system-arm >/dev/null 2>&1 || missing+=(qemu-system-arm)
     command -v aarch64-linux-gnu-as >/dev/null 2>&1 || missing+=(binutils-aarch64-linux-gnu)
     command -v arm-none-eabi-as >/dev/null 2>&1 || missing+=(binutils-arm-none-eabi)
+    # The HTML report's tests look at it in a real browser (tests/test_browser.py).
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "setup: installing ${missing[*]}" >&2
         local sudo=""

@@ -178,4 +178,5 @@ def test_access_entries_run_end_to_end(tmp_path):
                             str(tmp_path / files[0]), "--no-baseline"],
                            capture_output=True, text=True, cwd=ROOT)
     assert repro.returncode == 1, repro.stdout + repro.stderr
-    assert repro.stdout.splitlines()[-1] == "REPRO: still diverges"
+    assert repro.stdout.splitlines()[0].startswith("new divergence: "), repro.stdout
+    assert "access and maintenance steps" in repro.stdout

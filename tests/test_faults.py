@@ -652,7 +652,9 @@ def finished_lines(path: Path) -> list[bytes]:
     """The lines of the batches an interrupted run finished."""
     records = [(line, parse(line)) for line in path.read_bytes().splitlines()]
     done = finished_batches([parse_record(r) for _, r in records if isinstance(r, dict)])
-    return [line for line, r in records if isinstance(r, dict) and r.get("batch") in done]
+    # finished_batches names a batch by (batch, QEMU label) (docs/results.md).
+    return [line for line, r in records if isinstance(r, dict) and "batch" in r
+            and (r["batch"], r.get("qemu", "")) in done]
 
 
 class TestInterrupted:

@@ -255,8 +255,15 @@ class TestShrinkInQemu:
         assert main(["shrink", str(src)]) == 0
         out = capsys.readouterr().out
         minimal = tmp_path / "planted.min.json"
-        assert minimal.is_file() and (tmp_path / "planted.min.txt").read_text() in out
-        assert "QEMU departs from the reference at level 0: descriptor" in out
+        report = (tmp_path / "planted.min.txt").read_text()
+        # The conclusion first, the walk and the variants in the report only.
+        assert minimal.is_file() and out.startswith(report.split("\n== the minimal case ==")[0])
+        assert "QEMU departs from the reference at level 0: descriptor" in report
+        lines = out.splitlines()
+        assert lines[1] == ("divergence kept: expected translation L0, observed ok "
+                            "(known: qemu-7.2-block-at-invalid-level)")
+        assert lines[3] == f"re-run: s2diff repro {minimal}"
+        assert lines[4].startswith("localized: L0 descriptor [")
         data = json.loads(minimal.read_text())
         assert data["divergence"] == [{"probe": 0, "kind": "probe", "expected": ["translation L0"],
                                        "observed": "ok"}]

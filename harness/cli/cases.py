@@ -4,16 +4,26 @@ diverge, or still crash?)."""
 from __future__ import annotations
 
 import argparse
+import shlex
+from pathlib import Path
 
 from reference.access_case import AccessCase, MaintExpectation
 from reference.at import predict as at_predict
+from reference.generate import Case
 from reference.generate_s1 import S1Case
 from reference.par import predict
 
 from ..baseline import EMPTY, Baseline, default_baseline, load_baseline
-from ..casefile import load_any_case, load_case_data
+from ..casefile import load_any_case, load_case_data, regenerate_fanout
 from ..errors import UsageError
-from ..single import CaseRun, render_case_run, run_case
+from ..single import (
+    CaseRun,
+    CaseVerdict,
+    only_probe,
+    recorded_divergences,
+    render_case_run,
+    run_case,
+)
 from .common import (
     Outcome,
     Streams,
@@ -125,6 +135,35 @@ def _baseline_of(args: argparse.Namespace) -> Baseline:
     return load_baseline(path) if path else EMPTY
 
 
+def qemu_arg_list(values: list[str] | None) -> list[str]:
+    """--qemu-arg values as QEMU arguments: each is split like a shell
+    word list, so that "-d mmu,guest_errors" gives two."""
+    out: list[str] = []
+    for v in values or ():
+        try:
+            out += shlex.split(v)
+        except ValueError as exc:
+            raise UsageError(f"--qemu-arg {v!r}: {exc}") from None
+    return out
+
+
+def manual_arguments(p: argparse.ArgumentParser) -> None:
+    """--keep and --qemu-arg: re-running a boot by hand (probe, repro, run)."""
+    p.add_argument("--keep", type=Path, metavar="DIR",
+                   help="keep the boot's stub, job and RAM files in DIR with rerun.sh, the "
+                        "command that re-runs it by hand")
+    p.add_argument("--qemu-arg", action="append", metavar="ARG",
+                   help="extra QEMU arguments, e.g. --qemu-arg \"-d mmu,guest_errors\", "
+                        "--qemu-arg=-S --qemu-arg=-s (repeatable; split like shell words)")
+
+
+def _verbosity_arguments(p: argparse.ArgumentParser) -> None:
+    loud = p.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_true", help="print the verdict line alone")
+    loud.add_argument("-v", "--verbose", action="store_true",
+                      help="print every probe with its permitted outcomes and walk")
+
+
 def _case_run_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments shared by probe and repro: the case, where and how to run it."""
     p.add_argument("case", metavar="CASE", help="case file (docs/case-file.md)")
@@ -132,46 +171,81 @@ def _case_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=seconds, metavar="SECONDS", help="QEMU timeout")
     baseline_arguments(p)
     qemu_arguments(p)
+    manual_arguments(p)
+    _verbosity_arguments(p)
 
 
-def _run_case_file(args: argparse.Namespace) -> CaseRun:
+def _level(args: argparse.Namespace) -> int:
+    return 0 if args.quiet else 2 if args.verbose else 1
+
+
+def _run_case_file(args: argparse.Namespace, *, full_fanout: bool,
+                   only: int | None = None) -> tuple[CaseRun, list[str]]:
+    """Run the case file as the arguments say; the run and notes about it
+    (the fan-out regenerated or not, the boot kept)."""
+    data = load_case_data(args.case)
     case = load_any_case(args.case)
-    return run_case(case, cpu=args.cpu, qemu=qemu_for(args, case.cpu.arch),
-                    timeout=args.timeout, baseline=_baseline_of(args))
+    notes: list[str] = []
+    numbers: list[int] = []
+    if only is not None:
+        if not isinstance(case, Case):
+            raise UsageError("--only: an access or stage-1 case runs whole (its probes depend "
+                             "on each other's state)")
+        case = only_probe(case, only)
+        numbers = [only]
+    elif full_fanout and isinstance(case, Case):
+        case, note = regenerate_fanout(case, data)
+        if note:
+            notes.append(note)
+    run = run_case(case, cpu=args.cpu, qemu=qemu_for(args, case.cpu.arch), timeout=args.timeout,
+                   baseline=_baseline_of(args), keep=args.keep,
+                   qemu_args=qemu_arg_list(args.qemu_arg), numbers=numbers)
+    if args.keep is not None:
+        notes.append(f"boot kept in {args.keep}; re-run it by hand: sh {args.keep / 'rerun.sh'}")
+    return run, notes
 
 
 def _probe_arguments(p: argparse.ArgumentParser) -> None:
     _case_run_arguments(p)
-    p.add_argument("--trace", action="store_true", help="print the walk of passing probes too")
+    p.add_argument("--only", type=int, metavar="N",
+                   help="run probe N alone (numbered as `s2diff walk` and the case file number "
+                        "them: named probes, then the file's fan-out probes)")
+    p.add_argument("--trace", action="store_true", help="with -v: the walk of passing probes too")
+
+
+_VERDICT_OUTCOME = {CaseVerdict.CRASH: Outcome.FOUND, CaseVerdict.NEW: Outcome.FOUND,
+                    CaseVerdict.KNOWN: Outcome.OK, CaseVerdict.NONE: Outcome.OK}
 
 
 def run_probe(args: argparse.Namespace, io: Streams) -> Outcome:
-    result = _run_case_file(args)
-    print(render_case_run(result, trace=args.trace), file=io.out)
-    if not result.complete:
+    result, notes = _run_case_file(args, full_fanout=False, only=args.only)
+    print(render_case_run(result, level=_level(args), trace=args.trace, notes=notes), file=io.out)
+    if not result.complete and result.verdict is not CaseVerdict.CRASH:
         return Outcome.INFRASTRUCTURE
-    return Outcome.FOUND if result.diverges else Outcome.OK
+    return _VERDICT_OUTCOME[result.verdict]
 
 
 def run_repro(args: argparse.Namespace, io: Streams) -> Outcome:
-    if "expect" in load_case_data(args.case):
+    data = load_case_data(args.case)
+    if "expect" in data:
         # A crash or hang case (written by isolation): does QEMU still fail so?
         return run_repro_crash(args, io)
-    result = _run_case_file(args)
-    print(render_case_run(result, only_divergent=True), file=io.out)
-    if not result.complete:
-        print(f"REPRO: QEMU did not complete the case ({result.batch.status.value})", file=io.out)
+    result, notes = _run_case_file(args, full_fanout=True)
+    print(render_case_run(result, level=_level(args), recorded=recorded_divergences(data),
+                          notes=notes), file=io.out)
+    if not result.complete and result.verdict is not CaseVerdict.CRASH:
         return Outcome.INFRASTRUCTURE
-    print("REPRO: still diverges" if result.diverges else "REPRO: no longer diverges", file=io.out)
-    return Outcome.FOUND if result.diverges else Outcome.OK
+    return _VERDICT_OUTCOME[result.verdict]
 
 
 COMMANDS = (
     Subcommand("walk", "walk a case file's probes with the reference model (offline)",
                _walk_arguments, run_walk),
-    Subcommand("probe", "run one case file in QEMU; print each observation beside the "
+    Subcommand("probe", "run one case file in QEMU (its named and sampled fan-out probes, or "
+               "--only one) and say what it shows first; -v: every observation beside the "
                "reference's permitted outcomes", _probe_arguments, run_probe),
-    Subcommand("repro", "re-run a case file in QEMU and say whether it still diverges in a way "
-               "the baseline does not know (exit 1: it does, 0: it no longer does)",
+    Subcommand("repro", "re-run a case file in QEMU (its fan-out regenerated from the seed) and "
+               "answer in one line: new divergence (exit 1), only known divergences (exit 0), "
+               "no divergence (exit 0), crash or hang reproduced (exit 1)",
                _case_run_arguments, run_repro),
 )

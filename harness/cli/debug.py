@@ -5,11 +5,14 @@ harness.debug.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import NoReturn
 
+from reference.arch import Arch
 from reference.generate import Case
 
+from ..baseline import EMPTY, Baseline, default_baseline, load_baseline
 from ..casefile import load_any_case, load_case, load_case_data, save_case
 from ..debug.bisect import Abort, BisectOptions, BisectVerdict, bisect_step
 from ..debug.explain import explain_case
@@ -22,9 +25,22 @@ from ..debug.isolate import (
 )
 from ..debug.lab import Lab, choose_target, first_trial, only
 from ..debug.localize import localize
-from ..debug.minimize import shrink_case_file
+from ..debug.minimize import conclusion, shrink_case_file
 from ..errors import S2DiffError, UsageError
-from .common import EXIT_CODES, Outcome, Streams, Subcommand, positive, qemu_arguments, qemu_for
+from ..records import RECORDS, RecordSink, ShrinkRecord
+from ..report.load import load_run
+from ..report.rootcause import CauseKind, assign, root_causes
+from ..report.write import write_reports
+from .common import (
+    EXIT_CODES,
+    Outcome,
+    Streams,
+    Subcommand,
+    baseline_arguments,
+    positive,
+    qemu_arguments,
+    qemu_for,
+)
 
 # ---------------------------------------------------------------------------
 # shrink / localize
@@ -39,19 +55,111 @@ def _divergent_case_arguments(p: argparse.ArgumentParser, probe_help: str) -> No
 
 
 def _shrink_arguments(p: argparse.ArgumentParser) -> None:
-    _divergent_case_arguments(p, "follow probe N's divergence (default: the first divergent probe)")
+    _divergent_case_arguments(p, "follow probe N's divergence (default: the first divergent "
+                                 "probe the baseline does not explain)")
     p.add_argument("--out", type=Path, metavar="FILE",
                    help="minimal case file to write (default: CASE's name with .min.json; the "
                         "report goes beside it with .txt)")
+    baseline_arguments(p)
+
+
+def baseline_of(args: argparse.Namespace) -> Baseline:
+    """The baseline the arguments name (--baseline, --no-baseline, default)."""
+    if getattr(args, "no_baseline", False):
+        return EMPTY
+    path = getattr(args, "baseline", None) or default_baseline()
+    return load_baseline(path) if path else EMPTY
 
 
 def run_shrink(args: argparse.Namespace, io: Streams) -> Outcome:
     case = load_case(args.case)
     report = shrink_case_file(args.case, out=args.out, probe=args.probe,
-                              qemu=qemu_for(args, case.cpu.arch), timeout=args.timeout)
-    io.out.write(report.text)
-    print(f"written: {report.case_file}, {report.report_file}", file=io.out)
+                              qemu=qemu_for(args, case.cpu.arch), timeout=args.timeout,
+                              baseline=baseline_of(args))
+    # The conclusion and the steps; the walk and the variants are in the report.
+    head = report.text.split("\n== the minimal case ==")[0].rstrip("\n")
+    print(head, file=io.out)
+    print(f"explained and localized in full: {report.report_file}", file=io.out)
     return Outcome.OK
+
+
+# Root causes `run --shrink` shrinks, at most.
+SHRINK_LIMIT = 10
+
+
+def _file_probe(case_file: Path, run_probe: int | None) -> int | None:
+    """The probe number, in the case file, of the run's probe ``run_probe``
+    (a case file keeps a sample of the fan-out and renumbers it)."""
+    if run_probe is None:
+        return None
+    data = load_case_data(case_file)
+    for d in data.get("divergence") or ():
+        if isinstance(d, dict) and d.get("run_probe") == run_probe:
+            return d.get("probe")
+    return run_probe
+
+
+def _relative(path: Path, run_dir: Path) -> str:
+    return Path(os.path.relpath(path, run_dir)).as_posix()
+
+
+def shrink_root_causes(out: Path, args: argparse.Namespace, io: Streams) -> None:
+    """`run --shrink`: for each new root cause of the run in ``out`` (up to
+    SHRINK_LIMIT), its first case file shrunk and localized, following a
+    new divergence of that root cause; each result said in a few lines
+    (the conclusion, not the variants) and recorded as a shrink record, so
+    that the reports link the minimal case and its explanation."""
+    run = load_run([out])
+    causes = [c for c in root_causes(run)
+              if c.is_new and c.kind is not CauseKind.CRASH and c.case_files]
+    records: list[ShrinkRecord] = []
+    assigned = dict(zip(run.divergences, assign(run)))
+    baseline = baseline_of(args)
+    for n, cause in enumerate(causes[:SHRINK_LIMIT], 1):
+        file, base = cause.case_files[0]
+        path = Path(base or out) / file
+        # Follow the root cause's largest family, a named probe of it when
+        # there is one (named probes are the stable ones to shrink).
+        mine = [d for d in run.divergences if d.is_new and d.case_file == file
+                and assigned[d].key == cause.key]
+        rank = {f.key: i for i, f in enumerate(cause.families)}
+        follow = min(mine, key=lambda d: (d.fanout, rank.get(d.family, len(rank)),
+                                          d.probe if d.probe is not None else -1))
+        print(f"SHRINK {n}/{min(len(causes), SHRINK_LIMIT)}: {cause.title}", file=io.out,
+              flush=True)
+        try:
+            probe = _file_probe(path, follow.probe)
+            report = shrink_case_file(path, probe=probe, qemu=qemu_for(args, Arch(follow.arch)),
+                                      baseline=baseline)
+        except S2DiffError as exc:
+            print(f"  could not shrink {path}: {' '.join(str(exc).split())}", file=io.out)
+            records.append(ShrinkRecord(family=follow.family, case_file=file, probe=follow.probe,
+                                        min_case=None, report=None, level=None, address=None,
+                                        field="", note=f"could not shrink: {exc}"))
+            continue
+        loc = report.localization
+        for line in conclusion(report.shrink, loc, report.case_file)[1:]:
+            print(f"  {line}", file=io.out)
+        print(f"  explained: {report.report_file}", file=io.out, flush=True)
+        records.append(ShrinkRecord(
+            family=follow.family, case_file=file, probe=follow.probe,
+            min_case=_relative(report.case_file, Path(base or out)),
+            report=_relative(report.report_file, Path(base or out)), level=loc.level,
+            address=None if loc.address is None else f"{loc.address:#x}", field=loc.field,
+            note=f"the divergence followed is known ({report.shrink.known})"
+            if report.shrink.known else ""))
+    if len(causes) > SHRINK_LIMIT:
+        print(f"SHRINK: stopped after {SHRINK_LIMIT} root causes ({len(causes) - SHRINK_LIMIT} "
+              "left; s2diff shrink CASE does one)", file=io.out)
+    if records:
+        sink = RecordSink(out / RECORDS)
+        try:
+            sink.write(records)
+        finally:
+            sink.close()
+        written = write_reports(load_run([out]), out)
+        print(f"reports updated with the shrinks: {written['summary']}, {written['html']}",
+              file=io.out)
 
 
 def _localize_arguments(p: argparse.ArgumentParser) -> None:
@@ -73,7 +181,7 @@ def run_localize(args: argparse.Namespace, io: Streams) -> Outcome:
                          "shrink the case first (s2diff shrink)")
     loc = localize(single, lab, target.signature, base)
     print(f"probe {target.probe}: {target.signature.describe()}", file=io.out)
-    print(explain_case(single, base), file=io.out)
+    print(explain_case(single, base, number=target.probe), file=io.out)
     print(loc.render(), file=io.out)
     print(f"QEMU boots: {lab.boots}", file=io.out)
     return Outcome.OK
@@ -129,18 +237,25 @@ def run_repro_crash(args: argparse.Namespace, io: Streams) -> Outcome:
     if expected is None:
         raise UsageError(f"{args.case}: no 'expect' key: not a crash/hang case (use s2diff repro)")
     rep = repro_crash(case, expected, qemu=qemu_for(args, case.cpu.arch), timeout=args.timeout)
-    print(f"command: {rep.batch.command_line}", file=io.out)
-    print(f"expected: {expected.describe()}", file=io.out)
-    print(f"observed: {rep.observed.describe() if rep.observed else 'completes'}"
-          + (f"\n{rep.batch.diagnostic}" if rep.batch.diagnostic else ""), file=io.out)
+    observed = rep.observed.describe() if rep.observed else "completes"
     if rep.verdict is ReproVerdict.REPRODUCES:
-        print("REPRO: still fails", file=io.out)
-        return Outcome.FOUND
-    if rep.verdict is ReproVerdict.COMPLETES:
-        print("REPRO: no longer fails", file=io.out)
-        return Outcome.OK
-    print("REPRO: fails another way", file=io.out)
-    return Outcome.INFRASTRUCTURE
+        line, outcome = (f"{expected.kind.value} reproduced: {observed.split(': ', 1)[-1]}",
+                         Outcome.FOUND)
+    elif rep.verdict is ReproVerdict.COMPLETES:
+        line, outcome = ("no crash: QEMU completes the case "
+                         f"(the file records {expected.describe()})"), Outcome.OK
+    else:
+        line, outcome = (f"fails another way: {observed} (the file records "
+                         f"{expected.describe()})"), Outcome.INFRASTRUCTURE
+    print(line, file=io.out)
+    if getattr(args, "quiet", False):
+        return outcome
+    print(f"expected: {expected.describe()}", file=io.out)
+    print(f"observed: {observed}" + (f"\n{rep.batch.diagnostic}" if rep.batch.diagnostic else ""),
+          file=io.out)
+    print(f"QEMU {rep.batch.qemu_version}", file=io.out)
+    print(f"command: {rep.batch.command_line}", file=io.out)
+    return outcome
 
 
 # ---------------------------------------------------------------------------

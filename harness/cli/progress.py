@@ -7,6 +7,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, Tim
 from rich.progress import Progress as RichProgress
 
 from ..records import CaseRecord, DivergenceRecord, Record, RunHeader
+from ..vocabulary import DivergenceKind
 
 
 class Progress:
@@ -21,7 +22,8 @@ class Progress:
     def __enter__(self) -> Progress:
         if self.enabled:
             self._bar = RichProgress(TextColumn("[bold]s2diff run"), BarColumn(),
-                                     MofNCompleteColumn(), TextColumn("{task.description}"),
+                                     MofNCompleteColumn(), TextColumn("cases"),
+                                     TextColumn("{task.description}"),
                                      TimeElapsedColumn(), console=Console(stderr=True),
                                      transient=True)
             self._bar.__enter__()
@@ -41,10 +43,12 @@ class Progress:
                 self.counts["cases"] += 1
                 self.counts["probes"] += rec.probes
                 self.counts["passed"] += rec.passed
-            elif isinstance(rec, DivergenceRecord):
-                self.counts["known" if rec.known else "new"] += 1
+            elif isinstance(rec, DivergenceRecord) and rec.kind is DivergenceKind.PROBE:
+                # In probes, as the summary counts them (a fan-out record
+                # stands for ``count``); descriptor writes are not probes.
+                self.counts["known" if rec.known else "new"] += rec.count
         if self._bar is not None and self._task is not None:
             c = self.counts
             self._bar.update(self._task, completed=c["cases"],
-                             description=f"probes {c['probes']}  passed {c['passed']}  "
-                                         f"known {c['known']}  new {c['new']}")
+                             description=f"| probes: {c['probes']:,} passed "
+                                         f"{c['passed']:,} known {c['known']:,} new {c['new']:,}")

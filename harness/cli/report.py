@@ -3,15 +3,16 @@ at the end of a run and by both."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
-from collections import Counter
 from pathlib import Path
 
-from rich.console import Console
+from reference.arch import Arch
+from reference.catalogue import judge
+from reference.cpus import get_cpu
 
-from ..report.families import render_families
+from ..plan import MatrixEntry
+from ..report.casefiles import CASE_FILES_PER_CAUSE, prune_case_files
 from ..report.load import RunData, load_run, merge_dirs
-from ..report.summary import render_summary, summary_rich
+from ..report.text import render_terminal
 from ..report.write import write_reports
 from .common import Outcome, Streams, Subcommand
 
@@ -20,26 +21,31 @@ def new_divergences(run: RunData) -> int:
     return sum(1 for d in run.divergences if d.is_new)
 
 
-def print_summary(run: RunData, io: Streams) -> None:
-    """The summary table (rich on a terminal), the known divergences by
-    baseline entry, and the families of the new ones (summary.txt has all
-    families)."""
+def print_summary(run: RunData, io: Streams, out_dir: Path | None = None) -> None:
+    """The end of a run in the terminal: the verdict line first, the root
+    causes with their commands, then the counts (summary.txt has it all)."""
     for warning in run.warnings:
         io.note(warning)
-    if io.tty:
-        Console(file=io.out).print(summary_rich(run))
-    else:
-        print(render_summary(run), file=io.out)
-    known: Counter[str] = Counter()
-    for d in run.divergences:
-        if d.known is not None:
-            known[d.known] += d.count
-    for entry, count in sorted(known.items()):
-        print(f"KNOWN: {count:>12,}  {entry}", file=io.out)
-    new = dataclasses.replace(run, divergences=tuple(d for d in run.divergences if d.is_new))
-    if new.divergences:
-        print("NEW divergences:", file=io.out)
-        print(render_families(new), file=io.out)
+    print(render_terminal(run, out_dir), file=io.out, end="")
+
+
+def vtcr_notice(entry: MatrixEntry) -> list[str]:
+    """What the reference makes of a `run --vtcr` value, said before the
+    run: valid with its geometry, or invalid with the rules that fail and
+    the fault every probe must then report (the run still compares the
+    fault QEMU reports with it)."""
+    cpu = get_cpu(entry.arch, entry.cpu)
+    verdict = judge(cpu, entry.config)
+    reg = "VTCR_EL2" if entry.arch is Arch.AARCH64 else "VTCR"
+    head = f"--vtcr {entry.config.vtcr():#x} on {entry.cpu}:"
+    if verdict.valid:
+        return [f"{head} valid: {verdict.granule.label if verdict.granule else '?'} granule, "
+                f"{verdict.ia_bits}-bit IPA, start level {verdict.start_level}, "
+                f"{verdict.oa_bits}-bit output"] + [f"  note: {n}" for n in verdict.notes]
+    faults = sorted({r.fault.describe() for r in verdict.readings if r.fault is not None})
+    return ([f"{head} INVALID per the architecture ({reg}); " + "; ".join(verdict.problems),
+             f"  every probe must report {' or '.join(faults)}; the run compares the fault "
+             "QEMU reports with that"] + [f"  note: {n}" for n in verdict.notes])
 
 
 def _report_arguments(p: argparse.ArgumentParser) -> None:
@@ -63,10 +69,16 @@ def _merge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="shard output directories")
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="directory for the merged results and reports")
+    p.add_argument("--case-files", type=int, metavar="N", default=CASE_FILES_PER_CAUSE,
+                   help="case files named per root cause, as `run --case-files` (default "
+                        f"{CASE_FILES_PER_CAUSE})")
 
 
 def run_merge(args: argparse.Namespace, io: Streams) -> Outcome:
     merge_dirs(args.dirs, args.out)
+    # The merged records name as many case files per root cause as the
+    # unsharded run would keep (the shards each kept their own first N).
+    prune_case_files(args.out, args.case_files, delete=False)
     run = load_run([args.out])
     written = write_reports(run, args.out)
     print_summary(run, io)

@@ -13,8 +13,7 @@ from typing import NoReturn
 from reference.arch import Arch
 
 from ..baseline import default_baseline, load_baseline, stale_entries
-from ..debug.minimize import shrink_and_localize
-from ..errors import S2DiffError, UsageError
+from ..errors import UsageError
 from ..judge.models import model_records
 from ..kinds import CaseKind
 from ..matrix import build_matrix, cpu_selection
@@ -22,6 +21,7 @@ from ..plan import parse_shard
 from ..qemu.boot import BatchStatus
 from ..qemu.models import machine_models
 from ..records import RunHeader
+from ..report.casefiles import CASE_FILES_PER_CAUSE, prune_case_files
 from ..report.load import load_run
 from ..report.write import write_reports
 from ..run import (
@@ -33,7 +33,7 @@ from ..run import (
     check_resumable,
     run_matrix,
 )
-from ..vocabulary import FamilyKey
+from .cases import manual_arguments, qemu_arg_list
 from .common import (
     Outcome,
     Streams,
@@ -48,8 +48,9 @@ from .common import (
     qemu_for,
     seconds,
 )
+from .debug import shrink_root_causes
 from .progress import Progress
-from .report import new_divergences, print_summary
+from .report import new_divergences, print_summary, vtcr_notice
 
 DEFAULT_OUT = "s2diff-out"
 
@@ -82,8 +83,13 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"output directory (default ./{DEFAULT_OUT})")
     baseline_arguments(p)
     p.add_argument("--shrink", action="store_true",
-                   help="shrink and localize one case of each new divergence family (writes "
-                        "NAME.min.json and NAME.min.txt beside its case file)")
+                   help="shrink and localize one case of each new root cause (writes "
+                        "NAME.min.json and NAME.min.txt beside its case file; the reports "
+                        "link them)")
+    p.add_argument("--case-files", type=int, metavar="N", default=CASE_FILES_PER_CAUSE,
+                   help="case files kept per root cause of new divergences (default "
+                        f"{CASE_FILES_PER_CAUSE})")
+    manual_arguments(p)
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out without repeating finished batches")
     qemu_arguments(p)
@@ -109,6 +115,8 @@ def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
         raise UsageError("--jobs: must be at least 1")
     if args.fanout is not None and args.fanout < 0:
         raise UsageError("--fanout: must be 0 or more")
+    if args.case_files < 0:
+        raise UsageError("--case-files: must be 0 or more")
     shard = parse_shard(args.shard) if args.shard else None
     arch = Arch(args.arch) if args.arch else None
     if args.resume:
@@ -140,7 +148,12 @@ def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
                       jobs=args.jobs, shard=shard, baseline=baseline,
                       qemu={Arch.AARCH64: args.qemu_aarch64, Arch.AARCH32: args.qemu_arm},
                       resume=args.resume,
-                      fanout=NIGHTLY_FANOUT if args.fanout is None else args.fanout)
+                      fanout=NIGHTLY_FANOUT if args.fanout is None else args.fanout,
+                      qemu_args=tuple(qemu_arg_list(args.qemu_arg)), keep=args.keep)
+    if args.vtcr is not None:
+        # Say what the reference makes of the value before anything runs.
+        for line in vtcr_notice(entries[0]):
+            print(line, file=io.out, flush=True)
     progress = Progress(enabled=io.tty)
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     def started(header: RunHeader) -> None:
@@ -161,55 +174,29 @@ def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
                                  preamble=model_records(machines.values()))
     finally:
         signal.signal(signal.SIGTERM, previous)
-    result = finish_run(args.out, outcome, baseline, io)
+    result = finish_run(args.out, outcome, baseline, io, case_files=args.case_files)
+    if args.keep is not None:
+        print(f"boots kept in {args.keep}/batch-N; re-run one by hand: sh "
+              f"{args.keep}/batch-N/rerun.sh", file=io.out)
     if args.shrink and not outcome.interrupted:
-        shrink_families(args.out, args, io)
+        shrink_root_causes(args.out, args, io)
     return result
-
-
-SHRINK_LIMIT = 10
-
-
-def shrink_families(out: Path, args: argparse.Namespace, io: Streams) -> None:
-    """`run --shrink`: for each new divergence family (the report's:
-    harness.vocabulary.FamilyKey), its first case file, shrunk and
-    localized (harness.debug.minimize), at most SHRINK_LIMIT of them; a
-    case that cannot be shrunk is said so."""
-    families: set[FamilyKey] = set()
-    files: set[str] = set()
-    for d in load_run([out]).divergences:
-        family = d.family
-        if not d.is_new or not d.case_file or family in families or d.case_file in files:
-            continue
-        if len(files) == SHRINK_LIMIT:
-            print(f"SHRINK: stopped after {SHRINK_LIMIT} families", file=io.out)
-            break
-        families.add(family)
-        files.add(d.case_file)
-        path = out / d.case_file
-        arch = Arch(d.arch)
-        print(f"SHRINK: {d.summary()}", file=io.out)
-        try:
-            report = shrink_and_localize(path, probe=d.probe, qemu=qemu_for(args, arch))
-        except S2DiffError as exc:
-            print(f"  could not shrink {path}: {exc}", file=io.out)
-            continue
-        print("  " + "\n  ".join(report.splitlines()[-6:]), file=io.out)
-        print(f"  written: {path.with_suffix('.min.json')}, {path.with_suffix('.min.txt')}",
-              file=io.out)
 
 
 def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt
 
 
-def finish_run(out: Path, outcome: RunOutcome, baseline: Path | None, io: Streams) -> Outcome:
+def finish_run(out: Path, outcome: RunOutcome, baseline: Path | None, io: Streams,
+               case_files: int = CASE_FILES_PER_CAUSE) -> Outcome:
     """Reports for a finished (or interrupted) run, and its outcome: FOUND
     for a new divergence or a reproduced crash, INFRASTRUCTURE when nothing
-    could run, INTERRUPTED, else OK."""
+    could run, INTERRUPTED, else OK.  Case files beyond ``case_files`` per
+    root cause are removed first (harness.report.casefiles)."""
+    prune_case_files(out, case_files)
     run = load_run([out])
     written = write_reports(run, out)
-    print_summary(run, io)
+    print_summary(run, io, out)
     if baseline is not None:
         for entry in stale_entries(load_baseline(baseline), outcome.known_used, outcome.ran):
             print(f"STALE: baseline entry {entry.id} matched nothing although its configuration "

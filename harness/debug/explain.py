@@ -117,18 +117,47 @@ def describe_config(case: Case) -> list[str]:
     return lines
 
 
-def explain_case(case: Case, trial: Trial | None, index: int = 0) -> str:
+# Image words listed by explain_case, and words per line (each line stays
+# under ~130 characters: "[0x...] 0x................" is 40 at most).
+IMAGE_WORDS = 48
+WORDS_PER_LINE = 3
+
+
+def image_lines(case: Case, walked: frozenset[int] | set[int] = frozenset()) -> list[str]:
+    """The image's non-zero descriptor words, each with its own address,
+    a few per line; the words a walk reads first (``walked``), at most
+    IMAGE_WORDS, the rest counted."""
+    words = [(r.pa + o, struct.unpack_from("<Q", r.data, o)[0])
+             for r in case.image.regions for o in range(0, len(r.data) - 7, 8)]
+    words = [(pa, v) for pa, v in words if v]
+    if not words:
+        return ["image: no non-zero descriptor (RAM reads as zero)"]
+    shown = sorted(words, key=lambda w: (w[0] not in walked, w[0]))[:IMAGE_WORDS]
+    shown.sort()
+    cells = [f"[{pa:#x}] {v:#018x}" for pa, v in shown]
+    out = [f"image: {len(words)} non-zero descriptor word{'s' if len(words) != 1 else ''}"
+           + (f" ({len(shown)} shown: the walked ones first)" if len(shown) < len(words) else "")
+           + ":"]
+    out += ["  " + "  ".join(cells[i:i + WORDS_PER_LINE])
+            for i in range(0, len(cells), WORDS_PER_LINE)]
+    return out
+
+
+def explain_case(case: Case, trial: Trial | None, index: int = 0,
+                 number: int | None = None) -> str:
     """The readable account of probe ``index``: configuration decoded, the
     reference's walk level by level (descriptor address, raw value, decoded
-    fields, the rule applied), the permitted outcomes and the observation."""
+    fields, the rule applied), the permitted outcomes and the observation.
+    ``number``: the probe's number to show (its number in the case it was
+    taken from; default ``index``)."""
     arch = case.cpu.arch
     layout = build_layout(case.cpu, case.config)
     probe = case.probes[index]
     lines = describe_config(case)
-    lines.append("image: " + ", ".join(f"[{r.pa:#x}] {struct.unpack_from('<Q', r.data, o)[0]:#018x}"
-                                       for r in case.image.regions
-                                       for o in range(0, len(r.data), 8))[:2000])
-    lines.append(f"probe {index}: {probe.at.name_for(arch)} IPA {probe.ipa:#x} ({probe.aim})")
+    res0 = walk(case.cpu, case.config, case.memory(), probe.ipa, probe.at)
+    lines += image_lines(case, {t.address for o in res0.outcomes for t in o.trace})
+    lines.append(f"probe {index if number is None else number}: {probe.at.name_for(arch)} "
+                 f"IPA {probe.ipa:#x} ({probe.aim})")
     res = walk(case.cpu, case.config, case.memory(), probe.ipa, probe.at)
     try:
         trace = longest_trace(case, index)

@@ -7,8 +7,9 @@ judges each as a ``Trial``, its divergences with their signatures
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from reference.arch import Arch, AtKind
 from reference.generate import Case, FanOut, Probe
@@ -62,6 +63,19 @@ def reference_labels(case: Case, index: int) -> tuple[str, ...]:
     probe = case.probes[index]
     res = walk(case.cpu, case.config, case.memory(), probe.ipa, probe.at)
     return tuple(sorted({outcome_label(o.result) for o in res.outcomes}))
+
+
+_VALUES = re.compile(r"0x[0-9a-fA-F]+|\b\d+\b")
+
+
+def reference_rules(case: Case, index: int = 0) -> frozenset[str]:
+    """The rules of probe ``index``'s permitted outcomes, values left out:
+    what a variant or a simpler geometry must keep besides the labels (a
+    valid configuration faulting at level 1 is not a reserved SL0 that
+    faults there)."""
+    probe = case.probes[index]
+    res = walk(case.cpu, case.config, case.memory(), probe.ipa, probe.at)
+    return frozenset(_VALUES.sub("#", r) for o in res.outcomes for r in o.rules)
 
 
 def find_divergences(case: Case, image: ImageResult) -> tuple[Found, ...]:
@@ -223,10 +237,12 @@ class Windows:
         return base
 
 
-def choose_target(trial: Trial, probe: int | None) -> Found:
+def choose_target(trial: Trial, probe: int | None,
+                  preferred: Callable[[Found], bool] = lambda f: True) -> Found:
     """The divergence to follow: that of probe ``probe`` (fan-out probes
     numbered after the named ones), else the first probe divergence, else
-    the first memory divergence."""
+    the first memory divergence -- of those ``preferred`` (e.g. not
+    explained by the baseline) when there are any."""
     if probe is not None:
         n = probe_count(trial.case)
         if not 0 <= probe < n:
@@ -236,10 +252,12 @@ def choose_target(trial: Trial, probe: int | None) -> Found:
         if not hit:
             raise ShrinkError(f"probe {probe} does not diverge on this QEMU")
         return hit[0]
-    for kind in (DivergenceKind.PROBE, DivergenceKind.MEMORY):
-        hit = [f for f in trial.divergences if f.signature.kind == kind and f.probe is not None]
-        if hit:
-            return hit[0]
+    for wanted in (preferred, lambda f: True):
+        for kind in (DivergenceKind.PROBE, DivergenceKind.MEMORY):
+            hit = [f for f in trial.divergences
+                   if f.signature.kind == kind and f.probe is not None and wanted(f)]
+            if hit:
+                return hit[0]
     raise ShrinkError("no divergence attributable to a probe")
 
 

@@ -44,27 +44,31 @@ edits the case's image in place and runs in a boot of its own.
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from typing import Sequence
 
 from reference.arch import Arch
 from reference.bits import bit, field, mask
-from reference.config import FINAL_LEVEL, PS_BITS, S2Config
-from reference.generate import Case, build_layout
+from reference.catalogue import judge
+from reference.config import FINAL_LEVEL
+from reference.generate import Case
 from reference.image import Layout
 from reference.outcome import TraceStep
 from reference.walk import walk
 
 from ..vocabulary import DivergenceKind, Signature
 from .explain import block_allowed, descriptor_address, oa_bits
-from .lab import Lab, Trial, only, reference_labels
+from .lab import Lab, Trial, only
 from .rebuild import (
     NotRebuildable,
     WalkPath,
-    config_with_geometry,
     table_address_mask,
     walk_path,
 )
-from .variants import Maker, Variant, leaf_value, obs_key
+from .variants import Maker, Variant, config_summary, config_variants, leaf_value, obs_key
+
+# Longest line localize prints.
+LINE_WIDTH = 150
 
 # ---------------------------------------------------------------------------
 # The field involved
@@ -198,68 +202,6 @@ def _high_field(layout: Layout) -> str:
     return ""
 
 
-def config_variants(case: Case, maker: Maker, sig: Signature) -> list[Variant]:
-    """One-field changes of the configuration (PS, T0SZ, SL0) under which the
-    reference's outcome stays the same."""
-    arch = case.cpu.arch
-    c = case.config
-    layout = build_layout(case.cpu, c)
-    out = []
-    seen = set()
-
-    def add(text: str, config: S2Config, param: str, setting: str) -> None:
-        if config.vtcr() in seen or config.vtcr() == c.vtcr():
-            return
-        seen.add(config.vtcr())
-        var = maker.config(config)
-        if var is None:
-            return
-        if reference_labels(var, 0) != sig.expected:
-            return
-        out.append(Variant("config", None, text, var, param=param, setting=setting))
-
-    if arch is Arch.AARCH64:
-        for ps in range(7):
-            if ps != c.ps:
-                add(f"PS {c.ps:#05b} ({PS_BITS[c.ps]} bits) -> {ps:#05b} ({PS_BITS[ps]} bits)",
-                    dataclasses.replace(c, ps=ps), "PS", f"{PS_BITS[ps]}")
-    for ia in range(25, 53):
-        if ia == layout.ia_bits or case.probes[0].ipa >> ia:
-            continue
-        new = config_with_geometry(case, layout.granule, ia, layout.start_level)
-        if new is not None and build_layout(case.cpu, new).ia_bits == ia:
-            add(f"T0SZ {c.t0sz} -> {new.t0sz} ({ia}-bit IPA, start level {layout.start_level})", new,
-                "T0SZ", f"{ia}")
-    for start in range(-1, FINAL_LEVEL + 1):
-        if start == layout.start_level:
-            continue
-        new = config_with_geometry(case, layout.granule, layout.ia_bits, start)
-        if new is not None:
-            nl = build_layout(case.cpu, new)
-            if (nl.start_level, nl.ia_bits) == (start, layout.ia_bits):
-                add(f"SL0 {c.sl0} -> {new.sl0} (start level {start}, {layout.ia_bits}-bit IPA)",
-                    new, "SL0", f"{start}")
-    return out
-
-
-_UNITS = {"PS": ("output size", "bits"), "T0SZ": ("IPA size", "bits"), "SL0": ("start level", "")}
-
-
-def _config_summary(case: Case, agreeing: Sequence[Variant], tried: Sequence[Variant]) -> list[str]:
-    """Per VTCR field: the settings under which QEMU agrees, of those tried."""
-    layout = build_layout(case.cpu, case.config)
-    now = {"PS": str(PS_BITS.get(case.config.ps, "?")), "T0SZ": str(layout.ia_bits),
-           "SL0": str(layout.start_level)}
-    out = []
-    for param in dict.fromkeys(v.param for v in agreeing):
-        ok = [v.setting for v in agreeing if v.param == param]
-        n = sum(1 for v in tried if v.param == param)
-        what, unit = _UNITS[param]
-        out.append(f"{param}: QEMU agrees with {what} {', '.join(ok)}{' ' + unit if unit else ''} "
-                   f"({len(ok)} of {n} tried; the case has {now[param]})")
-    return out
-
-
 # ---------------------------------------------------------------------------
 # Localization
 # ---------------------------------------------------------------------------
@@ -326,7 +268,13 @@ class Localization:
                  f"{'s' if self.boots != 1 else ''}):"]
         lines += [f"  {v.line()}" for v in self.variants]
         lines += [f"reasoning: {self.reasoning[0]}"] + [f"  {r}" for r in self.reasoning[1:]]
-        return "\n".join(lines)
+        # No line over LINE_WIDTH: a long one wraps under its own indent.
+        out = []
+        for line in lines:
+            indent = " " * (len(line) - len(line.lstrip()) + 4)
+            out += textwrap.wrap(line, LINE_WIDTH, subsequent_indent=indent,
+                                 break_on_hyphens=False) or [line]
+        return "\n".join(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -443,8 +391,15 @@ def _in_configuration(case: Case, cvars: Sequence[Variant], stop_note: str,
     if agreeing:
         reasoning.append(f"{len(agreeing)} of {len(cvars)} one-field configuration changes that "
                          "leave the reference's outcome unchanged make QEMU agree")
-        return "VTCR " + "; ".join(_config_summary(case, agreeing, cvars))
+        return "VTCR " + "; ".join(config_summary(case, agreeing, cvars))
     reasoning.append(f"none of {len(cvars)} one-field configuration changes makes QEMU agree")
+    verdict = judge(case.cpu, case.config)
+    if verdict.problems:
+        # The reference rejects the configuration: the rule that does is
+        # what QEMU handles differently (e.g. the level of the fault).
+        reasoning.append("the reference rejects this configuration before any walk; QEMU's "
+                         "answer to it differs")
+        return f"the configuration rule {'; '.join(verdict.problems)} ({case.config.describe()})"
     return f"the configuration as a whole ({case.config.describe()})"
 
 

@@ -1,5 +1,7 @@
 """Shrink + localize, as `s2diff shrink` and `s2diff run --shrink` use it:
-the minimal case file written, with the report beside it."""
+the minimal case file written, with the report beside it (its conclusion
+first: the divergence kept, the minimal case and how to re-run it, where
+QEMU departs)."""
 from __future__ import annotations
 
 import base64
@@ -7,8 +9,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from ..baseline import EMPTY, Baseline
 from ..casefile import load_case, save_case
 from ..vocabulary import raw_observation
+from . import rebuild
 from .explain import explain_case
 from .lab import Lab
 from .localize import Localization, localize
@@ -55,23 +59,48 @@ def _observed_extra(result: ShrinkResult, loc: Localization, source: Path) -> di
     }
 
 
+def conclusion(result: ShrinkResult, loc: Localization, target: Path) -> list[str]:
+    """What a shrink found, first: the divergence kept (new or known), the
+    minimal case and how to re-run it, where QEMU departs."""
+    status = f"known: {result.known}" if result.known else "new"
+    probes = len(result.minimal.probes) + len(result.minimal.fanout)
+    words = sum(len(r.data) // 8 for r in result.minimal.image.regions)
+    where = ("the configuration" if loc.level is None else
+             f"L{loc.level} descriptor [{loc.address:#x}] = {loc.value:#018x}")
+    return [f"divergence kept: {result.signature.describe()} ({status})",
+            f"minimal case: {target} ({probes} probe{'s' if probes != 1 else ''}, {words} "
+            f"descriptor word{'s' if words != 1 else ''}, {describe_geometry(result.minimal)})",
+            f"re-run: s2diff repro {target}",
+            f"localized: {where}: {loc.field}"]
+
+
+def describe_geometry(case) -> str:
+    try:
+        return rebuild.describe_geometry(case)
+    except (ValueError, KeyError):
+        return case.config.describe()
+
+
 def shrink_case_file(case_path: str | Path, *, out: str | Path | None = None,
                      probe: int | None = None, qemu: str | Path | None = None,
-                     timeout: float | None = None) -> ShrinkReport:
+                     timeout: float | None = None, baseline: Baseline = EMPTY) -> ShrinkReport:
     """Shrink the case file, localize its divergence, write the minimal case
-    (``out``, default minimal_case_path) and the report beside it (.txt)."""
+    (``out``, default minimal_case_path) and the report beside it (.txt).
+    ``baseline``: the divergence followed is one it does not explain when
+    the case has such (harness.debug.shrink)."""
     source = Path(case_path)
     case = load_case(source)
     lab = Lab(case.cpu.arch, case.cpu.name, qemu=qemu, timeout=timeout)
-    result = shrink(case, lab, probe=probe)
+    result = shrink(case, lab, probe=probe, baseline=baseline)
     loc = localize(result.minimal, lab, result.signature, result.trial)
     target = Path(out) if out is not None else minimal_case_path(source)
     save_case(target, result.minimal, _observed_extra(result, loc, source))
     report = target.with_suffix(".txt")
     text = "\n".join([
         f"shrink of {source}, probe {result.probe}",
+        *conclusion(result, loc, target),
+        "",
         result.summary(),
-        f"minimal case: {target}  (re-run: s2diff repro --no-baseline {target})",
         "",
         "== the minimal case ==",
         explain_case(result.minimal, result.trial),
@@ -82,14 +111,3 @@ def shrink_case_file(case_path: str | Path, *, out: str | Path | None = None,
     ]) + "\n"
     report.write_text(text, encoding="utf-8")
     return ShrinkReport(result, loc, target, report, text)
-
-
-def shrink_and_localize(case_path: str | Path, *, out: str | Path | None = None,
-                        probe: int | None = None, qemu: str | Path | None = None,
-                        timeout: float | None = None) -> str:
-    """For `s2diff run --shrink`: shrink one new divergence's case file and
-    localize it; returns the report text (the minimal case is written as
-    NAME.min.json and the report as NAME.min.txt beside the case unless
-    ``out`` says otherwise).  Raises ShrinkError (exit 2) when the case does
-    not diverge or QEMU does not complete it."""
-    return shrink_case_file(case_path, out=out, probe=probe, qemu=qemu, timeout=timeout).text

@@ -40,12 +40,15 @@ import dataclasses
 import struct
 from typing import Callable, Mapping
 
+from reference.catalogue import judge
 from reference.config import FINAL_LEVEL
 from reference.generate import Case, Probe, build_layout
 from reference.memory import Region
 from reference.walk import walk
 
+from ..baseline import EMPTY, Baseline
 from ..errors import UsageError
+from ..records import Divergence
 from ..vocabulary import Signature
 from .ddmin import ddmin
 from .lab import (
@@ -58,6 +61,7 @@ from .lab import (
     only,
     probe_count,
     reference_labels,
+    reference_rules,
 )
 from .rebuild import (
     NotRebuildable,
@@ -91,6 +95,8 @@ class ShrinkResult:
     steps: tuple[Step, ...]
     boots: int
     path: WalkPath | None
+    target: Divergence | None = None    # the divergence followed, as judged in the original
+    known: str | None = None            # the baseline entry that explains it, if any
 
     def summary(self) -> str:
         lines = [f"divergence: probe {self.probe}: {self.signature.describe()}", "steps:"]
@@ -138,6 +144,21 @@ class Shrinking:
     signature: Signature
     members: tuple[Found, ...]
     budget: int
+    baseline: Baseline = EMPTY
+    target_known: bool = False
+
+    def keeps(self, trial: Trial) -> bool:
+        """The candidate still diverges the way followed -- and, when the
+        divergence followed is new, not only in ways the baseline already
+        explains: a shrink must never trade the bug it was asked for for a
+        different, known one."""
+        if not trial.shows(self.signature):
+            return False
+        if self.target_known:
+            return True
+        version = trial.batch.qemu_version
+        return any(f.signature == self.signature and self.baseline.match(f.record, version) is None
+                   for f in trial.divergences)
 
     @property
     def probe(self) -> Probe:
@@ -160,13 +181,13 @@ def shrink_probes(ctx: Shrinking, now: Shrunk) -> tuple[Shrunk, str | None]:
     """Pass 1, probes: keep one divergent probe of the family alone (the
     first of up to 8 that diverges the same way alone), else delta-debug
     the other named probes away.  No step for a case of one probe."""
-    lab, sig = ctx.lab, ctx.signature
+    lab = ctx.lab
     total = probe_count(ctx.original)
     if total <= 1:
         return now, None
     tries = [f for f in ctx.members[:8] if f.target is not None]
     trials = lab.run([only(now.case, [f.target]) for f in tries if f.target is not None])
-    hit = next((t for t in trials if t.shows(sig)), None)
+    hit = next((t for t in trials if ctx.keeps(t)), None)
     if hit is not None:
         kept = tries[trials.index(hit)]
         return Shrunk(hit.case, hit), f"kept probe {kept.probe} alone ({total - 1} removed)"
@@ -177,13 +198,13 @@ def shrink_probes(ctx: Shrinking, now: Shrunk) -> tuple[Shrunk, str | None]:
         ts = lab.run([only(now.case, c + [ctx.probe]) for c in cands])
         for c, t in zip(cands, ts):
             by_subset[tuple(id(p) for p in c)] = t
-        return [t.shows(sig) for t in ts]
+        return [ctx.keeps(t) for t in ts]
 
     rest, done = ddmin(others, test_probes, ctx.budget, batched=True)
     t = by_subset.get(tuple(id(p) for p in rest))
     if t is None:
         t = lab.run([only(now.case, rest + [ctx.probe])])[0]
-    if t.shows(sig):
+    if ctx.keeps(t):
         now = Shrunk(t.case, t)
     return now, (f"no probe diverges the same way alone; delta debugging over the named "
                  f"probes kept {len(rest) + 1} of {total}" + ("" if done else " (budget spent)"))
@@ -193,7 +214,7 @@ def shrink_image(ctx: Shrinking, now: Shrunk) -> tuple[Shrunk, str | None]:
     """Pass 2, image: keep only the descriptor words the reference's walks
     read (every other word of RAM reads as zero), else delta-debug the
     other words away, one boot per candidate."""
-    lab, sig, current = ctx.lab, ctx.signature, now.case
+    lab, current = ctx.lab, now.case
     words = image_words(current)
     mem = current.memory()
     walk_words = {a: mem.read64(a) or 0 for a in walked_addresses(current)}
@@ -201,7 +222,7 @@ def shrink_image(ctx: Shrinking, now: Shrunk) -> tuple[Shrunk, str | None]:
     if kept == {a: v for a, v in words.items() if v}:
         return now, f"the image already holds only the {len(walk_words)} walked descriptor(s)"
     t = lab.run([_with_words(current, walk_words)])[0]
-    if t.shows(sig):
+    if ctx.keeps(t):
         before = sum(1 for v in words.values() if v)
         return Shrunk(t.case, t), (f"kept the {len(kept)} non-zero descriptor(s) the walk "
                                    f"reads; {before - len(kept)} words removed")
@@ -213,7 +234,7 @@ def shrink_image(ctx: Shrinking, now: Shrunk) -> tuple[Shrunk, str | None]:
         for c in cands:
             tr = lab.run([_with_words(current, {**walk_words, **{a: words[a] for a in c}})])[0]
             by_subset[tuple(c)] = tr
-            results.append(tr.shows(sig))
+            results.append(ctx.keeps(tr))
         return results
 
     rest, done = ddmin(extra, test_words, ctx.budget, batched=False)
@@ -235,7 +256,7 @@ def simplify_configuration(ctx: Shrinking, now: Shrunk) -> tuple[Shrunk, str | N
         path = walk_path(now.case, 0)
     except NotRebuildable as exc:
         return now, f"skipped: {exc}"
-    case, trial, text = _simplify_geometry(now.case, now.trial, path, ctx.signature, ctx.lab)
+    case, trial, text = _simplify_geometry(now.case, now.trial, path, ctx)
     try:
         new_path: WalkPath | None = walk_path(case, 0)
     except NotRebuildable:
@@ -254,13 +275,18 @@ SHRINK_PASSES: tuple[tuple[str, ShrinkPass], ...] = (
 )
 
 
-def shrink(case: Case, lab: Lab, *, probe: int | None = None, budget: int = 48) -> ShrinkResult:
+def shrink(case: Case, lab: Lab, *, probe: int | None = None, budget: int = 48,
+           baseline: Baseline = EMPTY) -> ShrinkResult:
     """Minimize ``case`` by the SHRINK_PASSES (see the module docstring).
     ``probe``: follow this probe's divergence (default: the first divergent
-    probe); ``budget``: candidates each delta-debugging fallback may try."""
+    probe the ``baseline`` does not explain, else the first divergent
+    probe); ``budget``: candidates each delta-debugging fallback may try.
+    A new divergence is never traded for one the baseline explains."""
     boots0 = lab.boots
     trial = first_trial(case, lab)
-    target = choose_target(trial, probe)
+    version = trial.batch.qemu_version
+    target = choose_target(trial, probe, lambda f: baseline.match(f.record, version) is None)
+    known = baseline.match(target.record, version)
     sig = target.signature
     members = [target] + [f for f in trial.divergences
                           if f.signature == sig and f.target is not None
@@ -269,7 +295,11 @@ def shrink(case: Case, lab: Lab, *, probe: int | None = None, budget: int = 48) 
     steps = [Step("run", f"{total} probes ({len(case.probes)} named, {len(case.fanout)} "
                   f"fan-out), {len(trial.divergences)} divergence records, "
                   f"{len(members)} of them in this family", lab.boots - boots0)]
-    ctx = Shrinking(lab, case, target, sig, tuple(members), budget)
+    ctx = Shrinking(lab, case, target, sig, tuple(members), budget, baseline, known is not None)
+    if known is not None:
+        steps.append(Step("note", f"the divergence followed is known: baseline entry {known.id}"
+                          + ("" if probe is not None else " (every divergence of the case is "
+                             "known)"), 0))
     now = Shrunk(trial.case, trial)
     for name, run_pass in SHRINK_PASSES:
         boots = lab.boots
@@ -279,16 +309,30 @@ def shrink(case: Case, lab: Lab, *, probe: int | None = None, budget: int = 48) 
     assert target.probe is not None
     return ShrinkResult(original=case, probe=target.probe, signature=sig, minimal=now.case,
                         trial=now.trial, steps=tuple(steps), boots=lab.boots - boots0,
-                        path=now.path)
+                        path=now.path, target=target.record,
+                        known=known.id if known is not None else None)
 
 
-def _simplify_geometry(current: Case, best: Trial, path: WalkPath, sig: Signature,
-                       lab: Lab) -> tuple[Case, Trial, str]:
+def config_class(case: Case) -> tuple:
+    """What a simpler geometry must not change about the configuration: the
+    reference's verdict (valid, and the pseudocode rules that fail) and
+    whether the IPA is wider than the output size (a configuration class
+    of its own, where other emulator bugs live)."""
+    verdict = judge(case.cpu, case.config)
+    names = tuple(sorted({p.split(":")[0] for p in verdict.problems}))
+    wide = (verdict.ia_bits or case.config.ia_bits) > (verdict.oa_bits or 64)
+    return (verdict.valid, names, wide)
+
+
+def _simplify_geometry(current: Case, best: Trial, path: WalkPath,
+                       ctx: Shrinking) -> tuple[Case, Trial, str]:
+    sig, lab = ctx.signature, ctx.lab
     layout = build_layout(current.cpu, current.config)
     now = (FINAL_LEVEL - layout.start_level + 1, layout.ia_bits, current.probes[0].ipa)
     windows = Windows(lab.arena)
     candidates = []
     checked = 0
+    rules, cls = reference_rules(current), config_class(current)
     for choice in geometry_choices(current, 0, path):
         if choice.key >= now:
             continue
@@ -300,7 +344,8 @@ def _simplify_geometry(current: Case, best: Trial, path: WalkPath, sig: Signatur
         except UsageError:
             break
         cand = rebuild(current, 0, path, base=base, config=choice.config, ipa=choice.ipa)
-        if reference_labels(cand, 0) != sig.expected:
+        if reference_labels(cand, 0) != sig.expected or reference_rules(cand) != rules \
+                or config_class(cand) != cls:
             continue
         try:
             new_path = walk_path(cand, 0)
@@ -311,16 +356,20 @@ def _simplify_geometry(current: Case, best: Trial, path: WalkPath, sig: Signatur
             continue
         candidates.append((choice, cand))
     if not candidates:
-        return current, best, (f"no simpler geometry keeps the reference's outcome "
-                               f"({checked} tried by the reference)")
+        return current, best, (f"no simpler geometry keeps the reference's outcome, its rules "
+                               f"and the configuration's class ({checked} tried by the "
+                               "reference)")
     trials = lab.run([c for _, c in candidates])
     for (choice, cand), t in zip(candidates, trials):
-        if t.shows(sig):
-            same = sum(1 for tt in trials if tt.shows(sig))
+        if ctx.keeps(t):
+            same = sum(1 for tt in trials if ctx.keeps(tt))
             text = (f"{describe_geometry(current)}, IPA {current.probes[0].ipa:#x} -> "
                     f"{describe_geometry(cand)}, IPA {choice.ipa:#x} (tables rebuilt at "
                     f"{cand.image.root:#x}; {same} of {len(candidates)} candidates diverge the "
                     "same way)")
             return cand, t, text
+    known = sum(1 for t in trials if t.shows(sig) and not ctx.keeps(t))
     return current, best, (f"none of the {len(candidates)} simpler geometries diverges the "
-                           "same way in QEMU; kept the configuration")
+                           "same way in QEMU" + (f" without a known divergence ({known} show "
+                                                 "only the baseline's)" if known else "")
+                           + "; kept the configuration")

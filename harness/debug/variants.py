@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+from collections.abc import Sequence
 
-from reference.config import S2Config
+from reference.arch import Arch
+from reference.config import PS_BITS, S2Config
 from reference.generate import Case, build_layout
 from reference.image import Layout, LeafAttrs, encode_leaf
 from reference.memory import Region
 
-from ..vocabulary import DivergenceKind, observed_label
-from .lab import Lab, Trial, Windows, reference_labels
+from ..vocabulary import DivergenceKind, Signature, observed_label
+from .lab import Lab, Trial, Windows, reference_labels, reference_rules
 from .rebuild import (
     NotRebuildable,
     WalkPath,
@@ -126,3 +128,73 @@ def leaf_value(case: Case, layout: Layout, level: int) -> int:
     ram_base = case.memory_map.ram[0][0]
     lsb = layout.geo.block_bits(level)
     return encode_leaf(layout, level, ram_base >> lsb << lsb, LeafAttrs())
+
+
+# ---------------------------------------------------------------------------
+# Configuration variants
+# ---------------------------------------------------------------------------
+
+def config_variants(case: Case, maker: Maker, sig: Signature) -> list[Variant]:
+    """Changes of exactly one VTCR field (PS, T0SZ, SL0) under which the
+    reference's outcome stays the same: the same labels *and* the same
+    rules (a valid configuration that also faults at level 1 is not the
+    same outcome as a reserved SL0)."""
+    arch = case.cpu.arch
+    c = case.config
+    rules = reference_rules(case)
+    out = []
+    seen = set()
+
+    def add(text: str, config: S2Config, param: str, setting: str) -> None:
+        if config.vtcr() in seen or config.vtcr() == c.vtcr():
+            return
+        seen.add(config.vtcr())
+        try:
+            var = maker.config(config)
+        except (ValueError, NotRebuildable):
+            return
+        if var is None:
+            return
+        if reference_labels(var, 0) != sig.expected or reference_rules(var) != rules:
+            return
+        out.append(Variant("config", None, text, var, param=param, setting=setting))
+
+    if arch is Arch.AARCH64:
+        for ps in range(7):
+            if ps != c.ps:
+                add(f"PS {c.ps:#05b} ({PS_BITS[c.ps]} bits) -> {ps:#05b} ({PS_BITS[ps]} bits)",
+                    dataclasses.replace(c, ps=ps), "PS", f"{PS_BITS[ps]}")
+    for ia in range(25, 53):
+        if ia == c.ia_bits or case.probes[0].ipa >> ia:
+            continue
+        t0sz = (64 if arch is Arch.AARCH64 else 32) - ia
+        if arch is Arch.AARCH32:
+            if not -8 <= t0sz <= 7:
+                continue
+            new = dataclasses.replace(c, t0sz=t0sz, s=(t0sz >> 3) & 1)
+        else:
+            new = dataclasses.replace(c, t0sz=t0sz)
+        add(f"T0SZ {c.t0sz} -> {t0sz} ({ia}-bit IPA; SL0 kept)", new, "T0SZ", f"{ia}")
+    for sl0 in range(4):
+        if sl0 != c.sl0:
+            add(f"SL0 {c.sl0} -> {sl0} (T0SZ kept)", dataclasses.replace(c, sl0=sl0), "SL0",
+                f"SL0={sl0}")
+    return out
+
+
+_UNITS = {"PS": ("output size", "bits"), "T0SZ": ("IPA size", "bits"), "SL0": ("encoding", "")}
+
+
+def config_summary(case: Case, agreeing: Sequence[Variant], tried: Sequence[Variant]) -> list[str]:
+    """Per VTCR field: the settings under which QEMU agrees, of those tried."""
+    layout = build_layout(case.cpu, case.config)
+    now = {"PS": str(PS_BITS.get(case.config.ps, "?")), "T0SZ": str(layout.ia_bits),
+           "SL0": f"SL0={case.config.sl0}"}
+    out = []
+    for param in dict.fromkeys(v.param for v in agreeing):
+        ok = [v.setting for v in agreeing if v.param == param]
+        n = sum(1 for v in tried if v.param == param)
+        what, unit = _UNITS[param]
+        out.append(f"{param}: QEMU agrees with {what} {', '.join(ok)}{' ' + unit if unit else ''} "
+                   f"({len(ok)} of {n} tried; the case has {now[param]})")
+    return out

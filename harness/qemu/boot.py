@@ -231,14 +231,18 @@ def sweep_stale_batch_dirs(root: Path | None) -> None:
 def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
               qemu: Path | str | None = None, timeout: float | None = None,
               workdir: Path | None = None, keep_dir: Path | None = None,
-              hang_after: int | None = None, stub: Path | None = None) -> BatchResult:
+              hang_after: int | None = None, stub: Path | None = None,
+              extra_args: Sequence[str] = ()) -> BatchResult:
     """Run ``images`` in one boot of the ``arch`` stub on ``-cpu cpu``.
 
     ``timeout`` in seconds (default: default_timeout); ``workdir``: where the
     temporary directory (job blob, RAM file, console log) is made (default:
     default_workdir()), removed on every path; ``keep_dir``: use and keep this directory instead;
     ``hang_after``: fault-injection hook, the stub spins after that image
-    index; ``stub``: a prebuilt stub ELF (default: build_stub(arch)).
+    index; ``stub``: a prebuilt stub ELF (default: build_stub(arch));
+    ``extra_args``: more QEMU arguments (``-d mmu``, ``-s -S``, ``-trace ...``).
+    With ``keep_dir`` the directory also gets a copy of the stub and
+    ``rerun.sh``, the command line that re-runs this boot by hand.
 
     Raises UsageError for a job the stub cannot take, ToolMissing/BuildError
     for a missing toolchain, QemuError when QEMU does not start at all.
@@ -251,9 +255,15 @@ def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
     binary = find_qemu(arch, qemu)
     limit = default_timeout(images) if timeout is None else timeout
 
+    kernel = stub_elf.path
     if keep_dir is not None:
+        keep_dir = Path(keep_dir).resolve()     # the command line must work from anywhere
         keep_dir.mkdir(parents=True, exist_ok=True)
         tmp = keep_dir
+        # The kept directory re-runs on its own: the stub goes with it.
+        kernel = keep_dir / "stub.elf"
+        if kernel.resolve() != stub_elf.path.resolve():
+            shutil.copyfile(stub_elf.path, kernel)
     else:
         root = workdir or default_workdir()
         sweep_stale_batch_dirs(root)
@@ -265,11 +275,17 @@ def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
         # A fresh RAM file reads as zeros: results records of probes the
         # stub never reached are then NOT_RUN (kind 0).
         ram_path.unlink(missing_ok=True)
-        machine = QemuMachine(arch, cpu, stub_elf.path, ram_file=ram_path,
+        machine = QemuMachine(arch, cpu, kernel, ram_file=ram_path,
                               ram_size=layout.ram_size, loaders=((job_path, layout.job_start),),
-                              qemu=binary)
+                              qemu=binary, extra_args=extra_args)
         version = machine.version
         (tmp / "cmdline.txt").write_text(machine.command_line + "\n")
+        if keep_dir is not None:
+            rerun = tmp / "rerun.sh"
+            rerun.write_text("#!/bin/sh\n# Re-runs this QEMU boot by hand (kept by s2diff --keep);"
+                             " extra QEMU arguments may follow.\n"
+                             f"exec {machine.command_line} \"$@\"\n")
+            rerun.chmod(0o755)
         try:
             with machine:
                 qexit = machine.wait(limit)

@@ -1,9 +1,11 @@
 """Divergence families: divergences of one kind of disagreement
-(harness.vocabulary.FamilyKey) grouped, counted and rendered."""
+(harness.vocabulary.FamilyKey) grouped and counted.  They are the symptoms;
+harness.report.rootcause folds them under root causes."""
 from __future__ import annotations
 
 import collections
 import dataclasses
+from collections.abc import Sequence
 
 from ..records import DivergenceRecord
 from ..vocabulary import FamilyKey
@@ -17,8 +19,10 @@ FAMILY_EXAMPLES = 3
 class Family:
     """Divergences of one kind of disagreement: same arch, kind, permitted
     outcome labels, observed label and aim (without level and values).
-    ``cpus`` lists the CPU models it occurs on; ``examples`` the first
-    case keys (in run order); ``known_ids`` the baseline entries matched."""
+    ``count`` is in probes for a probe family and in descriptor writes for
+    a memory family; ``cpus`` the CPU models it occurs on; ``examples``
+    the first case keys (in run order); ``known_ids`` the baseline
+    entries matched."""
 
     arch: str
     kind: str
@@ -31,22 +35,30 @@ class Family:
     known_ids: tuple[str, ...]
     examples: tuple[str, ...]
 
+    @property
+    def key(self) -> FamilyKey:
+        return FamilyKey(self.arch, self.kind, self.expected, self.observed, self.aim)
+
+    @property
+    def unit(self) -> str:
+        return "descriptor writes" if self.kind == "memory" else "probes"
+
     def describe(self) -> str:
         return f"expected {' | '.join(self.expected)}, observed {self.observed}"
 
 
-def divergence_families(run: RunData, examples: int = FAMILY_EXAMPLES) -> list[Family]:
-    """Divergences grouped by family (DivergenceRecord.family); families with new
-    divergences first, then by size, then by key."""
+def families_of(divergences: Sequence[DivergenceRecord],
+                examples: int = FAMILY_EXAMPLES) -> list[Family]:
+    """``divergences`` grouped by family (DivergenceRecord.family); families
+    with new divergences first, then by size, then by key."""
     groups: dict[FamilyKey, list[DivergenceRecord]] = collections.defaultdict(list)
-    for d in run.divergences:
+    for d in divergences:
         groups[d.family].append(d)
     out = []
     for key, ds in groups.items():
-        arch, kind, expected, observed, aim = (key.arch, key.kind, key.expected, key.observed,
-                                               key.aim)
         keys = list(dict.fromkeys(d.key for d in ds))
-        out.append(Family(arch=arch, kind=kind, expected=expected, observed=observed, aim=aim,
+        out.append(Family(arch=key.arch, kind=key.kind, expected=key.expected,
+                          observed=key.observed, aim=key.aim,
                           cpus=tuple(sorted({d.cpu for d in ds})),
                           count=sum(d.count for d in ds),
                           new=sum(d.count for d in ds if d.is_new),
@@ -56,21 +68,6 @@ def divergence_families(run: RunData, examples: int = FAMILY_EXAMPLES) -> list[F
     return out
 
 
-def render_families(run: RunData) -> str:
-    """The divergence families as plain text, one block per family."""
-    families = divergence_families(run)
-    if not families:
-        return "divergence families: none\n"
-    out = [f"divergence families ({len(families)}, {sum(d.count for d in run.divergences)} diverging "
-           f"probes and descriptor writes in {len(run.divergences)} records):"]
-    for f in families:
-        known = f"{f.count - f.new} known ({', '.join(f.known_ids)})" if f.count > f.new else ""
-        counts = ", ".join(x for x in (f"{f.new} new" if f.new else "", known) if x)
-        out += ["", f"{f.count:>5}  {f.arch} {f.kind}, aim: {f.aim or '-'}  [{counts}]",
-                f"       expected: {' | '.join(f.expected)}",
-                f"       observed: {f.observed}",
-                f"       cpus: {', '.join(f.cpus)}"]
-        out += [f"       {'e.g.' if i == 0 else '    '} {key}" for i, key in enumerate(f.examples)]
-    return "\n".join(out) + "\n"
-
-
+def divergence_families(run: RunData, examples: int = FAMILY_EXAMPLES) -> list[Family]:
+    """The run's divergences grouped by family (see families_of)."""
+    return families_of(run.divergences, examples)

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .load import RunData
+from .rootcause import CauseKind, RootCause, root_causes
 from .summary import (
     _ERROR_STATUSES,
     EntryResult,
@@ -15,6 +16,7 @@ from .summary import (
     entry_results,
     harness_errors,
 )
+from .text import commands, expected_summary, family_line
 
 # New divergences listed in one JUnit <failure> body.
 MAX_JUNIT_DIVERGENCES = 50
@@ -27,20 +29,56 @@ def _case_seconds(run: RunData) -> dict[str, float]:
     return {c.key: per_image.get(c.batch, 0.0) for c in run.cases}
 
 
-def junit_tree(run: RunData, timings: bool = False) -> ET.ElementTree:
+# The suite that comes first: one test case per root cause.
+ROOT_CAUSES = "root causes"
+
+
+def _cause_case(n: int, cause: RootCause,
+                report_dir: Path | None) -> tuple[str, float, ET.Element | None, str]:
+    """A root cause as a test case: a <failure> when new (its verdict as
+    the message; the details and the commands as the text), an <error>
+    for a crash, passed with the baseline ids in <system-out> when known."""
+    lines = [cause.verdict, *cause.detail]
+    if cause.shrink is not None and cause.shrink.field:
+        lines.append(f"localized: {cause.shrink.level_text}: {cause.shrink.field}")
+    lines += [f"{what}: {cmd}" for what, cmd in commands(cause, report_dir)]
+    if cause.kind is CauseKind.CONFIGURATION:
+        lines.append(f"the reference expected: {expected_summary(cause)}")
+    else:
+        lines += [f"family: {family_line(f)}" for f in cause.families[:MAX_JUNIT_DIVERGENCES]]
+    name = f"{n}. {cause.title}"
+    if cause.kind is CauseKind.CRASH:
+        el = ET.Element("error", message=cause.verdict, type="crash")
+    elif cause.is_new:
+        el = ET.Element("failure", message=cause.verdict, type="new root cause")
+    else:
+        return name, 0.0, None, f"known: {', '.join(cause.known_ids)}\n" + "\n".join(lines)
+    el.text = "\n".join(lines)
+    return name, 0.0, el, ""
+
+
+def junit_tree(run: RunData, timings: bool = False,
+               report_dir: Path | None = None) -> ET.ElementTree:
     """The JUnit document: <testsuites> with one <testsuite> per group and
     one <testcase> per entry (classname = group, name = entry).  An entry
     with new divergences has a <failure>; a timeout, crash or guest error
     an <error>; an entry not (fully) run is <skipped>.  Known divergences
-    are listed in <system-out>.  Harness errors form a suite of their own.
+    are listed in <system-out>.  Harness errors form a suite of their own;
+    the root causes come first, in a suite of their own (one test case
+    each).  In a run over several QEMUs an entry has a test case per QEMU
+    ("ENTRY [label]").
     ``timings``: fill ``time`` from batch elapsed times (otherwise 0, so
     that the file depends only on the results)."""
     seconds = _case_seconds(run) if timings else {}
     root = ET.Element("testsuites", name="s2diff")
+    suites: list[tuple[str, list[tuple[str, float, ET.Element | None, str]]]] = []
+    causes = root_causes(run)
+    if causes:
+        suites.append((ROOT_CAUSES, [_cause_case(n, c, report_dir)
+                                     for n, c in enumerate(causes, 1)]))
     by_group: dict[str, list[EntryResult]] = collections.defaultdict(list)
     for e in entry_results(run):
         by_group[e.group].append(e)
-    suites: list[tuple[str, list[tuple[str, float, ET.Element | None, str]]]] = []
     for group in sorted(by_group):
         cases = []
         for e in by_group[group]:
@@ -61,7 +99,8 @@ def junit_tree(run: RunData, timings: bool = False) -> ET.ElementTree:
             elif e.verdict is Verdict.NOT_RUN:
                 outcome = ET.Element("skipped", message=e.reason)
             known = [d.summary() + f" [known: {d.known}]" for d in e.divergences if not d.is_new]
-            cases.append((e.entry, t, outcome, "\n".join(known)))
+            cases.append((e.entry + (f" [{e.qemu}]" if e.qemu else ""), t, outcome,
+                          "\n".join(known)))
         suites.append((group, cases))
     errors = harness_errors(run)
     if errors:
@@ -102,7 +141,7 @@ def junit_tree(run: RunData, timings: bool = False) -> ET.ElementTree:
 def write_junit(run: RunData, path: Path | str, timings: bool = False) -> Path:
     """Write :func:`junit_tree` to ``path`` (UTF-8, with XML declaration)."""
     p = Path(path)
-    root = junit_tree(run, timings).getroot()
+    root = junit_tree(run, timings, p.parent).getroot()
     assert root is not None
     text = ET.tostring(root, encoding="unicode")
     # A lone surrogate (an undecodable byte json.dumps escaped in a record)

@@ -9,27 +9,33 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..qemu.boot import BatchStatus, FailureKind
 from ..records import (
     RECORDS,
     BatchRecord,
     CaseRecord,
     CrashRecord,
     DivergenceRecord,
+    EndReason,
     EndRecord,
     InvalidRecord,
     ResultsVersionError,
     RunHeader,
+    ShrinkRecord,
     parse_record,
     read_json_lines,
 )
 
-# Record types the loader knows; others are skipped and counted.
-_TYPES = ("run", "batch", "case", "divergence", "crash", "end")
+# Record types the loader knows; others are skipped and counted.  "crash"
+# and "end" are read leniently here (CrashView, EndView): their writer
+# (the run with crash-resume) defines them in docs/results.md.
+_TYPES = ("run", "batch", "case", "divergence", "shrink", "crash", "end")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +75,44 @@ class RunInfo:
 
 
 @dataclasses.dataclass(frozen=True)
+class CrashView:
+    """A QEMU crash or hang pinned to one probe, as the reports show it:
+    from a ``crash`` record, or from a crashed batch's isolation finding.
+    ``signature``: the assertion or last console line with addresses and
+    numbers normalised, and the signal; ``console_tail``: QEMU's last
+    lines; ``case_file`` relative to ``base_dir`` (the run directory)."""
+
+    arch: str
+    cpu: str
+    qemu: str
+    batch: int | None
+    key: str
+    entry: str
+    probe: int | None
+    signature: str
+    hang: bool
+    reproduced: bool
+    console_tail: tuple[str, ...]
+    case_file: str | None
+    base_dir: str
+    known: str | None = None        # a baseline crash entry that matches
+
+
+@dataclasses.dataclass(frozen=True)
+class EndView:
+    """The ``end`` record of a run: why it ended (``complete``,
+    ``budget``, ``interrupted``), batches planned and run, and the matrix
+    entries that never ran (names, or only their number when the record
+    gives a number)."""
+
+    reason: str
+    batches_planned: int | None
+    batches_run: int | None
+    never_run: tuple[str, ...]
+    never_run_count: int
+
+
+@dataclasses.dataclass(frozen=True)
 class RunData:
     """A run (or the merged shards of one): records validated, de-duplicated
     and sorted by (batch, case key, probe).  ``warnings`` say what was
@@ -79,8 +123,11 @@ class RunData:
     cases: tuple[CaseRecord, ...]
     divergences: tuple[DivergenceRecord, ...]
     warnings: tuple[str, ...] = dataclasses.field(default=(), compare=False)
-    crashes: tuple[CrashRecord, ...] = ()
+    shrinks: tuple[ShrinkRecord, ...] = ()
+    crashes: tuple[CrashView, ...] = ()
     ends: tuple[EndRecord, ...] = ()
+    end: EndView | None = None
+    qemus: tuple[tuple[str, str], ...] = ()     # (label, version) of the run header's ``qemus``
 
 
 def _results_path(path: Path) -> Path:
@@ -127,14 +174,23 @@ def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return records, warnings
 
 
-def _identity(rec: BatchRecord | CaseRecord | DivergenceRecord | CrashRecord | EndRecord
-              ) -> tuple[Any, ...]:
+def record_qemu(rec: object) -> str:
+    """The QEMU label a record names (a run over several QEMUs labels every
+    batch, case, divergence and crash record); '' in a one-QEMU run."""
+    label = getattr(rec, "qemu", None)
+    return label if isinstance(label, str) else ""
+
+
+def _identity(rec: BatchRecord | CaseRecord | DivergenceRecord | ShrinkRecord | CrashRecord
+              | EndRecord) -> tuple[Any, ...]:
     """What makes two records the same record, whichever shard holds it.
     A batch runs once on every QEMU of a run: the QEMU label is part of
     every identity.  A memory divergence also names its descriptor: one
     probe's walk can read several descriptors that changed."""
     if isinstance(rec, EndRecord):
         return ("end", rec.shard)
+    if isinstance(rec, ShrinkRecord):
+        return ("shrink", rec.family, rec.case_file)
     if isinstance(rec, BatchRecord):
         return ("batch", rec.batch, rec.qemu)
     if isinstance(rec, CaseRecord):
@@ -143,6 +199,65 @@ def _identity(rec: BatchRecord | CaseRecord | DivergenceRecord | CrashRecord | E
         return ("crash", rec.batch, rec.qemu, rec.key, rec.probe)
     return ("divergence", rec.batch, rec.qemu, rec.key, rec.probe, rec.kind.value,
             rec.raw_map.get("pa", ""))
+
+
+_NUMBERS = re.compile(r"0x[0-9a-fA-F]+|\b\d+\b")
+
+
+def crash_signature(text: str, signal_name: str | None = None) -> str:
+    """A crash's signature: the assertion line, else the last non-empty
+    console line, with addresses and numbers normalised, and the signal."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    line = next((ln for ln in lines if "Assertion" in ln or "assert" in ln), None)
+    if line is None:
+        line = lines[-1] if lines else "no output"
+    line = _NUMBERS.sub("N", line)
+    return f"{line} ({signal_name})" if signal_name else line
+
+
+def crash_view(c: CrashRecord, base_dir: Path | None) -> CrashView:
+    """A crash record as the reports show it."""
+    how = (f"signal {c.signal}" if c.signal is not None else
+           f"exit {c.returncode}" if c.returncode is not None else "")
+    return CrashView(arch=c.arch, cpu=c.cpu, qemu=c.qemu or c.qemu_version, batch=c.batch,
+                     key=c.key, entry=c.entry, probe=c.probe,
+                     signature=c.signature or crash_signature(c.console, how or None),
+                     hang=c.kind is FailureKind.HANG, reproduced=c.reproduced is not False,
+                     console_tail=tuple(c.console.splitlines()[-20:]), case_file=c.case_file,
+                     base_dir=str(base_dir or ""), known=c.known)
+
+
+def _crash_from_batch(b: BatchRecord, cases: Sequence[CaseRecord], base_dir: str) -> CrashView | None:
+    """The finding of a crashed or hung batch's isolation, as a crash view
+    (runs without crash records); None when the batch has none."""
+    iso = b.isolated
+    if iso is None or b.status not in (BatchStatus.CRASHED, BatchStatus.TIMEOUT):
+        return None
+    entry = next((c.entry for c in cases if c.key == iso.key), "")
+    hang = b.status is BatchStatus.TIMEOUT
+    return CrashView(arch=b.arch, cpu=b.cpu, qemu=b.qemu or b.qemu_version, batch=b.batch,
+                     key=iso.key or "", entry=entry, probe=iso.probe,
+                     signature=("no end within the timeout" if hang
+                                else crash_signature(b.diagnostic)),
+                     hang=hang, reproduced=iso.reproduced,
+                     console_tail=tuple(b.diagnostic.splitlines()[-20:]),
+                     case_file=iso.case_file, base_dir=base_dir)
+
+
+def end_view(ends: Sequence[EndRecord]) -> EndView | None:
+    """The end records of the inputs (one per shard) as one: the first
+    reason other than complete decides, counts add up, the entries that
+    never ran are listed once."""
+    if not ends:
+        return None
+    reason = next((e.reason.value for e in ends if e.reason is not EndReason.COMPLETE),
+                  ends[0].reason.value)
+    names = tuple(dict.fromkeys(f"{n.entry} on {n.qemu}: {n.reason}" if n.qemu
+                                else f"{n.entry}: {n.reason}"
+                                for e in ends for n in e.entries_not_run))
+    return EndView(reason=reason, batches_planned=sum(e.batches_planned for e in ends),
+                   batches_run=sum(e.batches_run for e in ends), never_run=names,
+                   never_run_count=len(names))
 
 
 def _key_order(key: str) -> tuple[str, int, str]:
@@ -216,8 +331,9 @@ def load_run(dirs: Sequence[Path | str]) -> RunData:
         raise UsageError("no run directory given")
     runs: list[tuple[str, RunHeader]] = []
     chosen: dict[tuple[Any, ...], tuple[str, BatchRecord | CaseRecord | DivergenceRecord
-                                         | CrashRecord | EndRecord]] = {}
+                                         | ShrinkRecord | CrashRecord | EndRecord]] = {}
     warnings: list[str] = []
+    qemus: dict[str, str] = {}
     for d in dirs:
         path = _results_path(Path(d))
         records, notes = _read_file(path)
@@ -238,6 +354,8 @@ def load_run(dirs: Sequence[Path | str]) -> RunData:
                 continue
             if isinstance(item, RunHeader):
                 runs.append((str(path), item))
+                for q in item.qemus:
+                    qemus.setdefault(q.label, q.version)
                 continue
             ident = _identity(item)
             if ident not in chosen:
@@ -258,13 +376,23 @@ def load_run(dirs: Sequence[Path | str]) -> RunData:
         (i for i in items if isinstance(i, DivergenceRecord)),
         key=lambda v: (v.batch, v.qemu, _key_order(v.key), -1 if v.probe is None else v.probe,
                        v.kind.value, v.raw_map.get("pa", "")))
-    crashes = sorted((i for i in items if isinstance(i, CrashRecord)),
-                     key=lambda c: (c.batch, c.qemu, _key_order(c.key), c.probe or 0))
-    ends = sorted((i for i in items if isinstance(i, EndRecord)),
-                  key=lambda e: e.shard or (0, 0))
+    shrinks = sorted((i for i in items if isinstance(i, ShrinkRecord)),
+                     key=lambda r: (r.case_file, r.probe if r.probe is not None else -1))
+    origin = {id(item): Path(p).parent for p, item in chosen.values()}
+    crash_records = sorted((i for i in items if isinstance(i, CrashRecord)),
+                           key=lambda c: (c.batch, c.qemu, _key_order(c.key), c.probe or 0))
+    crashes = [crash_view(c, origin.get(id(c))) for c in crash_records]
+    if not crashes:
+        # Runs without crash records: a crashed batch's isolation finding.
+        for b in batches:
+            view = _crash_from_batch(b, cases, str(origin.get(id(b), "")))
+            if view is not None:
+                crashes.append(view)
+    ends = sorted((i for i in items if isinstance(i, EndRecord)), key=lambda e: e.shard or (0, 0))
     return RunData(info=_merge_run_info(runs, batches), batches=tuple(batches),
                    cases=tuple(cases), divergences=tuple(divergences), warnings=tuple(warnings),
-                   crashes=tuple(crashes), ends=tuple(ends))
+                   shrinks=tuple(shrinks), crashes=tuple(crashes), ends=tuple(ends),
+                   end=end_view(ends), qemus=tuple(sorted(qemus.items())))
 
 
 def merge_dirs(dirs: Sequence[Path], out: Path) -> Path:

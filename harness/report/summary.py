@@ -1,22 +1,22 @@
 """Per-entry verdicts and the summary: the table by configuration group
-(plain text for summary.txt, rich for a terminal), the run's lines and the
-harness errors.  Functions from RunData to text."""
+(plain text within 80 columns, for summary.txt and the terminal alike),
+the run's lines and the harness errors.  Functions from RunData to text."""
 from __future__ import annotations
 
 import collections
 import dataclasses
 import enum
+import re
+import textwrap
 from collections.abc import Mapping, Sequence
-
-from rich.markup import escape
-from rich.table import Table
 
 from reference.arch import Arch
 from reference.config import S2Config
 
 from ..qemu.boot import BatchStatus
 from ..records import BatchRecord, CaseRecord, CaseStatus, DivergenceRecord
-from .load import RunData
+from ..vocabulary import DivergenceKind
+from .load import RunData, record_qemu
 
 
 class Verdict(enum.Enum):
@@ -58,6 +58,13 @@ class EntryResult:
     reason: str
     cases: tuple[CaseRecord, ...]
     divergences: tuple[DivergenceRecord, ...]
+    qemu: str = ""      # the QEMU label in a run over several QEMUs
+
+    @property
+    def anchor(self) -> str:
+        """A stable HTML id for this entry (and QEMU)."""
+        text = f"{self.entry}@{self.qemu}" if self.qemu else self.entry
+        return "e-" + re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
 
     @property
     def new(self) -> tuple[DivergenceRecord, ...]:
@@ -88,16 +95,18 @@ def _batch_reason(batches: Mapping[int, BatchRecord], batch: int, what: str) -> 
 
 def entry_results(run: RunData) -> list[EntryResult]:
     """Every entry that has records, sorted by (group, entry)."""
-    cases: dict[str, list[CaseRecord]] = collections.defaultdict(list)
-    divs: dict[str, list[DivergenceRecord]] = collections.defaultdict(list)
+    cases: dict[tuple[str, str], list[CaseRecord]] = collections.defaultdict(list)
+    divs: dict[tuple[str, str], list[DivergenceRecord]] = collections.defaultdict(list)
     for c in run.cases:
-        cases[c.entry].append(c)
+        cases[(c.entry, record_qemu(c))].append(c)
     for d in run.divergences:
-        divs[d.entry].append(d)
-    batches = {b.batch: b for b in run.batches}
+        divs[(d.entry, record_qemu(d))].append(d)
+    batches = {(record_qemu(b), b.batch): b for b in run.batches}
     out = []
-    for name in set(cases) | set(divs):
-        cs, ds = cases.get(name, []), divs.get(name, [])
+    for name, qemu in set(cases) | set(divs):
+        key = (name, qemu)
+        cs, ds = cases.get(key, []), divs.get(key, [])
+        mine = {n: b for (q, n), b in batches.items() if q == qemu}
         errors = [c for c in cs if c.status in _ERROR_STATUSES]
         not_run = [c for c in cs if c.status is CaseStatus.NOT_RUN]
         reason = ""
@@ -105,12 +114,12 @@ def entry_results(run: RunData) -> list[EntryResult]:
             verdict = Verdict.NEW
         elif errors:
             verdict = Verdict.ERROR
-            reason = _batch_reason(batches, errors[0].batch, f"{errors[0].key}: {errors[0].status.value}")
+            reason = _batch_reason(mine, errors[0].batch, f"{errors[0].key}: {errors[0].status.value}")
         elif ds:
             verdict = Verdict.KNOWN
         elif not_run:
             verdict = Verdict.NOT_RUN
-            reason = _batch_reason(batches, not_run[0].batch,
+            reason = _batch_reason(mine, not_run[0].batch,
                                    f"{len(not_run)} of {len(cs)} case(s) not run")
         else:
             verdict = Verdict.PASS
@@ -129,8 +138,8 @@ def entry_results(run: RunData) -> list[EntryResult]:
                 granule, ia_bits = None, 0
         out.append(EntryResult(entry=name, group=group, arch=arch, cpu=cpu, valid=valid,
                                granule=granule, ia_bits=ia_bits, verdict=verdict, reason=reason,
-                               cases=tuple(cs), divergences=tuple(ds)))
-    out.sort(key=lambda e: (e.group, e.entry))
+                               cases=tuple(cs), divergences=tuple(ds), qemu=qemu))
+    out.sort(key=lambda e: (e.group, e.entry, e.qemu))
     return out
 
 
@@ -138,14 +147,15 @@ def entry_results(run: RunData) -> list[EntryResult]:
 class SummaryRow:
     """Counts for one configuration group (or the totals, ``total`` true).
 
-    Units differ by column: ``entries`` and ``verdicts`` count matrix
-    entries; ``cases``, ``skipped``, ``timeouts``, ``crashes`` and
-    ``guest_errors`` count cases (by case status); ``probes`` and
-    ``passed`` count probes; ``known`` and ``new`` count diverging probes
-    (a fan-out record stands for ``count`` of them) and descriptor words
-    written against the reference, so that probes = passed + known + new
-    + not run, up to those descriptor words.  ``skip_reasons`` pairs a batch diagnostic with the number of
-    cases not run for it."""
+    Units differ by column, and the headings name them: ``entries`` and
+    ``verdicts`` count matrix entries; ``cases``, ``skipped``,
+    ``timeouts``, ``crashes`` and ``guest_errors`` count cases (by case
+    status); ``probes``, ``passed``, ``known``, ``new`` and ``not_run``
+    count probes (a fan-out record stands for ``count`` of them), so that
+    passed + known + new + not_run = probes; ``writes_known`` and
+    ``writes_new`` count descriptor words written against the reference
+    (memory divergences), apart.  ``skip_reasons`` pairs a batch
+    diagnostic with the number of cases not run for it."""
 
     group: str
     entries: int
@@ -161,36 +171,50 @@ class SummaryRow:
     skip_reasons: tuple[tuple[str, int], ...]
     verdicts: tuple[tuple[Verdict, int], ...]
     total: bool = False
+    not_run: int = 0
+    writes_known: int = 0
+    writes_new: int = 0
 
     def verdict_count(self, verdict: Verdict) -> int:
         return dict(self.verdicts).get(verdict, 0)
+
+    @property
+    def failed(self) -> int:
+        """Cases that timed out, crashed QEMU or stopped the guest."""
+        return self.timeouts + self.crashes + self.guest_errors
 
 
 def _row(run: RunData, group: str, entries: Sequence[EntryResult], total: bool) -> SummaryRow:
     cases = [c for e in entries for c in e.cases]
     divs = [d for e in entries for d in e.divergences]
+    probe_divs = [d for d in divs if d.kind is DivergenceKind.PROBE]
+    writes = [d for d in divs if d.kind is DivergenceKind.MEMORY]
     reasons: collections.Counter[str] = collections.Counter()
-    batches = {b.batch: b for b in run.batches}
+    batches = {(record_qemu(b), b.batch): b for b in run.batches}
     for c in cases:
         if c.status is CaseStatus.NOT_RUN:
-            b = batches.get(c.batch)
+            b = batches.get((record_qemu(c), c.batch))
             diag = _first_line(b.diagnostic) if b else ""
             reasons[diag or (f"batch {b.status.value}, no diagnostic" if b else "no batch record")] += 1
     status = collections.Counter(c.status for c in cases)
     verdicts = collections.Counter(e.verdict for e in entries)
     return SummaryRow(group=group, entries=len(entries), cases=len(cases),
                       probes=sum(c.probes for c in cases), passed=sum(c.passed for c in cases),
-                      known=sum(d.count for d in divs if not d.is_new),
-                      new=sum(d.count for d in divs if d.is_new),
+                      known=sum(d.count for d in probe_divs if not d.is_new),
+                      new=sum(d.count for d in probe_divs if d.is_new),
                       skipped=status[CaseStatus.NOT_RUN], timeouts=status[CaseStatus.TIMEOUT],
                       crashes=status[CaseStatus.CRASH], guest_errors=status[CaseStatus.GUEST_ERROR],
                       skip_reasons=tuple(sorted(reasons.items())),
-                      verdicts=tuple((v, verdicts[v]) for v in Verdict), total=total)
+                      verdicts=tuple((v, verdicts[v]) for v in Verdict), total=total,
+                      not_run=sum(c.not_run for c in cases),
+                      writes_known=sum(d.count for d in writes if not d.is_new),
+                      writes_new=sum(d.count for d in writes if d.is_new))
 
 
-def summary_table(run: RunData) -> list[SummaryRow]:
-    """One row per configuration group (sorted by name), then the totals."""
-    entries = entry_results(run)
+def summary_table(run: RunData, qemu: str | None = None) -> list[SummaryRow]:
+    """One row per configuration group (sorted by name), then the totals;
+    ``qemu``: only the records of that QEMU label."""
+    entries = [e for e in entry_results(run) if qemu is None or e.qemu == qemu]
     by_group: dict[str, list[EntryResult]] = collections.defaultdict(list)
     for e in entries:
         by_group[e.group].append(e)
@@ -204,10 +228,25 @@ def harness_errors(run: RunData) -> list[BatchRecord]:
     return [b for b in run.batches if b.status is BatchStatus.HARNESS_ERROR]
 
 
-_COLUMNS = ("entries", "cases", "probes", "passed", "known", "new", "skipped", "timeouts",
-            "crashes", "guest_errors")
-_HEADINGS = ("entries", "cases", "probes", "passed", "known", "new", "skipped", "timeout",
-             "crash", "guest err")
+# The summary's columns: attribute, heading (two lines: the unit above the
+# name), so that every column says what it counts.
+_COLUMNS = ("entries", "cases", "probes", "passed", "known", "new", "not_run", "failed")
+_HEADINGS = (("entries", "matrix"), ("cases", "cases"), ("probes", "probes"),
+             ("passed", "probes"), ("known", "probes"), ("new", "probes"),
+             ("not run", "probes"), ("failed", "cases"))
+
+
+def count_text(n: int, width: int = 6) -> str:
+    """``n`` in at most ``width`` characters: exact when it fits, else
+    abbreviated with one decimal (113.8M, 2.1G, 45.2k)."""
+    text = str(n)
+    if len(text) <= width:
+        return text
+    for div, unit in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
+        if n >= div:
+            short = f"{n / div:.1f}{unit}"
+            return short if len(short) <= width else f"{n // div}{unit}"
+    return text
 
 
 def _batch_counts(run: RunData) -> str:
@@ -217,15 +256,39 @@ def _batch_counts(run: RunData) -> str:
     return f"{len(run.batches)} ({detail})" if detail else "0"
 
 
+def qemu_lines(run: RunData) -> list[str]:
+    """The QEMUs of the run: 'label = version' for a run over several,
+    else the version per architecture."""
+    if run.qemus:
+        return [f"{label} = {version}" for label, version in run.qemus]
+    by_version: dict[str, list[str]] = {}
+    for a, v in run.info.qemu:
+        by_version.setdefault(v, []).append(a)
+    return [f"{v} ({', '.join(arches)})" for v, arches in by_version.items()] or ["unknown"]
+
+
+def coverage_text(run: RunData) -> str:
+    """How much of the run the records hold, with the run's end reason and
+    the entries that never ran when the end record says so."""
+    end = run.end
+    text = run.info.coverage
+    if end is None:
+        return text
+    if end.reason and end.reason != "complete":
+        text += f"; ended by {end.reason}"
+    if end.never_run_count:
+        text += f"; {end.never_run_count} matrix entr{'y' if end.never_run_count == 1 else 'ies'} never ran"
+    return text
+
+
 def _run_lines(run: RunData) -> list[str]:
     info = run.info
-    qemu = "; ".join(f"{a} {v}" for a, v in info.qemu) or "unknown"
     return [
         f"seed {info.seed if info.seed is not None else 'unknown'}, "
         f"{info.cases_per_entry if info.cases_per_entry is not None else '?'} cases per entry, "
         f"matrix of {info.entries if info.entries is not None else '?'} entries",
-        f"coverage: {info.coverage}",
-        f"qemu: {qemu}",
+        f"coverage: {coverage_text(run)}",
+        f"qemu: {'; '.join(qemu_lines(run))}",
         f"batches: {_batch_counts(run)}",
     ]
 
@@ -234,30 +297,55 @@ def _truncate(text: str, width: int) -> str:
     return text if len(text) <= width else text[:max(width - 1, 0)] + "~"
 
 
-def render_summary(run: RunData, width: int = 132) -> str:
-    """The summary as aligned plain text: run information, one line per
-    group and the totals, entry verdicts, skip reasons and harness errors.
-    The group column is shortened (ending in '~') to keep lines within
-    ``width`` characters where the numbers allow."""
-    rows = summary_table(run)
-    cells = [[str(getattr(r, c)) for c in _COLUMNS] for r in rows]
-    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(_HEADINGS)]
-    numbers = sum(w + 2 for w in widths)
+def _shorten(text: str, width: int) -> str:
+    """A group name within ``width``: its start and its end kept around a
+    '~', so that names sharing a long start stay apart
+    ('implementa~ reserved TG0', 'implementa~ported granule')."""
+    if len(text) <= width:
+        return text
+    head = min(10, max(width // 2 - 1, 1))
+    return text[:head] + "~" + text[len(text) - (width - head - 1):]
+
+
+def render_table(rows: Sequence[SummaryRow], width: int = 80) -> list[str]:
+    """The counts by group as aligned lines within ``width`` characters:
+    numbers are abbreviated past 6 digits and the group column is shortened
+    (its middle replaced by '~') to make room."""
+    cells = [[count_text(getattr(r, c)) for c in _COLUMNS] for r in rows]
+    widths = [max([len(h), len(u)] + [len(c[i]) for c in cells])
+              for i, (h, u) in enumerate(_HEADINGS)]
+    numbers = sum(w + 1 for w in widths)
     group_w = max([len("group")] + [len(r.group) for r in rows])
-    group_w = max(min(group_w, width - numbers), 12)
+    group_w = max(min(group_w, width - numbers), 10)
 
     def line(first: str, values: Sequence[str]) -> str:
-        return (_truncate(first, group_w).ljust(group_w)
-                + "".join("  " + v.rjust(w) for v, w in zip(values, widths))).rstrip()
+        return (_shorten(first, group_w).ljust(group_w)
+                + "".join(" " + v.rjust(w) for v, w in zip(values, widths))).rstrip()
 
-    heading = line("group", _HEADINGS)
-    rule = "-" * len(heading)
-    out = ["s2diff summary", *_run_lines(run), "", heading, rule]
+    out = [line("unit:", [u for _, u in _HEADINGS]), line("group", [h for h, _ in _HEADINGS])]
+    rule = "-" * len(out[-1])
+    out.append(rule)
     for r, c in zip(rows, cells):
         if r.total:
             out.append(rule)
         out.append(line(r.group, c))
+    return out
+
+
+def render_summary(run: RunData, width: int = 80) -> str:
+    """The summary as aligned plain text within ``width`` columns: run
+    information, one line per group and the totals (units in the
+    headings), descriptor writes, entry verdicts, skip reasons and harness
+    errors."""
+    rows = summary_table(run)
+    out = ["s2diff summary", *_run_lines(run), "", *render_table(rows, width)]
     total = rows[-1]
+    out.append("passed + known + new + not run = probes; failed: cases that timed out, "
+               "crashed QEMU or stopped the guest" if width >= 100 else
+               "passed + known + new + not run = probes")
+    if total.writes_new or total.writes_known:
+        out.append(f"descriptor writes against the reference (not probes): "
+                   f"{total.writes_new:,} new, {total.writes_known:,} known")
     out.append("")
     out.append("entries: " + ", ".join(f"{n} {v.label}" for v, n in total.verdicts))
     if total.skip_reasons:
@@ -265,34 +353,14 @@ def render_summary(run: RunData, width: int = 132) -> str:
         out.append("not run:")
         for row in rows[:-1]:
             for reason, n in row.skip_reasons:
-                out.append(f"  {row.group}: {n} case(s): {reason}")
+                out += textwrap.wrap(f"{row.group}: {n} case(s): {reason}", width,
+                                     initial_indent="  ", subsequent_indent="    ")
     errors = harness_errors(run)
     if errors:
         out.append("")
         out.append("harness errors (batches without case records):")
         for b in errors:
-            out.append(f"  batch {b.batch} ({b.arch} {b.cpu}, {b.images} images): "
-                       f"{_first_line(b.diagnostic)}")
+            out += textwrap.wrap(f"batch {b.batch} ({b.arch} {b.cpu}, {b.images} images): "
+                                 f"{_first_line(b.diagnostic)}", width,
+                                 initial_indent="  ", subsequent_indent="    ")
     return "\n".join(out) + "\n"
-
-
-def summary_rich(run: RunData) -> Table:
-    """The summary table as a rich.table.Table (for a terminal)."""
-    table = Table(title=f"s2diff summary, seed {run.info.seed}, {run.info.coverage}")
-    table.add_column("group")
-    for h in _HEADINGS:
-        table.add_column(h, justify="right")
-    styles = {"new": "bold red", "known": "yellow", "timeouts": "magenta", "crashes": "magenta",
-              "guest_errors": "magenta", "skipped": "dim"}
-    rows = summary_table(run)
-    for i, r in enumerate(rows):
-        values = []
-        for c in _COLUMNS:
-            v = getattr(r, c)
-            style = styles.get(c) if v else None
-            values.append(f"[{style}]{v}[/]" if style else str(v))
-        table.add_row(f"[bold]{escape(r.group)}[/]" if r.total else escape(r.group), *values,
-                      end_section=i == len(rows) - 2)
-    return table
-
-

@@ -7,16 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from .families import render_families
 from .html import write_html
 from .junit import write_junit
 from .load import RunData
-from .summary import render_summary
-
-
-def render_text(run: RunData, width: int = 132) -> str:
-    """summary.txt: the summary followed by the divergence families."""
-    return render_summary(run, width) + "\n" + render_families(run)
+from .text import render_text
 
 
 def write_reports(run: RunData, out_dir: Path | str, timings: bool = False) -> dict[str, Path]:
@@ -26,7 +20,7 @@ def write_reports(run: RunData, out_dir: Path | str, timings: bool = False) -> d
     try:
         out.mkdir(parents=True, exist_ok=True)
         summary = out / "summary.txt"
-        summary.write_text(render_text(run), encoding="utf-8", errors="backslashreplace")
+        summary.write_text(render_text(run, out), encoding="utf-8", errors="backslashreplace")
         return {"summary": summary,
                 "junit": write_junit(run, out / "junit.xml", timings),
                 "html": write_html(run, out / "report.html")}
