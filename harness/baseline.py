@@ -23,13 +23,15 @@ from .datafile import load_data_file
 from .errors import UsageError
 from .qemu.builds import version_number
 from .records import CrashRecord, Divergence, DivergenceRecord, Record
+from .vocabulary import DivergenceKind
 
 VERSION = 1
 _LIST_FIELDS = ("cpus", "granules", "qemu_versions")
 _REGEX_FIELDS = ("expected", "observed", "aim", "at", "config", "rule", "signature")
 _TEXT_FIELDS = ("id", "title", "evidence", "upstream", "kind", "arch", "verdict")
 _KNOWN = set(_LIST_FIELDS) | set(_REGEX_FIELDS) | set(_TEXT_FIELDS) | {"qemu", "case"}
-_KINDS = ("probe", "memory", "crash")
+# Divergence kinds (harness.vocabulary), and crash entries (crash records).
+_KINDS = (*(k.value for k in DivergenceKind), "crash")
 _VERDICTS = ("qemu-bug", "architecture-permitted", "reference-limitation")
 
 

@@ -1,9 +1,10 @@
 """`s2diff bench`: throughput measured in one run on one machine.
 
 (a) QEMU's raw rates, the stub in a tight loop with no host work: AT probes
-    per second (one image, many probes on valid mappings) and image switches
-    per second (many images sharing one set of tables, one probe each),
-    each net of an empty boot.
+    per second (one image, many probes on valid mappings), access probes
+    per second (one image, many EL1 loads of one mapped page: each an ERET,
+    the load and an HVC back) and image switches per second (many images
+    sharing one set of tables, one probe each), each net of an empty boot.
 (b) The harness end to end on a sample of the default nightly mix:
     generated, executed and compared probes and images per second, with
     --jobs 1 and --jobs N (scaling).
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from reference.access import AccessKind
 from reference.arch import Arch, AtKind, Granule
 from reference.config import aarch64_config
 from reference.cpus import get_cpu
@@ -35,9 +37,11 @@ from reference.image import ImageBuilder, LeafAttrs, layout_for
 
 from .baseline import default_baseline
 from .judge.case import judge_case
+from .kinds import CaseKind
 from .matrix import build_matrix
 from .plan import Machine, MatrixEntry, job_image, prepare_machine
 from .qemu.boot import BatchStatus, run_batch
+from .qemu.elf import el1_window, read_stub
 from .qemu.job import PROBE_DTYPE, JobImage
 from .qemu.launcher import find_qemu, qemu_cpus
 from .records import BatchRecord, CaseRecord, read_records
@@ -53,6 +57,8 @@ class BenchResult:
     """All figures of one bench run (rates per second, memory in MiB)."""
 
     raw_at_per_s: float = 0.0
+    raw_access_per_s: float = 0.0
+    e2e_access_per_s: float = 0.0
     raw_images_per_s: float = 0.0
     boot_s: float = 0.0
     e2e_probes_per_s: float = 0.0
@@ -138,6 +144,44 @@ def measure_raw(arena_base: int, n_probes: int = RAW_PROBES,
     at_rate = n_probes / max(t_probes - empty, 1e-9)
     image_rate = n_images / max(t_images - empty, 1e-9)
     return at_rate, image_rate, empty
+
+
+RAW_ACCESSES = 100_000
+
+
+def measure_access(machine: Machine, n_probes: int, out: Path,
+                   entries: list[MatrixEntry]) -> tuple[float, float]:
+    """(raw access probes/s in QEMU, access probes/s end to end).  Raw: one
+    image mapping the stub's EL1 window and one RW page, ``n_probes`` LDR
+    X loads of it (net of an empty boot, median of three).  End to end: a
+    run of ``entries`` (access entries), generation and judging included --
+    the host, not QEMU, sets that pace."""
+    stub = Path(machine.stubs["aarch64"])
+    el1 = el1_window(read_stub(stub))
+    cpu = get_cpu(Arch.AARCH64, BENCH_CPU)
+    config = aarch64_config(Granule.G4K, 40, 1, ps_bits=44)
+    builder = ImageBuilder(layout_for(cpu, config, 1), machine.arena["aarch64"][0], 1 << 20)
+    for off in range(0, el1.size, 1 << 12):
+        builder.map(el1.pa + off, el1.pa + off, 3, LeafAttrs())
+    page = machine.arena["aarch64"][0] + (1 << 20)
+    builder.map(0x1000_0000, page, 3, LeafAttrs())
+    image = builder.build()
+    probes = np.zeros(n_probes, dtype=PROBE_DTYPE)
+    probes["ipa"] = 0x1000_0000 + 8 * (np.arange(n_probes, dtype=np.uint64) % 512)
+    probes["kind"] = AccessKind.A64_LDR_X.code
+
+    def boot(images) -> float:
+        result = run_batch(Arch.AARCH64, BENCH_CPU, images, stub=stub)
+        if result.status.value != "completed":
+            raise RuntimeError(f"bench boot did not complete: {result.diagnostic}")
+        return result.elapsed
+
+    job = [JobImage(config.vtcr(), image.vttbr, tuple((r.pa, r.data) for r in image.regions),
+                    probes, el1_ipa=el1.pa)]
+    empty = sorted(boot([]) for _ in range(3))[1]
+    raw = n_probes / max(sorted(boot(job) for _ in range(3))[1] - empty, 1e-9)
+    e2e = measure_e2e(entries, 1, 1, 0, out)[0] if entries else 0.0
+    return raw, e2e
 
 
 def _naive_one(args: tuple[MatrixEntry, int, int, Machine]) -> int:
@@ -231,6 +275,12 @@ def run_bench(jobs: int, fanout: int, sample: int = 6, cases: int = 2,
     available = {a: qemu_cpus(find_qemu(a)) for a in (Arch.AARCH64, Arch.AARCH32)}
     entries = _sample(build_matrix(available=available), sample)
     with tempfile.TemporaryDirectory(prefix="s2diff-bench-") as tmp:
+        step("(a) access probes: QEMU's raw rate and end to end")
+        access = [e for e in build_matrix(arch=Arch.AARCH64, cpus=[BENCH_CPU])
+                  if e.kind is CaseKind.ACCESS]
+        res.raw_access_per_s, res.e2e_access_per_s = measure_access(
+            machine, raw_probes // 4 if small else RAW_ACCESSES, Path(tmp) / "a",
+            access[:1] if small else access)
         step(f"(b) end to end, {len(entries)} entries x {cases} cases, --jobs {jobs}")
         (res.e2e_probes_per_s, res.e2e_images_per_s, res.e2e_probes, res.e2e_images,
          res.e2e_seconds) = measure_e2e(entries, jobs, cases, fanout, Path(tmp) / "n",
@@ -257,6 +307,8 @@ def run_bench(jobs: int, fanout: int, sample: int = 6, cases: int = 2,
 def render(res: BenchResult) -> str:
     rows = [
         ("(a) QEMU raw: AT probes/s", f"{res.raw_at_per_s:,.0f}"),
+        ("(a) QEMU raw: access probes/s", f"{res.raw_access_per_s:,.0f}"),
+        ("(b) end to end, access entries, 1 job: probes/s", f"{res.e2e_access_per_s:,.0f}"),
         ("(a) QEMU raw: image switches/s", f"{res.raw_images_per_s:,.0f}"),
         ("    QEMU start + exit, empty job", f"{res.boot_s * 1000:.0f} ms"),
         (f"(b) end to end, nightly mix, {res.jobs} jobs: probes/s", f"{res.e2e_probes_per_s:,.0f}"),

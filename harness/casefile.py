@@ -1,6 +1,8 @@
 """Reading and writing case files (format: docs/case-file.md): what a run
 writes for a divergence (a sample of the fan-out, the rest regenerated from
-the seed), and loading a case with its whole fan-out again."""
+the seed), and loading a case with its whole fan-out again.  An access case
+is format s2diff-access-case (reference.access_casefmt), a stage-1-on case
+s2diff-s1-case (reference.s1casefmt)."""
 from __future__ import annotations
 
 import base64
@@ -13,14 +15,22 @@ from typing import Any
 
 import numpy as np
 
+from reference.access_case import AccessCase
+from reference.access_casefmt import FORMAT as ACCESS_FORMAT
+from reference.access_casefmt import access_case_from_data, access_case_to_data
 from reference.casefmt import CaseFormatError, case_from_data, case_to_data
 from reference.generate import Case, FanOut, generate_case
+from reference.generate_s1 import S1Case
+from reference.s1casefmt import FORMAT as S1_FORMAT
+from reference.s1casefmt import s1_case_from_data, s1_case_to_data
 
 from .datafile import load_data_file
 from .errors import UsageError
 from .qemu.job import ImageResult, row_observation
 from .records import Divergence
-from .vocabulary import DivergenceKind, raw_observation
+from .vocabulary import DivergenceKind, raw_observation, raw_record
+
+AnyCase = Case | AccessCase | S1Case
 
 MAX_FILE_BYTES = 256 << 20
 
@@ -34,25 +44,49 @@ def load_case_data(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def load_case(path: str | os.PathLike) -> Case:
-    """Read and validate a case file."""
+def load_any_case(path: str | os.PathLike) -> AnyCase:
+    """Read and validate a case file of any kind (a stage-2 AT case, an
+    access case, a stage-1-on case)."""
     data = load_case_data(path)
+    try:
+        if data.get("format") == ACCESS_FORMAT:
+            return access_case_from_data(data)
+        if data.get("format") == S1_FORMAT:
+            return s1_case_from_data(data)
+        return case_from_data(data)
+    except CaseFormatError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+
+
+def load_case(path: str | os.PathLike) -> Case:
+    """Read and validate a stage-2 AT case file (what shrink, localize,
+    bisect and isolate work on); an access case is refused in one line."""
+    data = load_case_data(path)
+    if data.get("format") in (ACCESS_FORMAT, S1_FORMAT):
+        raise UsageError(f"{path}: an {'access' if data['format'] == ACCESS_FORMAT else 'stage-1'}"
+                         " case (probe, repro and walk take it; this command works on stage-2 "
+                         "AT cases)")
     try:
         return case_from_data(data)
     except CaseFormatError as exc:
         raise UsageError(f"{path}: {exc}") from None
 
 
-def case_json(case: Case, extra: dict[str, Any] | None = None) -> str:
+def case_json(case: AnyCase, extra: dict[str, Any] | None = None) -> str:
     """The text of a case file for ``case``; ``extra`` adds top-level keys
     (observation, QEMU command line and version, divergence)."""
-    data = case_to_data(case)
+    if isinstance(case, AccessCase):
+        data = access_case_to_data(case)
+    elif isinstance(case, S1Case):
+        data = s1_case_to_data(case)
+    else:
+        data = case_to_data(case)
     if extra:
         data.update(extra)
     return json.dumps(data, indent=1) + "\n"
 
 
-def save_case(path: str | os.PathLike, case: Case, extra: dict[str, Any] | None = None) -> Path:
+def save_case(path: str | os.PathLike, case: AnyCase, extra: dict[str, Any] | None = None) -> Path:
     """Write a case file atomically (temporary file + rename)."""
     p = Path(path)
     tmp = p.with_name(p.name + ".tmp")
@@ -113,14 +147,26 @@ def case_for_file(case: Case, divs: Sequence[Divergence]) -> tuple[Case, list[in
     return dataclasses.replace(case, fanout=trimmed), rows, renumber
 
 
-def divergence_case(case: Case, image: ImageResult, argv: Sequence[str], qemu_version: str,
-                    divs: Sequence[Divergence]) -> tuple[Case, dict[str, Any]]:
+def divergence_case(case: AnyCase, image: ImageResult, argv: Sequence[str], qemu_version: str,
+                    divs: Sequence[Divergence]) -> tuple[AnyCase, dict[str, Any]]:
     """What a run writes for a case with new divergences: the case with a
     sample of its fan-out (case_for_file), and the extra keys -- the
     observations of the probes kept, the table memory after the run, the
     QEMU command line and version, the divergences (probe numbers of the
     file, ``run_probe`` the run's), and ``fanout_source`` to regenerate the
-    whole fan-out."""
+    whole fan-out.  An access or stage-1-on case has no fan-out: it is kept
+    whole, with each probe's raw record (vocabulary.raw_record)."""
+    if not isinstance(case, Case):
+        return case, {
+            "observed": {"probes": [raw_record(r) for r in image.records],
+                         "regions_after": [{"pa": f"{pa:#x}",
+                                            "data": base64.b64encode(d).decode()}
+                                           for pa, d in image.regions_after]},
+            "qemu": {"argv": list(argv), "version": qemu_version},
+            "divergence": [{"probe": d.probe, "run_probe": d.probe, "kind": d.kind.value,
+                            "expected": list(d.expected), "observed": d.observed,
+                            **({"count": d.count} if d.count != 1 else {})} for d in divs],
+        }
     kept, rows, renumber = case_for_file(case, divs)
     spans = len(case.fanout.spans)
     extra: dict[str, Any] = {

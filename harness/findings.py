@@ -26,8 +26,10 @@ from .debug.isolate import (
     named_probe,
     probe_subset,
 )
+from .kinds import RunCase, case_kind
 from .plan import Batch, job_image
 from .qemu.boot import BatchResult, FailureKind, run_batch
+from .qemu.job import probe_table
 from .qemu.signature import crash_signature
 from .records import CrashRecord, Isolation
 from .resume import CrashEvent, Segment, probe_labels
@@ -68,27 +70,41 @@ class Where:
         return min(self.timeout or ISOLATE_TIMEOUT, ISOLATE_TIMEOUT)
 
 
-def crash_record(batch: Batch, label: str, cases: Sequence[Case], result: BatchResult,
+def crash_record(batch: Batch, label: str, cases: Sequence[RunCase], result: BatchResult,
                  event: CrashEvent, key: str, held: int) -> CrashRecord:
     """The crash record of ``event`` (docs/results.md); ``key``: its
-    quarantine key, ``held``: probes of its case held back."""
+    quarantine key, ``held``: probes of its case held back.  An access or
+    stage-1 case names the probe by its job row (IPA or VA, and the kind
+    of operation); the expected labels are an AT probe's."""
     case = cases[event.image]
     spec = batch.specs[event.image]
-    probe = named_probe(case, event.probe)
+    if isinstance(case, Case):
+        probe = named_probe(case, event.probe)
+        ipa, at, aim = f"{probe.ipa:#x}", probe.at.name, probe.aim
+        expected = probe_labels(case, event.probe)
+    else:
+        row = probe_table(job_image(case).probes)[event.probe]
+        ipa, at = f"{int(row['ipa']):#x}", f"{case_kind(case).value} op {int(row['kind'])}"
+        aim, expected = f"job row {event.probe}", ()
     return CrashRecord(
         qemu=label, qemu_version=result.qemu_version, batch=batch.number,
         arch=case.cpu.arch.value, cpu=case.cpu.name, key=case.key, entry=spec.entry.name,
-        group=spec.entry.group, probe=event.probe, ipa=f"{probe.ipa:#x}", at=probe.at.name,
-        aim=probe.aim, expected=probe_labels(case, event.probe), kind=event.kind,
+        group=spec.entry.group, probe=event.probe, ipa=ipa, at=at,
+        aim=aim, expected=expected, kind=event.kind,
         signature=event.signature, signal=event.signal, returncode=event.returncode,
         console=event.console, argv=event.argv,
         granule=case.config.granule.label if case.config.granule else None,
         config=case.config.describe(), quarantine=key, held=held)
 
 
-def boot_cases(cases: Sequence[Case], segments: Sequence[Segment]) -> list[Case]:
-    """The cases one boot ran: each segment's image with its probes."""
-    return [probe_subset(cases[s.image], s.rows.tolist()) for s in segments]
+def boot_cases(cases: Sequence[RunCase], segments: Sequence[Segment]) -> list[RunCase]:
+    """The cases one boot ran: each segment's image with its probes (an
+    access or stage-1 case whole: its probes are not cut apart)."""
+    out: list[RunCase] = []
+    for s in segments:
+        case = cases[s.image]
+        out.append(probe_subset(case, s.rows.tolist()) if isinstance(case, Case) else case)
+    return out
 
 
 def claim(folder: Path, name: str) -> bool:
@@ -104,7 +120,7 @@ def claim(folder: Path, name: str) -> bool:
     return True
 
 
-def crash_case_file(where: Where, source: str, cases: Sequence[Case], event: CrashEvent,
+def crash_case_file(where: Where, source: str, cases: Sequence[RunCase], event: CrashEvent,
                     rec: CrashRecord) -> CrashRecord:
     """For the first crash of a family (its signature) in the run: the
     probe run alone, and if it fails the same way, its case file
@@ -118,8 +134,11 @@ def crash_case_file(where: Where, source: str, cases: Sequence[Case], event: Cra
     if not claim(where.folder, name):
         return rec
     case = cases[event.image]
-    single = dataclasses.replace(case, probes=(named_probe(case, event.probe),),
-                                 fanout=FanOut.empty())
+    # An AT probe alone; an access or stage-1 case whole (its steps build
+    # on each other).
+    single: RunCase = (dataclasses.replace(case, probes=(named_probe(case, event.probe),),
+                                           fanout=FanOut.empty())
+                       if isinstance(case, Case) else case)
     again = run_batch(case.cpu.arch, case.cpu.name, [job_image(single)], qemu=where.qemu,
                       stub=where.stub, timeout=where.limit)
     failure = failure_of(again)
@@ -151,7 +170,7 @@ def crash_case_file(where: Where, source: str, cases: Sequence[Case], event: Cra
     return dataclasses.replace(rec, case_file=where.relative(path), reproduced=False)
 
 
-def isolate_failure(where: Where, batch: Batch, cases: Sequence[Case]) -> Isolation:
+def isolate_failure(where: Where, batch: Batch, cases: Sequence[RunCase]) -> Isolation:
     """Split a boot that crashed or hung QEMU without naming a probe (QEMU
     died before the stub started, after it finished, or left the results
     area unreadable) down to the image and probe that do it

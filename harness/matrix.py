@@ -4,7 +4,9 @@ entries a run covers.  Data, built from the reference's catalogue.
 The default (nightly) matrix is every valid configuration for IPA sizes 32,
 36, 40, 42, 44, 48 and 52 bits on every AArch64 CPU model and granule it
 supports (25..40 bits on 32-bit ARM), the hardware Access flag / dirty
-state variants on the models that implement FEAT_HAFDBS, and the
+state variants on the models that implement FEAT_HAFDBS, KVM's choices with
+stage-2 permission indirection on the models with FEAT_S2PIE (as the QEMU in
+use reports them), KVM's 40-bit choices with a misaligned VTTBR, and the
 invalid-configuration families, each named after the rule it breaks.
 """
 from __future__ import annotations
@@ -28,9 +30,11 @@ from reference.config import (
     aarch32_config,
     aarch64_config,
 )
-from reference.cpus import CPUS, CpuModel, cpu_names, get_cpu
+from reference.cpus import CPUS, CpuModel, cpu_names, get_cpu, model_differences
+from reference.generate import OptIn
 
 from .errors import UsageError
+from .kinds import CaseKind
 from .plan import MatrixEntry
 
 NIGHTLY_IPA_SIZES = (32, 36, 40, 42, 44, 48, 52)
@@ -38,7 +42,7 @@ NIGHTLY_IPA_SIZES = (32, 36, 40, 42, 44, 48, 52)
 
 def _name(cpu: CpuModel, config: S2Config, tag: str) -> str:
     g = config.granule.label if config.granule else f"tg0-{config.tg0}"
-    extra = "".join(f"-{n}" for n in ("ha", "hd", "ds") if getattr(config, n, 0))
+    extra = "".join(f"-{n}" for n in ("ha", "hd", "ds", "s2pie") if getattr(config, n, 0))
     return f"{cpu.arch.value}/{cpu.name}/{g}/ipa{config.ia_bits}/sl0-{config.sl0}{extra}/{tag}"
 
 
@@ -70,6 +74,90 @@ def hafdbs_entries(cpu: CpuModel, ipa_sizes: Iterable[int] | None,
             cfg = dataclasses.replace(e.config, ha=ha, hd=hd)
             out.append(dataclasses.replace(e, name=_name(cpu, cfg, "kvm"), config=cfg,
                                            group="aarch64 hafdbs"))
+    return out
+
+
+def s2pie_entries(cpu: CpuModel, ipa_sizes: Iterable[int] | None,
+                  granules: Iterable[Granule] | None) -> list[MatrixEntry]:
+    """KVM's choices with VTCR_EL2.S2PIE = 1 on models with FEAT_S2PIE (as
+    the QEMU in use reports them: max from QEMU 10.2 on), with (HA, HD) =
+    (0, 0), (1, 0) and (1, 1) where FEAT_HAFDBS allows: each case draws an
+    S2PIR_EL2 holding every Perm encoding and places a leaf for every
+    PIIndex (reference.generate), and under S2PIE the dirty state is
+    descriptor bit 7 (AArch64.S2CheckPermissions, the S2PIE paths)."""
+    if cpu.arch is not Arch.AARCH64 or not cpu.feat_s2pie:
+        return []
+    variants = [(0, 0)] + [(1, 0)] * (cpu.hafdbs >= 1) + [(1, 1)] * (cpu.hafdbs >= 2)
+    out = []
+    for e in valid_entries(cpu, ipa_sizes, granules):
+        if not e.kvm:
+            continue
+        for ha, hd in variants:
+            cfg = dataclasses.replace(e.config, s2pie=1, ha=ha, hd=hd)
+            out.append(dataclasses.replace(e, name=_name(cpu, cfg, "kvm"), config=cfg,
+                                           group="aarch64 s2pie"))
+    return out
+
+
+# The IPA size of the access entries: one KVM choice per granule (every
+# model has a 40-bit one), so that every model and granule is covered.
+ACCESS_IPA_BITS = 40
+
+
+def access_entries(cpu: CpuModel, granules: Iterable[Granule] | None = None) -> list[MatrixEntry]:
+    """Access cases (harness.kinds.CaseKind.ACCESS: loads, stores, DC ZVA,
+    fetches from EL1 / PL1, TLB and VMID steps) for KVM's 40-bit choice of
+    every granule of the model, and once more with VTCR_EL2.HA = HD = 1 on
+    models with FEAT_HAFDBS level 2 (a real store sets the dirty state of
+    a DBM page, which no AT does)."""
+    out = []
+    kvm = [e for e in valid_entries(cpu, [ACCESS_IPA_BITS], granules) if e.kvm]
+    group = f"{cpu.arch.value} access" if cpu.arch is Arch.AARCH64 else "arm access"
+    for e in kvm:
+        out.append(dataclasses.replace(e, name=_name(cpu, e.config, "access"), group=group,
+                                       kind=CaseKind.ACCESS))
+    if cpu.arch is Arch.AARCH64 and cpu.hafdbs >= 2 and kvm:
+        cfg = dataclasses.replace(kvm[0].config, ha=1, hd=1)
+        out.append(dataclasses.replace(kvm[0], name=_name(cpu, cfg, "access"), config=cfg,
+                                       group=group, kind=CaseKind.ACCESS))
+    return out
+
+
+def stage1_entries(cpu: CpuModel, granules: Iterable[Granule] | None = None) -> list[MatrixEntry]:
+    """Stage-1-on cases (harness.kinds.CaseKind.STAGE1: AT S12E*/S1E* with
+    stage-1 tables walked through stage 2, S1PTW faults, combined
+    attributes) on KVM's 40-bit choice of one stage-2 granule, the model's
+    stage-1 shapes in turn case after case (granule, VA size, tables low or
+    high in IPA space; AArch32 LPAE: above 4 GiB).  One entry per model:
+    the reference's two-stage walk costs ~3 ms a probe, so the group is
+    kept to what the nightly can afford.  The stage-2 granule is the
+    model's n-th, n its place in the table, so that the models between them
+    walk stage 1 through every stage-2 granule."""
+    kvm = [e for e in valid_entries(cpu, [ACCESS_IPA_BITS], granules) if e.kvm]
+    if not kvm:
+        return []
+    e = kvm[cpu_names(cpu.arch).index(cpu.name) % len(kvm)] \
+        if cpu.name in cpu_names(cpu.arch) else kvm[0]
+    group = f"{cpu.arch.value} stage 1" if cpu.arch is Arch.AARCH64 else "arm stage 1"
+    return [dataclasses.replace(e, name=_name(cpu, e.config, "stage1"), group=group,
+                                kind=CaseKind.STAGE1)]
+
+
+def misaligned_vttbr_entries(cpu: CpuModel) -> list[MatrixEntry]:
+    """KVM's 40-bit choice of every granule with a VTTBR whose base has
+    RES0 bits set (reference.generate.OptIn.MISALIGNED_VTTBR): a base not
+    aligned to the start-level tables' size is CONSTRAINED UNPREDICTABLE
+    (Arm ARM D24.2.225 VTTBR_EL2.BADDR, G8.2.173 VTTBR.BADDR: the bits are
+    treated as zero, or the walk reads at the misaligned address), UNPREDICTABLE
+    on ARMv7 (K1.1.15); the reference permits each reading."""
+    out = []
+    for e in valid_entries(cpu, [40], None):
+        if not e.kvm:
+            continue
+        out.append(dataclasses.replace(
+            e, name=_name(cpu, e.config, "misaligned-vttbr"),
+            group="constrained unpredictable: misaligned VTTBR",
+            opt_in=frozenset({OptIn.MISALIGNED_VTTBR})))
     return out
 
 
@@ -139,8 +227,17 @@ def invalid_entries(cpu: CpuModel) -> list[MatrixEntry]:
     return out
 
 
+def cpu_selection(arch: Arch | None = None, names: Sequence[str] | None = None,
+                  available: Mapping[Arch, frozenset[str]] | None = None
+                  ) -> list[tuple[Arch, str]]:
+    """(arch, -cpu) of every CPU model a matrix with these options covers
+    (the models of harness.qemu.models are read for them)."""
+    return [(m.arch, m.name) for m in _cpus(arch, names, available)]
+
+
 def _cpus(arch: Arch | None, names: Sequence[str] | None,
-          available: Mapping[Arch, frozenset[str]] | None = None) -> list[CpuModel]:
+          available: Mapping[Arch, frozenset[str]] | None = None,
+          models: Mapping[tuple[Arch, str], CpuModel] | None = None) -> list[CpuModel]:
     """The CPU models of a matrix: those named (every one must be a known
     model, and one the QEMU in use provides), else every known model the
     QEMU provides (``available``: its -cpu names per architecture; None:
@@ -166,44 +263,77 @@ def _cpus(arch: Arch | None, names: Sequence[str] | None,
             if missing:
                 raise UsageError(f"--cpu: the QEMU in use has no {missing[0].arch.value} "
                                  f"-cpu {missing[0].name}")
-    return out
+    # The model of the QEMU in use where one was read (max follows its ID registers).
+    return [(models or {}).get((m.arch, m.name), m) for m in out]
+
+
+def _with_model(entries: list[MatrixEntry], cpu: CpuModel) -> list[MatrixEntry]:
+    """Entries that carry ``cpu`` when it is not the named table's model
+    (registers the model does not list read as zero: equal values are the
+    same model)."""
+    named = CPUS.get((cpu.arch, cpu.name))
+    if named is not None and named.arch_version == cpu.arch_version \
+            and not model_differences(named, cpu) and not model_differences(cpu, named):
+        return entries
+    return [dataclasses.replace(e, model=cpu) for e in entries]
 
 
 def build_matrix(*, arch: Arch | None = None, cpus: Sequence[str] | None = None,
                  granules: Sequence[Granule] | None = None, ipa_sizes: Sequence[int] | None = None,
                  vtcr: int | None = None, vttbr: int = 0,
                  invalid: bool = True,
-                 available: Mapping[Arch, frozenset[str]] | None = None) -> list[MatrixEntry]:
+                 available: Mapping[Arch, frozenset[str]] | None = None,
+                 models: Mapping[tuple[Arch, str], CpuModel] | None = None,
+                 probes: Sequence[CaseKind] | None = None) -> list[MatrixEntry]:
     """The matrix a run covers.  With no arguments: the nightly matrix.
 
     ``vtcr`` selects exactly one entry: that register value on the one CPU
     model named (validating one hypervisor's configuration).  ``available``
     (the -cpu names of the QEMU in use, per architecture) leaves out the
-    models that QEMU does not provide."""
+    models that QEMU does not provide; ``models`` (harness.qemu.models:
+    the models as that QEMU reports them) replace the named table's, and
+    the entries of a model that differs carry it.  ``probes``: the kinds of
+    case wanted (harness.kinds.CaseKind; None: every kind, or only AT cases
+    when granules or IPA sizes are selected); the stage-2 AT entries are
+    always there (they are the matrix)."""
     if vtcr is not None:
-        models = _cpus(arch, cpus, available)
-        if len(models) != 1:
+        chosen = _cpus(arch, cpus, available, models)
+        if len(chosen) != 1:
             raise UsageError("--vtcr needs exactly one --cpu (and --arch when the name is ambiguous)")
-        cpu = models[0]
+        cpu = chosen[0]
         limit = 1 << (64 if cpu.arch is Arch.AARCH64 else 32)
         if not 0 <= vtcr < limit:
             raise UsageError(f"--vtcr: {vtcr:#x} does not fit the {cpu.arch.value} VTCR")
         config = vtcr_config(cpu, vtcr, vttbr)
         verdict = judge(cpu, config)
-        return [MatrixEntry(name=f"{cpu.arch.value}/{cpu.name}/vtcr-{vtcr:#x}",
-                            group="--vtcr", arch=cpu.arch, cpu=cpu.name, config=config,
-                            valid=verdict.valid)]
+        return _with_model([MatrixEntry(name=f"{cpu.arch.value}/{cpu.name}/vtcr-{vtcr:#x}",
+                                        group="--vtcr", arch=cpu.arch, cpu=cpu.name,
+                                        config=config, valid=verdict.valid)], cpu)
     entries: list[MatrixEntry] = []
-    for cpu in _cpus(arch, cpus, available):
+    # Without a granule or IPA-size selection every kind of case is in; a
+    # selection of stage-2 configurations asks for AT cases on them unless
+    # ``probes`` says otherwise.
+    selected = granules is not None or ipa_sizes is not None
+    kinds = set(probes) if probes is not None else \
+        ({CaseKind.AT} if selected else set(CaseKind))
+    for cpu in _cpus(arch, cpus, available, models):
         sizes = ipa_sizes
         if sizes is None:
             sizes = NIGHTLY_IPA_SIZES if cpu.arch is Arch.AARCH64 else AARCH32_IPA_SIZES
-        entries += valid_entries(cpu, sizes, granules)
-        entries += hafdbs_entries(cpu, sizes, granules)
+        mine = valid_entries(cpu, sizes, granules)
+        mine += hafdbs_entries(cpu, sizes, granules)
+        mine += s2pie_entries(cpu, sizes, granules)
+        if CaseKind.ACCESS in kinds:
+            mine += access_entries(cpu, granules)
+        if CaseKind.STAGE1 in kinds:
+            mine += stage1_entries(cpu, granules)
         if invalid and granules is None and ipa_sizes is None:
-            entries += invalid_entries(cpu)
+            mine += invalid_entries(cpu)
+            mine += misaligned_vttbr_entries(cpu)
+        entries += _with_model(mine, cpu)
     return entries
 
 
-__all__ = ["NIGHTLY_IPA_SIZES", "build_matrix", "get_cpu", "hafdbs_entries", "invalid_entries",
+__all__ = ["ACCESS_IPA_BITS", "NIGHTLY_IPA_SIZES", "access_entries", "build_matrix",
+           "cpu_selection", "get_cpu", "hafdbs_entries", "invalid_entries", "misaligned_vttbr_entries", "s2pie_entries", "stage1_entries",
            "kvm_start_level", "valid_entries"]

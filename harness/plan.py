@@ -15,18 +15,26 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-import numpy as np
-
-from reference.arch import Arch, Granule
+from reference.access_case import El1Window
+from reference.arch import Arch
 from reference.config import S2Config
-from reference.cpus import get_cpu
-from reference.generate import Case, MemoryMap, generate_case
+from reference.cpus import CpuModel, get_cpu
+from reference.generate import MemoryMap, OptIn
+from reference.generate_s1 import Stage1Shape
 
 from .errors import UsageError
+from .kinds import (
+    CaseKind,
+    RunCase,
+    case_window_bytes,
+    generate_kind_case,
+    kind_job_image,
+    stage1_shape,
+)
 from .qemu.build import build_stub
 from .qemu.builds import QemuBuild
 from .qemu.elf import read_stub
-from .qemu.job import PROBE_DTYPE, JobImage
+from .qemu.job import JobImage
 
 # What has nothing behind it on QEMU's virt machine: the unpopulated part of
 # the RAM region above a 1 GiB RAM, and the hole between the virtio-mmio
@@ -40,7 +48,14 @@ class MatrixEntry:
     """One configuration of the matrix on one CPU model.
 
     ``group`` names the family for the summary (e.g. "aarch64 4k valid",
-    "invalid: inconsistent SL"); ``name`` is unique within a matrix."""
+    "invalid: inconsistent SL"); ``name`` is unique within a matrix.
+    ``model``: the CPU model to generate for when it is not the named
+    table's (QEMU's max, as the QEMU in use reports it:
+    harness.qemu.models).  ``opt_in``: scenarios the entry asks the
+    generator for (reference.generate.OptIn).  ``kind``: what it generates
+    (harness.kinds.CaseKind); ``stage1``: the stage-1 shape of a STAGE1
+    entry, None for the model's shapes in turn, one per case
+    (harness.kinds.stage1_shape)."""
 
     name: str
     group: str
@@ -49,6 +64,31 @@ class MatrixEntry:
     config: S2Config
     valid: bool
     kvm: bool = False
+    model: CpuModel | None = None
+    opt_in: frozenset[OptIn] = frozenset()
+    kind: CaseKind = CaseKind.AT
+    stage1: Stage1Shape | None = None
+
+    @property
+    def cpu_model(self) -> CpuModel:
+        return self.model or get_cpu(self.arch, self.cpu)
+
+    def probe_estimate(self, fanout: int) -> int:
+        """An upper bound of the probes one case of the entry has, for
+        cutting batches to the stub's results area: an AT case up to
+        MAX_SPANS placed entries with ``fanout`` bulk probes each (none for
+        an opted-in scenario), an access case a few hundred steps, a
+        stage-1 case about a hundred probes."""
+        if self.kind is CaseKind.ACCESS:
+            return ACCESS_PROBES
+        if self.kind is CaseKind.STAGE1:
+            return STAGE1_PROBES
+        return MAX_SPANS * ((0 if self.opt_in else fanout) + 2)
+
+    @property
+    def window_bytes(self) -> int:
+        """PA window one case of the entry takes in the arena."""
+        return case_window_bytes(self.kind, self.config, self.stage1, self.cpu_model)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,13 +109,6 @@ class Batch:
     specs: tuple[CaseSpec, ...]
 
 
-def window_bytes(config: S2Config) -> int:
-    """PA window reserved for one image: room for a full concatenated
-    start level (16 tables) and ~60 next-level tables of the granule."""
-    granule = config.granule or Granule.G4K
-    return 1 << (granule.bits + 7)
-
-
 @dataclasses.dataclass(frozen=True)
 class Chunk:
     """The entries of one (arch, CPU) that one batch of a round holds:
@@ -86,12 +119,16 @@ class Chunk:
     entries: tuple[int, ...]
 
 
-def round_chunks(entries: Sequence[MatrixEntry], arena: tuple[int, int],
-                 max_images: int) -> tuple[Chunk, ...]:
+def round_chunks(entries: Sequence[MatrixEntry], arena: tuple[int, int], max_images: int,
+                 max_probes: int | None = None, fanout: int = 0) -> tuple[Chunk, ...]:
     """One round (one case of every entry) cut into batches of one
-    (arch, CPU) each, limited to ``max_images`` images and to what fits the
-    arena, the machines' batches interleaved (so that a stop part-way
-    through a round has run part of every CPU model, not all of a few)."""
+    (arch, CPU) each, limited to ``max_images`` images, to what fits the
+    arena and, with ``max_probes``, to the probes the stub's results area
+    holds (each case counted at its entry's probe_estimate for ``fanout``:
+    an access or stage-1 case has a few hundred probes where an AT case with
+    fan-out has ~10^5, so the first pack many to a boot), the machines'
+    batches interleaved (so that a stop part-way through a round has run
+    part of every CPU model, not all of a few)."""
     by_machine: dict[tuple[Arch, str], list[int]] = {}
     for i, entry in enumerate(entries):
         by_machine.setdefault((entry.arch, entry.cpu), []).append(i)
@@ -99,14 +136,17 @@ def round_chunks(entries: Sequence[MatrixEntry], arena: tuple[int, int],
     for (arch, cpu), indices in by_machine.items():
         cut: list[Chunk] = []
         current: list[int] = []
-        used = 0
+        used = probes = 0
         for i in indices:
-            size = window_bytes(entries[i].config)
-            if current and (len(current) >= max_images or used + size > arena[1] - arena[0]):
+            size = entries[i].window_bytes
+            estimate = entries[i].probe_estimate(fanout) if max_probes is not None else 0
+            if current and (len(current) >= max_images or used + size > arena[1] - arena[0]
+                            or (max_probes is not None and probes + estimate > max_probes)):
                 cut.append(Chunk(arch, cpu, tuple(current)))
-                current, used = [], 0
+                current, used, probes = [], 0, 0
             current.append(i)
             used += size
+            probes += estimate
         if current:
             cut.append(Chunk(arch, cpu, tuple(current)))
         per_machine.append(cut)
@@ -148,14 +188,18 @@ class Plan:
 
     @classmethod
     def of(cls, entries: Sequence[MatrixEntry], cases_per_entry: int, arena: tuple[int, int],
-           max_images: int, shard: tuple[int, int] | None = None) -> Plan:
+           max_images: int, shard: tuple[int, int] | None = None,
+           max_probes: int | None = None, fanout: int = 0) -> Plan:
         entries = tuple(entries)
-        chunks = round_chunks(entries, arena, max_images)
+        chunks = round_chunks(entries, arena, max_images, max_probes, fanout)
         k = 1
         if len(chunks) == 1 and entries:
-            size = sum(window_bytes(e.config) for e in entries)
+            size = sum(e.window_bytes for e in entries)
             k = max(1, min(max_images // len(entries), (arena[1] - arena[0]) // size,
                            cases_per_entry))
+            if max_probes is not None:
+                per_round = sum(e.probe_estimate(fanout) for e in entries)
+                k = max(1, min(k, max_probes // max(per_round, 1)))
         return cls(entries, cases_per_entry, chunks, shard, k)
 
     @property
@@ -215,10 +259,12 @@ class Plan:
 
 
 def plan_batches(entries: Sequence[MatrixEntry], cases_per_entry: int, arena: tuple[int, int],
-                 max_images: int) -> list[Batch]:
+                 max_images: int, max_probes: int | None = None,
+                 fanout: int = 0) -> list[Batch]:
     """Every batch of a run, in order (a list: for small runs and tests;
     a run iterates a Plan)."""
-    return list(Plan.of(entries, cases_per_entry, arena, max_images))
+    return list(Plan.of(entries, cases_per_entry, arena, max_images, max_probes=max_probes,
+                        fanout=fanout))
 
 
 # CI systems' own variables for a job's index and count among parallel
@@ -262,15 +308,22 @@ def parse_shard(text: str, env: Mapping[str, str] | None = None) -> tuple[int, i
 
 
 def generate_batch(batch: Batch, seed: int, arena: tuple[int, int], mmap: MemoryMap,
-                   fanout: int = 0) -> list[Case]:
-    """The cases of a batch, each image in its own window of the arena."""
+                   fanout: int = 0, el1: El1Window | None = None) -> list[RunCase]:
+    """The cases of a batch, each in its own window of the arena.  ``el1``:
+    the stub's EL1 window (harness.qemu.elf.el1_window), for access cases."""
     cases = []
     base = arena[0]
     for spec in batch.specs:
-        size = window_bytes(spec.entry.config)
-        cpu = get_cpu(spec.entry.arch, spec.entry.cpu)
-        cases.append(generate_case(cpu, spec.entry.config, seed, spec.key, (base, size), mmap,
-                                   fanout=fanout))
+        e = spec.entry
+        size = e.window_bytes
+        # An opted-in scenario (a misaligned VTTBR) has no fan-out: the
+        # span model cannot vouch for spans walked from two readings of the
+        # root, so the bulk probes would be walked one by one (~30 s a case).
+        shape = stage1_shape(e.cpu_model, e.stage1, spec.index) \
+            if e.kind is CaseKind.STAGE1 else None
+        cases.append(generate_kind_case(e.kind, e.cpu_model, e.config, seed, spec.key,
+                                        (base, size), mmap, fanout=0 if e.opt_in else fanout,
+                                        opt_in=e.opt_in, shape=shape, el1=el1))
         base += size
     return cases
 
@@ -278,6 +331,10 @@ def generate_batch(batch: Batch, seed: int, arena: tuple[int, int], mmap: Memory
 # Upper bound of the entries a case places (spans): what the results area
 # must hold per image is about fanout times this.
 MAX_SPANS = 100
+# Upper bounds of the probes of an access case (steps: ~100 for a 40-bit
+# walk from level 1, more from level 0) and of a stage-1 case (~90).
+ACCESS_PROBES = 400
+STAGE1_PROBES = 200
 
 
 def images_per_batch(max_images: int, fanout: int, max_probes: int) -> int:
@@ -286,16 +343,10 @@ def images_per_batch(max_images: int, fanout: int, max_probes: int) -> int:
     return max(1, min(max_images, max_probes // per_image))
 
 
-def job_image(case: Case) -> JobImage:
-    """The job image of a case: its named probes, then its fan-out probes."""
-    table = np.zeros(len(case.probes) + len(case.fanout), dtype=PROBE_DTYPE)
-    named = len(case.probes)
-    table["ipa"][:named] = [p.ipa for p in case.probes]
-    table["kind"][:named] = [p.at.value for p in case.probes]
-    table["ipa"][named:] = case.fanout.ipa
-    table["kind"][named:] = case.fanout.at
-    return JobImage(vtcr=case.config.vtcr(), vttbr=case.config.vttbr,
-                    regions=tuple((r.pa, r.data) for r in case.image.regions), probes=table)
+def job_image(case: RunCase) -> JobImage:
+    """The job image of a case of any kind (harness.kinds.kind_job_image);
+    a stage-2 case's named probes come first, then its fan-out probes."""
+    return kind_job_image(case)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -195,7 +195,8 @@ def run_resumable(arch, cpu: str, images: Sequence[JobImage], *, capacity: int,
                   keys: Callable[[int], np.ndarray] | None = None,
                   quarantine: dict[str, int] | None = None,
                   on_crash: Callable[[CrashEvent], None] | None = None,
-                  extra_args: Sequence[str] = (), keep: Path | None = None) -> ResumedRun:
+                  extra_args: Sequence[str] = (), keep: Path | None = None,
+                  sequential: Callable[[int], bool] | None = None) -> ResumedRun:
     """Run ``images`` (one batch) in boots of at most ``capacity`` probes,
     resuming after each crash or hang at the next probe.
 
@@ -205,7 +206,10 @@ def run_resumable(arch, cpu: str, images: Sequence[JobImage], *, capacity: int,
     event as it happens (it counts the event's key into the quarantine:
     the key is the caller's to compute).  ``extra_args`` go to every boot
     (--qemu-arg); ``keep``: each boot's files stay in KEEP (boot k > 0 in
-    KEEP-k), with rerun.sh (--keep)."""
+    KEEP-k), with rerun.sh (--keep).  ``sequential(i)``: image i's probes
+    build on each other (an access case: TLB and memory state), so a crash
+    ends it -- its later probes are not run, rather than run from a state
+    the reference does not predict."""
     quarantine = quarantine if quarantine is not None else {}
     sizes = [len(im.probes) for im in images]
     # The common case: everything fits one boot and QEMU completes it; the
@@ -291,7 +295,10 @@ def run_resumable(arch, cpu: str, images: Sequence[JobImage], *, capacity: int,
                 crashes.append(event)
                 if on_crash is not None:
                     on_crash(event)
-                rest = [Segment(seg.image, seg.rows[missing[0] + 1:])] + boot[k + 1:]
+                after_it = seg.rows[missing[0] + 1:]
+                if sequential is not None and sequential(seg.image):
+                    after_it = after_it[:0]
+                rest = [Segment(seg.image, after_it)] + boot[k + 1:]
                 pending.extendleft(reversed(rest))
                 named = True
             break

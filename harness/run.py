@@ -11,13 +11,14 @@ import collections
 import dataclasses
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from reference.arch import Arch
 
+from .baseline import EMPTY, apply_baseline, load_baseline
 from .errors import UsageError
-from .plan import MatrixEntry, Plan, images_per_batch, prepare_machine
+from .plan import MatrixEntry, Plan, prepare_machine
 from .qemu.boot import BatchStatus
 from .qemu.builds import QemuBuild, default_build
 from .qemu.launcher import qemu_cpus, qemu_version
@@ -79,6 +80,9 @@ class RunOptions:
     qemus: tuple[QemuBuild, ...] = ()
     recorded: dict | None = None
     profile: bool = False
+    # Per QEMU label, the (arch, CPU) not to run there and why (a CPU model
+    # that differs from the first build's, for which the matrix was made).
+    model_gaps: dict[str, dict[tuple[Arch, str], str]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -233,10 +237,14 @@ class Coverage:
     missing: dict[str, dict[tuple[Arch, str], str]]
 
     @classmethod
-    def of(cls, builds: Sequence[QemuBuild], machines: Iterable[tuple[Arch, str]]) -> Coverage:
+    def of(cls, builds: Sequence[QemuBuild], machines: Iterable[tuple[Arch, str]],
+           model_gaps: Mapping[str, Mapping[tuple[Arch, str], str]] | None = None) -> Coverage:
+        """``model_gaps``: per build label, the (arch, CPU) it must not run
+        and why (its CPU model differs from the one the matrix was made
+        for: harness.qemu.models)."""
         missing: dict[str, dict[tuple[Arch, str], str]] = {}
         for b in builds:
-            gaps = missing.setdefault(b.label, {})
+            gaps = missing.setdefault(b.label, dict((model_gaps or {}).get(b.label, {})))
             for arch, cpu in sorted(set(machines), key=lambda m: (m[0].value, m[1])):
                 if arch not in b.paths:
                     gaps[arch, cpu] = f"QEMU {b.label} has no {arch.value} emulator"
@@ -274,7 +282,8 @@ def _entries_in_shard(plan: Plan) -> list[MatrixEntry]:
 
 def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[str] = (),
                on_records: Callable[[list[Record]], None] | None = None,
-               on_start: Callable[[RunHeader], None] | None = None) -> RunOutcome:
+               on_start: Callable[[RunHeader], None] | None = None,
+               preamble: Sequence[DivergenceRecord] = ()) -> RunOutcome:
     """Plan, execute and record a run of ``entries`` on every QEMU build.
 
     Batches are generated as workers take them (harness.plan.Plan), round
@@ -282,18 +291,25 @@ def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[
     every QEMU.  Records go to OUT/results.jsonl as they arrive, the end
     record last; ``on_records`` sees each batch's records too (progress
     display; a resumed run's finished records first, then ``on_start``).
-    Ctrl-C stops the run promptly: workers (and their QEMUs) are
-    stopped, and everything finished stays recorded."""
+    ``preamble``: records that belong to no batch (harness.judge.models:
+    CPU models that differ from their named table), matched against the
+    baseline and written after the run header (again on --resume, which
+    drops them with the unfinished batches).  Ctrl-C stops the run
+    promptly: workers (and their QEMUs) are stopped, and everything
+    finished stays recorded."""
     started_at = time.monotonic()
     out = prepare_out(opts.out)
     arches = sorted({e.arch for e in entries}, key=lambda a: a.value)
     builds = qemu_builds(opts, arches)
     machine = prepare_machine(arches, builds)
     arena = min((machine.arena[a.value] for a in arches), key=lambda r: r[1] - r[0])
-    per_batch = images_per_batch(opts.max_images, opts.fanout,
-                                 min(machine.max_probes[a.value] for a in arches))
-    plan = Plan.of(entries, opts.cases_per_entry, arena, per_batch, opts.shard)
-    coverage = Coverage.of(builds, {(e.arch, e.cpu) for e in entries})
+    # Batches are cut by the probes each kind of case brings (an AT case with
+    # fan-out fills the results area with a couple of images, an access or
+    # stage-1 case has a few hundred probes) as well as by a count of images.
+    max_probes = min(machine.max_probes[a.value] for a in arches)
+    plan = Plan.of(entries, opts.cases_per_entry, arena, opts.max_images, opts.shard,
+                   max_probes=max_probes, fanout=opts.fanout)
+    coverage = Coverage.of(builds, {(e.arch, e.cpu) for e in entries}, opts.model_gaps)
     n_batches, n_cases = _sizes(plan, coverage)
     first = builds[0]
     header = RunHeader(
@@ -320,6 +336,10 @@ def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[
         (out / RECORDS).unlink(missing_ok=True)
         sink = RecordSink(out / RECORDS)
         sink.write([header])
+    if preamble:
+        pre = apply_baseline(load_baseline(opts.baseline) if opts.baseline else EMPTY, preamble)
+        sink.write(pre)
+        outcome.add(pre)
     if on_records and kept:
         on_records([r for r in kept if not isinstance(r, RunHeader)])
     if on_start:

@@ -4,7 +4,11 @@
 Every run of a case ends in one verdict (:class:`CaseVerdict`), said in one
 line before anything else: a new divergence, only known divergences (named),
 no divergence, or QEMU crashed or hung.  The body after it never
-contradicts it: each divergence line says whether it is new or known."""
+contradicts it: each divergence line says whether it is new or known.
+
+A case is a stage-2 AT case, an access case or a stage-1-on case
+(harness.casefile.AnyCase); only an AT case has named probes shown one by
+one with their permitted outcomes (`s2diff walk` shows the others')."""
 from __future__ import annotations
 
 import collections
@@ -14,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from reference.access_case import AccessCase
 from reference.arch import Arch, AtKind
 from reference.cpus import get_cpu
 from reference.generate import Case, FanOut, Probe
@@ -21,8 +26,9 @@ from reference.outcome import WalkResult
 from reference.par import predict
 
 from .baseline import EMPTY, Baseline
+from .casefile import AnyCase
 from .errors import UsageError
-from .judge.case import judge_case
+from .judge.case import judge_any_case
 from .judge.compare import ProbeJudgement, ProbeStatus, judge_probe
 from .plan import job_image
 from .qemu.boot import BatchResult, BatchStatus, run_batch
@@ -58,7 +64,7 @@ class CaseRun:
     to show for the case's probes (the case file's, when one probe was
     taken out of it with ``--only``)."""
 
-    case: Case
+    case: AnyCase
     batch: BatchResult
     permitted: tuple[WalkResult, ...]
     judgements: tuple[ProbeJudgement, ...]
@@ -113,7 +119,7 @@ def only_probe(case: Case, index: int) -> Case:
     return dataclasses.replace(case, probes=(probe,), fanout=FanOut.empty())
 
 
-def run_case(case: Case, *, cpu: str | None = None, qemu: str | Path | None = None,
+def run_case(case: AnyCase, *, cpu: str | None = None, qemu: str | Path | None = None,
              timeout: float | None = None, baseline: Baseline = EMPTY,
              keep: Path | None = None, qemu_args: Sequence[str] = (),
              numbers: Sequence[int] = ()) -> CaseRun:
@@ -130,12 +136,15 @@ def run_case(case: Case, *, cpu: str | None = None, qemu: str | Path | None = No
         case = dataclasses.replace(case, cpu=model)
     batch = run_batch(case.cpu.arch, case.cpu.name, [job_image(case)], qemu=qemu, timeout=timeout,
                       keep_dir=keep, extra_args=tuple(qemu_args))
-    permitted = case.permitted()
     image = batch.images[0]
-    judgements = tuple(judge_probe(case.cpu.arch, res, p.ipa, row_observation(image.records[i]),
-                                   case.cpu.arch_version)
-                       for i, (p, res) in enumerate(zip(case.probes, permitted)))
-    counts, divergences = judge_case(case, image)
+    permitted: tuple[WalkResult, ...] = ()
+    judgements: tuple[ProbeJudgement, ...] = ()
+    if isinstance(case, Case):
+        permitted = case.permitted()
+        judgements = tuple(judge_probe(case.cpu.arch, res, p.ipa,
+                                       row_observation(image.records[i]), case.cpu.arch_version)
+                           for i, (p, res) in enumerate(zip(case.probes, permitted)))
+    counts, divergences = judge_any_case(case, image)
     marked = []
     for d in divergences:
         entry = baseline.match(d, batch.qemu_version)
@@ -166,7 +175,8 @@ def recorded_divergences(data: Mapping[str, Any]) -> list[tuple[str, tuple[str, 
 
 
 def _probes_of(run: CaseRun, ds: Sequence[CaseDivergence]) -> int:
-    return sum(d.divergence.count for d in ds if d.divergence.kind is DivergenceKind.PROBE)
+    return sum(d.divergence.count for d in ds
+               if d.divergence.kind in (DivergenceKind.PROBE, DivergenceKind.ACCESS))
 
 
 def verdict_line(run: CaseRun, recorded: Sequence[tuple[str, tuple[str, ...], str]] = ()) -> str:
@@ -180,7 +190,8 @@ def verdict_line(run: CaseRun, recorded: Sequence[tuple[str, tuple[str, ...], st
             for d in run.divergences}
     if v is CaseVerdict.NEW:
         n = _probes_of(run, run.new)
-        writes = sum(1 for d in run.new if d.divergence.kind is DivergenceKind.MEMORY)
+        writes = sum(1 for d in run.new
+                     if d.divergence.kind in (DivergenceKind.MEMORY, DivergenceKind.DATA))
         what = ", ".join(x for x in (f"{n:,} probe{'s' if n != 1 else ''}" if n else "",
                                      f"{writes} descriptor write{'s' if writes != 1 else ''}"
                                      if writes else "") if x)
@@ -233,6 +244,8 @@ def _divergence_lines(run: CaseRun, detailed: bool) -> list[str]:
         if detailed:
             dv = ds[0].divergence
             lines.append(f"{head} ({dv.aim or kind}): {_label(dv)}" + (f"; {where}" if where else ""))
+            if dv.kind in (DivergenceKind.ACCESS, DivergenceKind.DATA):
+                lines.extend(f"    {line}" for line in dv.observed_text.splitlines())
             continue
         by_expected: collections.Counter[str] = collections.Counter()
         for d in ds:
@@ -252,11 +265,13 @@ def _probe_lines(run: CaseRun, trace: bool) -> list[str]:
     known = {d.divergence.probe: d.known for d in run.divergences
              if d.divergence.kind is DivergenceKind.PROBE}
     lines = []
-    for i, (probe, res, verdict) in enumerate(zip(run.case.probes, run.permitted, run.judgements)):
+    at_probes = run.case.probes if isinstance(run.case, Case) else ()
+    for i, (probe, res, verdict) in enumerate(zip(at_probes, run.permitted, run.judgements)):
         if verdict.status is ProbeStatus.DIVERGE:
             mark = f"KNOWN ({known[i]})" if known.get(i) else "NEW"
         else:
-            mark = {ProbeStatus.PASS: "PASS", ProbeStatus.NOT_RUN: "NOT-RUN"}[verdict.status]
+            mark = {ProbeStatus.PASS: "PASS", ProbeStatus.NOT_RUN: "NOT-RUN",
+                    ProbeStatus.UNPREDICTABLE: "UNPREDICTABLE"}[verdict.status]
         lines.append(f"{mark}: probe {run.number(i)} {probe.at.name_for(arch)} IPA "
                      f"{probe.ipa:#x} ({probe.aim})")
         lines.append(f"    observed: {verdict.observed}")
@@ -289,7 +304,13 @@ def render_case_run(run: CaseRun, *, level: int = 1, trace: bool = False,
     if level >= 2:
         out += _probe_lines(run, trace)
     out += _divergence_lines(run, detailed=level >= 2)
-    out.append(f"probes: {c.probes:,} ({len(case.probes)} named, {len(case.fanout):,} fan-out), "
+    if isinstance(case, Case):
+        which = f"{len(case.probes)} named, {len(case.fanout):,} fan-out"
+    elif isinstance(case, AccessCase):
+        which = f"{len(case.steps)} access and maintenance steps"
+    else:
+        which = f"{len(case.probes)} AT probes with stage 1 on"
+    out.append(f"probes: {c.probes:,} ({which}), "
                f"{c.passed:,} passed, {_probes_of(run, run.divergences):,} diverged "
                f"({_probes_of(run, run.new):,} new), {c.not_run:,} not run")
     out += list(notes)

@@ -32,7 +32,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from reference.arch import Arch
-from reference.outcome import NestedTranslation, Result, Translation
+from reference.outcome import NestedTranslation, Result, Translation, decode_fsc
 from reference.par import decode_par
 
 from .qemu.fatal import describe_esr
@@ -40,6 +40,9 @@ from .qemu.job import ObsKind, RawObservation
 
 # The aim of an aggregated fan-out divergence record (docs/results.md).
 FANOUT_AIM = "fan-out probes"
+# A stage-2 fault on a stage-1 table walk (FaultRecord.s2fs1walk, PAR.PTW):
+# what its labels add (only stage-1-on probes have one).
+STAGE1_WALK = " on the stage-1 walk"
 
 
 class DivergenceKind(enum.Enum):
@@ -47,6 +50,9 @@ class DivergenceKind(enum.Enum):
 
     PROBE = "probe"      # the PAR or exception differs
     MEMORY = "memory"    # a descriptor changed in a way no permitted outcome allows
+    CPU_MODEL = "cpu-model"     # a named -cpu reports other ID registers than its model
+    ACCESS = "access"    # an access probe (or a maintenance step) ended otherwise than permitted
+    DATA = "data"        # a data chunk holds bytes no permitted sequence of stores leaves
 
 
 # ---------------------------------------------------------------------------
@@ -65,7 +71,8 @@ def outcome_label(result: Result) -> str:
             return f"ok L{result.s2.level}"
         return f"ok stage-1 L{result.s1.level}" if result.s1 is not None else "ok"
     stage = "" if result.stage2 else "stage-1 "
-    return f"{stage}{result.kind.value} L{result.level}"
+    walk = STAGE1_WALK if result.s1ptw else ""
+    return f"{stage}{result.kind.value} L{result.level}{walk}"
 
 
 def observed_label(arch: Arch, obs: RawObservation) -> str:
@@ -81,7 +88,8 @@ def observed_label(arch: Arch, obs: RawObservation) -> str:
     if view.fault is None:
         return f"unknown FST {view.fst:#x}"
     kind, level = view.fault
-    return f"{'' if view.s else 'stage-1 '}{kind.value} L{level}"
+    walk = STAGE1_WALK if view.ptw else ""
+    return f"{'' if view.s else 'stage-1 '}{kind.value} L{level}{walk}"
 
 
 def describe_observation(arch: Arch, obs: RawObservation) -> str:
@@ -225,3 +233,128 @@ def family_key(arch: str, kind: DivergenceKind, expected: Sequence[str], observe
         return FamilyKey(arch, kind.value, MEMORY_FAMILY_EXPECTED,
                          memory_family_label(raw, observed), aim_family(aim))
     return FamilyKey(arch, kind.value, tuple(expected), observed, aim_family(aim))
+
+
+# ---------------------------------------------------------------------------
+# CPU models (kind cpu-model)
+# ---------------------------------------------------------------------------
+
+def model_value_label(what: str, value: object) -> str:
+    """'ID_DFR0=0x2000505', 'FEAT_TTST=True': one side of a model
+    difference (an ID register's value in hex, a decoded property as is)."""
+    if isinstance(value, int) and not isinstance(value, bool) and what.startswith(("ID_", "MIDR",
+                                                                                    "DCZID")):
+        return f"{what}={value:#x}"
+    return f"{what}={value}"
+
+
+def model_aim(cpu: str, what: str) -> str:
+    """The aim of a cpu-model divergence: which model, which register or property."""
+    return f"-cpu {cpu}: {what}"
+
+
+# ---------------------------------------------------------------------------
+# Access probes (kinds access and data)
+# ---------------------------------------------------------------------------
+
+# Long-descriptor fault status codes an access probe can show besides the
+# walk's (reference.outcome.decode_fsc): Alignment, and the AArch32
+# short-descriptor DFSR.FS of an Alignment fault (stage 1 off, TTBCR.EAE = 0).
+_FSC_ALIGNMENT = 0b100001
+_FS_SHORT_ALIGNMENT = 0b00001
+# ESR_ELx / HSR exception classes of an abort: (instruction, data) from a
+# lower level, then the same taken without a change of level.
+_ABORT_ECS = {0x20: "instruction abort", 0x24: "data abort", 0x21: "instruction abort",
+              0x25: "data abort"}
+
+
+def access_outcome_label(taken: str, status: str | None, level: int | None) -> str:
+    """A permitted access outcome: 'completed', 'EL2 permission L3',
+    'EL1 alignment'.  ``taken``: 'completed', 'EL2' or 'EL1'; ``status``:
+    the abort's fault status (reference.access.AbortStatus value)."""
+    if taken == "completed" or status is None:
+        return "completed"
+    return f"{taken} {status}" + ("" if level is None else f" L{level}")
+
+
+def _fsc_label(fsc: int) -> str:
+    if fsc == _FSC_ALIGNMENT:
+        return "alignment"
+    decoded = decode_fsc(fsc)
+    if decoded is None:
+        return f"FSC {fsc:#04x}"
+    kind, level = decoded
+    return f"{kind.value} L{level}"
+
+
+def access_record_label(arch: Arch, kind: int, esr: int) -> str:
+    """What an access probe's record shows, by the same words: where it
+    ended and, for an abort, the fault status its syndrome encodes (ESR_EL2
+    / HSR / ESR_EL1 long-descriptor DFSC/IFSC; an AArch32 PL1 abort with
+    TTBCR.EAE = 0 has a short-descriptor FSR)."""
+    if kind == ObsKind.ACCESS_DONE.value:
+        return "completed"
+    if kind == ObsKind.MAINT_DONE.value:
+        return "maintenance done"
+    if kind == ObsKind.NOT_RUN.value:
+        return "not run"
+    if kind == ObsKind.EL1_EXCEPTION.value and arch is Arch.AARCH32:
+        fs = (esr >> 6) & 0x10 | esr & 0xF
+        return "EL1 alignment" if fs == _FS_SHORT_ALIGNMENT else f"EL1 FSR {esr:#x}"
+    where = "EL1" if kind == ObsKind.EL1_EXCEPTION.value else "EL2"
+    ec = esr >> 26
+    if ec not in _ABORT_ECS:
+        return f"{where} EC {ec:#x}"
+    return f"{where} {_fsc_label(esr & 0x3F)}"
+
+
+def access_observed_label(record_label: str, closest_label: str | None,
+                          fields: Sequence[str]) -> str:
+    """The observed label of a diverging access: the record's label, and
+    where it ended as the closest permitted outcome did, the names of the
+    syndrome / address / data fields that differ ('EL2 sea-on-walk L1;
+    differs in ISV, SAS, SRT')."""
+    if closest_label is not None and record_label == closest_label and fields:
+        return f"{record_label}; differs in {', '.join(dict.fromkeys(fields))}"
+    return record_label
+
+
+def raw_record(row) -> dict[str, object]:
+    """All eight words of a result record as a case file keeps an access
+    step's observation (docs/job-abi.md: kind data0 esr far hpfar vector
+    elr data1), the kind by name and by code."""
+    words = [int(v) for v in row]
+    kinds = {k.value: k.name for k in ObsKind}
+    out: dict[str, object] = {"kind": kinds.get(words[0], str(words[0])), "kind_code": words[0]}
+    for name, value in zip(("data0", "esr", "far", "hpfar", "vector", "elr", "data1"), words[1:]):
+        out[name] = f"{value:#x}"
+    return out
+
+
+DATA_EXPECTED = ("data chunk as the permitted stores leave it",)
+# The observed label of a data chunk no permitted sequence of stores
+# leaves (which bytes differ is in the record's text and raw values).
+DATA_OBSERVED = "data chunk holds other bytes"
+
+
+# ---------------------------------------------------------------------------
+# PAR fields (stage-1-on AT probes)
+# ---------------------------------------------------------------------------
+
+def par_fields(arch: Arch) -> tuple[tuple[str, int], ...]:
+    """(name, mask) of the PAR fields, success and fault layouts together
+    (AArch64.EncodePAR, AArch32.EncodePARLD)."""
+    pa = ((1 << 52) - (1 << 12)) if arch is Arch.AARCH64 else ((1 << 40) - (1 << 12))
+    return (("F", 1), ("FST", 0x7E), ("SH", 0x180), ("PTW", 0x100), ("S/NS", 0x200),
+            ("PA", pa), ("ATTR", 0xFF << 56))
+
+
+def par_difference(arch: Arch, raw: int, value: int, care: int) -> list[str]:
+    """The PAR fields where ``raw`` differs from the pattern (``value`` on
+    the bits of ``care``): 'ok; differs in ATTR, SH'."""
+    wrong = (raw ^ value) & care
+    if wrong & 1:
+        return ["F"]
+    fault = bool(value & 1)
+    return [name for name, m in par_fields(arch) if wrong & m
+            and (name in ("FST", "PTW", "S/NS") if fault else name in ("PA", "SH", "S/NS", "ATTR"))]

@@ -26,6 +26,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import numpy as np
+
+from reference.access_case import AccessCase
 from reference.generate import Case
 
 from .baseline import EMPTY, apply_baseline, load_baseline
@@ -42,8 +45,10 @@ from .findings import (
 )
 from .judge.bulk import SAMPLE_IPAS
 from .judge.case import judge_batch
+from .kinds import RunCase, case_kind
 from .plan import Batch, Machine, generate_batch, job_image
 from .qemu.boot import BatchResult, BatchStatus, FailureKind
+from .qemu.elf import el1_window, read_stub
 from .qemu.launcher import SignalsHeld, set_parent_death_signal
 from .records import (
     BatchRecord,
@@ -132,7 +137,7 @@ def _execute_batch(task: Task, cfg: WorkerConfig) -> list[Record]:
     stub = Path(machine.stubs[arch])
     clock = _Stopwatch()
     cases = generate_batch(batch, cfg.seed, machine.arena[arch], machine.memory_map(batch.arch),
-                           cfg.fanout)
+                           cfg.fanout, el1=el1_window(read_stub(stub)))
     clock.lap("generate")
     quarantine = _LEARNT.setdefault((cfg.run_id, label), {})
     for key, n in task.quarantine:
@@ -142,7 +147,7 @@ def _execute_batch(task: Task, cfg: WorkerConfig) -> list[Record]:
     def on_crash(event: CrashEvent) -> None:
         # Count the crash against the probe's predicted outcome: once it
         # is confirmed, such probes are held back (harness.resume).
-        key = probe_key(cases[event.image], event.probe)
+        key = _probe_key(cases[event.image], event.probe)
         keys_of[id(event)] = key
         quarantine[key] = quarantine.get(key, 0) + 1
 
@@ -150,9 +155,10 @@ def _execute_batch(task: Task, cfg: WorkerConfig) -> list[Record]:
     clock.lap("images")
     run = run_resumable(batch.arch, batch.cpu, images,
                         capacity=machine.max_probes[arch], qemu=qemu, stub=stub,
-                        timeout=cfg.timeout, keys=lambda i: probe_keys(cases[i]),
+                        timeout=cfg.timeout, keys=lambda i: _probe_keys(cases[i]),
                         quarantine=quarantine, on_crash=on_crash, extra_args=cfg.qemu_args,
-                        keep=_keep_dir(cfg, batch, label))
+                        keep=_keep_dir(cfg, batch, label),
+                        sequential=lambda i: isinstance(cases[i], AccessCase))
     result = run.result
     clock.lap("run", dict(result.stages))
     records = [_labelled(r, label) for r in judge_batch(batch, cases, result)]
@@ -203,13 +209,29 @@ class _Stopwatch:
         self.stages[stage] = self.stages.get(stage, 0.0) + max(spent, 0.0)
 
 
+def _probe_key(case: RunCase, row: int) -> str:
+    """The quarantine key of a probe (harness.resume): an AT probe's from
+    its predicted outcomes; an access or stage-1 probe's its own (case and
+    row: such a probe is never held back for another's crashes)."""
+    if isinstance(case, Case):
+        return probe_key(case, row)
+    return f"{case_kind(case).value}:{case.key}:{row}"
+
+
+def _probe_keys(case: RunCase) -> np.ndarray:
+    if isinstance(case, Case):
+        return probe_keys(case)
+    n = len(job_image(case).probes)
+    return np.array([_probe_key(case, row) for row in range(n)], dtype=object)
+
+
 def _labelled(rec: Record, label: str) -> Record:
     if isinstance(rec, (BatchRecord, CaseRecord, DivergenceRecord)):
         return dataclasses.replace(rec, qemu=label)
     return rec
 
 
-def _with_crash_counts(records: list[Record], cases: Sequence[Case],
+def _with_crash_counts(records: list[Record], cases: Sequence[RunCase],
                        run: ResumedRun) -> list[Record]:
     """Case records with their probes QEMU died or hung on (``crashed``)
     and held back (``held``), and status crash (timeout) for a case with
@@ -281,7 +303,7 @@ def compact_known(rec: Record) -> Record:
     return rec
 
 
-def write_case_files(folder: Path, cases: Sequence[Case], result: BatchResult,
+def write_case_files(folder: Path, cases: Sequence[RunCase], result: BatchResult,
                      records: list[Record], entries: Sequence[str] | None = None
                      ) -> list[Record]:
     """A case file (docs/case-file.md) in ``folder`` (OUT/cases, or its

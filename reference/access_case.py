@@ -165,7 +165,16 @@ class AccessCase:
         return AccessContext(hcr_dc=step.hcr_dc, dczva_bytes=_dczva(self.cpu), store_data=step.data)
 
     def expectations(self) -> tuple[tuple[Expectation, ...] | MaintExpectation, ...]:
-        """What the architecture permits at each step, in step order."""
+        """What the architecture permits at each step, in step order.
+        Computed once per case (generation and judging both need it, and
+        it is most of their cost); the case is immutable, so the result is."""
+        cached = self.__dict__.get("_expectations")
+        if cached is None:
+            cached = self._expectations_now()
+            object.__setattr__(self, "_expectations", cached)
+        return cached
+
+    def _expectations_now(self) -> tuple[tuple[Expectation, ...] | MaintExpectation, ...]:
         state = _TableState(self.memory())
         vttbr = self.config.vttbr
         tables = {self.image.vttbr: self.image, **({self.other.vttbr: self.other} if self.other else {})}
@@ -622,6 +631,7 @@ def _drop_unsafe(case: AccessCase) -> AccessCase:
     probe's own chunk (a probe must never write, or read, memory it does not
     own), and the maintenance steps."""
     kept: list[Step] = []
+    kept_exp: list = []
     expectations = case.expectations()
     for step, exp in zip(case.steps, expectations):
         if isinstance(step, AccessStep):
@@ -634,4 +644,10 @@ def _drop_unsafe(case: AccessCase) -> AccessCase:
             if not ok:
                 continue
         kept.append(step)
-    return dataclasses.replace(case, steps=tuple(kept))
+        kept_exp.append(exp)
+    out = dataclasses.replace(case, steps=tuple(kept))
+    # Dropping access steps changes no table state (only descriptor writes
+    # and VTTBR switches do, and every one is kept): the expectations of the
+    # kept steps are those just computed.
+    object.__setattr__(out, "_expectations", tuple(kept_exp))
+    return out

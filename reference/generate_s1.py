@@ -313,9 +313,10 @@ def generate_s1_case(cpu: CpuModel, config: S2Config, shape: Stage1Shape, seed: 
     vmid = 1 + rng.randrange(255)
     b = TwoStageImageBuilder(s1_layout, (tw_base, tw_size), s1_pa, s2_layout, (window[0], half),
                              vmid=vmid, oa_bits=s2_oa_bits, no_memory=empty[0] if empty else None)
+    # CD is HCR2.CD on AArch32, a register ARMv8 added: not on an ARMv7 core.
     hcr = Hcr(ptw=int(rng.random() < 0.5),
               fwb=int(arch is Arch.AARCH64 and cpu.feat_s2fwb and rng.random() < 0.3),
-              cd=int(rng.random() < 0.1), dc=int(rng.random() < 0.04))
+              cd=int(cpu.arch_version >= 8 and rng.random() < 0.1), dc=int(rng.random() < 0.04))
     mair = list(MAIR_ATTRS)
     rng.shuffle(mair)
     mair_value = sum(a << (8 * i) for i, a in enumerate(mair))

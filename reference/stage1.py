@@ -41,7 +41,14 @@ from .arch import Arch, AtKind, Granule
 from .bits import bit, field
 from .config import FINAL_LEVEL, TG0_DECODING, S2Config, geometry
 from .cpus import CpuModel
-from .memattrs import MemAttrs, MemType, normal_nc_mem_attr, s1_decode_mem_attrs, s1_disabled_attrs
+from .memattrs import (
+    MemAttrs,
+    MemType,
+    effective_shareability,
+    normal_nc_mem_attr,
+    s1_decode_mem_attrs,
+    s1_disabled_attrs,
+)
 from .memory import Memory
 from .outcome import DescriptorWrite, Fault, FaultKind, Outcome, S1Leaf, TraceStep, Translation
 from .s1config import Hcr, S1Config, S1ConfigA32
@@ -649,7 +656,8 @@ def aarch64_s1_leaf(s2: Stage2, s1: S1Config, p: S1Params, level: int, ipa: int,
         for decoded, drules in s1_decode_mem_attrs(s1.mair_attr(leaf.attrindx), leaf.sh, True,
                                                    feat_xs(cpu) is True):
             effective, crules = s1_dcache(decoded, s1.c)
-            attrs.append((effective, drules + crules))
+            for shared, srules in s1_output_shareability(decoded, effective):
+                attrs.append((shared, drules + crules + srules))
         out.extend(s1_permissions_and_af(s2, leaf, ipa, pa, desc, oa, attrs, op, p.ha, br))
     return out
 
@@ -662,6 +670,29 @@ def s1_dcache(attrs: MemAttrs | None, c: int) -> tuple[MemAttrs | None, tuple[st
         return attrs, ()
     return normal_nc_mem_attr(attrs.xs), ("AArch64.S1DCacheEnabled: SCTLR.C = 0, Normal "
                                           "memory is Non-cacheable",)
+
+
+def s1_output_shareability(walk: MemAttrs | None, attrs: MemAttrs | None
+                           ) -> list[tuple[MemAttrs | None, tuple[str, ...]]]:
+    """The shareability of the stage-1 output for the EL1&0 regime with
+    stage 2 enabled (AArch64.S1Translate, AArch32.S1TranslateLD):
+    ``if ... HCR_EL2.VM == '1' && !IMPLEMENTATION_DEFINED "Apply effective
+    shareability at stage 1" then memattrs.shareability =
+    walkstate.memattrs.shareability else memattrs.shareability =
+    EffectiveShareability(memattrs)``.  Both are permitted; they differ
+    when the output is Device or Normal Non-cacheable (also when SCTLR.C =
+    0 made it so) and the descriptor's SH is not Outer Shareable: what the
+    stage-2 combination then makes of it can differ."""
+    if walk is None or attrs is None:
+        return [(attrs, ())]
+    kept = dataclasses.replace(attrs, shareability=walk.shareability)
+    effective = dataclasses.replace(attrs, shareability=effective_shareability(attrs))
+    if kept == effective:
+        return [(kept, ())]
+    return [(kept, ("IMPLEMENTATION DEFINED (Apply effective shareability at stage 1): no, the "
+                    "descriptor's shareability is kept",)),
+            (effective, ("IMPLEMENTATION DEFINED (Apply effective shareability at stage 1): yes, "
+                         "EffectiveShareability",))]
 
 
 def s1_permissions_and_af(s2: Stage2, leaf: S1Leaf, ipa: int, pa: int, desc: int, oa: int,
@@ -827,5 +858,6 @@ def aarch32_s1_leaf(s2: Stage2, s1: S1ConfigA32, level: int, tsize: int, desc: i
     for oa, oa_rules in stage_oa_choices(base, va, tsize, bool(leaf.contiguous), 4):
         for a, arules in s1_decode_mem_attrs(s1.mair_attr(leaf.attrindx), leaf.sh, False):
             a2, crules = s1_dcache(a, s1.c)
-            out.append(S1Output(oa, leaf, a2, path.add(oa_rules + arules + crules)))
+            for a3, srules in s1_output_shareability(a, a2):
+                out.append(S1Output(oa, leaf, a3, path.add(oa_rules + arules + crules + srules)))
     return out

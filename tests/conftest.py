@@ -100,3 +100,18 @@ _hyp_settings.register_profile("dev", max_examples=30, deadline=None)
 _hyp_settings.register_profile("ci", max_examples=300, deadline=None)
 _hyp_settings.register_profile("nightly", max_examples=3000, deadline=None)
 _hyp_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cpu_model_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The ID registers of each (QEMU, -cpu) are cached (harness.qemu.models);
+    a test session keeps its own cache, so that it neither reads what an
+    earlier QEMU left in the user's nor writes to it.  Subprocesses (the
+    CLI tests) inherit the variable."""
+    old = os.environ.get("S2DIFF_CPU_CACHE")
+    os.environ["S2DIFF_CPU_CACHE"] = str(tmp_path_factory.mktemp("cpu-models") / "cache.json")
+    yield
+    if old is None:
+        os.environ.pop("S2DIFF_CPU_CACHE", None)
+    else:
+        os.environ["S2DIFF_CPU_CACHE"] = old

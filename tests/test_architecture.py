@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("harness.records",),
     ("harness.datafile", "harness.casefile", "harness.baseline", "harness.report",
      "harness.shards"),
-    ("harness.plan", "harness.matrix"),
+    ("harness.kinds", "harness.plan", "harness.matrix"),
     ("harness.judge",),
     ("harness.single",),
     ("harness.debug", "harness.findings", "harness.resume"),

@@ -33,6 +33,7 @@ from harness.qemu.job import (
     unpack_results,
 )
 from reference.arch import Arch, AtKind
+from reference.stage1 import AtOp
 
 # A small made-up memory map: room for 1020 probe records, a 1 MiB job area.
 LAYOUT = JobLayout(Arch.AARCH64, ABI_VERSION, ram_base=0x4000_0000, ram_size=0x4000_0000,
@@ -52,7 +53,9 @@ def _images() -> list[JobImage]:
                  (JobProbe(0x8000_1234, AtKind.S12E1R), JobProbe(0x4000_0000, AtKind.S12E0W))),
         JobImage(0x8002_3559, (5 << 48) | (A + 0x2000), ((A + 0x2000, b"\x55" * 8),), ()),
         JobImage(0x8002_355A, A + 0x3000, (),
-                 (JobProbe(0xFF_FFFF_F000, AtKind.S12E1W),), el1_ipa=0x4021_0000),
+                 (JobProbe(0xFF_FFFF_F000, AtOp.S1E0W),), el1_ipa=0x4021_0000,
+                 s2pir=0x0123_4567_89AB_CDEF, hcr=0x8000_0005, sctlr=0x30D0_0805,
+                 tcr=0x5_8080_3510, ttbr0=0x4900_0000, ttbr1=1 << 48, mair=0xFF44_0400),
     ]
 
 
@@ -65,18 +68,26 @@ class TestPackJob:
         assert (magic, version) == (JOB_MAGIC, ABI_VERSION)
         assert blob[:4] == b"S2JB"
         assert (n_images, n_probes, n_regions, hang) == (3, 3, 3, 1)
-        # ABI v2: 32-byte image records (el1_ipa added), 32-byte probe records
-        assert (image_off, probe_off, region_off) == (64, 64 + 3 * 32, 64 + 3 * 32 + 3 * 32)
+        # ABI v3: 88-byte image records (s2pir and the EL1&0 registers
+        # added), 32-byte probe records
+        assert (image_off, probe_off, region_off) == (64, 64 + 3 * 88, 64 + 3 * 88 + 3 * 32)
         assert data_off == region_off + 3 * 24
         assert total == len(blob) == data_off + 16 + 24 + 8
 
-        images = [struct.unpack_from("<QQIIQ", blob, image_off + 32 * i) for i in range(3)]
-        assert images == [(0x8002_3558, A, 0, 2, 0),
-                          (0x8002_3559, (5 << 48) | (A + 0x2000), 2, 0, 0),
-                          (0x8002_355A, A + 0x3000, 2, 1, 0x4021_0000)]
+        images = [struct.unpack_from("<QQIIQQQQQQQQ", blob, image_off + 88 * i)
+                  for i in range(3)]
+        # Stage 2 alone: S2PIR 0, HCR_EL2 = RW | VM, SCTLR_EL1 = its RES1
+        # bits (M = 0), no stage-1 registers.
+        alone = (0, 0x8000_0001, 0x30D0_0800, 0, 0, 0, 0)
+        assert images == [(0x8002_3558, A, 0, 2, 0) + alone,
+                          (0x8002_3559, (5 << 48) | (A + 0x2000), 2, 0, 0) + alone,
+                          (0x8002_355A, A + 0x3000, 2, 1, 0x4021_0000, 0x0123_4567_89AB_CDEF,
+                           0x8000_0005, 0x30D0_0805, 0x5_8080_3510, 0x4900_0000, 1 << 48,
+                           0xFF44_0400)]
         probes = [struct.unpack_from("<QIIQQ", blob, probe_off + 32 * i) for i in range(3)]
+        # AT S1E0W is kind 7 (reference.stage1.AtOp)
         assert probes == [(0x8000_1234, 0, 0, 0, 0), (0x4000_0000, 3, 0, 0, 0),
-                          (0xFF_FFFF_F000, 1, 0, 0, 0)]
+                          (0xFF_FFFF_F000, 7, 0, 0, 0)]
         regions = [struct.unpack_from("<QQQ", blob, region_off + 24 * i) for i in range(3)]
         assert regions == [(A, 16, data_off), (A + 0x1000, 24, data_off + 16),
                            (A + 0x2000, 8, data_off + 40)]
@@ -91,6 +102,23 @@ class TestPackJob:
     def test_empty_job_is_just_a_header(self):
         """An empty job is a valid 64-byte blob."""
         assert len(pack_job(LAYOUT, [])) == 64
+
+    def test_aarch32_defaults_are_hcr_vm_and_no_sctlr_bit(self):
+        """AArch32 stage 2 alone: HCR = VM (bit 0; HCR bit 31 is not RW
+        there), HCR2 = 0, no SCTLR bit to set."""
+        blob = pack_job(LAYOUT32, [JobImage(0x8000_3558, A, (), ())])
+        assert struct.unpack_from("<QQIIQQQQQQQQ", blob, 64)[5:] == (0, 1, 0, 0, 0, 0, 0)
+
+    @pytest.mark.parametrize("layout, kw, match", [
+        (LAYOUT, {"hcr": 0x8000_0000}, "lacks VM"),             # stage 2 must stay on
+        (LAYOUT, {"hcr": 0x1}, "lacks VM or RW"),               # EL1 must be AArch64
+        (LAYOUT32, {"s2pir": 1}, "S2PIR_EL2 exists only for AArch64"),
+        (LAYOUT32, {"tcr": 1 << 32}, "TCR .* does not fit 32 bits"),
+        (LAYOUT, {"mair": 1 << 64}, "MAIR .* does not fit 64 bits"),
+    ])
+    def test_bad_regime_values_rejected(self, layout, kw, match):
+        with pytest.raises(UsageError, match=match):
+            pack_job(layout, [JobImage(0x8000_3558, A, (), (), **kw)])
 
 
 class TestPackJobValidation:
@@ -113,11 +141,13 @@ class TestPackJobValidation:
 
     @pytest.mark.parametrize("layout, kind, ok", [
         (LAYOUT, 16, True), (LAYOUT, 41, True), (LAYOUT, 128, True), (LAYOUT, 129, True),
-        (LAYOUT, 4, False), (LAYOUT, 42, False), (LAYOUT, 64, False), (LAYOUT, 130, False),
+        (LAYOUT, 4, True), (LAYOUT, 7, True), (LAYOUT32, 7, True),
+        (LAYOUT, 8, False), (LAYOUT, 42, False), (LAYOUT, 64, False), (LAYOUT, 130, False),
         (LAYOUT32, 64, True), (LAYOUT32, 83, True), (LAYOUT32, 16, False), (LAYOUT32, 84, False),
     ])
     def test_probe_kinds_of_the_architecture_only(self, layout, kind, ok):
-        """AT 0-3, the arch's access kinds (AArch64 16-41, AArch32 64-83)
+        """AT 0-7 (stage 1+2, then stage 1 alone), the arch's access kinds
+        (AArch64 16-41, AArch32 64-83)
         and maintenance 128-129; any other kind is refused before QEMU runs."""
         table = np.zeros(1, dtype=PROBE_DTYPE)
         table["kind"] = kind
@@ -191,7 +221,7 @@ class TestPackJobValidation:
 
 
 def _results_area(status: int, images_done: int, probes_done: int, records: list[list[int]],
-                  idregs=(0x410FD034, 0x1122, 0, 0, 0x222, 4), fatal=(0,) * 6) -> bytes:
+                  idregs=(0x410FD034, 0x1122, 0, 0, 0x222, 4, 0, 0, 0), fatal=(0,) * 6) -> bytes:
     """Build a results area the way the stub writes it (docs/job-abi.md)."""
     head = bytearray(0x100)
     struct.pack_into("<QQQQ", head, 0, (ABI_VERSION << 32) | RESULTS_MAGIC, status,
@@ -219,7 +249,9 @@ class TestUnpackResults:
         assert (out.images_done, out.probes_done) == (1, 2)
         assert dict(out.id_registers) == {"MIDR_EL1": 0x410FD034, "ID_AA64MMFR0_EL1": 0x1122,
                                           "ID_AA64MMFR1_EL1": 0, "ID_AA64MMFR2_EL1": 0,
-                                          "ID_AA64PFR0_EL1": 0x222, "DCZID_EL0": 4}
+                                          "ID_AA64PFR0_EL1": 0x222, "DCZID_EL0": 4,
+                                          "ID_AA64MMFR3_EL1": 0, "ID_AA64PFR1_EL1": 0,
+                                          "ID_AA64ISAR1_EL1": 0}
         assert out.fatal is None
         first, second, third = out.images
         assert first.completed and not second.completed and not third.completed
@@ -280,9 +312,9 @@ class TestUnpackResults:
 # bits), two concatenated level-1 tables at the arena start; L1[2] a 1 GiB
 # block to PA 0x1_0000_0000, L1[3] a table descriptor to PA 0x10_0000_0000
 # where virt has no memory.
-# Re-recorded for job ABI v2 (same QEMU, Debian build +b3).
-RECORDED_RESULTS = ("eNoLNgoKZmJgYABhBiSahYE+wOQCvyOIVhLELq/ERFv3MMIY0khsMvRzc5FnPxMaP4yRYRqUeQCb"
-                    "wj2MCg5Y3c9NnvsBIAEF8g==")
+# Re-recorded for job ABI v3 (same QEMU, Debian build +b3).
+RECORDED_RESULTS = ("eNoLNgoKZmZgYGBigAAYzcJAH2Bygd8RRCsJYpdXYqKtexhhDGkkNhn6ubnIs58JjR/GyDANyjyATaEK"
+                    "k4IDVvdzk+d+APK9BVw=")
 RECORDED_ARENA = 0x4800_0000
 RECORDED_LAYOUT = JobLayout(Arch.AARCH64, ABI_VERSION, 0x4000_0000, 0x4000_0000, 0x4040_0000,
                             0x4200_0000, 0x4200_0000, 0x4800_0000, 0x4800_0000, 0x8000_0000)
@@ -306,7 +338,7 @@ def test_unpack_recorded_run():
         RawObservation(ObsKind.PAR, par=0x1_0000_1B00),
         RawObservation(ObsKind.PAR, par=0xA0B),
         RawObservation(ObsKind.EXCEPTION, esr=0x9600_0156, far=0xC000_0000, vector=0x200,
-                       elr=0x4020_01BC))
+                       elr=0x4020_0224))
     assert out.images[1].observations == (RawObservation(ObsKind.PAR, par=0x1_0000_0B00),)
 
 

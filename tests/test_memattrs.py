@@ -16,10 +16,11 @@ PAREncodeShareability (0b10 for Device and NC/NC).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from test_stage1 import (
     AF,
-    MAX,
     N1,
     OUT_PA,
     S1_ATTRS,
@@ -33,6 +34,7 @@ from test_stage1 import (
     s2cfg,
     words,
 )
+from test_stage1 import MAX as MAX_7_2
 
 from reference.at import at, predict
 from reference.memattrs import (
@@ -55,7 +57,14 @@ from reference.memattrs import (
 )
 from reference.par import PAR_RES1
 from reference.s1config import Hcr
-from reference.stage1 import AtOp
+from reference.stage1 import AtOp, feat_xs
+
+# The rows below hold for a CPU whose FEAT_XS the model does not know (both
+# encodings of an XS = 0 result are then in the set): QEMU 7.2's max
+# without its ID_AA64ISAR1_EL1.  test_feat_xs_known_narrows_the_set shows
+# what a known FEAT_XS does.
+MAX = dataclasses.replace(MAX_7_2, id_regs=tuple((n, v) for n, v in MAX_7_2.id_regs
+                                                 if n != "ID_AA64ISAR1_EL1"))
 
 OUT_IPA = 0x9000_0000
 ISH, OSH, NSH = 0b11, 0b10, 0b00
@@ -137,6 +146,20 @@ FWB0 = [
 NC_XS0 = {(0x40, OSH), (0x44, OSH)}
 
 
+def test_feat_xs_known_narrows_the_set():
+    """Stage 2 NC/NC over a WB stage 1 (XS 0 AND 1 = 0): with FEAT_XS
+    unknown both 0x40 and 0x44; QEMU 7.2's max (ID_AA64ISAR1_EL1.XS = 0:
+    no FEAT_XS, XS not encoded) only 0x44; with XS = 1 (QEMU 10's max,
+    ISAR1 0x0111211110211502) only the FEAT_XS encoding 0x40."""
+    assert feat_xs(MAX) is None and feat_xs(MAX_7_2) is False
+    with_xs = dataclasses.replace(MAX_7_2, id_regs=tuple(
+        (n, 0x0111_2111_1021_1502 if n == "ID_AA64ISAR1_EL1" else v) for n, v in MAX_7_2.id_regs))
+    assert feat_xs(with_xs) is True
+    assert architected(0xFF, NSH, 0b0101, NSH) == {(0x40, OSH), (0x44, OSH)}
+    assert architected(0xFF, NSH, 0b0101, NSH, cpu=MAX_7_2) == {(0x44, OSH)}
+    assert architected(0xFF, NSH, 0b0101, NSH, cpu=with_xs) == {(0x40, OSH)}
+
+
 class TestCombinationWithoutFWB:
     @pytest.mark.parametrize("mair, s1_sh, s2_attr, s2_sh, attrs, sh", FWB0)
     def test_row(self, mair, s1_sh, s2_attr, s2_sh, attrs, sh):
@@ -170,11 +193,14 @@ FWB1 = [
     # 0b111: the stage-1 attributes.
     (0xFF, 0b1111, {0xFF}, ISH),
     (0xFF, 0b0111, {0xFF}, ISH),            # MemAttr[3] is not used by FWB
-    # 0b110: forced WB (XS 0); stage-1 Device -> RWA non-transient (and the
-    # stage-1 descriptor's SH, ISH here, is still combined).
-    (0x00, 0b0110, {0xFF}, ISH),
-    # stage-1 NC -> RWA; stage-1 WT RA -> WB with the RA hint: 0b1110.
-    (0x44, 0b0110, {0xFF}, ISH),
+    # 0b110: forced WB (XS 0); stage-1 Device -> RWA non-transient.  Its
+    # shareability: the stage-1 descriptor's SH (ISH) is combined, or, where
+    # the implementation applies effective shareability at stage 1 (an
+    # IMPLEMENTATION DEFINED choice of AArch64.S1Translate), Device's OSH.
+    (0x00, 0b0110, {0xFF}, {ISH, OSH}),
+    # stage-1 NC -> RWA (the same choice: NC/NC is OSH when effective);
+    # stage-1 WT RA -> WB with the RA hint: 0b1110.
+    (0x44, 0b0110, {0xFF}, {ISH, OSH}),
     (0xAA, 0b0110, {0xEE}, ISH),
     # 0b101: NC with stage 1's XS (0 for WB: 0x40 or 0x44), or stage 1's Device.
     (0xFF, 0b0101, {0x40, 0x44}, OSH),
@@ -188,7 +214,9 @@ FWB1 = [
 class TestCombinationWithFWB:
     @pytest.mark.parametrize("mair, s2_attr, attrs, sh", FWB1)
     def test_row(self, mair, s2_attr, attrs, sh):
-        assert architected(mair, ISH, s2_attr, ISH, Hcr(fwb=1)) == {(a, sh) for a in attrs}
+        shs = sh if isinstance(sh, set) else {sh}
+        assert architected(mair, ISH, s2_attr, ISH, Hcr(fwb=1)) == {(a, s) for a in attrs
+                                                                    for s in shs}
 
     def test_cd_after_fwb(self):
         # AArch64.S2Translate applies CD to the FWB-combined Normal attributes

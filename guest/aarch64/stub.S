@@ -3,7 +3,7 @@
 // Started by QEMU (-M virt,virtualization=on,secure=off -kernel stub.elf) at
 // EL2, EL2h, DAIF masked, MMU off.  It executes the job found at
 // __s2_job_start and writes raw register values to __s2_results_start; the
-// host decides everything.  Record layouts: docs/job-abi.md (ABI version 2);
+// host decides everything.  Record layouts: docs/job-abi.md (ABI version 3);
 // the offsets below must match harness/job.py.
 //
 // Probes are AT instructions at EL2, accesses made by an EL1 routine (the
@@ -19,7 +19,7 @@
 //   x25 current result    x26 probes left       x27 hang_after
 //   x28 AT dispatch table
 
-    .equ ABI_VERSION,       2
+    .equ ABI_VERSION,       3
     .equ JOB_MAGIC,         0x424a3253      // "S2JB" little-endian
     .equ RES_MAGIC,         0x53523253      // "S2RS" little-endian
 
@@ -33,16 +33,23 @@
     .equ JH_IMAGE_OFF,      0x18
     .equ JH_PROBE_OFF,      0x20
     .equ JH_REGION_OFF,     0x28
-    // image record: vtcr u64, vttbr u64, first_probe u32, n_probes u32, el1_ipa u64
-    .equ IMG_SIZE,          32
+    // image record: vtcr u64, vttbr u64, first_probe u32, n_probes u32, el1_ipa u64,
+    // s2pir u64, then the EL1&0 stage-1 and HCR_EL2 values the image runs under
+    .equ IMG_SIZE,          88
     .equ IMG_EL1_IPA,       24
+    .equ IMG_S2PIR,         32
+    .equ IMG_HCR,           40
+    .equ IMG_SCTLR,         48
+    .equ IMG_TCR,           56
+    .equ IMG_TTBR0,         64              // TTBR0_EL1, TTBR1_EL1: one pair load
+    .equ IMG_MAIR,          80
     // probe record: ipa u64, kind u32, flags u32, data u64, data2 u64
     .equ PRB_SIZE_SHIFT,    5
     .equ PRB_FLAGS,         12
     .equ PRB_DATA,          16
 
-    // probe kinds (docs/job-abi.md): 0-3 AT, 16.. EL1 accesses, 128.. maintenance
-    .equ KIND_AT_LAST,      3
+    // probe kinds (docs/job-abi.md): 0-7 AT, 16.. EL1 accesses, 128.. maintenance
+    .equ KIND_AT_LAST,      7
     .equ KIND_A64_FIRST,    16
     .equ KIND_DESC_WRITE,   128
     .equ KIND_SET_VTTBR,    129
@@ -81,9 +88,9 @@
     .equ OBS_EL1_EXCEPTION, 4               // taken to EL1, handed over: ESR_EL1 FAR_EL1 ELR_EL1
     .equ OBS_MAINT_DONE,    5               // descriptor write / VTTBR switch done
 
-    // HCR_EL2 values (see the set-up below)
+    // HCR_EL2 at set-up (each image then writes its own, see image_loop)
     .equ HCR_RUN,           (1 << 31) | (1 << 0)
-    .equ HCR_RUN_DC,        HCR_RUN | (1 << 12)
+    .equ HCR_DC,            (1 << 12)
     // SPSR_EL2 for the ERET into an EL1 routine: M[3:0] = 0b0101 EL1h,
     // DAIF = 0b1111 (no interrupt ever reaches the routine), nRW = 0 (AArch64).
     .equ SPSR_EL1H_MASKED,  0x3c5
@@ -121,7 +128,9 @@ _start:
     adr     x0, el2_vectors
     msr     vbar_el2, x0
 
-    // HCR_EL2 = RW | VM:
+    // HCR_EL2 = RW | VM (until the first image writes its own value, which
+    // the host gives as RW | VM for a stage-2-only image, plus PTW, DC,
+    // CD, ID, FWB for a stage-1-on one):
     //   bit 31 RW=1   EL1 is AArch64 (the AT S12E1* walk uses AArch64 EL1 state)
     //   bit  0 VM=1   stage 2 translation on for the EL1&0 regime
     //   all other bits 0: no TGE/E2H (EL2 stays a plain hypervisor),
@@ -183,6 +192,20 @@ _start:
     str     x0, [x1, #32]
     mrs     x0, dczid_el0                       // DC ZVA block size (BS) for the reference
     str     x0, [x1, #40]
+    // ID_AA64MMFR3_EL1 (S2PIE), ID_AA64PFR1_EL1, ID_AA64ISAR1_EL1 (XS): by
+    // encoding where the assembler may not know the name; all three are in
+    // the reserved-ID space, RAZ on cores without them.
+    mrs     x0, S3_0_C0_C7_3                    // ID_AA64MMFR3_EL1
+    str     x0, [x1, #48]
+    // S2PIR_EL2 exists only with FEAT_S2PIE (ID_AA64MMFR3_EL1.S2PIE [15:12]
+    // != 0); elsewhere its encoding is UNDEFINED.  Remember which.
+    ubfx    x0, x0, #12, #4
+    adr     x2, have_s2pie
+    str     x0, [x2]
+    mrs     x0, S3_0_C0_C4_1                    // ID_AA64PFR1_EL1
+    str     x0, [x1, #56]
+    mrs     x0, S3_0_C0_C6_1                    // ID_AA64ISAR1_EL1
+    str     x0, [x1, #64]
 
     // --- check the job header ---
     ldr     x19, =__s2_job_start
@@ -245,10 +268,33 @@ _start:
 image_loop:
     cmp     x22, x23
     b.hs    batch_done
-    ldp     x0, x1, [x21]                       // vtcr, vttbr
+    // The EL1&0 regime of the image: HCR_EL2, then stage 1 (MAIR_EL1,
+    // TCR_EL1, TTBR0/1_EL1; SCTLR_EL1 last, after an ISB, so that M = 1
+    // never meets the previous image's tables), then stage 2.  A
+    // stage-2-only image has HCR_EL2 = RW | VM and SCTLR_EL1 = 0x30d00800
+    // (M = 0); the rest is unused then.
+    ldr     x0, [x21, #IMG_HCR]
+    msr     hcr_el2, x0
+    ldr     x0, [x21, #IMG_MAIR]
+    msr     mair_el1, x0
+    ldr     x0, [x21, #IMG_TCR]
+    msr     tcr_el1, x0
+    ldp     x0, x1, [x21, #IMG_TTBR0]
+    msr     ttbr0_el1, x0
+    msr     ttbr1_el1, x1
+    isb
+    ldr     x0, [x21, #IMG_SCTLR]
+    msr     sctlr_el1, x0
+    ldp     x0, x1, [x21]                       // vtcr (64 bits: S2PIE is bit 36), vttbr
     ldp     w2, w26, [x21, #16]                 // first_probe, n_probes
     msr     vtcr_el2, x0
     msr     vttbr_el2, x1
+    adr     x3, have_s2pie
+    ldr     x3, [x3]
+    cbz     x3, 1f
+    ldr     x0, [x21, #IMG_S2PIR]
+    msr     S3_4_C10_C2_5, x0                   // S2PIR_EL2 (FEAT_S2PIE)
+1:
     // VBAR_EL1: the EL1 vectors are at the start of the EL1 window, which
     // this image maps at el1_ipa (stage 1 off: VA == IPA).
     ldr     x0, [x21, #IMG_EL1_IPA]
@@ -284,6 +330,14 @@ at_table:
     b       at_done
     at      s12e0w, x0
     b       at_done
+    at      s1e1r, x0                           // 4-7: stage 1 of EL1&0 alone (PAR holds the IPA)
+    b       at_done
+    at      s1e1w, x0
+    b       at_done
+    at      s1e0r, x0
+    b       at_done
+    at      s1e0w, x0
+    b       at_done
 at_done:
     isb                                         // PAR_EL1 is written by the AT
     mrs     x1, par_el1
@@ -318,7 +372,8 @@ not_at:
     tbz     w3, #FLAG_HCR_DC, 1f
     // HCR_EL2.DC may be cached in TLB entries: invalidate the EL1&0
     // entries of this VMID after changing it (and again after the probe).
-    ldr     x3, =HCR_RUN_DC
+    ldr     x3, [x21, #IMG_HCR]
+    orr     x3, x3, #HCR_DC
     msr     hcr_el2, x3
     isb
     tlbi    vmalle1
@@ -372,7 +427,7 @@ access_recorded:
     str     x11, [x25]                          // kind last
     ldr     w3, [x24, #(PRB_FLAGS - (1 << PRB_SIZE_SHIFT))]
     tbz     w3, #FLAG_HCR_DC, probe_resume
-    ldr     x3, =HCR_RUN
+    ldr     x3, [x21, #IMG_HCR]
     msr     hcr_el2, x3
     isb
     tlbi    vmalle1
@@ -493,7 +548,7 @@ job_fatal_detail:
 
 // --- exceptions -------------------------------------------------------------
 // x9 = vector offset.  A synchronous exception whose ELR_EL2 is one of the
-// four AT instructions is that probe's observation (e.g. a synchronous
+// eight AT instructions is that probe's observation (e.g. a synchronous
 // external abort on the stage-2 walk, EC 0x25); record it and go on with
 // the next probe.  Anything else is fatal.
 exc_common:
@@ -504,7 +559,7 @@ exc_common:
 1:  mrs     x10, elr_el2
     adr     x11, at_table
     sub     x12, x10, x11
-    cmp     x12, #24
+    cmp     x12, #56
     b.hi    exc_fatal                           // also catches ELR below the table
     tst     x12, #7
     b.ne    exc_fatal
@@ -838,6 +893,7 @@ msg_far:            .asciz " FAR="
     .balign 16
 exit_block:         .quad 0, 0
 fatal_depth:        .quad 0
+have_s2pie:         .quad 0                 // ID_AA64MMFR3_EL1.S2PIE, read at set-up
 
     .bss
     .balign 16

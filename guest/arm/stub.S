@@ -4,7 +4,7 @@
 @ in Hyp mode (CPSR.M = 0x1a), ARM state, interrupts masked, Hyp MMU off.
 @ It executes the job at __s2_job_start and writes raw register values to
 @ __s2_results_start; the host decides everything.  Record layouts:
-@ docs/job-abi.md (ABI version 2), identical to the AArch64 stub's; every
+@ docs/job-abi.md (ABI version 3), identical to the AArch64 stub's; every
 @ u64 is stored as two little-endian words (ldrd/strd, 8-byte aligned).
 @
 @ Probes are AT instructions in Hyp mode, accesses made by a PL1 (SVC mode)
@@ -25,7 +25,7 @@
     .fpu    vfpv3                   @ the VLDR/VSTR routines; FPEXC
     .arm
 
-    .equ ABI_VERSION,       2
+    .equ ABI_VERSION,       3
     .equ JOB_MAGIC,         0x424a3253      @ "S2JB" little-endian
     .equ RES_MAGIC,         0x53523253      @ "S2RS" little-endian
 
@@ -39,15 +39,23 @@
     .equ JH_IMAGE_OFF,      0x18
     .equ JH_PROBE_OFF,      0x20
     .equ JH_REGION_OFF,     0x28
-    .equ IMG_SIZE,          32              @ vtcr u64, vttbr u64, first u32, n u32, el1_ipa u64
+    @ image record: vtcr u64, vttbr u64, first u32, n u32, el1_ipa u64, s2pir u64
+    @ (unused here), then the PL1&0 stage-1 and HCR values the image runs under
+    .equ IMG_SIZE,          88
     .equ IMG_EL1_IPA,       24
+    .equ IMG_HCR,           40              @ HCR (low word), HCR2 (high word)
+    .equ IMG_SCTLR,         48              @ the SCTLR bits M, C, WXN, UWXN to set
+    .equ IMG_TCR,           56              @ TTBCR (low word)
+    .equ IMG_TTBR0,         64
+    .equ IMG_TTBR1,         72
+    .equ IMG_MAIR,          80              @ MAIR0 (low word), MAIR1 (high word)
     .equ PRB_SIZE_SHIFT,    5               @ ipa u64, kind u32, flags u32, data u64, data2 u64
     .equ PRB_FLAGS,         12
     .equ PRB_DATA,          16
     .equ PRB_DATA2,         24
 
-    @ probe kinds (docs/job-abi.md): 0-3 AT, 64.. PL1 accesses, 128.. maintenance
-    .equ KIND_AT_LAST,      3
+    @ probe kinds (docs/job-abi.md): 0-7 AT, 64.. PL1 accesses, 128.. maintenance
+    .equ KIND_AT_LAST,      7
     .equ KIND_A32_FIRST,    64
     .equ KIND_DESC_WRITE,   128
     .equ KIND_SET_VTTBR,    129
@@ -59,6 +67,8 @@
     @ SPSR_hyp for the ERET into a PL1 routine: M = 0x13 SVC, A, I, F masked
     @ (bits 8:6), T = 0 (ARM state), E = 0 (little-endian).
     .equ SPSR_SVC_MASKED,   0x1d3
+    @ SCTLR bits an image sets: M (0), C (2), WXN (19), UWXN (20)
+    .equ SCTLR_IMAGE_BITS,  (1 << 0) | (1 << 2) | (1 << 19) | (1 << 20)
     .equ RGN_SIZE,          24              @ pa u64, len u64, offset u64
 
     @ results header, u64 slots
@@ -177,6 +187,16 @@ _start:
     strd    r0, r1, [r2, #32]
     mrc     p15, 0, r0, c0, c1, 0               @ ID_PFR0 (RAS [31:28] for the reference)
     strd    r0, r1, [r2, #40]
+    mrc     p15, 0, r0, c0, c1, 2               @ ID_DFR0 (CopDbg [3:0]: ARMv7 or ARMv8)
+    strd    r0, r1, [r2, #48]
+    @ HCR2 exists from ARMv8 on (UNDEFINED on ARMv7): remember whether this
+    @ is an ARMv8 core, by ID_DFR0.CopDbg >= 0b0110 as reference/cpus.py does.
+    and     r0, r0, #0xf
+    cmp     r0, #6
+    movlo   r0, #0
+    movhs   r0, #1
+    ldr     r1, =have_hcr2
+    str     r0, [r1]
 
     @ --- check the job header ---
     ldr     r4, =__s2_job_start
@@ -238,6 +258,35 @@ _start:
 image_loop:
     cmp     r7, r8
     bhs     batch_done
+    @ The PL1&0 regime of the image: HCR (and HCR2 on ARMv8), stage 1
+    @ (TTBCR, TTBR0/1, MAIR0/1, then SCTLR after an ISB), then stage 2.  A
+    @ stage-2-only image has HCR = VM, HCR2 = 0 and no SCTLR bit set (M = 0).
+    ldr     r0, [r6, #IMG_HCR]
+    mcr     p15, 4, r0, c1, c1, 0               @ HCR
+    ldr     r1, =have_hcr2
+    ldr     r1, [r1]
+    cmp     r1, #0
+    ldrne   r0, [r6, #(IMG_HCR + 4)]
+    mcrne   p15, 4, r0, c1, c1, 4               @ HCR2 (CD, ID)
+    ldr     r0, [r6, #IMG_TCR]
+    mcr     p15, 0, r0, c2, c0, 2               @ TTBCR
+    ldrd    r0, r1, [r6, #IMG_TTBR0]
+    mcrr    p15, 0, r0, r1, c2                  @ TTBR0 (64-bit)
+    ldrd    r0, r1, [r6, #IMG_TTBR1]
+    mcrr    p15, 1, r0, r1, c2                  @ TTBR1 (64-bit)
+    ldrd    r0, r1, [r6, #IMG_MAIR]
+    mcr     p15, 0, r0, c10, c2, 0              @ MAIR0
+    mcr     p15, 0, r1, c10, c2, 1              @ MAIR1
+    isb
+    @ SCTLR read-modify-write (its RES1 set differs between v7 and v8): M
+    @ (0), C (2), WXN (19), UWXN (20) as the image says, the rest kept.
+    mrc     p15, 0, r0, c1, c0, 0
+    ldr     r2, =SCTLR_IMAGE_BITS
+    bic     r0, r0, r2
+    ldr     r1, [r6, #IMG_SCTLR]
+    and     r1, r1, r2
+    orr     r0, r0, r1
+    mcr     p15, 0, r0, c1, c0, 0
     ldr     r0, [r6, #0]                        @ vtcr: a 32-bit register
     mcr     p15, 4, r0, c2, c1, 2               @ VTCR
     ldrd    r0, r1, [r6, #8]
@@ -262,7 +311,7 @@ image_loop:
 probe_loop:
     cmp     r11, #0
     beq     image_done
-    ldr     r0, [r9, #0]                        @ ipa (low word: stage 1 is off, VA == IPA < 4 GiB)
+    ldr     r0, [r9, #0]                        @ ipa, or VA with stage 1 on (low word: 32-bit VA)
     ldr     r1, [r9, #8]                        @ kind
     cmp     r1, #KIND_AT_LAST
     bhi     not_at
@@ -279,6 +328,14 @@ at_table:
     mcr     p15, 0, r0, c7, c8, 6               @ ATS12NSOUR
     b       at_done
     mcr     p15, 0, r0, c7, c8, 7               @ ATS12NSOUW
+    b       at_done
+    mcr     p15, 0, r0, c7, c8, 0               @ ATS1CPR: stage 1 of PL1&0 alone (PAR: the IPA)
+    b       at_done
+    mcr     p15, 0, r0, c7, c8, 1               @ ATS1CPW
+    b       at_done
+    mcr     p15, 0, r0, c7, c8, 2               @ ATS1CUR
+    b       at_done
+    mcr     p15, 0, r0, c7, c8, 3               @ ATS1CUW
     b       at_done
 at_done:
     isb                                         @ PAR is written by the AT
@@ -554,7 +611,7 @@ job_fatal_detail:
 
 @ --- exceptions ---------------------------------------------------------------
 @ r12 = vector offset in the HVBAR table.  An exception whose ELR_hyp is
-@ one of the four AT instructions is that probe's observation (e.g. the
+@ one of the eight AT instructions is that probe's observation (e.g. the
 @ synchronous external abort on a stage-2 walk, Hyp data abort, HSR EC
 @ 0x25); record it and go on with the next probe.  Anything else is fatal.
 exc_common:
@@ -563,7 +620,7 @@ exc_common:
     mrs     r0, elr_hyp
     ldr     r1, =at_table
     sub     r2, r0, r1
-    cmp     r2, #24
+    cmp     r2, #56
     bhi     exc_fatal                           @ also catches ELR below the table
     tst     r2, #7
     bne     exc_fatal
@@ -897,6 +954,7 @@ msg_far:            .asciz " FAR="
     .balign 8
 exit_block:         .word 0, 0
 fatal_depth:        .word 0
+have_hcr2:          .word 0                 @ 1 on ARMv8 (ID_DFR0.CopDbg >= 6), read at set-up
 
 hyp_save:           .word 0, 0, 0, 0, 0, 0, 0, 0    @ r4-r11 around PL1 routines
 

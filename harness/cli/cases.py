@@ -7,10 +7,14 @@ import argparse
 import shlex
 from pathlib import Path
 
+from reference.access_case import AccessCase, MaintExpectation
+from reference.at import predict as at_predict
+from reference.generate import Case
+from reference.generate_s1 import S1Case
 from reference.par import predict
 
 from ..baseline import EMPTY, Baseline, default_baseline, load_baseline
-from ..casefile import load_case, load_case_data, regenerate_fanout
+from ..casefile import load_any_case, load_case_data, regenerate_fanout
 from ..errors import UsageError
 from ..single import (
     CaseRun,
@@ -38,14 +42,69 @@ def _walk_arguments(p: argparse.ArgumentParser) -> None:
                    help="only probe N (0-based; may be repeated)")
 
 
-def run_walk(args: argparse.Namespace, io: Streams) -> Outcome:
-    case = load_case(args.case)
-    arch = case.cpu.arch
-    wanted = set(args.probe or range(len(case.probes)))
-    bad = [n for n in wanted if not 0 <= n < len(case.probes)]
+def _wanted(args: argparse.Namespace, count: int) -> set[int]:
+    wanted = set(args.probe or range(count))
+    bad = [n for n in wanted if not 0 <= n < count]
     if bad:
         raise UsageError(f"--probe: {bad[0]} is not a probe of this case (it has "
-                         f"{len(case.probes)}: 0..{len(case.probes) - 1})")
+                         f"{count}: 0..{count - 1})")
+    return wanted
+
+
+def _walk_access(case: AccessCase, args: argparse.Namespace, io: Streams) -> Outcome:
+    """An access case: each step with what the architecture permits."""
+    wanted = _wanted(args, len(case.steps))
+    print(f"{case.cpu.arch.value} {case.cpu.name}: {case.config.describe()} "
+          f"VTTBR={case.config.vttbr:#x}; EL1 window mapped at {case.el1_ipa:#x}", file=io.out)
+    for i, (step, expected) in enumerate(zip(case.steps, case.expectations())):
+        if i not in wanted:
+            continue
+        print(f"step {i}: {step.aim}", file=io.out)
+        if isinstance(expected, MaintExpectation):
+            print("  permitted: completes, replacing "
+                  + " or ".join(f"{v:#x}" for v in sorted(expected.old)), file=io.out)
+            continue
+        for e in expected:
+            print(f"  permitted: {e.describe()}", file=io.out)
+            for rule in e.outcome.rules + e.rules:
+                print(f"    rule: {rule}", file=io.out)
+            for f in e.fields:
+                print(f"    {f.describe()}", file=io.out)
+    return Outcome.OK
+
+
+def _walk_s1(case: S1Case, args: argparse.Namespace, io: Streams) -> Outcome:
+    """A stage-1-on case: each VA probe's permitted outcomes and the PAR
+    (or exception) patterns they show (reference.at.predict)."""
+    wanted = _wanted(args, len(case.probes))
+    arch = case.cpu.arch
+    print(f"{arch.value} {case.cpu.name}: {case.config.describe()} VTTBR={case.config.vttbr:#x}; "
+          f"{case.stage1.config.describe()}; {case.stage1.hcr.describe()}", file=io.out)
+    for i, (probe, result) in enumerate(zip(case.probes, case.permitted())):
+        if i not in wanted:
+            continue
+        print(f"probe {i}: {probe.at.name_for(arch)} VA {probe.va:#x} ({probe.aim})", file=io.out)
+        for o in result.outcomes:
+            print(f"  permitted: {o.describe()}", file=io.out)
+            for r in at_predict(case.cpu, o, probe.va):
+                p = r.prediction
+                print(f"    {p.report.value}: {p.pattern.value:#x} on bits {p.pattern.care:#x}"
+                      + (f" ({'; '.join(r.rules)})" if r.rules else ""), file=io.out)
+            for rule in o.rules:
+                print(f"    rule: {rule}", file=io.out)
+            for step in o.trace:
+                print(f"    {step.describe()}", file=io.out)
+    return Outcome.OK
+
+
+def run_walk(args: argparse.Namespace, io: Streams) -> Outcome:
+    case = load_any_case(args.case)
+    if isinstance(case, AccessCase):
+        return _walk_access(case, args, io)
+    if isinstance(case, S1Case):
+        return _walk_s1(case, args, io)
+    arch = case.cpu.arch
+    wanted = _wanted(args, len(case.probes))
     print(f"{arch.value} {case.cpu.name}: {case.config.describe()} VTTBR={case.config.vttbr:#x}",
           file=io.out)
     for i, (probe, result) in enumerate(zip(case.probes, case.permitted())):
@@ -125,13 +184,16 @@ def _run_case_file(args: argparse.Namespace, *, full_fanout: bool,
     """Run the case file as the arguments say; the run and notes about it
     (the fan-out regenerated or not, the boot kept)."""
     data = load_case_data(args.case)
-    case = load_case(args.case)
+    case = load_any_case(args.case)
     notes: list[str] = []
     numbers: list[int] = []
     if only is not None:
+        if not isinstance(case, Case):
+            raise UsageError("--only: an access or stage-1 case runs whole (its probes depend "
+                             "on each other's state)")
         case = only_probe(case, only)
         numbers = [only]
-    elif full_fanout:
+    elif full_fanout and isinstance(case, Case):
         case, note = regenerate_fanout(case, data)
         if note:
             notes.append(note)

@@ -14,7 +14,10 @@ from reference import catalogue as cat
 from reference.arch import Arch, Granule
 from reference.cpus import CpuModel, cpu_names, get_cpu
 
-from ..errors import UsageError
+from ..errors import QemuError, UsageError
+from ..qemu.builds import resolve, version_number
+from ..qemu.launcher import qemu_cpus
+from ..qemu.models import machine_model
 from .common import (
     IPA_RANGE,
     Outcome,
@@ -43,6 +46,11 @@ def _configs_arguments(p: argparse.ArgumentParser) -> None:
                    help="judge this VTCR_EL2 (or VTCR) value instead of listing")
     p.add_argument("--vttbr", type=hex_value, metavar="HEX",
                    help="with --vtcr: the VTTBR_EL2 (or VTTBR) value, default 0")
+    p.add_argument("--qemu", metavar="PATH",
+                   help="the CPU models as this QEMU reports them (a folder with "
+                        "qemu-system-aarch64/-arm, one of them, or a cached suite such as "
+                        "sid): max follows its ID registers; a named core that reports other "
+                        "values than its model is noted")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -64,9 +72,37 @@ KVM's choice marked with *.  With --vtcr: the register decoded and judged;
 exit status 1 if it is invalid on a selected CPU model."""
 
 
+def _machine_cpus(arch: Arch, cpus: list[CpuModel], spec: str,
+                  io: Streams) -> list[CpuModel]:
+    """The models of ``cpus`` as the QEMU ``spec`` (--qemu) reports them:
+    a model that follows the machine (max) from its ID registers, a named
+    one from the table, with a note per difference; a -cpu that QEMU does
+    not have is left out with a note."""
+    binary = resolve(spec).path(arch)
+    have = qemu_cpus(binary)
+    out = []
+    for cpu in cpus:
+        if cpu.name not in have:
+            io.note(f"{binary} has no {arch.value} -cpu {cpu.name}")
+            continue
+        try:
+            mm = machine_model(arch, cpu.name, binary)
+        except QemuError as exc:
+            raise UsageError(f"--qemu {spec}: -cpu {cpu.name}: {exc}") from None
+        for d in mm.differences:
+            io.note(f"{cpu.name} on QEMU {version_number(mm.qemu_version)}: {d.describe()} "
+                    "(the named model is used)")
+        out.append(mm.model)
+    if not out:
+        raise UsageError(f"--qemu {spec}: none of the CPU models selected is in this QEMU")
+    return out
+
+
 def run_configs(args: argparse.Namespace, io: Streams) -> Outcome:
     arch = Arch(args.arch)
     cpus = _select_cpus(arch, args.cpu)
+    if args.qemu:
+        cpus = _machine_cpus(arch, cpus, args.qemu, io)
     if args.vtcr is None:
         if args.vttbr is not None:
             raise UsageError("--vttbr: only with --vtcr")
@@ -157,10 +193,23 @@ def _row(e: cat.Entry) -> list[str]:
             f"{c.vtcr():#x}", e.remark]
 
 
+def _feature_text(cpu: CpuModel) -> str:
+    """The stage-2 features a model has, decoded from its ID registers."""
+    f = cpu.features()
+    names = [n for n in ("FEAT_LPA", "FEAT_LPA2", "FEAT_TTST", "FEAT_XNX", "FEAT_S2FWB",
+                         "FEAT_S2PIE") if f[n]]
+    if f["FEAT_HAFDBS"]:
+        names.append(f"FEAT_HAFDBS {f['FEAT_HAFDBS']}")
+    if f["FEAT_BBM"]:
+        names.append(f"FEAT_BBM {f['FEAT_BBM']}")
+    return ", ".join(names) or "none of LPA/LPA2/TTST/XNX/S2FWB/S2PIE/HAFDBS"
+
+
 def _cpu_title(cpu: CpuModel) -> str:
     granules = ", ".join(g.label for g in cpu.s2_granules)
-    return (f"{cpu.name} ({cpu.arch.value}; {cpu.description}; PAMax {cpu.pamax}; "
-            f"stage-2 granules {granules})")
+    version = f"ARMv{cpu.arch_version}; " if cpu.arch is Arch.AARCH32 else ""
+    return (f"{cpu.name} ({cpu.arch.value}; {cpu.description}; {version}PAMax {cpu.pamax}; "
+            f"stage-2 granules {granules}; {_feature_text(cpu)})")
 
 
 def _legend(arch: Arch) -> list[str]:

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import NoReturn
 
 from reference.arch import Arch
-from reference.casefmt import CaseFormatError, case_from_data
+from reference.generate import Case
 
 from ..baseline import EMPTY, Baseline, default_baseline, load_baseline
-from ..casefile import load_case, load_case_data, save_case
+from ..casefile import load_any_case, load_case, load_case_data, save_case
 from ..debug.bisect import Abort, BisectOptions, BisectVerdict, bisect_step
 from ..debug.explain import explain_case
 from ..debug.isolate import (
@@ -211,7 +211,7 @@ def run_isolate(args: argparse.Namespace, io: Streams) -> Outcome:
     source = args.cases[0] if len(args.cases) == 1 else args.cases[iso.image]
     out = args.out or args.cases[0].with_name(f"crash-{iso.image}-{iso.probe}.json")
     save_case(out, iso.case, isolation_extra(iso, str(source)))
-    probe = iso.case.probes[0] if iso.case.probes else None
+    probe = iso.case.probes[0] if isinstance(iso.case, Case) and iso.case.probes else None
     where = (f"image {iso.image} ({source})" + (f", probe {iso.probe}: "
              f"{probe.at.name_for(arch)} IPA {probe.ipa:#x} ({probe.aim})" if probe else ""))
     print(f"ISOLATED: {iso.failure.describe()} -- {where}"
@@ -232,10 +232,7 @@ def _repro_crash_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_repro_crash(args: argparse.Namespace, io: Streams) -> Outcome:
     data = load_case_data(args.case)
-    try:
-        case = case_from_data(data)
-    except CaseFormatError as exc:
-        raise UsageError(f"{args.case}: {exc}") from None
+    case = load_any_case(args.case)     # an isolated access case too
     expected = parse_expect(data)
     if expected is None:
         raise UsageError(f"{args.case}: no 'expect' key: not a crash/hang case (use s2diff repro)")

@@ -3,6 +3,7 @@ end (reports, summary, stale baseline entries, findings) and ``--shrink``."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -13,9 +14,13 @@ from reference.arch import Arch, Granule
 
 from ..baseline import default_baseline, load_baseline, stale_entries
 from ..errors import UsageError
-from ..matrix import build_matrix
+from ..judge.models import model_records
+from ..kinds import CaseKind
+from ..matrix import build_matrix, cpu_selection
 from ..plan import parse_shard
 from ..qemu.boot import BatchStatus
+from ..qemu.launcher import qemu_cpus
+from ..qemu.models import machine_models
 from ..records import (
     RECORDS,
     CrashRecord,
@@ -27,7 +32,14 @@ from ..records import (
 from ..report.casefiles import CASE_FILES_PER_CAUSE, prune_case_files
 from ..report.load import load_run
 from ..report.write import write_reports
-from ..run import NIGHTLY_BUDGET, NIGHTLY_CASES, NIGHTLY_FANOUT, RunOptions, RunOutcome, run_matrix
+from ..run import (
+    NIGHTLY_BUDGET,
+    NIGHTLY_CASES,
+    NIGHTLY_FANOUT,
+    RunOptions,
+    RunOutcome,
+    run_matrix,
+)
 from .cases import manual_arguments, qemu_arg_list
 from .common import (
     Outcome,
@@ -61,6 +73,11 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ipa", type=ipa_list, metavar="BITS[,BITS]", help="only these IPA sizes")
     p.add_argument("--vtcr", type=hex_value, metavar="HEX",
                    help="validate exactly this VTCR value on the one --cpu given")
+    p.add_argument("--probes", type=probe_kinds, metavar="KIND[,KIND]",
+                   help="kinds of case: at (AT probes with stage 1 off, fan-out), access "
+                        "(loads, stores, DC ZVA, fetches from EL1), stage1 (AT with stage 1 "
+                        "on); default: all in the nightly, only at with --arch, --cpu, "
+                        "--granule or --ipa")
     p.add_argument("--seed", type=int, help="seed of the case generator (default 1)")
     p.add_argument("--cases", type=int, metavar="N",
                    help=f"cases per matrix entry (default {NIGHTLY_CASES})")
@@ -101,7 +118,7 @@ RECORDED = {"arch": "--arch", "cpu": "--cpu", "granule": "--granule", "ipa": "--
             "vtcr": "--vtcr", "seed": "--seed", "cases": "--cases", "fanout": "--fanout",
             "budget": "--budget", "shard": "--shard", "baseline": "--baseline",
             "qemu": "--qemu", "qemu_aarch64": "--qemu-aarch64", "qemu_arm": "--qemu-arm",
-            "qemu_arg": "--qemu-arg"}
+            "qemu_arg": "--qemu-arg", "probes": "--probes"}
 MAY_CHANGE_ON_RESUME = ("budget",)
 
 
@@ -119,7 +136,8 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
             "seed": args.seed, "cases": args.cases, "fanout": args.fanout, "budget": args.budget,
             "shard": "{}/{}".format(*parse_shard(args.shard)) if args.shard else None,
             "baseline": baseline, "qemu": args.qemu, "qemu_aarch64": args.qemu_aarch64,
-            "qemu_arm": args.qemu_arm, "qemu_arg": args.qemu_arg}
+            "qemu_arm": args.qemu_arm, "qemu_arg": args.qemu_arg,
+            "probes": [k.value for k in args.probes] if args.probes else None}
 
 
 def _apply(args: argparse.Namespace, options: dict[str, Any]) -> None:
@@ -142,6 +160,7 @@ def _apply(args: argparse.Namespace, options: dict[str, Any]) -> None:
     args.qemu_aarch64 = options.get("qemu_aarch64")
     args.qemu_arm = options.get("qemu_arm")
     args.qemu_arg = options.get("qemu_arg")
+    args.probes = [CaseKind(k) for k in options["probes"]] if options.get("probes") else None
 
 
 def _describe(key: str, value: Any) -> str:
@@ -188,6 +207,17 @@ def read_header(path: Path) -> RunHeader | None:
             except (InvalidRecord, ResultsVersionError):
                 return None
     return None
+def probe_kinds(text: str) -> list[CaseKind]:
+    """Comma-separated kinds of case (harness.kinds.CaseKind values)."""
+    kinds = []
+    for item in name_list(text):
+        try:
+            kinds.append(CaseKind(item))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is not a kind of case (known: "
+                f"{', '.join(k.value for k in CaseKind)})") from None
+    return kinds
 
 
 def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
@@ -208,12 +238,35 @@ def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
     arch = Arch(args.arch) if args.arch else None
     arches = [arch] if arch else [Arch.AARCH64, Arch.AARCH32]
     builds = qemu_builds_of(args, arches)
+    available = builds_cpus(builds, arches)
+    # The models as each QEMU reports them: max follows its ID registers; a
+    # named core that differs from its table is a finding.  The matrix is
+    # made for the first build's models; a build whose model of a CPU
+    # differs does not run that CPU (recorded as not run, with why).
+    wanted = cpu_selection(arch, args.cpu, available)
+    models = {b.label: machine_models([(a, c) for a, c in wanted
+                                       if a in b.paths and c in qemu_cpus(b.paths[a])],
+                                      b.paths)
+              for b in builds}
+    machines = models[builds[0].label]
+    model_gaps = {b.label: {key: f"QEMU {b.label}'s -cpu {key[1]} is not the CPU model "
+                                 f"QEMU {builds[0].label}'s is (ID registers); run it alone"
+                            for key, m in models[b.label].items()
+                            if key in machines and m.model != machines[key].model}
+                  for b in builds[1:]}
+    # The nightly runs every kind of case; a selection runs AT probes (what
+    # it always did) unless --probes names the kinds.
+    selection = any((args.arch, args.cpu, args.granule, args.ipa))
+    probes = args.probes or ([CaseKind.AT] if selection else None)
     entries = build_matrix(arch=arch, cpus=args.cpu, granules=args.granule, ipa_sizes=args.ipa,
-                           vtcr=args.vtcr, available=builds_cpus(builds, arches))
+                           vtcr=args.vtcr, available=available,
+                           models={k: m.model for k, m in machines.items()},
+                           probes=probes)
     if not entries:
         raise UsageError("the selection leaves no configuration to run "
                          "(see `s2diff configs` for what each CPU model supports)")
-    nightly = not any((args.arch, args.cpu, args.granule, args.ipa, args.vtcr is not None))
+    nightly = not any((args.arch, args.cpu, args.granule, args.ipa, args.vtcr is not None,
+                       args.probes))
     baseline = None if args.no_baseline else (args.baseline or default_baseline())
     if baseline is not None:
         load_baseline(baseline)  # validate before starting anything
@@ -229,7 +282,7 @@ def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
                       qemu={Arch.AARCH64: args.qemu_aarch64, Arch.AARCH32: args.qemu_arm},
                       resume=args.resume, fanout=fanout, qemus=tuple(builds),
                       recorded=recorded, qemu_args=tuple(qemu_arg_list(args.qemu_arg)),
-                      keep=args.keep)
+                      keep=args.keep, model_gaps=model_gaps)
     if args.vtcr is not None:
         # Say what the reference makes of the value before anything runs.
         for line in vtcr_notice(entries[0]):
@@ -252,7 +305,9 @@ def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
 
     with progress:
         outcome = run_matrix(entries, opts, argv=sys.argv, on_records=progress.update,
-                             on_start=started)
+                             on_start=started, preamble=[
+                                 dataclasses.replace(r, qemu=label) for label, ms in models.items()
+                                 for r in model_records(ms.values())])
     result = finish_run(args.out, outcome, baseline, io, case_files=args.case_files)
     if args.keep is not None:
         print(f"boots kept in {args.keep}/batch-N; re-run one by hand: sh "

@@ -26,6 +26,7 @@ import numpy as np
 from reference.arch import AtKind
 from reference.generate import Case, FanOut, Probe
 
+from ..casefile import AnyCase
 from ..errors import UsageError
 from ..plan import job_image
 from ..qemu.boot import BatchResult, FailureKind, failure_kind, run_batch
@@ -87,7 +88,7 @@ def failure_of(batch: BatchResult) -> Failure | None:
     return Failure(kind)
 
 
-def job_images(cases: Sequence[Case]) -> list[JobImage]:
+def job_images(cases: Sequence[AnyCase]) -> list[JobImage]:
     return [job_image(c) for c in cases]
 
 
@@ -120,7 +121,7 @@ class Isolation:
     at a set that fails only as a whole (``case`` then holds that set's
     first image)."""
 
-    case: Case
+    case: AnyCase
     image: int
     probe: int
     failure: Failure
@@ -164,7 +165,7 @@ class _Runner:
         if self._log:
             self._log(text)
 
-    def run(self, cases: Sequence[Case], what: str) -> BatchResult:
+    def run(self, cases: Sequence[AnyCase], what: str) -> BatchResult:
         batch = run_batch(self.arch, self.cpu, job_images(cases), qemu=self.qemu,
                           timeout=self.timeout)
         self.boots += 1
@@ -205,20 +206,29 @@ def _bisect(items: list[int], fails: Callable[[list[int]], bool], suspect: int |
     return current, True
 
 
-def fit_boots(cases: Sequence[Case], capacity: int) -> list[list[Case]]:
+def probe_count(case: AnyCase) -> int:
+    """The probes (job rows) a case of any kind brings to a boot."""
+    if isinstance(case, Case):
+        return len(case.probes) + len(case.fanout)
+    return len(job_image(case).probes)
+
+
+def fit_boots(cases: Sequence[AnyCase], capacity: int) -> list[list[AnyCase]]:
     """``cases`` cut, in order, into sets whose probes fit one boot's
-    results area (``capacity`` probes); a case with more probes than that
-    is split into probe subsets (harness.qemu.job: every boot respects the
-    results area, or the job is refused)."""
-    boots: list[list[Case]] = [[]]
+    results area (``capacity`` probes); an AT case with more probes than
+    that is split into probe subsets (harness.qemu.job: every boot respects
+    the results area, or the job is refused).  Access and stage-1 cases
+    (a few hundred probes) are never split: their steps build on each
+    other."""
+    boots: list[list[AnyCase]] = [[]]
     used = 0
     for case in cases:
-        total = len(case.probes) + len(case.fanout)
-        parts = ([case] if total <= capacity else
-                 [probe_subset(case, list(range(lo, min(lo + capacity, total))))
-                  for lo in range(0, total, capacity)])
+        total = probe_count(case)
+        parts: list[AnyCase] = ([case] if total <= capacity or not isinstance(case, Case) else
+                                [probe_subset(case, list(range(lo, min(lo + capacity, total))))
+                                 for lo in range(0, total, capacity)])
         for part in parts:
-            n = len(part.probes) + len(part.fanout)
+            n = probe_count(part)
             if boots[-1] and used + n > capacity:
                 boots.append([])
                 used = 0
@@ -227,7 +237,7 @@ def fit_boots(cases: Sequence[Case], capacity: int) -> list[list[Case]]:
     return boots
 
 
-def isolate(cases: Sequence[Case], *, qemu: str | Path | None = None,
+def isolate(cases: Sequence[AnyCase], *, qemu: str | Path | None = None,
             timeout: float | None = None, log: Callable[[str], None] | None = None,
             capacity: int | None = None) -> Isolation:
     """Find the image and probe of ``cases`` (run together, as a batch)
@@ -257,7 +267,7 @@ def isolate(cases: Sequence[Case], *, qemu: str | Path | None = None,
         raise IsolateError(f"the {len(cases)} images complete in QEMU: nothing to isolate")
     last: dict[str, Any] = {"batch": whole, "cases": list(cases)}
 
-    def fails_with(subset: list[Case], what: str) -> bool:
+    def fails_with(subset: list[AnyCase], what: str) -> bool:
         batch = runner.run(subset, what)
         if failure_of(batch) == failure:
             last["batch"], last["cases"] = batch, list(subset)
@@ -274,6 +284,11 @@ def isolate(cases: Sequence[Case], *, qemu: str | Path | None = None,
     case = cases[image]
     if not complete:
         return Isolation(case, image, 0, failure, last["batch"], True, False, runner.boots,
+                         tuple(runner.lines))
+    if not isinstance(case, Case):
+        # An access case's steps build on each other (TLB and VMID
+        # sequences): the image is where isolation stops.
+        return Isolation(case, image, -1, failure, last["batch"], True, True, runner.boots,
                          tuple(runner.lines))
     total = len(case.probes) + len(case.fanout)
     if total > 1:
@@ -358,7 +373,7 @@ class CrashRepro:
         return ReproVerdict.FAILS_DIFFERENTLY
 
 
-def repro_crash(case: Case, expected: Failure, *, qemu: str | Path | None = None,
+def repro_crash(case: AnyCase, expected: Failure, *, qemu: str | Path | None = None,
                 timeout: float | None = None) -> CrashRepro:
     """Run a crash/hang case once and compare how the boot ends."""
     batch = run_batch(case.cpu.arch, case.cpu.name, job_images([case]), qemu=qemu,

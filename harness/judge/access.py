@@ -1,11 +1,12 @@
-"""Access probes on the host side: the stub's EL1 window as its ELF
-describes it, the job image of an access case (reference.access_case), and
-the judgement of what the stub recorded against the reference's permitted
-observations -- field by field for the registers, chunk by chunk for the
-data, descriptor by descriptor for the tables.
+"""Access probes on the host side: the judgement of what the stub
+recorded for an access case (reference.access_case) against the
+reference's permitted observations -- field by field for the registers,
+chunk by chunk for the data, descriptor by descriptor for the tables --
+and its results records.  (The stub's EL1 window is read from its ELF by
+harness.qemu.elf.el1_window, the job image built by harness.kinds; both
+are importable from here under their first names.)
 
-Pure but for ``el1_window``, which reads symbols of an already parsed ELF.
-The records are ABI v2 (docs/job-abi.md): an access probe's record is
+Pure.  The records are ABI v3 (docs/job-abi.md): an access probe's record is
 ``kind data0 esr far hpfar vector elr data1``.
 """
 from __future__ import annotations
@@ -17,76 +18,47 @@ from typing import Sequence
 
 import numpy as np
 
-from reference.access import AccessKind, Taken
+from reference.access import Taken
 from reference.access_case import (
     AccessCase,
     AccessStep,
     DescWriteStep,
-    El1Window,
     MaintExpectation,
     SetVttbrStep,
+    Step,
 )
 from reference.syndrome import Expectation, FieldRule, Slot
 
-from ..errors import BuildError
-from ..qemu.elf import StubElf
-from ..qemu.job import KIND_DESC_WRITE, KIND_SET_VTTBR, PROBE_DTYPE, JobImage, ObsKind
+from ..kinds import FLAG_HCR_DC, access_job_image, access_probe_array
+from ..qemu.elf import el1_window
+from ..qemu.job import ImageResult, ObsKind
+from ..records import CaseCounts, Divergence, Permitted
+from ..vocabulary import (
+    DATA_EXPECTED,
+    DATA_OBSERVED,
+    DivergenceKind,
+    access_observed_label,
+    access_outcome_label,
+    access_record_label,
+    memory_expected,
+    memory_observed,
+    memory_observed_text,
+    memory_raw,
+)
 
-FLAG_HCR_DC = 1 << 0        # access probe flags: run with HCR_EL2.DC = 1
+# Kept under their old names here (tests and the first users import them
+# from judge.access): the EL1 window comes from the ELF (harness.qemu.elf),
+# the job image from harness.kinds.
+job_image = access_job_image
+probe_array = access_probe_array
+__all__ = ["FLAG_HCR_DC", "el1_window", "job_image", "probe_array"]
 
-# Where each observed slot is in a result record (docs/job-abi.md, ABI v2).
+# Where each observed slot is in a result record (docs/job-abi.md, ABI v3).
 SLOT_WORD = MappingProxyType({Slot.DATA0: 1, Slot.ESR: 2, Slot.FAR: 3, Slot.HPFAR: 4,
                               Slot.VECTOR: 5, Slot.ELR: 6, Slot.DATA1: 7})
 TAKEN = MappingProxyType({ObsKind.EXCEPTION.value: Taken.EL2,
                           ObsKind.ACCESS_DONE.value: Taken.COMPLETED,
                           ObsKind.EL1_EXCEPTION.value: Taken.EL1})
-
-
-def el1_window(stub: StubElf) -> El1Window:
-    """The EL1 window of ``stub`` from its symbols: ``__s2_el1_start/end``,
-    and for every access kind of its architecture ``__s2_kind_<NAME>`` (must
-    equal the reference's code) and ``__s2_el1_insn_<NAME>`` (and
-    ``__s2_el1_insn2_`` for a second access).  Raises BuildError when the
-    stub and reference/access.py disagree."""
-    syms = stub.symbols
-    try:
-        start, end = syms["__s2_el1_start"], syms["__s2_el1_end"]
-    except KeyError as exc:
-        raise BuildError(f"{stub.path} has no EL1 window (symbol {exc} missing)") from exc
-    kinds = [k for k in AccessKind if k.arch is stub.arch]
-    stub_kinds = {n[len("__s2_kind_"):]: v for n, v in syms.items() if n.startswith("__s2_kind_")}
-    if stub_kinds != {k.name: k.code for k in kinds}:
-        raise BuildError(f"{stub.path}: access kinds {sorted(stub_kinds.items())} differ from "
-                         f"reference/access.py {sorted((k.name, k.code) for k in kinds)}")
-    insns = {}
-    for k in kinds:
-        first = syms.get(f"__s2_el1_insn_{k.name}")
-        if first is None or not start <= first < end:
-            raise BuildError(f"{stub.path}: no access instruction for {k.name} in the EL1 window")
-        second = syms.get(f"__s2_el1_insn2_{k.name}")
-        insns[k] = (first - start,) if second is None else (first - start, second - start)
-    return El1Window(start, end - start, MappingProxyType(insns))
-
-
-def probe_array(case: AccessCase) -> np.ndarray:
-    """The case's steps as probe records (PROBE_DTYPE)."""
-    table = np.zeros(len(case.steps), dtype=PROBE_DTYPE)
-    for i, step in enumerate(case.steps):
-        if isinstance(step, AccessStep):
-            table[i] = (step.ipa, step.kind.code, FLAG_HCR_DC if step.hcr_dc else 0,
-                        step.data[0], step.data[1])
-        elif isinstance(step, DescWriteStep):
-            table[i] = (step.pa, KIND_DESC_WRITE, int(step.tlbi), step.value, step.ipa)
-        else:
-            table[i] = (0, KIND_SET_VTTBR, int(step.tlbi), step.vttbr, 0)
-    return table
-
-
-def job_image(case: AccessCase) -> JobImage:
-    """One job image: both images' tables, the data chunks, every step."""
-    regions = case.image.regions + (case.other.regions if case.other else ()) + case.data
-    return JobImage(case.config.vtcr(), case.image.vttbr, tuple((r.pa, r.data) for r in regions),
-                    probe_array(case), el1_ipa=case.el1_ipa)
 
 
 # --- judging ----------------------------------------------------------------------
@@ -195,11 +167,14 @@ def _apply(data: bytes, base: int, stores) -> bytes:
 
 
 def judge_access_case(case: AccessCase, records: np.ndarray,
-                      regions_after: Sequence[tuple[int, bytes]]) -> AccessJudgement:
+                      regions_after: Sequence[tuple[int, bytes]],
+                      expectations: Sequence | None = None) -> AccessJudgement:
     """Judge an access case run: ``records`` the result rows of its steps
     (RECORD_WORDS u64 each), ``regions_after`` the job image's regions as
-    read back after the run (harness.job.ImageResult.regions_after)."""
-    expectations = case.expectations()
+    read back after the run (harness.job.ImageResult.regions_after);
+    ``expectations``: case.expectations() when the caller has them."""
+    if expectations is None:
+        expectations = case.expectations()
     verdicts = tuple(judge_step(i, s, e, r) for i, (s, e, r) in
                      enumerate(zip(case.steps, expectations, records.tolist())))
     return AccessJudgement(verdicts, _judge_data(case, expectations, verdicts, regions_after)
@@ -271,3 +246,110 @@ def _judge_tables(case: AccessCase, expectations, verdicts, regions_after
                                      tuple(deciders.get(pa, ()))))
     return tuple(out)
 
+
+# --- results records ------------------------------------------------------------
+
+_WHERE = {Taken.EL2: "EL2", Taken.EL1: "EL1", Taken.COMPLETED: "completed"}
+
+
+def expectation_label(e: Expectation) -> str:
+    """The short label of a permitted observation (harness.vocabulary)."""
+    abort = e.outcome.abort
+    return access_outcome_label(_WHERE[e.taken], abort.status.value if abort else None,
+                                abort.level if abort else None)
+
+
+def _step_names(step: Step) -> tuple[str, int | None]:
+    """(the step's operation, its address) as a divergence names them."""
+    if isinstance(step, AccessStep):
+        return step.kind.name, step.ipa
+    if isinstance(step, DescWriteStep):
+        return "DESC_WRITE", step.pa
+    return "SET_VTTBR", None
+
+
+def _raw(record: Sequence[int]) -> tuple[tuple[str, str], ...]:
+    kind = ObsKind(record[0]).name if record[0] in {k.value for k in ObsKind} else str(record[0])
+    return (("kind", kind),) + tuple((s.value, f"{record[w]:#x}") for s, w in SLOT_WORD.items())
+
+
+def _step_divergence(case: AccessCase, v: StepVerdict, expected) -> Divergence:
+    arch = case.cpu.arch
+    op, address = _step_names(v.step)
+    record_label = access_record_label(arch, v.record[0], v.record[2])
+    if isinstance(expected, MaintExpectation):
+        labels: tuple[str, ...] = ("maintenance done",)
+        permitted: tuple[Permitted, ...] = (Permitted("maintenance done, replacing "
+                               + " or ".join(f"{o:#x}" for o in sorted(expected.old)),
+                               ("the stub's descriptor write / VTTBR switch completes",), ()),)
+        observed = access_observed_label(record_label, "maintenance done",
+                                         ["old value"] if v.record[0] == ObsKind.MAINT_DONE.value
+                                         else [])
+    else:
+        labels = tuple(sorted({expectation_label(e) for e in expected}))
+        permitted = tuple(Permitted(e.describe(), e.outcome.rules + e.rules,
+                                    tuple(f.describe() for f in e.fields)) for e in expected)
+        closest = expectation_label(v.closest) if v.closest is not None else None
+        observed = access_observed_label(record_label, closest,
+                                         [f.name for f, seen in v.mismatches if seen is not None])
+    # The aim says what the step does (a load, DC ZVA, ...) after what the
+    # generator aimed at (the entry): a family is one kind of access on one
+    # kind of entry, the entry's level first (vocabulary.aim_family drops it).
+    what = v.step.kind.spec.op.value if isinstance(v.step, AccessStep) else "maintenance"
+    return Divergence(
+        kind=DivergenceKind.ACCESS, probe=v.index,
+        ipa=None if address is None else f"{address:#x}", at=op, aim=f"{v.step.aim} [{what}]",
+        arch=arch.value, cpu=case.cpu.name, granule=case.config.granule.label
+        if case.config.granule else None, config=case.config.describe(),
+        vtcr=f"{case.config.vtcr():#x}", vttbr=f"{case.config.vttbr:#x}", expected=labels,
+        permitted=permitted, observed=observed, observed_text=v.describe(), raw=_raw(v.record))
+
+
+def _memory_divergence(case: AccessCase, m: MemoryVerdict) -> Divergence:
+    owner = m.owners[0] if m.owners else None
+    step = case.steps[owner] if owner is not None else None
+    op, address = _step_names(step) if step is not None else (None, None)
+    if m.what == "descriptor":
+        before = int.from_bytes(m.permitted[0], "little")
+        after = int.from_bytes(m.observed, "little")
+        kind = DivergenceKind.MEMORY
+        expected = (memory_expected(m.pa, before),)
+        observed, text = memory_observed(before, after), memory_observed_text(m.pa, before, after)
+        raw = tuple(memory_raw(m.pa, before, after).items())
+    else:
+        kind, expected = DivergenceKind.DATA, DATA_EXPECTED
+        observed, text = DATA_OBSERVED, m.describe()
+        raw = (("pa", f"{m.pa:#x}"), ("observed", m.observed.hex()),
+               ("permitted", m.permitted[0].hex()))
+    return Divergence(
+        kind=kind, probe=owner, ipa=None if address is None else f"{address:#x}", at=op,
+        aim=step.aim if step is not None else "", arch=case.cpu.arch.value, cpu=case.cpu.name,
+        granule=case.config.granule.label if case.config.granule else None,
+        config=case.config.describe(), vtcr=f"{case.config.vtcr():#x}",
+        vttbr=f"{case.config.vttbr:#x}", expected=expected,
+        permitted=(Permitted(" or ".join(p.hex() for p in m.permitted[:4]),
+                             ("what the permitted outcomes of the steps that own it leave",), ()),),
+        observed=observed, observed_text=text, raw=raw)
+
+
+def judge_access_image(case: AccessCase, image: ImageResult,
+                       expectations: Sequence | None = None
+                       ) -> tuple[CaseCounts, list[Divergence]]:
+    """Counts and divergences (harness.records) of an access case's run:
+    every step is a probe; a step the stub did not reach is not run; the
+    data chunks and descriptors are judged when the image completed."""
+    if expectations is None:
+        expectations = case.expectations()
+    judged = judge_access_case(case, image.records, image.regions_after, expectations)
+    not_run = sum(1 for v in judged.steps if v.record[0] == ObsKind.NOT_RUN.value)
+    divergences = [_step_divergence(case, v, expectations[v.index]) for v in judged.divergences
+                   if v.record[0] != ObsKind.NOT_RUN.value]
+    if image.completed:
+        # A chunk or descriptor that only a diverging step changed is that
+        # step's divergence again (a DC ZVA that zeroed where it had to
+        # fault): reported once, as the step's.
+        diverged = {v.index for v in judged.divergences}
+        divergences += [_memory_divergence(case, m) for m in judged.memory
+                        if not (m.owners and set(m.owners) <= diverged)]
+    passed = sum(1 for v in judged.steps if v.passed)
+    return CaseCounts(len(case.steps), passed, len(divergences), not_run), divergences

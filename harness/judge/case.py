@@ -4,17 +4,21 @@
 The named probes are judged one by one with the readable walker
 (harness.judge.compare), the fan-out probes in bulk (harness.judge.bulk),
 and the table memory after the run against the descriptor updates the
-permitted outcomes allow.  Pure functions of the cases and the boot's
+permitted outcomes allow; an access case step by step
+(harness.judge.access).  Pure functions of the cases and the boot's
 result.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from reference.access_case import AccessCase
 from reference.arch import AtKind
 from reference.generate import Case
+from reference.generate_s1 import S1Case
 from reference.outcome import WalkResult
 
+from ..kinds import RunCase
 from ..plan import Batch
 from ..qemu.boot import BatchResult, BatchStatus
 from ..qemu.job import ImageResult, RawObservation, row_observation
@@ -40,6 +44,7 @@ from ..vocabulary import (
     outcome_label,
     raw_observation,
 )
+from .access import judge_access_image
 from .bulk import judge_fanout
 from .compare import (
     MemoryChange,
@@ -48,9 +53,10 @@ from .compare import (
     judge_probe,
     permitted_writes,
 )
+from .stage1 import judge_s1_image
 
 
-def judge_batch(batch: Batch, cases: Sequence[Case], result: BatchResult) -> list[Record]:
+def judge_batch(batch: Batch, cases: Sequence[RunCase], result: BatchResult) -> list[Record]:
     """The records of one executed batch: the batch record first, then per
     case its case record and its divergence records (without ``known``:
     harness.baseline.apply_baseline marks them)."""
@@ -60,7 +66,7 @@ def judge_batch(batch: Batch, cases: Sequence[Case], result: BatchResult) -> lis
         argv=tuple(result.argv), qemu_version=result.qemu_version,
         diagnostic=result.diagnostic)]
     for spec, case, image in zip(batch.specs, cases, result.images):
-        counts, divergences = judge_case(case, image)
+        counts, divergences = judge_any_case(case, image)
         records.append(CaseRecord(
             key=case.key, entry=spec.entry.name, group=spec.entry.group,
             arch=case.cpu.arch.value, cpu=case.cpu.name, vtcr=f"{case.config.vtcr():#x}",
@@ -75,6 +81,18 @@ def judge_batch(batch: Batch, cases: Sequence[Case], result: BatchResult) -> lis
     return records
 
 
+def judge_any_case(case: RunCase, image: ImageResult) -> tuple[CaseCounts, list[Divergence]]:
+    """Counts and divergences of a case of any kind (harness.kinds): AT
+    probes with fan-out (judge_case), access steps (harness.judge.access),
+    stage-1-on AT probes (harness.judge.stage1)."""
+    if isinstance(case, AccessCase):
+        return judge_access_image(case, image)
+    if isinstance(case, S1Case):
+        return judge_s1_image(case, image)
+    assert isinstance(case, Case), type(case)
+    return judge_case(case, image)
+
+
 def judge_case(case: Case, image: ImageResult) -> tuple[CaseCounts, list[Divergence]]:
     """Counts and divergences (without run context) for one case's
     observations: the named probes one by one with the readable walker,
@@ -87,7 +105,7 @@ def judge_case(case: Case, image: ImageResult) -> tuple[CaseCounts, list[Diverge
     for i, (probe, res) in enumerate(zip(case.probes, permitted)):
         obs = row_observation(image.records[i])
         verdict = judge_probe(arch, res, probe.ipa, obs, case.cpu.arch_version)
-        if verdict.status is ProbeStatus.PASS:
+        if verdict.status.passed:
             passed += 1
         elif verdict.status is ProbeStatus.NOT_RUN:
             not_run += 1

@@ -25,6 +25,14 @@ class ProbeStatus(enum.Enum):
     PASS = "pass"
     DIVERGE = "diverge"
     NOT_RUN = "not-run"
+    # Matches no outcome of the later architecture, but the probe is
+    # UNPREDICTABLE without constraint on its core (WalkResult.unpredictable:
+    # an ARMv7 LPAE core programmed in a way only ARMv8 constrains): a pass.
+    UNPREDICTABLE = "unpredictable"
+
+    @property
+    def passed(self) -> bool:
+        return self in (ProbeStatus.PASS, ProbeStatus.UNPREDICTABLE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,12 +64,14 @@ def observation_matches(pred: Prediction, obs: RawObservation) -> bool:
 
 def judge_probe(arch: Arch, result: WalkResult, ipa: int, obs: RawObservation,
                 arch_version: int = 8) -> ProbeJudgement:
-    """Match one observation against every permitted outcome."""
+    """Match one observation against every permitted outcome; one that
+    matches none passes as UNPREDICTABLE when the result permits anything."""
     if obs.kind is ObsKind.NOT_RUN:
         return ProbeJudgement(ProbeStatus.NOT_RUN, (), "not run")
     matched = tuple(i for i, o in enumerate(result.outcomes)
                     if observation_matches(predict(arch, o, ipa, arch_version), obs))
-    status = ProbeStatus.PASS if matched else ProbeStatus.DIVERGE
+    status = ProbeStatus.PASS if matched else \
+        ProbeStatus.UNPREDICTABLE if result.permits_anything else ProbeStatus.DIVERGE
     return ProbeJudgement(status, matched, describe_observation(arch, obs))
 
 

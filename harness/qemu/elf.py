@@ -15,6 +15,8 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
+from reference.access import AccessKind
+from reference.access_case import El1Window
 from reference.arch import Arch
 
 from ..errors import BuildError
@@ -116,3 +118,29 @@ def read_stub(path: Path | str) -> StubElf:
     except OSError as exc:
         raise BuildError(f"cannot read stub ELF {p}: {exc}") from exc
     return _read_stub_cached(p, st.st_mtime_ns, st.st_size)
+
+
+def el1_window(stub: StubElf) -> El1Window:
+    """The EL1 window of ``stub`` from its symbols: ``__s2_el1_start/end``,
+    and for every access kind of its architecture ``__s2_kind_<NAME>`` (must
+    equal the reference's code) and ``__s2_el1_insn_<NAME>`` (and
+    ``__s2_el1_insn2_`` for a second access).  Raises BuildError when the
+    stub and reference/access.py disagree."""
+    syms = stub.symbols
+    try:
+        start, end = syms["__s2_el1_start"], syms["__s2_el1_end"]
+    except KeyError as exc:
+        raise BuildError(f"{stub.path} has no EL1 window (symbol {exc} missing)") from exc
+    kinds = [k for k in AccessKind if k.arch is stub.arch]
+    stub_kinds = {n[len("__s2_kind_"):]: v for n, v in syms.items() if n.startswith("__s2_kind_")}
+    if stub_kinds != {k.name: k.code for k in kinds}:
+        raise BuildError(f"{stub.path}: access kinds {sorted(stub_kinds.items())} differ from "
+                         f"reference/access.py {sorted((k.name, k.code) for k in kinds)}")
+    insns = {}
+    for k in kinds:
+        first = syms.get(f"__s2_el1_insn_{k.name}")
+        if first is None or not start <= first < end:
+            raise BuildError(f"{stub.path}: no access instruction for {k.name} in the EL1 window")
+        second = syms.get(f"__s2_el1_insn2_{k.name}")
+        insns[k] = (first - start,) if second is None else (first - start, second - start)
+    return El1Window(start, end - start, MappingProxyType(insns))

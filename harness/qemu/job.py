@@ -30,16 +30,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from reference.access import AccessKind
-from reference.arch import Arch, AtKind
+from reference.arch import Arch
+from reference.stage1 import AtOp
 
 from ..errors import UsageError
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 JOB_MAGIC = 0x424A3253          # b"S2JB" read as a little-endian u32
 RESULTS_MAGIC = 0x53523253      # b"S2RS"
 HANG_OFF = 0xFFFF_FFFF          # hang_after value meaning "never"
@@ -47,10 +48,12 @@ HANG_OFF = 0xFFFF_FFFF          # hang_after value meaning "never"
 # Job blob: header, then the image, probe and region tables, then region data.
 _JOB_HEADER = struct.Struct("<6I5Q")   # magic version n_images n_probes n_regions hang_after
 JOB_HEADER_SIZE = _JOB_HEADER.size      # + image/probe/region/data offsets, total size
-IMAGE_RECORD_SIZE = 32                  # vtcr u64, vttbr u64, first_probe u32, n_probes u32, el1_ipa u64
+IMAGE_RECORD_SIZE = 88                  # vtcr vttbr u64, first_probe n_probes u32, el1_ipa s2pir
+#                                         hcr sctlr tcr ttbr0 ttbr1 mair u64
 PROBE_RECORD_SIZE = 32                  # ipa u64, kind u32, flags u32, data u64, data2 u64
 REGION_RECORD_SIZE = 24                 # pa u64, len u64, offset-in-job u64
-_IMAGE_RECORD = struct.Struct("<QQIIQ")
+_IMAGE_RECORD = struct.Struct("<QQIIQQQQQQQQ")
+assert _IMAGE_RECORD.size == IMAGE_RECORD_SIZE
 _REGION_RECORD = struct.Struct("<QQQ")
 
 # Results: header of u64 slots, then one record of RECORD_WORDS u64 per probe.
@@ -70,8 +73,9 @@ _LITTLE = sys.byteorder == "little"
 
 ID_REGISTER_NAMES: Mapping[Arch, tuple[str, ...]] = MappingProxyType({
     Arch.AARCH64: ("MIDR_EL1", "ID_AA64MMFR0_EL1", "ID_AA64MMFR1_EL1",
-                   "ID_AA64MMFR2_EL1", "ID_AA64PFR0_EL1", "DCZID_EL0"),
-    Arch.AARCH32: ("MIDR", "ID_MMFR0", "ID_MMFR3", "ID_MMFR4", "ID_PFR1", "ID_PFR0"),
+                   "ID_AA64MMFR2_EL1", "ID_AA64PFR0_EL1", "DCZID_EL0", "ID_AA64MMFR3_EL1",
+                   "ID_AA64PFR1_EL1", "ID_AA64ISAR1_EL1"),
+    Arch.AARCH32: ("MIDR", "ID_MMFR0", "ID_MMFR3", "ID_MMFR4", "ID_PFR1", "ID_PFR0", "ID_DFR0"),
 })
 """Names of the ID-register slots, in slot order (docs/job-abi.md)."""
 
@@ -149,28 +153,53 @@ class JobLayout:
 
 @dataclass(frozen=True, slots=True)
 class JobProbe:
-    """One AT operation on one IPA (with stage 1 off, VA == IPA)."""
+    """One AT operation on one input address: the IPA with stage 1 off
+    (VA == IPA), the VA with stage 1 on.  ``at``: an AtKind (0..3) or a
+    reference.stage1.AtOp (0..7); only its ``code`` is used."""
 
     ipa: int
-    at: AtKind
+    at: Any
+
+
+# What an image runs under unless it says otherwise: stage 2 alone.
+# HCR_EL2 = RW | VM, SCTLR_EL1 = its v8.0 RES1 bits (M = 0); AArch32 HCR =
+# VM (HCR2 0) and no SCTLR bit set (the stub clears M, C, WXN, UWXN).
+DEFAULT_HCR = MappingProxyType({Arch.AARCH64: 0x8000_0001, Arch.AARCH32: 0x1})
+DEFAULT_SCTLR = MappingProxyType({Arch.AARCH64: 0x30D0_0800, Arch.AARCH32: 0})
+HCR_VM = 1 << 0
+HCR_RW = 1 << 31
 
 
 @dataclass(frozen=True)
 class JobImage:
-    """One stage-2 configuration and the probes run under it.
+    """One stage-2 configuration (and stage 1, when on) and the probes run
+    under it.
 
     ``regions`` are table bytes to place at a PA in the arena before the
     batch starts: (pa, data), pa and len(data) multiples of 8.  ``vtcr`` is
     the VTCR_EL2 / VTCR value (32-bit on AArch32), ``vttbr`` the 64-bit
-    VTTBR.  ``probes``: JobProbe (AT) records or a PROBE_DTYPE array (any
-    kind).  ``el1_ipa``: the IPA at which the image maps the stub's EL1
-    window (its access routines and EL1 vectors); only access probes use it."""
+    VTTBR, ``s2pir`` S2PIR_EL2 (AArch64; the stub writes it only on a CPU
+    with FEAT_S2PIE).  ``probes``: JobProbe (AT) records or a PROBE_DTYPE
+    array (any kind).  ``el1_ipa``: the IPA at which the image maps the
+    stub's EL1 window (its access routines and EL1 vectors); only access
+    probes use it.  The EL1&0 regime (docs/job-abi.md): ``hcr`` HCR_EL2
+    (AArch32: HCR | HCR2 << 32), ``sctlr`` SCTLR_EL1 (AArch32: the SCTLR
+    bits M, C, WXN, UWXN to set), ``tcr`` TCR_EL1 (TTBCR), ``ttbr0``,
+    ``ttbr1``, ``mair`` MAIR_EL1 (MAIR0 | MAIR1 << 32); None for ``hcr``
+    and ``sctlr`` means stage 2 alone (DEFAULT_HCR, DEFAULT_SCTLR)."""
 
     vtcr: int
     vttbr: int
     regions: tuple[tuple[int, bytes], ...]
     probes: Sequence[JobProbe] | np.ndarray    # rows of PROBE_DTYPE, as probe_table takes
     el1_ipa: int = 0
+    s2pir: int = 0
+    hcr: int | None = None
+    sctlr: int | None = None
+    tcr: int = 0
+    ttbr0: int = 0
+    ttbr1: int = 0
+    mair: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,7 +390,8 @@ def probe_table(probes: Sequence[JobProbe] | np.ndarray) -> np.ndarray:
         table["ipa"] = [p.ipa for p in probes]
         table["kind"] = [p.at.value for p in probes]
     except (OverflowError, TypeError, AttributeError, ValueError) as exc:
-        raise UsageError(f"probe with an IPA outside 0..2^64-1 or a kind that is not an AtKind: {exc}") from exc
+        raise UsageError(f"probe with an IPA outside 0..2^64-1 or a kind that is not an AT "
+                         f"operation: {exc}") from exc
     return table
 
 
@@ -373,8 +403,31 @@ KIND_SET_VTTBR = 129      # data = the VTTBR to switch to
 def probe_kinds(arch: Arch) -> np.ndarray:
     """Every probe kind code the ``arch`` stub runs: AT, its access
     routines, maintenance (docs/job-abi.md)."""
-    codes = [k.code for k in AtKind] + [k.code for k in AccessKind if k.arch is arch]
+    codes = [op.code for op in AtOp] + [k.code for k in AccessKind if k.arch is arch]
     return np.array(sorted(codes + [KIND_DESC_WRITE, KIND_SET_VTTBR]), dtype=np.uint32)
+
+
+def _regime(arch: Arch, i: int, im: JobImage) -> tuple[int, ...]:
+    """(s2pir, hcr, sctlr, tcr, ttbr0, ttbr1, mair) of an image record,
+    checked against the registers they go to."""
+    narrow = arch is Arch.AARCH32
+    hcr = DEFAULT_HCR[arch] if im.hcr is None else im.hcr
+    sctlr = DEFAULT_SCTLR[arch] if im.sctlr is None else im.sctlr
+    values = {"VTCR": (im.vtcr, 32 if narrow else 64), "VTTBR": (im.vttbr, 64),
+              "EL1 window IPA": (im.el1_ipa, 32 if narrow else 64), "S2PIR": (im.s2pir, 64),
+              "HCR": (hcr, 64), "SCTLR": (sctlr, 32 if narrow else 64),
+              "TCR": (im.tcr, 32 if narrow else 64), "TTBR0": (im.ttbr0, 64),
+              "TTBR1": (im.ttbr1, 64), "MAIR": (im.mair, 64)}
+    for name, (value, bits) in values.items():
+        if not 0 <= value < 1 << bits:
+            raise UsageError(f"image {i}: {name} {value:#x} does not fit {bits} bits")
+    if narrow and im.s2pir:
+        raise UsageError(f"image {i}: S2PIR_EL2 exists only for AArch64 (FEAT_S2PIE)")
+    needed = HCR_VM | (0 if narrow else HCR_RW)
+    if hcr & needed != needed:
+        raise UsageError(f"image {i}: HCR {hcr:#x} lacks VM{'' if narrow else ' or RW'} "
+                         "(the stub runs EL1&0 with stage 2 on, AArch64 at EL1)")
+    return (im.s2pir, hcr, sctlr, im.tcr, im.ttbr0, im.ttbr1, im.mair)
 
 
 def pack_job(layout: JobLayout, images: Sequence[JobImage], hang_after: int | None = None) -> bytes:
@@ -416,14 +469,9 @@ def pack_job(layout: JobLayout, images: Sequence[JobImage], hang_after: int | No
 
     first = 0
     for i, im in enumerate(images):
-        if not (0 <= im.vtcr < (1 << (32 if narrow else 64))):
-            raise UsageError(f"image {i}: VTCR {im.vtcr:#x} does not fit the register")
-        if not (0 <= im.vttbr < (1 << 64)):
-            raise UsageError(f"image {i}: VTTBR {im.vttbr:#x} does not fit 64 bits")
-        if not (0 <= im.el1_ipa < (1 << (32 if narrow else 64))):
-            raise UsageError(f"image {i}: EL1 window IPA {im.el1_ipa:#x} is out of range")
+        regime = _regime(layout.arch, i, im)
         _IMAGE_RECORD.pack_into(blob, image_off + IMAGE_RECORD_SIZE * i,
-                                im.vtcr, im.vttbr, first, len(im.probes), im.el1_ipa)
+                                im.vtcr, im.vttbr, first, len(im.probes), im.el1_ipa, *regime)
         first += len(im.probes)
 
     # Probe table: (ipa u64, kind u32, flags u32, data u64, data2 u64) rows, built in one go.
@@ -435,7 +483,8 @@ def pack_job(layout: JobLayout, images: Sequence[JobImage], hang_after: int | No
             raise UsageError(f"probe kind {int(unknown[0])} is not one the {layout.arch.value} "
                              "stub runs")
     if narrow and n_probes and int(table["ipa"].max()) >= 1 << 32:
-        raise UsageError("AArch32 probes need IPAs below 4 GiB (stage 1 is off, VA == IPA)")
+        raise UsageError("AArch32 probes need input addresses below 4 GiB (a 32-bit VA; with "
+                         "stage 1 off VA == IPA)")
     blob[probe_off:region_off] = table.tobytes()
 
     r = 0

@@ -24,7 +24,8 @@ import sys
 import time
 
 JOB_HEADER = struct.Struct("<6I5Q")
-IMAGE = struct.Struct("<QQIIQ")        # job ABI v2: vtcr vttbr first count el1_ipa
+IMAGE = struct.Struct("<QQIIQ")        # job ABI v3: vtcr vttbr first count el1_ipa (then 7 u64)
+IMAGE_SIZE = 88
 PROBE = struct.Struct("<QIIQQ")        # ipa kind flags data data2
 
 
@@ -41,7 +42,7 @@ def marked(blob: bytes, vmid: int, ipa: int | None) -> bool:
     (_magic, _version, n_images, _n_probes, _n_regions, _hang,
      image_off, probe_off, _region_off, _data_off, _total) = JOB_HEADER.unpack_from(blob, 0)
     for i in range(n_images):
-        _vtcr, vttbr, first, count, _el1 = IMAGE.unpack_from(blob, image_off + i * IMAGE.size)
+        _vtcr, vttbr, first, count, _el1 = IMAGE.unpack_from(blob, image_off + i * IMAGE_SIZE)
         if vttbr >> 48 != vmid:
             continue
         if ipa is None:
