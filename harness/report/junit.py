@@ -81,8 +81,12 @@ def junit_tree(run: RunData, timings: bool = False,
         props = ET.SubElement(root, "properties")
         ET.SubElement(props, "property", name="coverage", value=run.info.coverage)
     by_group: dict[str, list[EntryResult]] = collections.defaultdict(list)
-    for e in entry_results(run):
+    results = entry_results(run)
+    for e in results:
         by_group[e.group].append(e)
+    # A run over several QEMUs names each entry's build; a one-QEMU run
+    # (whose records carry its label too) keeps the plain entry names.
+    several = len({e.qemu for e in results}) > 1
     for group in sorted(by_group):
         cases = []
         for e in by_group[group]:
@@ -103,7 +107,7 @@ def junit_tree(run: RunData, timings: bool = False,
             elif e.verdict is Verdict.NOT_RUN:
                 outcome = ET.Element("skipped", message=e.reason)
             known = [d.summary() + f" [known: {d.known}]" for d in e.divergences if not d.is_new]
-            cases.append((e.entry + (f" [{e.qemu}]" if e.qemu else ""), t, outcome,
+            cases.append((e.entry + (f" [{e.qemu}]" if several and e.qemu else ""), t, outcome,
                           "\n".join(known)))
         suites.append((group, cases))
     never = sorted({(n.entry, n.qemu, n.reason) for e in run.ends for n in e.entries_not_run

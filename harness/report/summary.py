@@ -259,8 +259,10 @@ def _batch_counts(run: RunData) -> str:
 def qemu_lines(run: RunData) -> list[str]:
     """The QEMUs of the run: 'label = version' for a run over several,
     else the version per architecture."""
-    if run.qemus:
+    if len(run.qemus) > 1:
         return [f"{label} = {version}" for label, version in run.qemus]
+    if run.qemus:
+        return [version for _, version in run.qemus]
     by_version: dict[str, list[str]] = {}
     for a, v in run.info.qemu:
         by_version.setdefault(v, []).append(a)
