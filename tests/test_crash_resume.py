@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.matrix import build_matrix
 from harness.kinds import CaseKind
+from harness.matrix import build_matrix
 from harness.plan import Plan, generate_batch, job_image, prepare_machine
 from harness.qemu import builds
 from harness.qemu.boot import BatchStatus
