@@ -15,6 +15,7 @@ from .summary import (
     _first_line,
     entry_results,
     harness_errors,
+    never_run_pairs,
 )
 from .text import commands, expected_summary, family_line
 
@@ -110,13 +111,18 @@ def junit_tree(run: RunData, timings: bool = False,
             cases.append((e.entry + (f" [{e.qemu}]" if several and e.qemu else ""), t, outcome,
                           "\n".join(known)))
         suites.append((group, cases))
+    # Per (entry, QEMU): in a run over several QEMUs an entry that ran on
+    # one and not on another is skipped for the other.
+    pairs = never_run_pairs(run)
+    labelled = len(run.qemus) > 1
     never = sorted({(n.entry, n.qemu, n.reason) for e in run.ends for n in e.entries_not_run
-                    if n.entry not in {c.entry for c in run.cases}})
+                    if (n.entry, n.qemu if labelled else "") in pairs})
     if never:
-        # Entries of which no case ran on any QEMU (the end records): a test
-        # case each, skipped with the reason, so that CI counts them.
-        suites.append(("not run", [(entry, 0.0, ET.Element(
-            "skipped", message=f"{reason}" + (f" (QEMU {qemu})" if qemu else "")), "")
+        # Entries of which no case ran (on that QEMU; the end records): a
+        # test case each, skipped with the reason, so that CI counts them.
+        suites.append(("not run", [
+            (entry + (f" [{qemu}]" if labelled and qemu else ""), 0.0,
+             ET.Element("skipped", message=f"{reason}" + (f" (QEMU {qemu})" if qemu else "")), "")
             for entry, qemu, reason in never]))
     errors = harness_errors(run)
     if errors:

@@ -320,6 +320,62 @@ def _not_run_lines(run: RunData) -> list[str]:
     return lines
 
 
+def never_run_pairs(run: RunData) -> set[tuple[str, str]]:
+    """(entry, QEMU) pairs of the matrix of which no case ran, from the end
+    records (an entry that ran on one QEMU and not on another counts once
+    for the other)."""
+    ran = {(c.entry, record_qemu(c)) for c in run.cases}
+    # A one-QEMU run's records name no QEMU while its end record names the
+    # version: compare by entry alone there.
+    several = len(run.qemus) > 1
+    return {(n.entry, n.qemu if several else "") for e in run.ends for n in e.entries_not_run
+            if (n.entry, n.qemu if several else "") not in ran}
+
+
+def coverage_headline(run: RunData, out_dir: str | None = None) -> list[str]:
+    """The summary's second line when the run did not cover its matrix
+    (issue 12: coverage is stated first, not pages below the root causes):
+    how many matrix entries ran and how many never did and why, the cases
+    not run, and how to cover the rest -- with the budget a first case of
+    every entry would need at this run's rate (coverage first: every entry
+    runs its first case before any runs a second).  Empty for a run that
+    covered everything, or one without end records."""
+    if not run.ends:
+        return []
+    never = never_run_pairs(run)
+    planned = sum(e.cases_planned for e in run.ends)
+    ran_cases = sum(e.cases_run for e in run.ends)
+    reasons = {e.reason.value for e in run.ends}
+    if not never and reasons == {"complete"} and ran_cases >= planned:
+        return []
+    total = (run.info.entries or 0) * max(len(run.qemus), 1)
+    if total < len(never):
+        total = len(never)
+    several = len(run.qemus) > 1
+    reason = {(n.entry, n.qemu if several else ""): n.reason
+              for x in run.ends for n in x.entries_not_run}
+    why = collections.Counter(reason[k] for k in never)
+    what = "entries" if len(run.qemus) < 2 else "(entry, QEMU) pairs"
+    text = (f"COVERAGE: {total - len(never)} of {total} matrix {what} ran"
+            + (f", {len(never)} never ran ("
+               + "; ".join(f"{n} x {w}" for w, n in sorted(why.items())) + ")" if never else "")
+            + f"; {ran_cases:,} of {planned:,} cases ran.")
+    if "budget" in reasons:
+        ends = [e for e in run.ends if e.elapsed > 0]
+        done = total - len(never)
+        if never and done and ends:
+            # The slowest shard decides; entries are not all equally long,
+            # so this is an estimate from the run's own pace.
+            need = max(e.elapsed for e in ends) * total / done
+            text += (f" A first case of every entry needs about --budget "
+                     f"{max(10, int(-(-need // 10) * 10))} at this run's pace;")
+        text += " no --budget runs every case"
+        text += f"; s2diff run --resume --out {out_dir} continues this run." if out_dir else \
+            "; --resume continues this run."
+    return textwrap.wrap(text, 80, subsequent_indent="  ", break_long_words=False,
+                         break_on_hyphens=False)
+
+
 def _crash_lines(run: RunData) -> list[str]:
     """With crash records (crash-resume, docs/results.md): how many probes
     were judged and why the others were not, and one line per crash
@@ -400,7 +456,11 @@ def render_summary(run: RunData, width: int = 80) -> str:
         out.append(f"descriptor writes against the reference (not probes): "
                    f"{total.writes_new:,} new, {total.writes_known:,} known")
     out.append("")
-    out.append("entries: " + ", ".join(f"{n} {v.label}" for v, n in total.verdicts))
+    # Entries that never ran have no case records: counted as not run here
+    # too, so that this line agrees with the coverage lines above.
+    never = len(never_run_pairs(run))
+    out.append("entries: " + ", ".join(
+        f"{n + (never if v is Verdict.NOT_RUN else 0)} {v.label}" for v, n in total.verdicts))
     if total.skip_reasons:
         out.append("")
         out.append("not run:")

@@ -17,7 +17,7 @@ from ..vocabulary import FamilyKey
 from .families import Family, families_of
 from .load import RunData, record_qemu
 from .rootcause import CauseKind, RootCause, qemu_name, root_causes
-from .summary import Verdict, count_text, entry_results, render_summary
+from .summary import Verdict, count_text, coverage_headline, entry_results, render_summary
 
 WIDTH = 80
 # Families listed under one root cause in text (the HTML lists them all).
@@ -271,7 +271,7 @@ def render_text(run: RunData, report_dir: Path | None = None, width: int = WIDTH
     commands), the counts, the per-QEMU views, then every root cause's
     families.  Commands name case files relative to ``report_dir``."""
     causes = root_causes(run)
-    out = [headline(run, causes), ""]
+    out = [headline(run, causes), *coverage_headline(run), ""]
     if causes:
         out.append(f"root causes ({len(causes)}; commands run from this directory):")
         for n, c in enumerate(causes, 1):
@@ -302,7 +302,7 @@ def render_terminal(run: RunData, out_dir: Path | None = None, width: int = WIDT
     then the counts.  Commands name case files as seen from the current
     directory."""
     causes = root_causes(run)
-    out = [headline(run, causes)]
+    out = [headline(run, causes), *coverage_headline(run, str(out_dir) if out_dir else None)]
     urgent = [c for c in causes if c.is_new]
     for n, c in enumerate(urgent[:limit], 1):
         out += render_cause(n, c, None, width, families=3, files=0)
