@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.cli.progress import Progress
+from harness.cli.progress import Heartbeat, Progress
 from harness.errors import UsageError
 from harness.plan import parse_shard
 from harness.qemu.boot import BatchStatus
@@ -141,3 +141,23 @@ def test_progress_lines_without_a_terminal():
         "count": 7})
     progress.update([known, batch(2)])
     assert "7 known" in out.getvalue().splitlines()[-1]
+
+
+def test_heartbeat_a_line_per_stage_and_per_interval_of_work():
+    """shrink and isolate without a terminal: a line as each stage starts,
+    and one per interval as boots finish -- driven by an injected clock."""
+    now = [100.0]
+    lines: list[str] = []
+    beat = Heartbeat("shrink", lines.append, interval=10.0, clock=lambda: now[0])
+    beat.stage("pass probes")
+    assert lines == ["shrink: 00:00 pass probes"]
+    now[0] += 4
+    beat.tick("3 QEMU boots")               # 4 s since the last line: quiet
+    assert len(lines) == 1
+    now[0] += 7
+    beat.tick("5 QEMU boots")               # 11 s: a line, with the stage
+    assert lines[-1] == "shrink: 00:11 pass probes: 5 QEMU boots"
+    now[0] += 9
+    beat.tick("6 QEMU boots")               # 9 s since that line: quiet
+    beat.stage("localize")                  # a new stage: always
+    assert lines[-2:] == ["shrink: 00:11 pass probes: 5 QEMU boots", "shrink: 00:20 localize"]

@@ -21,7 +21,7 @@ from harness.debug.ddmin import ddmin
 from harness.debug.lab import Lab, reference_labels
 from harness.debug.localize import LevelEvidence, localize, reached_levels
 from harness.debug.rebuild import geometry_choices, rebuild, walk_path
-from harness.debug.shrink import image_words, shrink
+from harness.debug.shrink import SHRINK_PASSES, image_words, shrink
 from harness.debug.variants import in_place as _in_place
 from harness.plan import VIRT_EMPTY
 from harness.qemu.launcher import find_qemu, qemu_version
@@ -184,8 +184,14 @@ class TestShrinkInQemu:
         if not qemu_7_2():
             pytest.skip("the planted divergence is a QEMU 7.2 bug")
         case, index, _ = planted_case()
-        lab = Lab(Arch.AARCH64, "cortex-a57")
-        result = shrink(case, lab)
+        booted: list[str] = []
+        stages: list[str] = []
+        lab = Lab(Arch.AARCH64, "cortex-a57", on_boot=booted.append)
+        result = shrink(case, lab, stage=stages.append)
+        # Progress: a line per boot and one per pass (SHRINK_PASSES).
+        assert len(booted) == result.boots and booted[0].startswith("1 QEMU boot, ")
+        assert stages[0].startswith("run the case (")
+        assert stages[1:] == [f"pass {name}" for name, _ in SHRINK_PASSES]
         m = result.minimal
         assert result.probe == index
         assert result.signature == Signature(DivergenceKind.PROBE, ("translation L0",), "ok")
@@ -258,7 +264,12 @@ class TestShrinkInQemu:
         src = tmp_path / "planted.json"
         save_case(src, case)
         assert main(["shrink", str(src)]) == 0
-        out = capsys.readouterr().out
+        captured = capsys.readouterr()
+        out = captured.out
+        # Progress on stderr, a line per stage (the interval is 10 s).
+        progress = captured.err.splitlines()
+        assert progress[0].startswith("shrink: 00:") and "run the case (" in progress[0]
+        assert progress[-1].endswith(" localize")
         minimal = tmp_path / "planted.min.json"
         report = (tmp_path / "planted.min.txt").read_text()
         # The conclusion first, the walk and the variants in the report only.

@@ -41,6 +41,7 @@ from .common import (
     qemu_arguments,
     qemu_for,
 )
+from .progress import Heartbeat
 
 # ---------------------------------------------------------------------------
 # shrink / localize
@@ -73,9 +74,12 @@ def baseline_of(args: argparse.Namespace) -> Baseline:
 
 def run_shrink(args: argparse.Namespace, io: Streams) -> Outcome:
     case = load_case(args.case)
+    # Progress on stderr (stdout holds the conclusion): each pass, and a
+    # line per INTERVAL s of boots -- a shrink of a large case is minutes.
+    beat = Heartbeat("shrink", lambda line: print(line, file=io.err, flush=True))
     report = shrink_case_file(args.case, out=args.out, probe=args.probe,
                               qemu=qemu_for(args, case.cpu.arch), timeout=args.timeout,
-                              baseline=baseline_of(args))
+                              baseline=baseline_of(args), stage=beat.stage, on_boot=beat.tick)
     # The conclusion and the steps; the walk and the variants are in the report.
     head = report.text.split("\n== the minimal case ==")[0].rstrip("\n")
     print(head, file=io.out)
@@ -129,8 +133,9 @@ def shrink_root_causes(out: Path, args: argparse.Namespace, io: Streams) -> None
               flush=True)
         try:
             probe = _file_probe(path, follow.probe)
+            beat = Heartbeat(f"  shrink {n}", lambda line: print(line, file=io.out, flush=True))
             report = shrink_case_file(path, probe=probe, qemu=qemu_for(args, Arch(follow.arch)),
-                                      baseline=baseline)
+                                      baseline=baseline, stage=beat.stage, on_boot=beat.tick)
         except S2DiffError as exc:
             print(f"  could not shrink {path}: {' '.join(str(exc).split())}", file=io.out)
             records.append(ShrinkRecord(family=follow.family, case_file=file, probe=follow.probe,

@@ -5,6 +5,7 @@ of what is left -- so that a log shows the run is alive and how far it is."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from rich.console import Console
@@ -117,3 +118,36 @@ class Progress:
                 f"{len(self.entries)}/{self.total_entries} entries, {c['probes']:,} probes, "
                 f"{c['new']:,} new, {c['known']:,} known{crashes}, "
                 f"{clock(elapsed)} elapsed{eta}")
+
+
+class Heartbeat:
+    """Progress of a step-wise command (shrink, isolate) without a rich
+    bar: a line as each stage starts, and between stages a line at most
+    every ``interval`` s as work finishes (a QEMU boot), so that a CI log
+    shows the command is alive and where it is.  ``clock`` is injectable
+    (tests drive it; no timed assertions)."""
+
+    def __init__(self, name: str, write: Callable[[str], None], interval: float = INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self._write = write
+        self.interval = interval
+        self._clock = clock
+        self._started = self._last = clock()
+        self._stage = ""
+
+    def _emit(self, text: str) -> None:
+        now = self._clock()
+        self._last = now
+        self._write(f"{self.name}: {clock(now - self._started)} {text}")
+
+    def stage(self, text: str) -> None:
+        """A stage starts: always a line."""
+        self._stage = text
+        self._emit(text)
+
+    def tick(self, detail: str) -> None:
+        """A unit of work finished: a line if ``interval`` s have passed
+        since the last one."""
+        if self._clock() - self._last >= self.interval:
+            self._emit(f"{self._stage}: {detail}" if self._stage else detail)

@@ -161,11 +161,14 @@ class Lab:
     into as few boots as possible; ``boots`` counts the boots made.
 
     ``qemu``: the binary (default: harness.qemu.find_qemu); ``timeout`` per
-    boot in seconds (default: run_batch's)."""
+    boot in seconds (default: run_batch's); ``on_boot`` sees a line after
+    each boot (progress: a shrink is many boots)."""
 
     def __init__(self, arch: Arch, cpu: str, *, qemu: str | Path | None = None,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None,
+                 on_boot: Callable[[str], None] | None = None) -> None:
         self.arch, self.cpu, self.qemu, self.timeout = arch, cpu, qemu, timeout
+        self.on_boot = on_boot
         self.stub = build_stub(arch)
         self.layout = read_stub(self.stub).layout
         self.boots = 0
@@ -210,6 +213,9 @@ class Lab:
                               timeout=self.timeout)
             self.boots += 1
             self.qemu_version, self.argv = batch.qemu_version, batch.argv
+            if self.on_boot is not None:
+                self.on_boot(f"{self.boots} QEMU boot{'s' if self.boots != 1 else ''}, "
+                             f"{len(g.members)} candidate(s) in the last")
             by_index = {i: k for k, (i, _, _) in enumerate(g.members)}
             for k, (i, case, owner) in enumerate(g.members):
                 result = batch.images[k]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,15 +84,20 @@ def describe_geometry(case) -> str:
 
 def shrink_case_file(case_path: str | Path, *, out: str | Path | None = None,
                      probe: int | None = None, qemu: str | Path | None = None,
-                     timeout: float | None = None, baseline: Baseline = EMPTY) -> ShrinkReport:
+                     timeout: float | None = None, baseline: Baseline = EMPTY,
+                     stage: Callable[[str], None] | None = None,
+                     on_boot: Callable[[str], None] | None = None) -> ShrinkReport:
     """Shrink the case file, localize its divergence, write the minimal case
     (``out``, default minimal_case_path) and the report beside it (.txt).
     ``baseline``: the divergence followed is one it does not explain when
-    the case has such (harness.debug.shrink)."""
+    the case has such (harness.debug.shrink).  Progress: ``stage`` sees
+    each pass as it starts, ``on_boot`` a line after each QEMU boot."""
     source = Path(case_path)
     case = load_case(source)
-    lab = Lab(case.cpu.arch, case.cpu.name, qemu=qemu, timeout=timeout)
-    result = shrink(case, lab, probe=probe, baseline=baseline)
+    lab = Lab(case.cpu.arch, case.cpu.name, qemu=qemu, timeout=timeout, on_boot=on_boot)
+    result = shrink(case, lab, probe=probe, baseline=baseline, stage=stage)
+    if stage is not None:
+        stage("localize")
     loc = localize(result.minimal, lab, result.signature, result.trial)
     target = Path(out) if out is not None else minimal_case_path(source)
     save_case(target, result.minimal, _observed_extra(result, loc, source))

@@ -276,13 +276,17 @@ SHRINK_PASSES: tuple[tuple[str, ShrinkPass], ...] = (
 
 
 def shrink(case: Case, lab: Lab, *, probe: int | None = None, budget: int = 48,
-           baseline: Baseline = EMPTY) -> ShrinkResult:
+           baseline: Baseline = EMPTY,
+           stage: Callable[[str], None] | None = None) -> ShrinkResult:
     """Minimize ``case`` by the SHRINK_PASSES (see the module docstring).
     ``probe``: follow this probe's divergence (default: the first divergent
     probe the ``baseline`` does not explain, else the first divergent
     probe); ``budget``: candidates each delta-debugging fallback may try.
-    A new divergence is never traded for one the baseline explains."""
+    A new divergence is never traded for one the baseline explains.
+    ``stage`` sees the name of each pass as it starts (progress)."""
     boots0 = lab.boots
+    if stage is not None:
+        stage(f"run the case ({probe_count(case)} probes)")
     trial = first_trial(case, lab)
     version = trial.batch.qemu_version
     target = choose_target(trial, probe, lambda f: baseline.match(f.record, version) is None)
@@ -303,6 +307,8 @@ def shrink(case: Case, lab: Lab, *, probe: int | None = None, budget: int = 48,
     now = Shrunk(trial.case, trial)
     for name, run_pass in SHRINK_PASSES:
         boots = lab.boots
+        if stage is not None:
+            stage(f"pass {name}")
         now, text = run_pass(ctx, now)
         if text is not None:
             steps.append(Step(name, text, lab.boots - boots))
