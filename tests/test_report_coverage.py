@@ -5,6 +5,7 @@ in a run over several.  Records are written with the runner's record
 types; the expected figures are counted by hand from the records below."""
 from __future__ import annotations
 
+import dataclasses
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -109,3 +110,13 @@ def test_complete_run_has_no_coverage_line(tmp_path):
     run = load_run([write(tmp_path / "r", [header(("7.2.22",)), *ran(A, ""), end])])
     assert coverage_headline(run) == []
     assert "COVERAGE" not in render_text(run)
+
+
+def test_partial_merge_says_so_first(tmp_path):
+    """A shard 1/2 alone (merge --allow-partial): the second line names the
+    missing shard."""
+    end = EndRecord(reason=EndReason.COMPLETE, batches_planned=1, batches_run=1, cases_planned=1,
+                    cases_run=1, entries=2, entries_not_run=(), elapsed=1.0, shard=(1, 2))
+    first = dataclasses.replace(header(("7.2.22",)), shard=(1, 2))
+    run = load_run([write(tmp_path / "r", [first, *ran(A, ""), end])])
+    assert render_text(run).split("\n")[1].startswith("COVERAGE: shards 1/2 (missing 2/2)")
