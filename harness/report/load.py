@@ -393,7 +393,7 @@ def load_run(dirs: Sequence[Path | str]) -> RunData:
     return RunData(info=_merge_run_info(runs, batches), batches=tuple(batches),
                    cases=tuple(cases), divergences=tuple(divergences), warnings=tuple(warnings),
                    shrinks=tuple(shrinks), crashes=tuple(crashes), ends=tuple(ends),
-                   end=end_view(ends), qemus=tuple(sorted(qemus.items())))
+                   end=end_view(ends), qemus=tuple(qemus.items()))
 
 
 def merge_dirs(dirs: Sequence[Path], out: Path) -> Path:

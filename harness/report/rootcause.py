@@ -354,7 +354,9 @@ def root_causes(run: RunData) -> list[RootCause]:
         shrinks.setdefault(_family_cause(s.family), s)
     out = [_crash_cause(run, c) for c in crash_families(run.crashes)]
     for a, divs in groups.items():
-        probes = [d for d in divs if d.kind is DivergenceKind.PROBE]
+        # Probes of every kind (AT, access, data chunks, a CPU model's ID
+        # registers) count as probes; descriptor writes apart.
+        probes = [d for d in divs if d.kind is not DivergenceKind.MEMORY]
         writes = [d for d in divs if d.kind is DivergenceKind.MEMORY]
         case_keys = list(dict.fromkeys(d.key for d in divs))
         families = families_of(divs)
@@ -368,6 +370,14 @@ def root_causes(run: RunData) -> list[RootCause]:
             title = f"{shrink.level_text}: {shrink.field}"
             line = (f"localized by shrinking ({_plural(len(families), 'family', )}): "
                     f"{_family_title(families[0].key)}")
+        elif all(d.kind is DivergenceKind.CPU_MODEL for d in divs):
+            # harness.judge.models: the ID registers of a named -cpu against
+            # its table; nothing to shrink or localize.
+            cpus = sorted({d.cpu for d in divs})
+            title = (f"-cpu {', '.join(cpus)}: ID registers other than the model's table "
+                     f"({', '.join(sorted({d.expected[0].split('=')[0] for d in divs if d.expected}))})")
+            line = "; ".join(f"{d.cpu}: expected {', '.join(d.expected)}, QEMU {d.observed}"
+                             for d in divs[:4]) + (" ..." if len(divs) > 4 else "")
         else:
             title = _group_title(families)
             aims = list(dict.fromkeys(f.aim for f in families if f.aim != FANOUT_AIM))
@@ -396,17 +406,19 @@ def root_causes(run: RunData) -> list[RootCause]:
 
 
 def crash_families(crashes: Iterable[CrashView]) -> list[list[CrashView]]:
-    """Crash findings grouped by signature (and arch), in run order."""
-    groups: dict[tuple[str, str], list[CrashView]] = {}
+    """Crash findings grouped by signature, in run order: one QEMU bug
+    seen in qemu-system-aarch64 and qemu-system-arm (one source line) is
+    one family, as the run's CRASH lines count it."""
+    groups: dict[str, list[CrashView]] = {}
     for c in crashes:
-        groups.setdefault((c.arch, c.signature), []).append(c)
+        groups.setdefault(c.signature, []).append(c)
     return list(groups.values())
 
 
 def _crash_cause(run: RunData, family: list[CrashView]) -> RootCause:
     first = next((c for c in family if c.reproduced), family[0])
     how = "hang" if first.hang else "crash"
-    where = f"{first.arch} {first.cpu}"
+    where = ", ".join(dict.fromkeys(f"{c.arch} {c.cpu}" for c in family))
     line = (f"QEMU {how}es on {_plural(len(family), 'probe')} ({where}"
             + (f", e.g. {first.key} probe {first.probe}" if first.key else "") + ")"
             + ("" if first.reproduced else "; not reproduced by one probe alone"))

@@ -38,7 +38,7 @@ def headline(run: RunData, causes: Sequence[RootCause]) -> str:
     writes = sum(c.writes_new for c in new)
     parts = []
     if new:
-        what = [f"{probes:,} probes"] if probes else []
+        what = [_plural(probes, "probe")] if probes else []
         if writes:
             what.append(_plural(writes, "descriptor write"))
         parts.append(f"NEW: {_plural(len(new), 'root cause')} of new divergences "
@@ -115,7 +115,8 @@ def _counts(cause: RootCause) -> str:
         parts.append(f"{cause.new:,} new")
     if cause.known:
         parts.append(f"{cause.known:,} known")
-    text = f"{' + '.join(parts)} probes" if parts else ""
+    total = cause.new + cause.known
+    text = f"{' + '.join(parts)} probe{'' if total == 1 else 's'}" if parts else ""
     writes = cause.writes_new + cause.writes_known
     if writes:
         text += (", " if text else "") + _plural(writes, "descriptor write")
@@ -175,7 +176,16 @@ def qemu_labels(run: RunData) -> list[str]:
     """The QEMUs of a run over several, by label ([] for a one-QEMU run)."""
     labels = {record_qemu(c) for c in run.cases} | {label for label, _ in run.qemus}
     labels.discard("")
-    return sorted(labels)
+    # By version number, oldest first: never as strings ("10.0.13" <
+    # "7.2.22"); a label that is not a version sorts after the versions.
+    return sorted(labels, key=_version_key)
+
+
+def _version_key(label: str) -> tuple:
+    parts = label.replace("-", ".").split(".")
+    if not parts[0].isdigit():
+        return (1, (), label)
+    return (0, tuple(int(p) if p.isdigit() else -1 for p in parts), label)
 
 
 def presence(run: RunData, cause: RootCause, label: str) -> str:
