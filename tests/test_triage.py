@@ -249,7 +249,7 @@ class TestSeveralQemus:
         families = family_presence_table(run)
         assert families[0] == "divergence families x QEMU (present / absent / not run):"
         assert families[2].startswith("page: address-size L1 -> ok")
-        assert families[2].endswith("not run   absent  present")
+        assert families[2].endswith("present  not run   absent")
         # summary.txt carries both tables.
         text = render_text(run, tmp_path)
         assert table[0] in text and families[0] in text
