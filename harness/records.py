@@ -277,17 +277,23 @@ class BatchRecord:
 @dataclasses.dataclass(frozen=True)
 class CaseCounts:
     """Probes of one case (named and fan-out) by verdict; ``diverged`` also
-    counts descriptor words written against the reference."""
+    counts descriptor words written against the reference.  ``rules``: the
+    rules the probes that ran reached (CaseRecord.rules)."""
 
     probes: int
     passed: int
     diverged: int
     not_run: int
+    rules: tuple[tuple[str, int], ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class CaseRecord:
-    """One case (configuration, table image, probes) of a batch."""
+    """One case (configuration, table image, probes) of a batch.
+
+    ``rules`` (optional; stream C, docs/coverage.md): the architecture rules
+    the case's probes reached, as (rule key, probes) pairs sorted by key;
+    None in files written before rule coverage."""
 
     key: str
     entry: str
@@ -304,13 +310,17 @@ class CaseRecord:
     passed: int
     diverged: int
     not_run: int
+    rules: tuple[tuple[str, int], ...] | None = None
 
     def to_json(self) -> Json:
-        return {"type": "case", "key": self.key, "entry": self.entry, "group": self.group,
-                "arch": self.arch, "cpu": self.cpu, "vtcr": self.vtcr, "vttbr": self.vttbr,
-                "valid": self.valid, "kvm": self.kvm, "batch": self.batch,
-                "status": self.status.value, "probes": self.probes, "passed": self.passed,
-                "diverged": self.diverged, "not_run": self.not_run}
+        out = {"type": "case", "key": self.key, "entry": self.entry, "group": self.group,
+               "arch": self.arch, "cpu": self.cpu, "vtcr": self.vtcr, "vttbr": self.vttbr,
+               "valid": self.valid, "kvm": self.kvm, "batch": self.batch,
+               "status": self.status.value, "probes": self.probes, "passed": self.passed,
+               "diverged": self.diverged, "not_run": self.not_run}
+        if self.rules is not None:
+            out["rules"] = dict(self.rules)
+        return out
 
     @classmethod
     def from_json(cls, rec: Mapping[str, Any]) -> CaseRecord:
@@ -326,7 +336,8 @@ class CaseRecord:
                    valid=_bool(rec, "valid"), kvm=kvm if isinstance(kvm, bool) else False,
                    batch=_int(rec, "batch"), status=_enum(CaseStatus, rec, "status"),
                    probes=_int(rec, "probes"), passed=_int(rec, "passed"),
-                   diverged=_int(rec, "diverged"), not_run=_int(rec, "not_run"))
+                   diverged=_int(rec, "diverged"), not_run=_int(rec, "not_run"),
+                   rules=_rule_counts(rec.get("rules")))
 
     @property
     def granule(self) -> str | None:
@@ -337,6 +348,17 @@ class CaseRecord:
     @property
     def ia_bits(self) -> int:
         return _config(self.arch, self.vtcr).ia_bits
+
+
+def _rule_counts(value: Any) -> tuple[tuple[str, int], ...] | None:
+    """A case record's ``rules``: an object of rule key -> probes, or absent."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            for k, v in value.items()):
+        raise InvalidRecord("'rules' is not an object of rule key -> probe count")
+    return tuple(sorted(value.items()))
 
 
 @functools.lru_cache(maxsize=4096)
