@@ -130,7 +130,8 @@ def config_class(cpu: CpuModel, config: S2Config) -> R.ConfigClass:
 
 
 def class_facts(cls: R.ConfigClass, cpu: CpuModel) -> R.ClassFacts:
-    """The facts the rules' conditions read, for ``cls`` on ``cpu``."""
+    """The facts the rules' conditions read, for ``cls`` on ``cpu``: the
+    levels at or below the start level where a block is allowed."""
     granule = next((g for g in Granule if g.label == cls.granule), None)
     if cpu.arch is Arch.AARCH32:
         blocks = frozenset({1, 2})
@@ -141,4 +142,7 @@ def class_facts(cls: R.ConfigClass, cpu: CpuModel) -> R.ClassFacts:
         params = S2Params(granule=granule, txsz=24, sl0=0, sl2=0, ds=cls.ds, ps=0, ha=0, hd=0)
         blocks = frozenset(lvl for lvl in range(-1, 3)
                            if aarch64_block_desc_supported(cpu, params, lvl))
+    if cls.start_level is not None:
+        # A walk from the start level never meets the levels above it.
+        blocks = frozenset(lvl for lvl in blocks if lvl >= cls.start_level)
     return R.ClassFacts(cls, cpu, granule, blocks)

@@ -202,7 +202,15 @@ AARCH64 = Condition("AArch64", lambda f: f.arch is Arch.AARCH64)
 AARCH32 = Condition("AArch32", lambda f: f.arch is Arch.AARCH32)
 ARMV7 = Condition("an ARMv7 LPAE core", lambda f: f.cpu.arch_version < 8)
 ARMV8 = Condition("ARMv8 or later", lambda f: f.cpu.arch_version >= 8)
-WALKS = Condition("a valid start level", lambda f: f.start is not None)
+def _walks(f: ClassFacts) -> bool:
+    """The class walks with its own geometry: a valid start level for a
+    granule TG0 names and the CPU supports (under an IMPLEMENTATION DEFINED
+    granule the walk has another granule's geometry)."""
+    return (f.start is not None and f.granule is not None
+            and f.cpu.s2_granule_supported(f.granule))
+
+
+WALKS = Condition("a valid start level, a supported granule", _walks)
 LPA = Condition("FEAT_LPA", lambda f: f.cpu.feat_lpa)
 NO_LPA = Condition("no FEAT_LPA", lambda f: not f.cpu.feat_lpa)
 LPA2 = Condition("FEAT_LPA2", lambda f: f.cpu.feat_lpa2)
@@ -216,6 +224,9 @@ DS1 = Condition("DS = 1", lambda f: f.cls.ds == 1)
 UNSUPPORTED_GRANULE = Condition("a granule the CPU lacks at stage 2",
                                 lambda f: len(f.cpu.s2_granules) < len(Granule))
 BLOCKS = Condition("a level with block descriptors", lambda f: bool(f.block_levels))
+SUPPORTED_GRANULE = Condition("TG0 names a granule the CPU supports at stage 2",
+                              lambda f: f.granule is not None
+                              and f.cpu.s2_granule_supported(f.granule))
 
 
 def granule(g: Granule) -> Condition:
@@ -227,14 +238,15 @@ def pamax_below(bits: int) -> Condition:
 
 
 def walks_level(level: int) -> Condition:
-    """A walk of the class reads a table at ``level`` (start level <= level)."""
+    """A walk of the class reads a descriptor at ``level`` (start level <= level)."""
     return Condition(f"start level <= {level}",
-                     lambda f: f.start is not None and f.start <= level)
+                     lambda f: _walks(f) and f.start is not None and f.start <= level)
 
 
 def below_start(level: int) -> Condition:
     """A descriptor fetch at ``level`` follows a table descriptor."""
-    return Condition(f"start level < {level}", lambda f: f.start is not None and f.start < level)
+    return Condition(f"start level < {level}",
+                     lambda f: _walks(f) and f.start is not None and f.start < level)
 
 
 def block_at(level: int) -> Condition:
@@ -251,7 +263,8 @@ def no_block_at(level: int) -> Condition:
 # ---------------------------------------------------------------------------
 
 A64_S2_TG0 = _rule("a64.s2.tg0", "AArch64.S2DecodeTG0",
-                   "VTCR_EL2.TG0 names a granule the PE supports at stage 2", AARCH64)
+                   "VTCR_EL2.TG0 names a granule the PE supports at stage 2", AARCH64,
+                   SUPPORTED_GRANULE)
 A64_S2_TG0_RESERVED = _rule(
     "a64.s2.tg0.reserved", "AArch64.S2DecodeTG0",
     "reserved TG0 0b11: an IMPLEMENTATION DEFINED supported granule", AARCH64, cell=Cell.CPU)
@@ -316,46 +329,62 @@ A64_S1_DISABLED_OUTPUT = _rule(
 # AArch64 stage 2: the walk
 # ---------------------------------------------------------------------------
 
+# The base register's rules and the contiguous set larger than the IPA
+# space are exercised by a few configurations per CPU model (matrix
+# families; the IPA size decides the latter): counted per (arch, CPU).
 A64_S2_VTTBR_OA = _rule(
     "a64.s2.vttbr-oa", "AArch64.S2Walk",
     "start-level table address beyond the output size (VTTBR_EL2 BADDR, with [51:48] in "
     "bits [5:2] under DS or 64K+LPA): Address size fault, level 0", AARCH64, WALKS,
-    marker="start-level table address out of range")
+    marker="start-level table address out of range", cell=Cell.CPU)
 A64_S2_VTTBR_MISALIGNED_ZERO = _rule(
     "a64.s2.vttbr-misaligned.zero", "VTTBR_EL2.BADDR",
     "RES0 base bits set (misaligned base), CONSTRAINED UNPREDICTABLE: treated as zero",
-    AARCH64, WALKS, marker="VTTBR_EL2 base misaligned")
+    AARCH64, WALKS, marker="VTTBR_EL2 base misaligned", cell=Cell.CPU)
 A64_S2_VTTBR_MISALIGNED_CORRUPT = _rule(
     "a64.s2.vttbr-misaligned.corrupt", "VTTBR_EL2.BADDR",
     "RES0 base bits set, CONSTRAINED UNPREDICTABLE: the walk address corrupted in those bits",
-    AARCH64, WALKS, marker="VTTBR_EL2 base misaligned")
+    AARCH64, WALKS, marker="VTTBR_EL2 base misaligned", cell=Cell.CPU)
 A64_S2_SEA = _rule(
     "a64.s2.sea-on-walk", "AArch64.S2Walk",
     "descriptor fetch from no memory: synchronous External abort on the walk", AARCH64,
     below_start(3))
+# An address beyond the output size exists only where PS is below what the
+# descriptors hold (48 bits, 52 with DS or 64K + FEAT_LPA): a PS-below-
+# PARange configuration per granule, not per start level: per (arch, CPU).
 A64_S2_NEXT_TABLE_OA = _rule(
     "a64.s2.next-table-oa", "AArch64.S2Walk",
     "next-level table address beyond the output size: Address size fault at the table's level",
-    AARCH64, WALKS, marker="next-level table address out of range")
+    AARCH64, below_start(3), marker="next-level table address out of range", cell=Cell.CPU)
 A64_S2_NT_FAULT = _rule(
     "a64.s2.nt.fault", "AArch64.BlocknTFaults",
     "block with nT = 1 under FEAT_BBM 1/2: IMPLEMENTATION DEFINED Translation fault",
-    AARCH64, BBM, BLOCKS)
+    AARCH64, BBM, WALKS, BLOCKS)
 A64_S2_NT_IGNORED = _rule(
     "a64.s2.nt.ignored", "AArch64.BlocknTFaults",
     "block with nT = 1 under FEAT_BBM 1/2: IMPLEMENTATION DEFINED, no fault",
-    AARCH64, BBM, BLOCKS)
+    AARCH64, BBM, WALKS, BLOCKS)
 A64_S2_CONTIG_FAULT = _rule(
     "a64.s2.contiguous.too-large.fault", "AArch64.ContiguousBitFaults",
     "contiguous range larger than the IPA space: IMPLEMENTATION DEFINED Translation fault",
-    AARCH64, WALKS)
+    AARCH64, WALKS, cell=Cell.CPU)
 A64_S2_CONTIG_NO_FAULT = _rule(
     "a64.s2.contiguous.too-large.no-fault", "AArch64.ContiguousBitFaults",
     "contiguous range larger than the IPA space: IMPLEMENTATION DEFINED, no fault",
-    AARCH64, WALKS)
-S2_STAGE_OA_CONTIG = _rule(
-    "s2.stage-oa.contiguous", "StageOA",
-    "a contiguous entry: output address bits below the set's size come from the IPA", WALKS)
+    AARCH64, WALKS, cell=Cell.CPU)
+def contiguous_at(level: int) -> Condition:
+    """The Contiguous bit acts on a leaf at ``level`` (AArch64.ContiguousBit:
+    not for 4K level 0 nor 16K/64K level 1 blocks)."""
+    return Condition(f"contiguous leaves at level {level}",
+                     lambda f: _walks(f) and f.start is not None and f.start <= level
+                     and (level == 3 or level in f.block_levels)
+                     and (level >= 2 or f.granule is Granule.G4K))
+
+
+S2_STAGE_OA_CONTIG = _family((1, 2, 3), lambda lvl: _rule(
+    f"s2.stage-oa.contiguous.{_lv(lvl)}", "StageOA",
+    f"a contiguous entry at level {lvl}: output address bits below the set's size come from "
+    "the IPA", contiguous_at(lvl)))
 S2_CONTIG_MISPROGRAMMED = _rule(
     "s2.contiguous.misprogrammed", "Arm ARM D8.7.1.1 (RJQQTC)",
     "entries of a contiguous set disagree: the entry's own output address is permitted too",
@@ -363,26 +392,26 @@ S2_CONTIG_MISPROGRAMMED = _rule(
 A64_S2_OUTPUT_OA = _rule(
     "a64.s2.output-oa", "AArch64.S2Walk",
     "leaf output address beyond the output size (AArch64.OAOutOfRange): Address size fault",
-    AARCH64, WALKS, marker="output address")
+    AARCH64, WALKS, marker="output address", cell=Cell.CPU)
 A64_S2_AF_FAULT = _rule(
     "a64.s2.af.fault", "AArch64.S2Walk", "AF = 0 with VTCR_EL2.HA = 0: Access flag fault",
     AARCH64, WALKS, marker="AF = 0 and VTCR_EL2.HA = 0")
 A64_S2_AF_AT_SETS = _rule(
     "a64.s2.af.update.set", "AArch64.S2Translate",
-    "AF = 0 with HA = 1, translation: the AT sets AF", AARCH64, HAFDBS,
+    "AF = 0 with HA = 1, translation: the AT sets AF", AARCH64, HAFDBS, WALKS,
     marker="hardware Access flag update")
 A64_S2_AF_AT_NOT_SET = _rule(
     "a64.s2.af.update.not-set", "AArch64.S2Translate",
-    "AF = 0 with HA = 1, translation: the AT is permitted not to set AF", AARCH64, HAFDBS,
+    "AF = 0 with HA = 1, translation: the AT is permitted not to set AF", AARCH64, HAFDBS, WALKS,
     marker="hardware Access flag update")
 A64_S2_AFUPDATE_NOT_SET = _rule(
     "a64.s2.af.on-permission-fault.not-set", "AArch64.SettingAccessFlagPermitted",
     "AF = 0 with HA = 1 and a Permission fault: CONSTRAINED UNPREDICTABLE, AF not set",
-    AARCH64, HAFDBS, marker="Unpredictable_AFUPDATE")
+    AARCH64, HAFDBS, WALKS, marker="Unpredictable_AFUPDATE")
 A64_S2_AFUPDATE_SET = _rule(
     "a64.s2.af.on-permission-fault.set", "AArch64.SettingAccessFlagPermitted",
     "AF = 0 with HA = 1 and a Permission fault: CONSTRAINED UNPREDICTABLE, AF set",
-    AARCH64, HAFDBS, marker="Unpredictable_AFUPDATE")
+    AARCH64, HAFDBS, WALKS, marker="Unpredictable_AFUPDATE")
 # S2AP x access: AArch64.S2DirectBasePermissions (R = S2AP[0], W = S2AP[1]).
 A64_S2_S2AP = _family(
     ((s2ap, w) for s2ap in range(4) for w in (False, True)),
@@ -394,7 +423,7 @@ A64_S2_S2AP = _family(
 A64_S2_DBM_WRITABLE = _rule(
     "a64.s2.dbm.writable", "AArch64.S2DirectBasePermissions",
     "S2AP[1] = 0 with DBM = 1 and VTCR_EL2.HA = HD = 1: write permitted (writable-clean)",
-    AARCH64, HAFDBS_DIRTY, marker="DBM = 1")
+    AARCH64, HAFDBS_DIRTY, WALKS, marker="DBM = 1")
 A64_S2_TRANSLATION = _rule("a64.s2.translation", "AArch64.S2Walk",
                            "a successful stage-2 translation", AARCH64, WALKS,
                            marker="AArch64.S2Walk: translation")
@@ -439,11 +468,11 @@ A32_S2_SL_INCONSISTENT = _rule(
 A32_S2_VTTBR_MISALIGNED_ZERO = _rule(
     "a32.s2.vttbr-misaligned.zero", "VTTBR.BADDR",
     "RES0 base bits set, CONSTRAINED UNPREDICTABLE: treated as zero", AARCH32, WALKS,
-    marker="VTTBR base misaligned")
+    marker="VTTBR base misaligned", cell=Cell.CPU)
 A32_S2_VTTBR_MISALIGNED_CORRUPT = _rule(
     "a32.s2.vttbr-misaligned.corrupt", "VTTBR.BADDR",
     "RES0 base bits set, CONSTRAINED UNPREDICTABLE: the walk address corrupted in those bits",
-    AARCH32, WALKS, marker="VTTBR base misaligned")
+    AARCH32, WALKS, marker="VTTBR base misaligned", cell=Cell.CPU)
 
 
 class HighBits(enum.Enum):
@@ -466,18 +495,18 @@ A32_S2_HIGH_BITS = _family(
            HighBits.V7_IGNORED: "UNPREDICTABLE, ignored"}[k[1]],
         AARCH32, ARMV8 if k[1] is HighBits.V8_FAULT else ARMV7, WALKS,
         *((below_start(2),) if k[0] == "table" else ()),
-        marker=_HIGH_WHERE[k[0]]))
+        marker=_HIGH_WHERE[k[0]], cell=Cell.CPU if k[0] == "vttbr" else Cell.CLASS))
 A32_S2_SEA = _rule(
     "a32.s2.sea-on-walk", "AArch32.S2Walk",
     "descriptor fetch from no memory: synchronous External abort on the walk", AARCH32, WALKS)
 A32_S2_CONTIG_FAULT = _rule(
     "a32.s2.contiguous.too-large.fault", "Arm ARM G5.5.5.1",
     "contiguous range larger than the IPA space: IMPLEMENTATION DEFINED Translation fault",
-    AARCH32, WALKS)
+    AARCH32, WALKS, cell=Cell.CPU)
 A32_S2_CONTIG_NO_FAULT = _rule(
     "a32.s2.contiguous.too-large.no-fault", "Arm ARM G5.5.5.1",
     "contiguous range larger than the IPA space: IMPLEMENTATION DEFINED, no fault",
-    AARCH32, WALKS)
+    AARCH32, WALKS, cell=Cell.CPU)
 A32_S2_AF_FAULT = _rule("a32.s2.af.fault", "AArch32.S2Walk",
                         "AF = 0: Access flag fault (no hardware update in AArch32)",
                         AARCH32, WALKS, marker="AF = 0")
@@ -501,7 +530,7 @@ A32_V7_SL_INCONSISTENT = _rule(
     AARCH32, ARMV7, cell=Cell.CPU, marker="K1.1.32.2")
 A32_V7_VTTBR_MISALIGNED = _rule(
     "a32.v7.vttbr-misaligned", _K1, "ARMv7: a misaligned VTTBR base is UNPREDICTABLE",
-    AARCH32, ARMV7, WALKS, marker="K1.1.15")
+    AARCH32, ARMV7, WALKS, marker="K1.1.15", cell=Cell.CPU)
 
 # ---------------------------------------------------------------------------
 # Descriptor types at each level, from the walk trace (reference.coverage)
@@ -584,13 +613,18 @@ class ParForm(enum.Enum):
 
 
 def _par_conditions(arch: Condition, kind: str, level: int) -> tuple[Condition, ...]:
+    """Where a fault of ``kind`` at ``level`` can arise: a leaf's faults
+    where a leaf can be; the configuration faults (Translation, level 0 on
+    AArch64 and 1 on AArch32) and the base register's Address size fault
+    (level 0) anywhere; the rest where the walk reads that level."""
     if kind in (ACCESS_FLAG, PERMISSION):
         if level < 3:
             return (arch, walks_level(level), block_at(level))
         return (arch, WALKS)
-    if kind == TRANSLATION and level >= 0:
-        return (arch,) if level <= 1 else (arch, walks_level(level))
-    return (arch, walks_level(level)) if level != 0 else (arch,)
+    config_level = 0 if arch is AARCH64 else 1
+    if (kind == TRANSLATION and level == config_level) or (kind == ADDRESS_SIZE and level == 0):
+        return (arch,)
+    return (arch, walks_level(level))
 
 
 def _par_family(prefix: str, function: str, arch: Condition, form: ParForm,
@@ -598,19 +632,27 @@ def _par_family(prefix: str, function: str, arch: Condition, form: ParForm,
     pairs = [(k, lvl) for k, ls in levels.items() for lvl in ls]
     what = {ParForm.S2: "stage-2 fault", ParForm.S1: "stage-1 fault (S = 0)",
             ParForm.PTW: "stage-2 fault on the stage-1 walk (PTW = 1)"}[form]
-    probes = S1_ONLY if form is not ParForm.S2 else frozenset({Probe.S2_AT, Probe.S1_AT})
+    def probes(kind: str, level: int) -> frozenset[Probe]:
+        if form is ParForm.S2:
+            return frozenset({Probe.S2_AT, Probe.S1_AT})
+        if form is ParForm.S1 and arch is AARCH64 and (kind, level) == (ADDRESS_SIZE, 0):
+            # AArch64.S1DisabledOutput: stage 1 off, an IPA beyond PAMax.
+            return frozenset({Probe.S2_AT, Probe.S1_AT})
+        return S1_ONLY
     return _family(pairs, lambda k: _rule(
         f"{prefix}.fault.{form.value}.{k[0]}.{_lv(k[1])}", function,
         f"PAR.F = 1, FST = EncodeLDFSC({k[0]}, level {k[1]}): {what}",
-        *_par_conditions(arch, k[0], k[1]), probes=probes))
+        *_par_conditions(arch, k[0], k[1]), probes=probes(k[0], k[1]), cell=Cell.CPU))
 
 
+# What the instruction shows does not depend on the granule or the start
+# level: the encodings are counted per (arch, CPU).
 PAR_A64_SUCCESS = _rule("par.a64.success", "AArch64.EncodePAR",
                         "PAR_EL1 of a translation: PA, SH, ATTR", AARCH64, WALKS,
-                        probes=frozenset({Probe.S2_AT, Probe.S1_AT}))
+                        probes=frozenset({Probe.S2_AT, Probe.S1_AT}), cell=Cell.CPU)
 PAR_A32_SUCCESS = _rule("par.a32.success", "AArch32.EncodePARLD",
                         "64-bit PAR of a translation: PA, SH, ATTR", AARCH32, WALKS,
-                        probes=frozenset({Probe.S2_AT, Probe.S1_AT}))
+                        probes=frozenset({Probe.S2_AT, Probe.S1_AT}), cell=Cell.CPU)
 PAR_A64_FAULT = _par_family("par.a64", "AArch64.EncodePAR", AARCH64, ParForm.S2, _PAR_LEVELS)
 PAR_A32_FAULT = _par_family("par.a32", "AArch32.EncodePARLD", AARCH32, ParForm.S2, _PAR_LEVELS_A32)
 PAR_A64_S1_FAULT = _par_family("par.a64", "AArch64.EncodePAR", AARCH64, ParForm.S1, _PAR_LEVELS)
@@ -623,11 +665,11 @@ ESR_A64_SEA = _family((0, 1, 2, 3), lambda lvl: _rule(
     f"esr.a64.sea-on-walk.{_lv(lvl)}", "AArch64.AT",
     f"External abort on the walk at level {lvl}: the AT takes a Data Abort (EC 0x25, DFSC "
     "EncodeLDFSC(SyncExternalOnWalk))", AARCH64, below_start(lvl),
-    probes=frozenset({Probe.S2_AT, Probe.S1_AT})))
+    probes=frozenset({Probe.S2_AT, Probe.S1_AT}), cell=Cell.CPU))
 ESR_A32_SEA = _family((2, 3), lambda lvl: _rule(
     f"esr.a32.sea-on-walk.{_lv(lvl)}", "AArch32.AT",
     f"External abort on the walk at level {lvl}: the AT takes a Data Abort to Hyp",
-    AARCH32, below_start(lvl), probes=frozenset({Probe.S2_AT, Probe.S1_AT})))
+    AARCH32, below_start(lvl), probes=frozenset({Probe.S2_AT, Probe.S1_AT}), cell=Cell.CPU))
 ESR_S1_SEA = _family((Arch.AARCH64, Arch.AARCH32), lambda a: _rule(
     f"esr.{'a64' if a is Arch.AARCH64 else 'a32'}.sea-on-s1-walk",
     "AArch64.AT" if a is Arch.AARCH64 else "AArch32.AT",

@@ -619,16 +619,18 @@ def aarch64_s2_leaf_oa(leaf: S2Leaf, rules: list[str], checked: bool = False) ->
             rules = rules + [R.A64_S2_CONTIG_NO_FAULT.text(
                 "IMPLEMENTATION DEFINED (AArch64.ContiguousBitFaults): no fault")]
             return [fault] + aarch64_s2_leaf_oa(leaf, rules, checked=True)
-    return _leaf_branches(leaf, stage_oa_choices(leaf.base, leaf.ipa, leaf.tsize, csize), rules)
+    return _leaf_branches(leaf, stage_oa_choices(leaf.base, leaf.ipa, leaf.tsize, csize,
+                                                 leaf.level), rules)
 
 
-def stage_oa_choices(base: int, ipa: int, tsize: int, csize: int) -> list[tuple[int, list[str]]]:
+def stage_oa_choices(base: int, ipa: int, tsize: int, csize: int,
+                     level: int) -> list[tuple[int, list[str]]]:
     """StageOA, and the other output address a misprogrammed contiguous set
     permits, each with the rules that permit it.
 
     ``base`` is the leaf's output address (bits below ``tsize`` zero),
     ``csize`` log2 of the entries of its contiguous set (0 without the
-    Contiguous bit).  StageOA keeps ``base`` from bit tsize + csize up and
+    Contiguous bit), ``level`` the leaf's level.  StageOA keeps ``base`` from bit tsize + csize up and
     takes the bits below from the IPA.  A set whose entries disagree is
     misprogrammed: a TLB lookup may give an OA consistent with any of the
     programmed entries (Arm ARM D8.7.1.1, rule RJQQTC), so the entry's
@@ -638,7 +640,7 @@ def stage_oa_choices(base: int, ipa: int, tsize: int, csize: int) -> list[tuple[
         return [(own, [])]
     span = tsize + csize
     stage_oa = base & ~((1 << span) - 1) | ipa & ((1 << span) - 1)
-    out: list[tuple[int, list[str]]] = [(stage_oa, [R.S2_STAGE_OA_CONTIG.text(
+    out: list[tuple[int, list[str]]] = [(stage_oa, [R.S2_STAGE_OA_CONTIG[level].text(
         "StageOA: contiguous range, OA low bits from the IPA")])]
     if own != stage_oa:
         out.append((own, [R.S2_CONTIG_MISPROGRAMMED.text(
@@ -1067,7 +1069,7 @@ def _aarch32_walk_from(cpu: CpuModel, geo: Geometry, ia_bits: int, level: int, a
         # AArch32.S2Translate takes the OA from StageOA, as on AArch64; the
         # 4K ContiguousSize is 4 at every level.
         csize = contiguous_size(Granule.G4K, level) if bit(desc, 52) else 0
-        for oa, oa_rules in stage_oa_choices(field(desc, 39, lsb) << lsb, ipa, lsb, csize):
+        for oa, oa_rules in stage_oa_choices(field(desc, 39, lsb) << lsb, ipa, lsb, csize, level):
             result = Translation(pa=oa, level=level, block_bits=lsb, s2ap=s2ap,
                                  xn=xn, memattr=field(desc, 5, 2), sh=field(desc, 9, 8),
                                  af=1, contiguous=bit(desc, 52), dbm=0)

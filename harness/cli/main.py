@@ -22,12 +22,12 @@ import traceback
 from collections.abc import Sequence
 
 from ..errors import S2DiffError
-from . import bench, cases, configs, debug, report, run
+from . import bench, cases, configs, coverage, debug, report, run
 from .common import EXIT_CODES, PROG, Outcome, Parser, Streams, Subcommand, error_outcome
 
 SUBCOMMANDS: tuple[Subcommand, ...] = (
     *configs.COMMANDS, *cases.COMMANDS, *run.COMMANDS, *report.COMMANDS, *debug.COMMANDS,
-    *bench.COMMANDS,
+    *bench.COMMANDS, *coverage.COMMANDS,
 )
 
 
