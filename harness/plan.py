@@ -18,7 +18,7 @@ import numpy as np
 from reference.arch import Arch, Granule
 from reference.config import S2Config
 from reference.cpus import get_cpu
-from reference.generate import Case, MemoryMap, generate_case
+from reference.generate import Case, MemoryMap, OptIn, generate_case
 
 from .errors import UsageError
 from .qemu.build import build_stub
@@ -37,7 +37,9 @@ class MatrixEntry:
     """One configuration of the matrix on one CPU model.
 
     ``group`` names the family for the summary (e.g. "aarch64 4k valid",
-    "invalid: inconsistent SL"); ``name`` is unique within a matrix."""
+    "invalid: inconsistent SL"); ``name`` is unique within a matrix;
+    ``opt_in`` the generator's opt-in scenarios its cases use
+    (reference.generate.OptIn, e.g. a VTTBR base beyond PS)."""
 
     name: str
     group: str
@@ -46,6 +48,7 @@ class MatrixEntry:
     config: S2Config
     valid: bool
     kvm: bool = False
+    opt_in: frozenset[OptIn] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +138,7 @@ def generate_batch(batch: Batch, seed: int, arena: tuple[int, int], mmap: Memory
         size = window_bytes(spec.entry.config)
         cpu = get_cpu(spec.entry.arch, spec.entry.cpu)
         cases.append(generate_case(cpu, spec.entry.config, seed, spec.key, (base, size), mmap,
-                                   fanout=fanout))
+                                   fanout=fanout, opt_in=spec.entry.opt_in))
         base += size
     return cases
 
