@@ -1,12 +1,13 @@
 """The records of ``results.jsonl`` (docs/results.md), defined once: the
-run header, the batch, the case and the divergence record, each a frozen
+run header, the batch, the case, the divergence, the crash and the end
+record, each a frozen
 dataclass with ``to_json`` (the object written, keys in the order version 1
 writers have always written them, so files stay byte-compatible) and
 ``from_json`` (the reader's validation: a record that does not follow the
 format raises :class:`InvalidRecord` saying why; fields the reports do not
 need are read leniently).
 
-Longer than 500 lines because the four record types, their field readers
+Longer than 500 lines because the six record types, their field readers
 and the file's two ends are one definition: split, the writer's and the
 reader's halves of a record would drift apart again.
 
@@ -134,11 +135,38 @@ SHARD = re.compile(r"(\d+)/(\d+)")
 
 
 @dataclasses.dataclass(frozen=True)
+class QemuInfo:
+    """One QEMU build of a run (``--qemu``, or the one on PATH): its
+    ``label`` (what every batch, case, divergence and crash record names
+    it by), its ``version`` line and the programs run for each
+    architecture (None: the build has no emulator for it)."""
+
+    label: str
+    version: str
+    aarch64: str | None
+    arm: str | None
+
+    def to_json(self) -> Json:
+        return {"label": self.label, "version": self.version, "aarch64": self.aarch64,
+                "arm": self.arm}
+
+    @classmethod
+    def from_json(cls, rec: Any) -> QemuInfo | None:
+        if not isinstance(rec, dict) or not isinstance(rec.get("label"), str):
+            return None
+        return cls(label=rec["label"], version=_text(rec.get("version")),
+                   aarch64=_opt_str(rec.get("aarch64")), arm=_opt_str(rec.get("arm")))
+
+
+@dataclasses.dataclass(frozen=True)
 class RunHeader:
     """The first record of a run.  ``shard`` is (K, N) of ``--shard K/N``;
-    ``qemu`` pairs (arch, version) in the order written; ``None`` stands
-    for a field the file does not give (the reader is lenient about all
-    but ``seed`` and ``version``)."""
+    ``qemu`` pairs (arch, version) of the first QEMU in the order written
+    (what version-1 readers read); ``qemus`` every QEMU build of the run
+    (empty in files written before several QEMUs could run: one QEMU);
+    ``options`` the run's options as ``--resume`` needs them (JSON values,
+    docs/results.md); ``None`` stands for a field the file does not give
+    (the reader is lenient about all but ``seed`` and ``version``)."""
 
     seed: int
     cases_per_entry: int | None
@@ -151,14 +179,21 @@ class RunHeader:
     started: str
     qemu: tuple[tuple[str, str], ...]
     baseline: str | None
+    qemus: tuple[QemuInfo, ...] = ()
+    options: Json | None = dataclasses.field(default=None, hash=False)
 
     def to_json(self) -> Json:
-        return {"type": "run", "version": RESULTS_VERSION, "seed": self.seed,
-                "cases_per_entry": self.cases_per_entry, "fanout": self.fanout,
-                "shard": f"{self.shard[0]}/{self.shard[1]}" if self.shard else None,
-                "entries": self.entries, "batches": self.batches, "cases": self.cases,
-                "argv": list(self.argv), "started": self.started, "qemu": dict(self.qemu),
-                "baseline": self.baseline}
+        out: Json = {"type": "run", "version": RESULTS_VERSION, "seed": self.seed,
+                     "cases_per_entry": self.cases_per_entry, "fanout": self.fanout,
+                     "shard": f"{self.shard[0]}/{self.shard[1]}" if self.shard else None,
+                     "entries": self.entries, "batches": self.batches, "cases": self.cases,
+                     "argv": list(self.argv), "started": self.started,
+                     "qemu": dict(self.qemu), "baseline": self.baseline}
+        if self.qemus:
+            out["qemus"] = [q.to_json() for q in self.qemus]
+        if self.options is not None:
+            out["options"] = self.options
+        return out
 
     @classmethod
     def from_json(cls, rec: Mapping[str, Any]) -> RunHeader:
@@ -174,6 +209,8 @@ class RunHeader:
                 raise InvalidRecord(f"'shard' is {text!r}, not K/N")
             shard = (int(m[1]), int(m[2]))
         qemu = rec.get("qemu")
+        qemus = rec.get("qemus")
+        options = rec.get("options")
         return cls(seed=_int(rec, "seed"), cases_per_entry=_opt_int(rec.get("cases_per_entry")),
                    fanout=_opt_int(rec.get("fanout")), shard=shard,
                    entries=_opt_int(rec.get("entries")), batches=_opt_int(rec.get("batches")),
@@ -181,11 +218,25 @@ class RunHeader:
                    started=_text(rec.get("started")),
                    qemu=tuple((str(a), str(v)) for a, v in qemu.items())
                    if isinstance(qemu, dict) else (),
-                   baseline=_opt_str(rec.get("baseline")))
+                   baseline=_opt_str(rec.get("baseline")),
+                   qemus=tuple(q for q in map(QemuInfo.from_json, qemus) if q is not None)
+                   if isinstance(qemus, list) else (),
+                   options=options if isinstance(options, dict) else None)
 
     def versions(self) -> tuple[tuple[str, str], ...]:
-        """(arch, version) pairs with a version, sorted."""
+        """(arch, version) pairs with a version, sorted: of every QEMU
+        build (``qemus``), else of the ``qemu`` field."""
+        if self.qemus:
+            pairs = {(arch, q.version) for q in self.qemus for arch, path in
+                     (("aarch64", q.aarch64), ("arm", q.arm)) if path and q.version}
+            return tuple(sorted(pairs))
         return tuple(sorted((a, v) for a, v in self.qemu if v))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The QEMU labels of the run, in ``--qemu`` order ("" for a file
+        written before labels: one QEMU)."""
+        return tuple(q.label for q in self.qemus) or ("",)
 
 
 # ---------------------------------------------------------------------------
@@ -229,9 +280,12 @@ class Isolation:
 
 @dataclasses.dataclass(frozen=True)
 class BatchRecord:
-    """One batch: its QEMU boot(s), or the harness failing on it
-    (status HARNESS_ERROR, no case records, the traceback or QEMU's
-    message as ``diagnostic``).  ``elapsed`` in seconds."""
+    """One batch on one QEMU: its QEMU boot(s), or the harness failing on
+    it (status HARNESS_ERROR, no case records, the traceback or QEMU's
+    message as ``diagnostic``).  ``elapsed`` in seconds; ``qemu`` the
+    build's label ("" in files of one-QEMU runs written before labels);
+    ``boots`` how many QEMU boots it took (crash-resume and the results
+    area's size may need several; None: not recorded)."""
 
     batch: int
     arch: str
@@ -244,6 +298,8 @@ class BatchRecord:
     qemu_version: str
     diagnostic: str
     isolated: Isolation | None = None
+    qemu: str = ""
+    boots: int | None = None
 
     def to_json(self) -> Json:
         out: Json = {"type": "batch", "batch": self.batch, "arch": self.arch, "cpu": self.cpu,
@@ -253,6 +309,9 @@ class BatchRecord:
                      "diagnostic": self.diagnostic}
         if self.isolated is not None:
             out["isolated"] = self.isolated.to_json()
+        out["qemu"] = self.qemu
+        if self.boots is not None:
+            out["boots"] = self.boots
         return out
 
     @classmethod
@@ -267,7 +326,8 @@ class BatchRecord:
                    argv=_strings(rec.get("argv")) or (),
                    qemu_version=_text(rec.get("qemu_version")),
                    diagnostic=_text(rec.get("diagnostic")),
-                   isolated=Isolation.from_json(rec.get("isolated")))
+                   isolated=Isolation.from_json(rec.get("isolated")),
+                   qemu=_text(rec.get("qemu")), boots=_opt_int(rec.get("boots")))
 
 
 # ---------------------------------------------------------------------------
@@ -277,13 +337,19 @@ class BatchRecord:
 @dataclasses.dataclass(frozen=True)
 class CaseCounts:
     """Probes of one case (named and fan-out) by verdict; ``diverged`` also
-    counts descriptor words written against the reference.  ``rules``: the
-    rules the probes that ran reached (CaseRecord.rules)."""
+    counts descriptor words written against the reference.  Of the
+    ``not_run`` probes, ``crashed`` were in flight when QEMU died or hung
+    (each has a crash record) and ``held`` were held back from QEMU because
+    the reference predicts the outcome a crash family was seen on
+    (docs/results.md, crash-resume).  ``rules``: the rules the probes that
+    ran reached (CaseRecord.rules)."""
 
     probes: int
     passed: int
     diverged: int
     not_run: int
+    crashed: int = 0
+    held: int = 0
     rules: tuple[tuple[str, int], ...] | None = None
 
 
@@ -310,14 +376,22 @@ class CaseRecord:
     passed: int
     diverged: int
     not_run: int
+    qemu: str = ""
+    crashed: int = 0
+    held: int = 0
     rules: tuple[tuple[str, int], ...] | None = None
 
     def to_json(self) -> Json:
-        out = {"type": "case", "key": self.key, "entry": self.entry, "group": self.group,
-               "arch": self.arch, "cpu": self.cpu, "vtcr": self.vtcr, "vttbr": self.vttbr,
-               "valid": self.valid, "kvm": self.kvm, "batch": self.batch,
-               "status": self.status.value, "probes": self.probes, "passed": self.passed,
-               "diverged": self.diverged, "not_run": self.not_run}
+        out: Json = {"type": "case", "key": self.key, "entry": self.entry, "group": self.group,
+                     "arch": self.arch, "cpu": self.cpu, "vtcr": self.vtcr, "vttbr": self.vttbr,
+                     "valid": self.valid, "kvm": self.kvm, "batch": self.batch,
+                     "status": self.status.value, "probes": self.probes, "passed": self.passed,
+                     "diverged": self.diverged, "not_run": self.not_run, "qemu": self.qemu}
+        # Written only when there are any: most cases of most runs have none.
+        if self.crashed:
+            out["crashed"] = self.crashed
+        if self.held:
+            out["held"] = self.held
         if self.rules is not None:
             out["rules"] = dict(self.rules)
         return out
@@ -337,7 +411,8 @@ class CaseRecord:
                    batch=_int(rec, "batch"), status=_enum(CaseStatus, rec, "status"),
                    probes=_int(rec, "probes"), passed=_int(rec, "passed"),
                    diverged=_int(rec, "diverged"), not_run=_int(rec, "not_run"),
-                   rules=_rule_counts(rec.get("rules")))
+                   qemu=_text(rec.get("qemu")), crashed=_opt_int(rec.get("crashed")) or 0,
+                   held=_opt_int(rec.get("held")) or 0, rules=_rule_counts(rec.get("rules")))
 
     @property
     def granule(self) -> str | None:
@@ -474,10 +549,12 @@ class Divergence:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DivergenceRecord(Divergence):
     """A divergence record of results.jsonl: the divergence, the case and
-    batch it belongs to, the QEMU that showed it, ``known`` (the baseline
-    entry id; None when new) and, for a new one, ``case_file`` (relative to
-    the run directory).  ``base_dir``: the directory of the results file
-    it was read from (set by the reader, never written or compared)."""
+    batch it belongs to, the QEMU that showed it (``qemu``: the build's
+    label, "" in files of one-QEMU runs written before labels;
+    ``qemu_version``: its version line), ``known`` (the baseline entry id;
+    None when new) and, for a new one, ``case_file`` (relative to the run
+    directory).  ``base_dir``: the directory of the results file it was
+    read from (set by the reader, never written or compared)."""
 
     key: str
     entry: str
@@ -487,6 +564,7 @@ class DivergenceRecord(Divergence):
     argv: tuple[str, ...] | None
     known: str | None = None
     case_file: str | None = None
+    qemu: str = ""
     base_dir: Path | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
@@ -495,11 +573,11 @@ class DivergenceRecord(Divergence):
 
     @classmethod
     def of(cls, d: Divergence, *, key: str, entry: str, group: str, batch: int,
-           qemu_version: str, argv: tuple[str, ...] | None) -> DivergenceRecord:
+           qemu_version: str, argv: tuple[str, ...] | None, qemu: str = "") -> DivergenceRecord:
         """The record of divergence ``d`` found in case ``key`` of ``batch``."""
         return cls(**{f.name: getattr(d, f.name) for f in dataclasses.fields(Divergence)},
                    key=key, entry=entry, group=group, batch=batch, qemu_version=qemu_version,
-                   argv=argv)
+                   argv=argv, qemu=qemu)
 
     def summary(self, key: str | None = None) -> str:
         return super().summary(self.key if key is None else key)
@@ -514,8 +592,9 @@ class DivergenceRecord(Divergence):
         if self.case_file is not None:
             out["case_file"] = self.case_file
         if not self.fanout and self.count != 1:
-            # Known divergences of one case merged into one record.
+            # Divergences of one case and one root cause merged into one record.
             out["count"] = self.count
+        out["qemu"] = self.qemu
         return out
 
     @classmethod
@@ -550,7 +629,8 @@ class DivergenceRecord(Divergence):
             key=_str(rec, "key"), entry=_str(rec, "entry"), group=_str(rec, "group"),
             batch=_int(rec, "batch"), qemu_version=_text(rec.get("qemu_version")),
             argv=_strings(rec.get("argv")), known=known,
-            case_file=_opt_str(rec.get("case_file")), base_dir=base_dir)
+            case_file=_opt_str(rec.get("case_file")), qemu=_text(rec.get("qemu")),
+            base_dir=base_dir)
 
 
 def _permitted(value: Any) -> tuple[Permitted, ...]:
@@ -563,10 +643,165 @@ def _permitted(value: Any) -> tuple[Permitted, ...]:
 
 
 # ---------------------------------------------------------------------------
+# Crashes and hangs, and the end of a run
+# ---------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class CrashRecord:
+    """QEMU died (a signal, a failed assertion, an exit without the end
+    marker) or hung while it ran one probe: that probe (``probe``, its
+    index in case ``key``; ``ipa``, ``at``, ``aim`` and the reference's
+    ``expected`` outcome labels), how QEMU ended (``kind``: crash or hang;
+    ``signal`` or ``returncode``), its ``signature`` (the assertion or last
+    console line with addresses and numbers masked, and the signal: what a
+    crash family is), the last console lines (``console``), and for the
+    first crash of a family the case file of that single probe
+    (``case_file``, relative to the run directory) with ``reproduced``:
+    whether a re-run of it alone failed the same way (None: not checked
+    here, the family's case file is another record's).  ``known``: the
+    baseline crash entry that matches (None: new).  ``held``: probes of
+    this batch the harness then held back from QEMU because the reference
+    predicts the same outcome as this probe's (``quarantine``, the
+    expected labels with levels masked): QEMU is not made to die on each
+    of them."""
+
+    qemu: str
+    qemu_version: str
+    batch: int
+    arch: str
+    cpu: str
+    key: str
+    entry: str
+    group: str
+    probe: int | None
+    ipa: str | None
+    at: str | None
+    aim: str
+    expected: tuple[str, ...]
+    kind: FailureKind
+    signature: str
+    signal: int | None
+    returncode: int | None
+    console: str
+    argv: tuple[str, ...] = ()
+    quarantine: str = ""
+    held: int = 0
+    case_file: str | None = None
+    reproduced: bool | None = None
+    known: str | None = None
+
+    @property
+    def is_new(self) -> bool:
+        return self.known is None
+
+    def to_json(self) -> Json:
+        return {"type": "crash", "qemu": self.qemu, "qemu_version": self.qemu_version,
+                "batch": self.batch, "arch": self.arch, "cpu": self.cpu, "key": self.key,
+                "entry": self.entry, "group": self.group, "probe": self.probe, "ipa": self.ipa,
+                "at": self.at, "aim": self.aim, "expected": list(self.expected),
+                "kind": self.kind.value, "signature": self.signature, "signal": self.signal,
+                "returncode": self.returncode, "console": self.console, "argv": list(self.argv),
+                "quarantine": self.quarantine, "held": self.held, "case_file": self.case_file,
+                "reproduced": self.reproduced, "known": self.known}
+
+    @classmethod
+    def from_json(cls, rec: Mapping[str, Any]) -> CrashRecord:
+        expected = rec.get("expected")
+        reproduced = rec.get("reproduced")
+        known = rec.get("known")
+        if known is not None and not isinstance(known, str):
+            raise InvalidRecord("'known' is not a string or null")
+        return cls(qemu=_text(rec.get("qemu")), qemu_version=_text(rec.get("qemu_version")),
+                   batch=_int(rec, "batch"), arch=_arch(rec), cpu=_str(rec, "cpu"),
+                   key=_str(rec, "key"), entry=_str(rec, "entry"), group=_text(rec.get("group")),
+                   probe=_opt_int(rec.get("probe")), ipa=_opt_str(rec.get("ipa")),
+                   at=_opt_str(rec.get("at")), aim=_text(rec.get("aim")),
+                   expected=tuple(str(e) for e in expected) if isinstance(expected, list) else (),
+                   kind=_enum(FailureKind, rec, "kind"), signature=_str(rec, "signature"),
+                   signal=_opt_int(rec.get("signal")), returncode=_opt_int(rec.get("returncode")),
+                   console=_text(rec.get("console")), argv=_strings(rec.get("argv")) or (),
+                   quarantine=_text(rec.get("quarantine")), held=_opt_int(rec.get("held")) or 0,
+                   case_file=_opt_str(rec.get("case_file")),
+                   reproduced=reproduced if isinstance(reproduced, bool) else None, known=known)
+
+
+class EndReason(enum.Enum):
+    """``reason`` of an end record: why the run stopped."""
+
+    COMPLETE = "complete"           # every planned batch ran on every QEMU that could run it
+    BUDGET = "budget"               # --budget: batches not started by then were not run
+    INTERRUPTED = "interrupted"     # Ctrl-C or SIGTERM
+
+
+@dataclasses.dataclass(frozen=True)
+class NotRun:
+    """A matrix entry of which no case ran on one QEMU, and why."""
+
+    entry: str
+    qemu: str
+    reason: str
+
+    def to_json(self) -> Json:
+        return {"entry": self.entry, "qemu": self.qemu, "reason": self.reason}
+
+
+@dataclasses.dataclass(frozen=True)
+class EndRecord:
+    """The last record of a run (of a shard): why it ended, how much of the
+    plan ran, counted in (batch, QEMU) pairs and in cases, and every matrix
+    entry of which no case ran on some QEMU (``entries_not_run``, with the
+    reason: the budget, an interruption, or a QEMU without that CPU model).
+    ``elapsed`` in seconds.  A run killed without a chance to write it has
+    none: readers then know only what the other records say."""
+
+    reason: EndReason
+    batches_planned: int
+    batches_run: int
+    cases_planned: int
+    cases_run: int
+    entries: int
+    entries_not_run: tuple[NotRun, ...]
+    elapsed: float
+    shard: tuple[int, int] | None = None
+
+    def to_json(self) -> Json:
+        return {"type": "end", "reason": self.reason.value,
+                "batches_planned": self.batches_planned, "batches_run": self.batches_run,
+                "cases_planned": self.cases_planned, "cases_run": self.cases_run,
+                "entries": self.entries,
+                "entries_not_run": [n.to_json() for n in self.entries_not_run],
+                "elapsed": self.elapsed,
+                "shard": f"{self.shard[0]}/{self.shard[1]}" if self.shard else None}
+
+    @classmethod
+    def from_json(cls, rec: Mapping[str, Any]) -> EndRecord:
+        missing = rec.get("entries_not_run")
+        shard = None
+        m = SHARD.fullmatch(str(rec.get("shard")))
+        if m and 1 <= int(m[1]) <= int(m[2]):
+            shard = (int(m[1]), int(m[2]))
+        elapsed = rec.get("elapsed")
+        return cls(reason=_enum(EndReason, rec, "reason"),
+                   batches_planned=_int(rec, "batches_planned"),
+                   batches_run=_int(rec, "batches_run"),
+                   cases_planned=_opt_int(rec.get("cases_planned")) or 0,
+                   cases_run=_opt_int(rec.get("cases_run")) or 0,
+                   entries=_opt_int(rec.get("entries")) or 0,
+                   entries_not_run=tuple(
+                       NotRun(str(n.get("entry")), _text(n.get("qemu")), _text(n.get("reason")))
+                       for n in missing if isinstance(n, dict))
+                   if isinstance(missing, list) else (),
+                   elapsed=float(elapsed) if isinstance(elapsed, (int, float))
+                   and not isinstance(elapsed, bool) else 0.0,
+                   shard=shard)
+
+
+
+# ---------------------------------------------------------------------------
 # Any record, and the file
 # ---------------------------------------------------------------------------
 
-Record = Union[RunHeader, BatchRecord, CaseRecord, DivergenceRecord]
+Record = Union[RunHeader, BatchRecord, CaseRecord, DivergenceRecord, CrashRecord, EndRecord]
 
 
 def parse_record(rec: Mapping[str, Any], base_dir: Path | None = None) -> Record:
@@ -581,6 +816,10 @@ def parse_record(rec: Mapping[str, Any], base_dir: Path | None = None) -> Record
         return CaseRecord.from_json(rec)
     if rtype == "divergence":
         return DivergenceRecord.from_json(rec, base_dir)
+    if rtype == "crash":
+        return CrashRecord.from_json(rec)
+    if rtype == "end":
+        return EndRecord.from_json(rec)
     raise InvalidRecord(f"unknown type {rtype!r}")
 
 
@@ -590,8 +829,16 @@ def record_line(record: Record) -> str:
 
 
 def batch_number(record: Record) -> int | None:
-    """The batch a record belongs to (None for the run header)."""
-    return None if isinstance(record, RunHeader) else record.batch
+    """The batch a record belongs to (None for the run header and the end)."""
+    return None if isinstance(record, (RunHeader, EndRecord)) else record.batch
+
+
+def batch_id(record: Record) -> tuple[int, str] | None:
+    """(batch, QEMU label) of a record: a batch runs once on every QEMU of
+    the run (None for the run header and the end record)."""
+    if isinstance(record, (RunHeader, EndRecord)):
+        return None
+    return record.batch, record.qemu
 
 
 class RecordSink:

@@ -30,12 +30,14 @@ from .records import (
     BatchRecord,
     CaseRecord,
     DivergenceRecord,
+    EndRecord,
     InvalidRecord,
     Isolation,
     Record,
     RecordSink,
     ResultsVersionError,
     RunHeader,
+    batch_id,
     parse_record,
     read_json_lines,
     rewrite_records,
@@ -107,27 +109,27 @@ class RunOutcome:
 RESUME_KEYS = ("seed", "cases_per_entry", "fanout", "shard", "entries", "baseline")
 
 
-def finished_batches(records: Iterable[Record]) -> set[int]:
+def finished_batches(records: Iterable[Record]) -> set[tuple[int, str]]:
     """The batches whose records are all there: the batch record (written
     last, so a run killed mid-write leaves none) and, for each of its
     ``images`` cases, the case record and the divergence records it counts
     (``count`` each).  A record lost in the middle of the file, which no
     crash of the writer produces, then costs a re-run, not a result."""
-    cases: dict[int, list[CaseRecord]] = collections.defaultdict(list)
-    counted: collections.Counter[tuple[int, str]] = collections.Counter()
-    batches: dict[int, BatchRecord] = {}
+    cases: dict[tuple[int, str], list[CaseRecord]] = collections.defaultdict(list)
+    counted: collections.Counter[tuple[int, str, str]] = collections.Counter()
+    batches: dict[tuple[int, str], BatchRecord] = {}
     for rec in records:
         if isinstance(rec, BatchRecord):
-            batches[rec.batch] = rec
+            batches[rec.batch, rec.qemu] = rec
         elif isinstance(rec, CaseRecord):
-            cases[rec.batch].append(rec)
+            cases[rec.batch, rec.qemu].append(rec)
         elif isinstance(rec, DivergenceRecord):
-            counted[rec.batch, rec.key] += rec.count
+            counted[rec.batch, rec.qemu, rec.key] += rec.count
     # A harness error has no case records at all.
     return {n for n, b in batches.items()
             if b.status is BatchStatus.HARNESS_ERROR
             or (len(cases[n]) == b.images
-                and all(c.diverged == counted[n, c.key] for c in cases[n]))}
+                and all(c.diverged == counted[n[0], n[1], c.key] for c in cases[n]))}
 
 
 def resume_records(path: Path, header: RunHeader) -> list[Record]:
@@ -153,7 +155,7 @@ def resume_records(path: Path, header: RunHeader) -> list[Record]:
                              f"this one {new.get(key)!r}; resume with the same options")
     finished = finished_batches(records)
     kept: list[Record] = [runs[0]]
-    kept += [r for r in records if not isinstance(r, RunHeader) and r.batch in finished]
+    kept += [r for r in records if batch_id(r) in finished]
     rewrite_records(path, kept)
     return kept
 
@@ -200,6 +202,7 @@ def run_matrix(entries: Sequence[MatrixEntry], opts: RunOptions, argv: Sequence[
         kept = resume_records(out / RECORDS, header)
         finished = {r.batch for r in kept if isinstance(r, BatchRecord)}
         batches = [b for b in batches if b.number not in finished]
+        kept = [r for r in kept if not isinstance(r, EndRecord)]
         outcome.add(kept)
         outcome.batches_run = len(finished)
         sink = RecordSink(out / RECORDS)

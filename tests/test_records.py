@@ -24,14 +24,20 @@ from harness.baseline import EMPTY, Baseline, BaselineEntry, apply_baseline
 from harness.judge.case import judge_batch
 from harness.matrix import build_matrix
 from harness.plan import VIRT_EMPTY, Batch, CaseSpec, generate_batch, job_image
-from harness.qemu.boot import BatchResult, BatchStatus
+from harness.qemu.boot import BatchResult, BatchStatus, FailureKind
 from harness.qemu.job import RECORD_WORDS, GuestStatus, ImageResult, ObsKind
 from harness.records import (
     RECORDS,
     BatchRecord,
     CaseRecord,
     CaseStatus,
+    CrashRecord,
     DivergenceRecord,
+    EndReason,
+    EndRecord,
+    InvalidRecord,
+    NotRun,
+    QemuInfo,
     RecordSink,
     RunHeader,
     parse_record,
@@ -55,10 +61,11 @@ FANOUT = 4
 NOT_AN_OUTCOME_ESR = 0x3F << 26
 
 # The key order of each record type, as version-1 writers write them.
+# Fields added later (the QEMU label, ...) come after them.
 BATCH_KEYS = ["type", "batch", "arch", "cpu", "status", "images", "images_done", "elapsed",
-              "argv", "qemu_version", "diagnostic"]
+              "argv", "qemu_version", "diagnostic", "qemu"]
 CASE_KEYS = ["type", "key", "entry", "group", "arch", "cpu", "vtcr", "vttbr", "valid", "kvm",
-             "batch", "status", "probes", "passed", "diverged", "not_run"]
+             "batch", "status", "probes", "passed", "diverged", "not_run", "qemu"]
 BODY_KEYS = ["type", "kind", "probe", "ipa", "at", "aim", "arch", "cpu", "granule", "config",
              "vtcr", "vttbr", "expected", "permitted", "observed", "observed_text", "raw"]
 CONTEXT_KEYS = ["key", "entry", "group", "batch", "qemu_version", "argv", "known"]
@@ -173,9 +180,9 @@ def test_keys_come_in_the_version_1_order(judged):
             # ``rules`` (rule coverage) comes after the version-1 keys.
             assert keys == CASE_KEYS + ["rules"]
         elif rec.aim == FANOUT_AIM:
-            assert keys == BODY_KEYS + ["count", "ipas", "span"] + CONTEXT_KEYS
+            assert keys == BODY_KEYS + ["count", "ipas", "span"] + CONTEXT_KEYS + ["qemu"]
         else:
-            assert keys == BODY_KEYS + CONTEXT_KEYS
+            assert keys == BODY_KEYS + CONTEXT_KEYS + ["qemu"]
 
 
 def test_known_divergences_compact_and_merge_and_still_read_back(judged):
@@ -195,7 +202,7 @@ def test_known_divergences_compact_and_merge_and_still_read_back(judged):
     named = next(d for d in divs if d.aim != FANOUT_AIM and d.kind is DivergenceKind.PROBE)
     fan = next(d for d in divs if d.aim == FANOUT_AIM)
     assert named.count == 2 and fan.count == 1
-    assert list(named.to_json())[-1] == "count" and "permitted" not in named.to_json()
+    assert list(named.to_json())[-2:] == ["count", "qemu"] and "permitted" not in named.to_json()
     assert "ipas" not in fan.to_json() and list(fan.to_json()).index("count") < \
         list(fan.to_json()).index("key")
     for rec in merged:
@@ -223,3 +230,84 @@ def test_the_reader_loads_what_the_sink_wrote(judged, tmp_path: Path):
     total = summary_table(run)[-1]
     assert (total.cases, total.new, total.known) == (3, 3, 0)
     assert total.probes == sum(c.probes for c in run.cases)
+
+
+# ---------------------------------------------------------------------------
+# The records several QEMUs and crash-resume added (docs/results.md)
+# ---------------------------------------------------------------------------
+
+def crash_record(**kw) -> CrashRecord:
+    fields = dict(qemu="10.0.2", qemu_version="QEMU emulator version 10.0.2", batch=3,
+                  arch="aarch64", cpu="max", key="aarch64/max/4k#0", entry="aarch64/max/4k",
+                  group="aarch64 4k", probe=17, ipa="0x610", at="S12E0R",
+                  aim="L1 block S2AP=00 read", expected=("permission L1",),
+                  kind=FailureKind.CRASH,
+                  signature="target/arm/helper.c:N: do_ats_write: Assertion `x' failed. [SIGABRT]",
+                  signal=6, returncode=None, console="qemu-system-aarch64: ...",
+                  argv=("qemu-system-aarch64", "-M", "virt"), quarantine="permission L*",
+                  held=12, case_file="cases/crash.json", reproduced=True, known=None)
+    fields.update(kw)
+    return CrashRecord(**fields)
+
+
+def test_crash_end_and_header_records_read_back_unchanged():
+    header = RunHeader(seed=1, cases_per_entry=2, fanout=0, shard=(1, 2), entries=3, batches=4,
+                       cases=6, argv=("s2diff", "run"), started="2026-11-30T00:00:00Z",
+                       qemu=(("aarch64", "QEMU emulator version 7.2.22"),), baseline=None,
+                       qemus=(QemuInfo("7.2.22", "QEMU emulator version 7.2.22",
+                                       "/usr/bin/qemu-system-aarch64", None),
+                              QemuInfo("10.0.13", "QEMU emulator version 10.0.13", "/c/a",
+                                       "/c/b")),
+                       options={"seed": 1, "cpu": ["max"]})
+    end = EndRecord(reason=EndReason.BUDGET, batches_planned=8, batches_run=5, cases_planned=12,
+                    cases_run=9, entries=3,
+                    entries_not_run=(NotRun("aarch64/max/4k", "7.2.22", "budget"),),
+                    elapsed=12.5, shard=(1, 2))
+    for rec in (header, end, crash_record(), crash_record(signal=None, returncode=1,
+                                                          reproduced=None, case_file=None)):
+        line = record_line(rec)
+        back = parse_record(json.loads(line))
+        assert back == rec
+        assert record_line(back) == line
+    assert header.labels == ("7.2.22", "10.0.13")
+    # The versions of every build, per architecture it provides.
+    assert header.versions() == (("aarch64", "QEMU emulator version 10.0.13"),
+                                 ("aarch64", "QEMU emulator version 7.2.22"),
+                                 ("arm", "QEMU emulator version 10.0.13"))
+
+
+def test_files_of_one_qemu_runs_without_labels_still_read(judged, tmp_path: Path):
+    """A results file written before QEMU labels (no ``qemu`` on batch,
+    case and divergence records, no ``qemus``) reads as one QEMU, label ""."""
+    *_, records = judged
+    lines = []
+    for rec in records:
+        obj = rec.to_json()
+        del obj["qemu"]
+        lines.append(json.dumps(obj))
+    back = [parse_record(json.loads(line)) for line in lines]
+    assert back == records
+    assert all(r.qemu == "" for r in back)
+    old = {"type": "run", "version": 1, "seed": 3, "qemu": {"aarch64": "v"}}
+    assert RunHeader.from_json(old).labels == ("",)
+
+
+def test_the_same_batch_on_two_qemus_is_two_batches_for_the_reader(judged, tmp_path: Path):
+    *_, records = judged
+    sink = RecordSink(tmp_path / RECORDS)
+    for label in ("7.2.22", "10.0.13"):
+        sink.write([dataclasses.replace(r, qemu=label) for r in records])
+    sink.write([crash_record(batch=5, key=records[1].key, qemu="10.0.13")])
+    sink.close()
+    run = load_run([tmp_path])
+    assert run.warnings == ()
+    assert [(b.batch, b.qemu) for b in run.batches] == [(5, "10.0.13"), (5, "7.2.22")]
+    assert len(run.cases) == 2 * sum(isinstance(r, CaseRecord) for r in records)
+    assert [c.qemu for c in run.crashes] == ["10.0.13"]
+
+
+def test_a_crash_record_missing_its_signature_is_invalid():
+    obj = crash_record().to_json()
+    del obj["signature"]
+    with pytest.raises(InvalidRecord, match="signature"):
+        parse_record(obj)

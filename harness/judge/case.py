@@ -116,7 +116,7 @@ def judge_case(case: Case, image: ImageResult) -> tuple[CaseCounts, list[Diverge
             diverged += 1
             divergences.append(_memory_divergence(case, permitted, change))
     rules = tuple(count_rules(reached + bulk.rules).items())
-    return CaseCounts(named + len(case.fanout), passed, diverged, not_run, rules), divergences
+    return CaseCounts(named + len(case.fanout), passed, diverged, not_run, rules=rules), divergences
 
 
 def case_status(batch_status: BatchStatus, completed: bool, counts: CaseCounts) -> CaseStatus:

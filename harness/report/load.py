@@ -18,7 +18,9 @@ from ..records import (
     RECORDS,
     BatchRecord,
     CaseRecord,
+    CrashRecord,
     DivergenceRecord,
+    EndRecord,
     InvalidRecord,
     ResultsVersionError,
     RunHeader,
@@ -27,7 +29,7 @@ from ..records import (
 )
 
 # Record types the loader knows; others are skipped and counted.
-_TYPES = ("run", "batch", "case", "divergence")
+_TYPES = ("run", "batch", "case", "divergence", "crash", "end")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +79,8 @@ class RunData:
     cases: tuple[CaseRecord, ...]
     divergences: tuple[DivergenceRecord, ...]
     warnings: tuple[str, ...] = dataclasses.field(default=(), compare=False)
+    crashes: tuple[CrashRecord, ...] = ()
+    ends: tuple[EndRecord, ...] = ()
 
 
 def _results_path(path: Path) -> Path:
@@ -123,15 +127,21 @@ def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return records, warnings
 
 
-def _identity(rec: BatchRecord | CaseRecord | DivergenceRecord) -> tuple[Any, ...]:
+def _identity(rec: BatchRecord | CaseRecord | DivergenceRecord | CrashRecord | EndRecord
+              ) -> tuple[Any, ...]:
     """What makes two records the same record, whichever shard holds it.
-    A memory divergence also names its descriptor: one probe's walk can
-    read several descriptors that changed."""
+    A batch runs once on every QEMU of a run: the QEMU label is part of
+    every identity.  A memory divergence also names its descriptor: one
+    probe's walk can read several descriptors that changed."""
+    if isinstance(rec, EndRecord):
+        return ("end", rec.shard)
     if isinstance(rec, BatchRecord):
-        return ("batch", rec.batch)
+        return ("batch", rec.batch, rec.qemu)
     if isinstance(rec, CaseRecord):
-        return ("case", rec.batch, rec.key)
-    return ("divergence", rec.batch, rec.key, rec.probe, rec.kind.value,
+        return ("case", rec.batch, rec.qemu, rec.key)
+    if isinstance(rec, CrashRecord):
+        return ("crash", rec.batch, rec.qemu, rec.key, rec.probe)
+    return ("divergence", rec.batch, rec.qemu, rec.key, rec.probe, rec.kind.value,
             rec.raw_map.get("pa", ""))
 
 
@@ -205,7 +215,8 @@ def load_run(dirs: Sequence[Path | str]) -> RunData:
     if not dirs:
         raise UsageError("no run directory given")
     runs: list[tuple[str, RunHeader]] = []
-    chosen: dict[tuple[Any, ...], tuple[str, BatchRecord | CaseRecord | DivergenceRecord]] = {}
+    chosen: dict[tuple[Any, ...], tuple[str, BatchRecord | CaseRecord | DivergenceRecord
+                                         | CrashRecord | EndRecord]] = {}
     warnings: list[str] = []
     for d in dirs:
         path = _results_path(Path(d))
@@ -239,15 +250,21 @@ def load_run(dirs: Sequence[Path | str]) -> RunData:
             warnings.append(f"{path}: skipped {sum(skipped.values())} invalid record(s): "
                             + "; ".join(f"{n} x {why}" for why, n in sorted(skipped.items())))
     items = [item for _, item in chosen.values()]
-    batches = sorted((i for i in items if isinstance(i, BatchRecord)), key=lambda b: b.batch)
+    batches = sorted((i for i in items if isinstance(i, BatchRecord)),
+                     key=lambda b: (b.batch, b.qemu))
     cases = sorted((i for i in items if isinstance(i, CaseRecord)),
-                   key=lambda c: (c.batch, _key_order(c.key)))
+                   key=lambda c: (c.batch, c.qemu, _key_order(c.key)))
     divergences = sorted(
         (i for i in items if isinstance(i, DivergenceRecord)),
-        key=lambda v: (v.batch, _key_order(v.key), -1 if v.probe is None else v.probe,
+        key=lambda v: (v.batch, v.qemu, _key_order(v.key), -1 if v.probe is None else v.probe,
                        v.kind.value, v.raw_map.get("pa", "")))
+    crashes = sorted((i for i in items if isinstance(i, CrashRecord)),
+                     key=lambda c: (c.batch, c.qemu, _key_order(c.key), c.probe or 0))
+    ends = sorted((i for i in items if isinstance(i, EndRecord)),
+                  key=lambda e: e.shard or (0, 0))
     return RunData(info=_merge_run_info(runs, batches), batches=tuple(batches),
-                   cases=tuple(cases), divergences=tuple(divergences), warnings=tuple(warnings))
+                   cases=tuple(cases), divergences=tuple(divergences), warnings=tuple(warnings),
+                   crashes=tuple(crashes), ends=tuple(ends))
 
 
 def merge_dirs(dirs: Sequence[Path], out: Path) -> Path:
