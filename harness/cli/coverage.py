@@ -84,9 +84,10 @@ def print_gcov(files: list[gcov.FileCoverage], io: Streams, every: bool) -> None
     """Line and branch coverage per file, then the untaken branches by
     function (the functions with most first)."""
     for f in files:
-        print(f"gcov {f.path}: lines {f.lines_covered}/{f.lines} ({f.percent('lines'):.1f}%), "
-              f"branches {f.branches_covered}/{f.branches} ({f.percent('branches'):.1f}%)",
-              file=io.out)
+        print(f"gcov {f.path}: {f.counts.describe()}", file=io.out)
+        if f.path == gcov.WALKER:
+            print(f"  stage-2 walk functions ({', '.join(gcov.STAGE2_FUNCTIONS)}): "
+                  f"{f.subset(gcov.STAGE2_FUNCTIONS).describe()}", file=io.out)
         by_fn = collections.defaultdict(list)
         for b in f.untaken:
             by_fn[b.function].append(b)

@@ -42,6 +42,15 @@ CONFIGURE = ("--target-list=" + ",".join(TARGETS), "--enable-gcov", "--disable-d
 # QEMU 10.0; whichever the tree has is measured.
 WALKER = "target/arm/ptw.c"
 AT_HELPERS = ("target/arm/tcg/cpregs-at.c", "target/arm/helper.c")
+# The functions of ptw.c an A-profile AT with stage 2 can run (QEMU 8.x to
+# 10.x names; those a tree lacks are left out): the LPAE walk (shared with
+# stage 1), the stage-2 set-up and permission checks, the descriptor loads
+# and updates, the two-stage driver.  The rest of the file is v5/v6
+# short-descriptor, PMSA and M-profile code no stage-2 probe can reach.
+STAGE2_FUNCTIONS = ("get_phys_addr_lpae", "check_s2_mmu_setup", "lpae_block_desc_valid",
+                    "get_S2prot", "get_S2prot_indirect", "S2_attrs_are_device",
+                    "ptw_idx_for_stage_2", "S1_ptw_translate", "arm_ldq_ptw", "arm_casq_ptw",
+                    "get_phys_addr_twostage", "get_phys_addr_disabled", "get_phys_addr_for_at")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,23 +75,31 @@ class GcovBuild:
 
 
 def source_commit(src: Path) -> str:
-    """The commit the source tree has checked out (``git rev-parse HEAD``);
-    a tree that is not a git work tree is named by its VERSION file and a
-    hash of its path, and is rebuilt only when that changes."""
+    """The commit the source tree has checked out (``git rev-parse HEAD``),
+    with ``+dirty-HASH`` when tracked files differ from it (HASH of ``git
+    diff HEAD``: a locally patched tree is another build); a tree that is
+    not a git work tree is named by its VERSION file and a hash of its
+    path, and is rebuilt only when that changes."""
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", "-C", str(src), *argv], check=True, capture_output=True,
+                              text=True, timeout=120).stdout
     try:
-        out = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], check=True,
-                             capture_output=True, text=True, timeout=60)
-        return out.stdout.strip()
+        head = git("rev-parse", "HEAD").strip()
+        diff = git("diff", "HEAD")
     except (OSError, subprocess.SubprocessError):
         version = (src / "VERSION").read_text(encoding="utf-8").strip()
         return f"v{version}-{hashlib.sha1(str(src).encode()).hexdigest()[:12]}"
+    if diff:
+        return f"{head}+dirty-{hashlib.sha1(diff.encode()).hexdigest()[:10]}"
+    return head
 
 
 def default_build_dir(src: Path, commit: str) -> Path:
     """``CACHE/gcov/<tree>-<commit>``: one folder per (source tree, commit)
     under the QEMU cache (harness.qemu.builds.cache_root)."""
     tree = hashlib.sha1(str(src).encode()).hexdigest()[:10]
-    return cache_root().parent / "qemu-gcov" / f"{tree}-{commit[:12]}"
+    head, _, dirty = commit.partition("+")
+    return cache_root().parent / "qemu-gcov" / f"{tree}-{head[:12]}{'+' + dirty if dirty else ''}"
 
 
 def check_source(src: Path) -> Path:
@@ -179,9 +196,34 @@ class Branch:
 
 
 @dataclasses.dataclass(frozen=True)
+class Counts:
+    """Lines and branches, and how many of each ran."""
+
+    lines: int = 0
+    lines_covered: int = 0
+    branches: int = 0
+    branches_covered: int = 0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(self.lines + other.lines, self.lines_covered + other.lines_covered,
+                      self.branches + other.branches,
+                      self.branches_covered + other.branches_covered)
+
+    def percent(self, what: str) -> float:
+        total = self.lines if what == "lines" else self.branches
+        done = self.lines_covered if what == "lines" else self.branches_covered
+        return 100.0 * done / total if total else 0.0
+
+    def describe(self) -> str:
+        return (f"lines {self.lines_covered}/{self.lines} ({self.percent('lines'):.1f}%), "
+                f"branches {self.branches_covered}/{self.branches} "
+                f"({self.percent('branches'):.1f}%)")
+
+
+@dataclasses.dataclass(frozen=True)
 class FileCoverage:
     """Line and branch coverage of one source file (paths relative to the
-    source tree), with every branch never taken."""
+    source tree), per function too, with every branch never taken."""
 
     path: str
     lines: int
@@ -190,15 +232,26 @@ class FileCoverage:
     branches_covered: int
     functions: dict[str, tuple[int, int]]      # name -> (first line, times called)
     untaken: tuple[Branch, ...]
+    per_function: dict[str, Counts] = dataclasses.field(default_factory=dict)
+
+    @property
+    def counts(self) -> Counts:
+        return Counts(self.lines, self.lines_covered, self.branches, self.branches_covered)
 
     def percent(self, what: str) -> float:
-        total = self.lines if what == "lines" else self.branches
-        done = self.lines_covered if what == "lines" else self.branches_covered
-        return 100.0 * done / total if total else 0.0
+        return self.counts.percent(what)
+
+    def subset(self, names: Sequence[str]) -> Counts:
+        """The counts of the functions ``names`` (those the file has)."""
+        out = Counts()
+        for name in names:
+            out = out + self.per_function.get(name, Counts())
+        return out
 
     def to_json(self) -> dict:
         return {"path": self.path, "lines": self.lines, "lines_covered": self.lines_covered,
                 "branches": self.branches, "branches_covered": self.branches_covered,
+                "functions": {n: dataclasses.asdict(c) for n, c in self.per_function.items()},
                 "untaken": [[b.line, b.index, b.function] for b in self.untaken]}
 
 
@@ -229,23 +282,30 @@ def parse_gcovr_json(data: dict, paths: Sequence[str]) -> list[FileCoverage]:
             functions[name] = (min(prev[0], first), prev[1] + int(fn.get("execution_count", 0)))
         lines = covered = branches = taken = 0
         untaken = []
+        per: dict[str, list[int]] = {}
         for ln in f.get("lines", []):
             if ln.get("gcovr/noncode"):
                 continue
             number = int(ln.get("line_number", 0))
+            function = ln.get("function_name") or _function_of(functions, number)
+            mine = per.setdefault(function, [0, 0, 0, 0])
+            hit = int(ln.get("count", 0) > 0)
             lines += 1
-            covered += int(ln.get("count", 0) > 0)
+            covered += hit
+            mine[0] += 1
+            mine[1] += hit
             for i, br in enumerate(ln.get("branches", [])):
                 if br.get("throw"):
                     continue
                 branches += 1
+                mine[2] += 1
                 if br.get("count", 0) > 0:
                     taken += 1
+                    mine[3] += 1
                 else:
-                    untaken.append(Branch(number, i, ln.get("function_name")
-                                          or _function_of(functions, number)))
+                    untaken.append(Branch(number, i, function))
         out.append(FileCoverage(path, lines, covered, branches, taken, functions,
-                                tuple(untaken)))
+                                tuple(untaken), {n: Counts(*c) for n, c in per.items()}))
     return sorted(out, key=lambda c: paths.index(c.path))
 
 
