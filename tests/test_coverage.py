@@ -174,3 +174,31 @@ class TestCaseRecordRules:
         first = result_rules(Arch.AARCH64, case.permitted()[0])
         assert {k: dict(full.rules)[k] - v for k, v in dict(fewer.rules).items()
                 if dict(full.rules)[k] != v} == {r.key: 1 for r in first}
+
+
+class TestCli:
+    def test_bad_input_is_one_line_and_exit_2(self, tmp_path, capsys):
+        """No run directory, --build-dir without --qemu-src, a --qemu-src
+        that is no QEMU tree, a directory without results: exit 2, one line."""
+        from harness.cli import main
+        for argv in (["coverage"], ["coverage", str(tmp_path), "--build-dir", str(tmp_path)],
+                     ["coverage", "--qemu-src", str(tmp_path)], ["coverage", str(tmp_path)]):
+            assert main(argv) == 2, argv
+            err = capsys.readouterr().err.strip()
+            assert err.startswith("s2diff: error:") and "\n" not in err and "Traceback" not in err
+
+    def test_tables_from_a_results_file(self, tmp_path, capsys):
+        """The command reads the records of a results file alone and lists
+        the gaps; --json carries every rule."""
+        from harness.cli import main
+        from harness.records import RecordSink
+        page = R.A64_S2_DESC[(R.Desc.PAGE, 3)].key
+        sink = RecordSink(tmp_path / "results.jsonl")
+        sink.write([record("a", "aarch64", "cortex-a57", TestRuleCoverage.A57_L1, {page: 3})])
+        sink.close()
+        assert main(["coverage", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("Rule coverage: 1 of ") and "a64.s2.desc.table.L1" in out
+        assert main(["coverage", str(tmp_path), "--json"]) == 0
+        rows = {r["key"]: r for r in json.loads(capsys.readouterr().out)["rules"]}
+        assert rows[page]["probes"] == 3 and len(rows) == len(R.rule_ids())
