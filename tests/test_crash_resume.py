@@ -23,12 +23,14 @@ import numpy as np
 import pytest
 
 from harness.cli import main
+from harness.kinds import CaseKind
 from harness.matrix import build_matrix
-from harness.plan import Plan, generate_batch, images_per_batch, job_image, prepare_machine
+from harness.plan import Plan, generate_batch, job_image, prepare_machine
 from harness.qemu import builds
 from harness.qemu.boot import BatchStatus
 from harness.qemu.launcher import find_qemu
 from harness.resume import CONFIRM, probe_key, run_resumable
+from harness.run import RunOptions
 from reference.arch import Arch, Granule
 
 pytestmark = pytest.mark.qemu
@@ -55,11 +57,12 @@ def planned_cases(fanout: int) -> list:
     """The cases the SELECTION run generates (the plan is a pure function
     of the matrix, the seed and the fan-out), in batch order."""
     entries = build_matrix(arch=Arch.AARCH64, cpus=["cortex-a57"], granules=[Granule.G4K],
-                           ipa_sizes=[40])
+                           ipa_sizes=[40], probes=[CaseKind.AT])
     machine = prepare_machine([Arch.AARCH64])
     arena = machine.arena["aarch64"]
-    per = images_per_batch(400, fanout, machine.max_probes["aarch64"])
-    return [c for batch in Plan.of(entries, 2, arena, per)
+    plan = Plan.of(entries, 2, arena, RunOptions(out=Path()).max_images,
+                   max_probes=machine.max_probes["aarch64"], fanout=fanout)
+    return [c for batch in plan
             for c in generate_batch(batch, SEED, arena, machine.memory_map(Arch.AARCH64), fanout)]
 
 

@@ -17,6 +17,7 @@ import pytest
 from harness.baseline import load_baseline
 from harness.judge.case import judge_batch
 from harness.judge.compare import ProbeStatus, judge_probe
+from harness.kinds import CaseKind
 from harness.matrix import build_matrix
 from harness.plan import generate_batch, job_image, plan_batches, prepare_machine
 from harness.qemu.boot import BatchStatus, run_batch
@@ -98,7 +99,7 @@ def _labels(result) -> tuple[str, int]:
                                       (Arch.AARCH32, "max")],
                          ids=lambda v: v.value if isinstance(v, Arch) else v)
 def test_generated_batches_agree_with_the_reference(arch, cpu, tmp_path):
-    entries = build_matrix(arch=arch, cpus=[cpu])
+    entries = build_matrix(arch=arch, cpus=[cpu], probes=[CaseKind.AT])
     machine = prepare_machine([arch], {arch: None})
     arena = machine.arena[arch.value]
     batches = plan_batches(entries, 3, arena, 400)
@@ -152,7 +153,7 @@ def test_fan_out_probes_agree_with_the_reference(arch, cpu, tmp_path):
     models, give no divergence outside the baseline, and every probe of
     every case is accounted for."""
     from harness.run import RunOptions, run_matrix
-    entries = build_matrix(arch=arch, cpus=[cpu])[::3]
+    entries = build_matrix(arch=arch, cpus=[cpu], probes=[CaseKind.AT])[::3]
     outcome = run_matrix(entries, RunOptions(out=tmp_path, seed=3, cases_per_entry=1, jobs=1,
                                              baseline=ROOT / "baseline.toml", fanout=64))
     assert outcome.batch_status.get(_BS.COMPLETED) == outcome.batch_status.total()
@@ -163,8 +164,11 @@ def test_fan_out_probes_agree_with_the_reference(arch, cpu, tmp_path):
     memory = collections.Counter(d["key"] for d in records
                                  if d["type"] == "divergence" and d["kind"] == "memory")
     assert len(cases) == len(entries)
+    opted_in = {e.name for e in entries if e.opt_in}
     for c in cases:
-        assert c["probes"] > 64 * 5           # the fan-out is there (5 entries or more)
+        # The fan-out is there (5 entries or more), except in an opted-in
+        # scenario (a misaligned VTTBR: named probes only, harness.plan).
+        assert c["probes"] > 64 * 5 or c["entry"] in opted_in
         # Every probe passed or diverged; "diverged" also counts descriptor
         # writes (memory divergences), which are not probes.
         assert c["passed"] + c["diverged"] - memory[c["key"]] + c["not_run"] == c["probes"]

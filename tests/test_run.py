@@ -139,6 +139,9 @@ def summary_verdicts(summary: str) -> dict[str, int]:
 PLANTED_LABELS = {"stage-1 address-size L0", "translation L0"}
 PLANTED_OTHER = re.compile(r"address-size L[1-3]")
 PLANTED_ID = "planted-a57-run-as-a53"
+# The a53's ID registers answering for the a57's are a cpu-model finding
+# (harness.qemu.models): MIDR, ID_AA64MMFR0 and the PARange they give.
+PLANTED_MODEL_ID = "planted-a53-model"
 PLANTED_BASELINE = f"""version = 1
 
 [[divergence]]
@@ -149,6 +152,16 @@ kind = "probe"
 arch = "aarch64"
 cpus = ["cortex-a57"]
 observed = "stage-1 address-size L0|translation L0|address-size L[1-3]"
+evidence = "planted by the tests: the emulated CPU is not the one modelled"
+case = "none.json"
+
+[[divergence]]
+id = "{PLANTED_MODEL_ID}"
+title = "-cpu cortex-a53 answers for cortex-a57: its ID registers are the a53's"
+verdict = "reference-limitation"
+kind = "cpu-model"
+arch = "aarch64"
+cpus = ["cortex-a57"]
 evidence = "planted by the tests: the emulated CPU is not the one modelled"
 case = "none.json"
 """
@@ -191,7 +204,7 @@ class TestExitCodes:
         divergences = records(out, "divergence")
         ids = {d["known"] for d in divergences}
         assert divergences and None not in ids
-        assert ids == {PLANTED_ID}
+        assert ids == {PLANTED_ID, PLANTED_MODEL_ID}
         # The known root causes, one line each with their baseline entry
         # and probes (the terminal shows the first few, "... N more"): per
         # baseline entry, the causes' probes add up to its records' counts.
@@ -215,7 +228,7 @@ class TestExitCodes:
         assert run.code == 1, run.err
         new = [d for d in records(out, "divergence") if d["known"] is None]
         assert len(new) == len(records(out, "divergence"))
-        labels = {d["observed"] for d in new}
+        labels = {d["observed"] for d in new if d["kind"] != "cpu-model"}
         assert PLANTED_LABELS <= labels
         assert all(PLANTED_OTHER.fullmatch(label) for label in labels - PLANTED_LABELS), labels
         assert run.out.splitlines()[1].startswith("NEW: ")
@@ -427,7 +440,9 @@ class TestBaseline:
         assert {f"cases/{f}" for f in files} == named
         causes = root_causes(load_run([a57_new[0]]))
         assert len(files) <= 3 * len(causes)
-        assert all(1 <= len(c.case_files) <= 3 for c in causes)
+        # (a cpu-model finding has no case file: its records are the ID registers)
+        assert all(1 <= len(c.case_files) <= 3 for c in causes
+                   if not all("/cpu-model/" in k for k in c.cases))
 
     def test_stale_entry(self, tmp_path):
         """An entry that matches nothing although its case's configuration
@@ -603,7 +618,9 @@ def test_junit_parses_and_counts_match_the_summary(request, which):
     assert int(root.get("skipped")) == verdicts["not run"]
     # One test case per matrix entry; the failures are the entries with new divergences.
     testcases = {c.get("name"): c for s in suites.values() for c in s.iter("testcase")}
-    assert set(testcases) == {c["entry"] for c in records(out, "case")}
+    # (and one per CPU model a named -cpu differs from: harness.judge.models)
+    assert set(testcases) == {c["entry"] for c in records(out, "case")} | {
+        d["entry"] for d in records(out, "divergence") if d["kind"] == "cpu-model"}
     assert {n for n, c in testcases.items() if c.find("failure") is not None} == \
         {d["entry"] for d in records(out, "divergence") if d["known"] is None}
     if which == "a57_new":
@@ -620,7 +637,8 @@ def test_html_report_names_every_divergence(a57_new):
     assert page.startswith("<!DOCTYPE html>")
     assert page.count('<section class="div"') == len(divergences)
     for d in divergences:
-        assert f"<h3>{d['key']} probe {d['probe']} &mdash; new</h3>" in page, d["key"]
+        probe = "" if d["probe"] is None else f" probe {d['probe']}"   # a cpu-model record: none
+        assert f"<h3>{d['key']}{probe} &mdash; new</h3>" in page, d["key"]
     assert f"Divergences ({len(divergences)} new and 0 known records)" in page
 
 

@@ -38,7 +38,9 @@ import sys
 import time
 
 JOB_HEADER = struct.Struct("<6I5Q")     # magic version n_images n_probes n_regions hang_after + offsets
-IMAGE = struct.Struct("<QQIIQ")         # job ABI v2: vtcr vttbr first count el1_ipa
+IMAGE = struct.Struct("<QQIIQ")         # job ABI 3: vtcr vttbr first count el1_ipa (then
+#                                         s2pir hcr sctlr tcr ttbr0 ttbr1 mair: untouched)
+IMAGE_RECORD_SIZE = 88                  # harness/qemu/job.py IMAGE_RECORD_SIZE
 PROBE = struct.Struct("<QIIQQ")         # ipa kind flags data data2
 HANG_AFTER_OFFSET = 20                  # the u32 after magic, version, n_images, n_probes, n_regions
 RH_IMAGES_DONE, RH_PROBES_DONE = 0x10, 0x18
@@ -67,7 +69,7 @@ def target(blob: bytes, vmid: int, ipas: set[int]) -> tuple[int, int, int] | Non
     (_magic, _version, n_images, _n, _r, _hang, image_off, probe_off, *_rest) = \
         JOB_HEADER.unpack_from(blob, 0)
     for i in range(n_images):
-        at = image_off + i * IMAGE.size
+        at = image_off + i * IMAGE_RECORD_SIZE
         _vtcr, vttbr, first, count, _el1 = IMAGE.unpack_from(blob, at)
         if vttbr >> 48 != vmid:
             continue
