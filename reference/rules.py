@@ -703,6 +703,18 @@ A64_S1_TTW_UPDATE_DENIED = _s1(
 A64_S1_TTW_DIRTY = _s1("a64.s1.ttw.update.dirty", "AArch64.S2Translate",
                        "the stage-1 walk's write sets the stage-2 dirty state (DBM)", AARCH64,
                        marker="dirty state")
+# AArch64.S1Translate / AArch32.S1TranslateLD with stage 2 enabled: "if ...
+# !IMPLEMENTATION_DEFINED "Apply effective shareability at stage 1" then
+# memattrs.shareability = walkstate.memattrs.shareability else ...
+# EffectiveShareability(memattrs)" -- both choices are permitted.
+S1_SH_KEPT = _s1("s1.sh.impdef-kept", "AArch64.S1Translate",
+                 "IMPLEMENTATION DEFINED 'Apply effective shareability at stage 1' not applied: "
+                 "the stage-1 descriptor's shareability is kept",
+                 marker="Apply effective shareability at stage 1): no")
+S1_SH_EFFECTIVE = _s1("s1.sh.impdef-effective", "AArch64.S1Translate",
+                      "IMPLEMENTATION DEFINED 'Apply effective shareability at stage 1' applied: "
+                      "EffectiveShareability of the stage-1 attributes",
+                      marker="Apply effective shareability at stage 1): yes")
 S1_SEA = _s1("s1.sea-on-walk", "FetchDescriptor",
              "stage-1 descriptor fetch from no memory: External abort on the stage-1 walk")
 A64_S1_TG_IMPDEF = _s1("a64.s1.tg.impdef", "AArch64.S1DecodeTG0",

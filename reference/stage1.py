@@ -704,10 +704,12 @@ def s1_output_shareability(walk: MemAttrs | None, attrs: MemAttrs | None
     effective = dataclasses.replace(attrs, shareability=effective_shareability(attrs))
     if kept == effective:
         return [(kept, ())]
-    return [(kept, ("IMPLEMENTATION DEFINED (Apply effective shareability at stage 1): no, the "
-                    "descriptor's shareability is kept",)),
-            (effective, ("IMPLEMENTATION DEFINED (Apply effective shareability at stage 1): yes, "
-                         "EffectiveShareability",))]
+    return [(kept, (R.S1_SH_KEPT.text(
+                "IMPLEMENTATION DEFINED (Apply effective shareability at stage 1): no, the "
+                "descriptor's shareability is kept"),)),
+            (effective, (R.S1_SH_EFFECTIVE.text(
+                "IMPLEMENTATION DEFINED (Apply effective shareability at stage 1): yes, "
+                "EffectiveShareability"),))]
 
 
 def s1_permissions_and_af(s2: Stage2, leaf: S1Leaf, ipa: int, pa: int, desc: int, oa: int,
