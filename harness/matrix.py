@@ -63,17 +63,32 @@ def valid_entries(cpu: CpuModel, ipa_sizes: Iterable[int] | None,
 def hafdbs_entries(cpu: CpuModel, ipa_sizes: Iterable[int] | None,
                    granules: Iterable[Granule] | None) -> list[MatrixEntry]:
     """KVM's choices again with VTCR_EL2.HA (and HA+HD) set, on models with
-    FEAT_HAFDBS: exercises the hardware Access flag and dirty-state rules."""
+    FEAT_HAFDBS: exercises the hardware Access flag and dirty-state rules;
+    and, with the highest HA/HD the model has, the first entry of every
+    (granule, start level, DS) KVM never chooses, so that those rules are
+    met from every start level (harness.coverage's cells)."""
     if cpu.arch is not Arch.AARCH64 or cpu.hafdbs == 0:
         return []
     out = []
-    for e in valid_entries(cpu, ipa_sizes, granules):
-        if not e.kvm:
+    entries = valid_entries(cpu, ipa_sizes, granules)
+    variants = ((1, 0), (1, 1)) if cpu.hafdbs >= 2 else ((1, 0),)
+
+    def shape(e: MatrixEntry) -> tuple:
+        return (e.config.tg0, e.config.sl0, e.config.sl2, e.config.ds)
+
+    covered = {shape(e) for e in entries if e.kvm}
+    for e in entries:
+        if e.kvm:
+            chosen = variants
+        elif shape(e) not in covered:
+            covered.add(shape(e))
+            chosen = variants[-1:]
+        else:
             continue
-        for ha, hd in ((1, 0), (1, 1)) if cpu.hafdbs >= 2 else ((1, 0),):
+        for ha, hd in chosen:
             cfg = dataclasses.replace(e.config, ha=ha, hd=hd)
-            out.append(dataclasses.replace(e, name=_name(cpu, cfg, "kvm"), config=cfg,
-                                           group="aarch64 hafdbs"))
+            out.append(dataclasses.replace(e, name=_name(cpu, cfg, "kvm" if e.kvm else "other"),
+                                           config=cfg, group="aarch64 hafdbs"))
     return out
 
 
@@ -163,10 +178,15 @@ def misaligned_vttbr_entries(cpu: CpuModel) -> list[MatrixEntry]:
 
 def invalid_entries(cpu: CpuModel) -> list[MatrixEntry]:
     """One entry per configuration rule that ``cpu`` can break, plus the
-    legal-but-unusual families (PS above PARange, IPA larger than PS).
+    legal-but-unusual families (PS above PARange, IPA larger than PS, a
+    VTTBR base beyond PS) and the CONSTRAINED UNPREDICTABLE misaligned
+    VTTBR base, whose cases set their VTTBR themselves (MatrixEntry.opt_in).
     Each is judged by the reference, which names the rule; the family name
     only groups them."""
     fam: list[tuple[str, S2Config]] = []
+    # Families whose cases set the VTTBR themselves (reference.generate.OptIn).
+    opt: list[tuple[str, S2Config, OptIn]] = []
+    beyond, misaligned = "legal: VTTBR base beyond PS", "unpredictable: misaligned VTTBR"
     if cpu.arch is Arch.AARCH32:
         fam += [
             ("invalid: reserved SL0", dataclasses.replace(aarch32_config(40, 1), sl0=0b10)),
@@ -174,6 +194,8 @@ def invalid_entries(cpu: CpuModel) -> list[MatrixEntry]:
             ("invalid: inconsistent start level", aarch32_config(25, 1)),
             ("invalid: inconsistent start level", aarch32_config(40, 2)),
         ]
+        opt += [(beyond, aarch32_config(32, 1), OptIn.VTTBR_BEYOND_PS),
+                (misaligned, aarch32_config(38, 1), OptIn.MISALIGNED_VTTBR)]
     else:
         pa = cpu.pamax
         g4 = Granule.G4K
@@ -186,6 +208,10 @@ def invalid_entries(cpu: CpuModel) -> list[MatrixEntry]:
         fam.append(("invalid: T0SZ below minimum", dataclasses.replace(
             cfg(g4, 40, 1), t0sz=64 - above, sl0=0b10 if above > 43 else 0b01)))
         fam.append(("invalid: T0SZ above maximum", dataclasses.replace(cfg(g4, 25, 2), t0sz=40)))
+        if cpu.feat_ttst:
+            # FEAT_TTST raises the maximum T0SZ to 48 (4K): 49 is above it.
+            fam.append(("invalid: T0SZ above maximum", dataclasses.replace(
+                cfg(g4, 25, 2), t0sz=49, sl0=0b11)))
         fam.append(("invalid: reserved SL0", dataclasses.replace(cfg(g4, 40, 1), sl0=0b11)))
         if Granule.G64K in cpu.s2_granules:
             fam.append(("invalid: reserved SL0",
@@ -213,9 +239,34 @@ def invalid_entries(cpu: CpuModel) -> list[MatrixEntry]:
         if pa >= 40:
             fam.append(("legal: IPA larger than PS", dataclasses.replace(
                 cfg(g4, 40, 1), ps=PS_ENCODING[36])))
+        if Granule.G16K in cpu.s2_granules:
+            # 16K start level 0 needs DS = 1; start level 1 needs PAMax >= 42.
+            fam.append(("invalid: reserved SL0", dataclasses.replace(
+                cfg(Granule.G16K, 40, 1), sl0=0b11)))
+            if pa < 42:
+                fam.append(("start level against PAMax", cfg(Granule.G16K, 40, 1)))
+        if cpu.feat_lpa2:
+            # SL2 = 1 with SL0 != 0 is reserved (4K, DS = 1).
+            fam.append(("invalid: reserved SL0", dataclasses.replace(
+                aarch64_config(g4, 48, 0, ps_bits=48, ds=1), sl2=1, sl0=0b01)))
+            # A 52-bit IPA from level -1 over a 48-bit PS: table and output
+            # addresses between 2^48 and 2^52 are Address size faults at
+            # every level, level -1 included.
+            fam.append(("legal: IPA larger than PS", aarch64_config(g4, 52, -1, ps_bits=48, ds=1)))
+            # DS = 1: VTTBR_EL2[5:2] hold BADDR[51:48] (AArch64.S2TTBaseAddress).
+            # (52-bit IPAs: the classes of the catalogue's DS entries.)
+            opt.append((beyond, aarch64_config(g4, 52, 0, ps_bits=48, ds=1),
+                        OptIn.VTTBR_BEYOND_PS))
+            opt.append((beyond, aarch64_config(Granule.G16K, 52, 0, ps_bits=48, ds=1),
+                        OptIn.VTTBR_BEYOND_PS))
+        opt.append((beyond, aarch64_config(g4, 36, kvm_start_level(g4, 36), ps_bits=36),
+                    OptIn.VTTBR_BEYOND_PS))
+        opt.append((misaligned, aarch64_config(g4, 38, 1, ps_bits=min(pa, 48)),
+                    OptIn.MISALIGNED_VTTBR))
     out = []
     seen = set()
-    for group, config in fam:
+    for group, config, opt_in in [(g, c, frozenset()) for g, c in fam] + [
+            (g, c, frozenset({o})) for g, c, o in opt]:
         valid = judge(cpu, config).valid
         name = _name(cpu, config, group.split(":")[-1].strip().replace(" ", "-").replace(".", "")
                      .replace("!=", "ne").replace("[", "").replace("]", ""))
@@ -223,7 +274,7 @@ def invalid_entries(cpu: CpuModel) -> list[MatrixEntry]:
             continue
         seen.add(name)
         out.append(MatrixEntry(name=name, group=group, arch=cpu.arch, cpu=cpu.name,
-                               config=config, valid=valid))
+                               config=config, valid=valid, opt_in=opt_in))
     return out
 
 
@@ -320,16 +371,21 @@ def build_matrix(*, arch: Arch | None = None, cpus: Sequence[str] | None = None,
         sizes = ipa_sizes
         if sizes is None:
             sizes = NIGHTLY_IPA_SIZES if cpu.arch is Arch.AARCH64 else AARCH32_IPA_SIZES
-        mine = valid_entries(cpu, sizes, granules)
+        # The configuration families first: a run stopped by its budget
+        # runs the first entries of every model (plan_batches), and these
+        # few are where most of the rules only one configuration reaches
+        # are (harness.coverage).
+        mine = []
+        if invalid and granules is None and ipa_sizes is None:
+            mine += invalid_entries(cpu)
+            mine += misaligned_vttbr_entries(cpu)
+        mine += valid_entries(cpu, sizes, granules)
         mine += hafdbs_entries(cpu, sizes, granules)
         mine += s2pie_entries(cpu, sizes, granules)
         if CaseKind.ACCESS in kinds:
             mine += access_entries(cpu, granules)
         if CaseKind.STAGE1 in kinds:
             mine += stage1_entries(cpu, granules)
-        if invalid and granules is None and ipa_sizes is None:
-            mine += invalid_entries(cpu)
-            mine += misaligned_vttbr_entries(cpu)
         entries += _with_model(mine, cpu)
     return entries
 

@@ -353,7 +353,8 @@ class CaseCounts:
     ``not_run`` probes, ``crashed`` were in flight when QEMU died or hung
     (each has a crash record) and ``held`` were held back from QEMU because
     the reference predicts the outcome a crash family was seen on
-    (docs/results.md, crash-resume)."""
+    (docs/results.md, crash-resume).  ``rules``: the rules the probes that
+    ran reached (CaseRecord.rules)."""
 
     probes: int
     passed: int
@@ -361,11 +362,16 @@ class CaseCounts:
     not_run: int
     crashed: int = 0
     held: int = 0
+    rules: tuple[tuple[str, int], ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class CaseRecord:
-    """One case (configuration, table image, probes) of a batch."""
+    """One case (configuration, table image, probes) of a batch.
+
+    ``rules`` (optional; stream C, docs/coverage.md): the architecture rules
+    the case's probes reached, as (rule key, probes) pairs sorted by key;
+    None in files written before rule coverage."""
 
     key: str
     entry: str
@@ -385,6 +391,7 @@ class CaseRecord:
     qemu: str = ""
     crashed: int = 0
     held: int = 0
+    rules: tuple[tuple[str, int], ...] | None = None
 
     def to_json(self) -> Json:
         out: Json = {"type": "case", "key": self.key, "entry": self.entry, "group": self.group,
@@ -397,6 +404,8 @@ class CaseRecord:
             out["crashed"] = self.crashed
         if self.held:
             out["held"] = self.held
+        if self.rules is not None:
+            out["rules"] = dict(self.rules)
         return out
 
     @classmethod
@@ -415,7 +424,7 @@ class CaseRecord:
                    probes=_int(rec, "probes"), passed=_int(rec, "passed"),
                    diverged=_int(rec, "diverged"), not_run=_int(rec, "not_run"),
                    qemu=_text(rec.get("qemu")), crashed=_opt_int(rec.get("crashed")) or 0,
-                   held=_opt_int(rec.get("held")) or 0)
+                   held=_opt_int(rec.get("held")) or 0, rules=_rule_counts(rec.get("rules")))
 
     @property
     def granule(self) -> str | None:
@@ -426,6 +435,17 @@ class CaseRecord:
     @property
     def ia_bits(self) -> int:
         return _config(self.arch, self.vtcr).ia_bits
+
+
+def _rule_counts(value: Any) -> tuple[tuple[str, int], ...] | None:
+    """A case record's ``rules``: an object of rule key -> probes, or absent."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            for k, v in value.items()):
+        raise InvalidRecord("'rules' is not an object of rule key -> probe count")
+    return tuple(sorted(value.items()))
 
 
 @functools.lru_cache(maxsize=4096)

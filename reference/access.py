@@ -42,6 +42,7 @@ import enum
 import struct
 from typing import Mapping
 
+from . import rules as R
 from .arch import Arch, AtKind
 from .bits import bit, field
 from .config import S2Config
@@ -544,7 +545,8 @@ def _dirty_writes(cpu: CpuModel, config: S2Config, o: Outcome, rules: list[str]
     address, desc, _ = leaf
     hd = config.arch is Arch.AARCH64 and cpu.hafdbs >= 2 and config.ha and config.hd
     if hd and result.dbm and not desc & DESC_S2AP_W:
-        rules.append("AArch64.S2Translate: HA = HD = 1, DBM = 1: the write sets S2AP[1] (dirty)")
+        rules.append(R.ACC_DIRTY_SET.text(
+            "AArch64.S2Translate: HA = HD = 1, DBM = 1: the write sets S2AP[1] (dirty)"))
         new = (o.writes[0].new if o.writes else desc) | DESC_S2AP_W
         return (DescriptorWrite(address, desc, new),)
     return o.writes
@@ -663,11 +665,12 @@ def _exclusive_outcomes(cpu: CpuModel, config: S2Config, memory: Memory, ipa: in
                 continue
             loaded = load.values[0]
             out.append(AccessOutcome(Taken.COMPLETED, load.rules + store.rules + (
-                "store-exclusive succeeds (status 0)",), insn=1, pa=store.pa,
+                R.ACC_STXR_OK.text("store-exclusive succeeds (status 0)"),), insn=1, pa=store.pa,
                 values=(loaded, 0), stores=store.stores, writes=writes))
             out.append(AccessOutcome(Taken.COMPLETED, load.rules + store.rules + (
-                "store-exclusive fails (status 1): the local monitor may be cleared "
-                "(IMPLEMENTATION DEFINED), nothing is stored",), insn=1, pa=store.pa,
+                R.ACC_STXR_FAILS.text(
+                    "store-exclusive fails (status 1): the local monitor may be cleared "
+                    "(IMPLEMENTATION DEFINED), nothing is stored"),), insn=1, pa=store.pa,
                 values=(loaded, 1), writes=_merge_writes(load.writes, ())))
     assert spec.op is AccessOp.EXCLUSIVE
     return out
@@ -708,11 +711,13 @@ def _fetch_outcomes(cpu: CpuModel, config: S2Config, memory: Memory, ipa: int
         assert leaf is not None
         if config.arch is Arch.AARCH64:
             allowed = _aarch64_execute_permitted(t.xn)
-            why = f"AArch64.S2CheckPermissions (IFETCH): XN={t.xn:02b} gives px={int(allowed)}"
+            why = R.ACC_FETCH_XN[("a64", allowed)].text(
+                f"AArch64.S2CheckPermissions (IFETCH): XN={t.xn:02b} gives px={int(allowed)}")
         else:
             allowed = _aarch32_execute_permitted(cpu, t.xn, t.s2ap)
-            why = (f"AArch32.S2HasPermissionsFault (IFETCH): S2AP={t.s2ap:02b} XN={t.xn:02b} "
-                   f"gives x={int(allowed)}")
+            why = R.ACC_FETCH_XN[("a32", allowed)].text(
+                f"AArch32.S2HasPermissionsFault (IFETCH): S2AP={t.s2ap:02b} XN={t.xn:02b} "
+                f"gives x={int(allowed)}")
         perm = AbortRecord(AbortStatus.PERMISSION, t.level, True, False)
         af_choices = _af_on_permission_fault(config, leaf)
         if not allowed:
@@ -720,12 +725,13 @@ def _fetch_outcomes(cpu: CpuModel, config: S2Config, memory: Memory, ipa: int
                        for r, w in af_choices)
             continue
         if _is_device(t.memattr):
-            out.extend(AccessOutcome(Taken.EL2, o.rules + (
+            out.extend(AccessOutcome(Taken.EL2, o.rules + (R.ACC_INSTRDEVICE_FAULT.text(
                 "ConstrainUnpredictable(Unpredictable_INSTRDEVICE) = Constraint_FAULT: fetch "
-                f"from stage-2 Device memory (MemAttr={t.memattr:04b}) takes a Permission fault",) + r,
+                f"from stage-2 Device memory (MemAttr={t.memattr:04b}) takes a Permission fault"),) + r,
                 abort=perm, writes=w) for r, w in af_choices)
-            dev_rule: tuple[str, ...] = ("ConstrainUnpredictable(Unpredictable_INSTRDEVICE) = Constraint_NONE: "
-                        "the fetch proceeds as Normal Non-cacheable",)
+            dev_rule: tuple[str, ...] = (R.ACC_INSTRDEVICE_NONE.text(
+                "ConstrainUnpredictable(Unpredictable_INSTRDEVICE) = Constraint_NONE: "
+                "the fetch proceeds as Normal Non-cacheable"),)
         else:
             dev_rule = ()
         out.append(AccessOutcome(Taken.COMPLETED, o.rules + (why,) + dev_rule, pa=t.pa,
@@ -740,8 +746,10 @@ def _af_on_permission_fault(config: S2Config, leaf: tuple[int, int, int]
     (Unpredictable_AFUPDATE), so both are permitted."""
     address, desc, _ = leaf
     if config.arch is Arch.AARCH64 and config.ha and bit(desc, 10) == 0:
-        return [(("CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF not set",), ()),
-                (("CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF set",),
+        return [((R.A64_S2_AFUPDATE_NOT_SET.text(
+                    "CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF not set"),), ()),
+                ((R.A64_S2_AFUPDATE_SET.text(
+                    "CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF set"),),
                  (DescriptorWrite(address, desc, desc | DESC_AF),))]
     return [((), ())]
 
@@ -760,12 +768,14 @@ def _dc_zva_outcomes(cpu: CpuModel, config: S2Config, memory: Memory, ipa: int,
     base = ipa & ~(size - 1)
     if ipa >> cpu.pamax:
         # AArch64.S1DisabledOutput checks the address size before alignment.
-        return [AccessOutcome(Taken.EL1, ("AArch64.S1DisabledOutput: IPA >= 2^PAMax with stage 1 off",),
+        return [AccessOutcome(Taken.EL1, (R.A64_S1_DISABLED_OUTPUT.text(
+                                  "AArch64.S1DisabledOutput: IPA >= 2^PAMax with stage 1 off"),),
                               abort=AbortRecord(AbortStatus.ADDRESS_SIZE, 0, False, True))]
     if not ctx.hcr_dc:
         return [AccessOutcome(Taken.EL1, (
-            "AArch64.S1DisabledOutput: HCR_EL2.DC = 0 gives Device-nGnRnE",
-            "AArch64.S1HasAlignmentFault: AccessType_DCZero on Device memory"),
+            R.ACC_S1_DEVICE.text("AArch64.S1DisabledOutput: HCR_EL2.DC = 0 gives Device-nGnRnE"),
+            R.ACC_DCZVA_S1_ALIGN.text(
+                "AArch64.S1HasAlignmentFault: AccessType_DCZero on Device memory")),
             abort=AbortRecord(AbortStatus.ALIGNMENT, None, False, True))]
     # Alignment is checked before permissions: a Device leaf that denied
     # the write is walked again without the permission check.
@@ -779,14 +789,15 @@ def _dc_zva_outcomes(cpu: CpuModel, config: S2Config, memory: Memory, ipa: int,
         assert leaf is not None
         if _is_device(t.memattr):
             align = AbortRecord(AbortStatus.ALIGNMENT, None, True, True)
-            rule = (f"AArch64.S2HasAlignmentFault: AccessType_DCZero on stage-2 Device memory "
-                    f"(MemAttr={t.memattr:04b})",)
+            rule = (R.ACC_DCZVA_S2_ALIGN.text(
+                f"AArch64.S2HasAlignmentFault: AccessType_DCZero on stage-2 Device memory "
+                f"(MemAttr={t.memattr:04b})"),)
             out.extend(AccessOutcome(Taken.EL2, o.rules + rule + r, abort=align, writes=w)
                        for r, w in _af_on_permission_fault(config, leaf))
             continue
         rules = list(o.rules)
         writes = _dirty_writes(cpu, config, o, rules)
-        out.append(AccessOutcome(Taken.COMPLETED, tuple(rules) + (
-            f"AArch64.DataMemZero: {size} bytes zeroed from Align(regval, {size})",), pa=t.pa,
+        out.append(AccessOutcome(Taken.COMPLETED, tuple(rules) + (R.ACC_DCZVA_ZERO.text(
+            f"AArch64.DataMemZero: {size} bytes zeroed from Align(regval, {size})"),), pa=t.pa,
             stores=((t.pa, bytes(size)),), writes=writes))
     return out

@@ -40,6 +40,7 @@ import random
 import struct
 from typing import Mapping, Union
 
+from . import rules as R
 from .access import (
     AccessContext,
     AccessKind,
@@ -201,9 +202,9 @@ class AccessCase:
                 if stale and not _cacheable(o):
                     continue
                 if stale:
-                    o = dataclasses.replace(o, rules=o.rules + (
+                    o = dataclasses.replace(o, rules=o.rules + (R.ACC_STALE_TLB.text(
                         "descriptor changed without complete TLB maintenance: the old entry "
-                        "may still be used",))
+                        "may still be used"),))
                 for e in predict_access(self.cpu, step.kind, o, addrs):
                     if all(e.fields != f.fields or e.outcome.stores != f.outcome.stores
                            or e.outcome.writes != f.outcome.writes for f in found):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from . import rules as R
 from .arch import Arch
 from .bits import bit, mask
 from .config import S2Config
@@ -99,7 +100,9 @@ def at(cpu: CpuModel, s2config: S2Config, s1config: S1Config | S1ConfigA32, hcr:
             outcomes.append(r)
         elif not op.stage12:
             outcomes.append(r.path.outcome(NestedTranslation(va, r.ipa, r.leaf, None, r.attrs),
-                                           f"{op.name_for(cpu.arch)}: stage 1 only, PAR holds the IPA"))
+                                           R.AT_S1_ONLY.text(
+                                               f"{op.name_for(cpu.arch)}: stage 1 only, PAR "
+                                               "holds the IPA")))
         else:
             outcomes.extend(s2_translate_final(s2, r, va, op))
     return merge_outcomes(outcomes)
@@ -136,7 +139,7 @@ def combined_attrs(s2: Stage2, s1: MemAttrs | None, t: Translation,
         return [(None, ())]
     aarch64 = s2.config.arch is Arch.AARCH64
     if s2.fwb:
-        choices = [(m, ("AArch64.S2ApplyFWBMemAttrs (HCR_EL2.FWB = 1)",) + r)
+        choices = [(m, (R.S2_FWB.text("AArch64.S2ApplyFWBMemAttrs (HCR_EL2.FWB = 1)"),) + r)
                    for m, r in s2_apply_fwb_mem_attrs(s1, t.memattr, t.sh, fnxs)]
     else:
         choices = s2_decode_mem_attrs(t.memattr, t.sh, fnxs)
@@ -144,10 +147,11 @@ def combined_attrs(s2: Stage2, s1: MemAttrs | None, t: Translation,
     for m, rules in choices:
         if s2.hcr.cd and m.memtype is MemType.NORMAL:
             m = normal_nc_mem_attr(m.xs)
-            rules = rules + ("AArch64.S2Translate: HCR_EL2.CD = 1, stage-2 Normal is Non-cacheable",)
+            rules = rules + (R.S2_CD.text(
+                "AArch64.S2Translate: HCR_EL2.CD = 1, stage-2 Normal is Non-cacheable"),)
         if not s2.fwb:
             m = s2_combine_s1_mem_attrs(s1, m, aarch64)
-            rules = rules + ("S2CombineS1MemAttrs",)
+            rules = rules + (R.S2_COMBINE.text("S2CombineS1MemAttrs"),)
         out.append((m, rules))
     return out
 
@@ -209,7 +213,8 @@ def predict(cpu: CpuModel, outcome: Outcome, va: int) -> tuple[Reported, ...]:
     if result.attrs is None:
         base = encode_par_success(arch, result.output, sh=0, attr=0)
         pattern = Pattern(base.value, base.care & ~(PAR_ATTR | PAR_SH))
-        return (Reported(Prediction(Report.PAR, pattern), ("attributes UNKNOWN: SH and ATTR not compared",)),)
+        return (Reported(Prediction(Report.PAR, pattern), (R.PAR_ATTRS_UNKNOWN.text(
+            "attributes UNKNOWN: SH and ATTR not compared"),)),)
     for sh, sh_rules in reported_par_shareability(result.attrs):
         for attr, attr_rules in reported_par_attrs(result.attrs, feat_xs(cpu)):
             out.append(Reported(Prediction(Report.PAR, encode_par_success(arch, result.output, sh, attr)),

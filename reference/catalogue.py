@@ -260,10 +260,10 @@ def _aarch64_reading(cpu: CpuModel, config: S2Config, p: S2Params, choices: tupl
                                    fault=Fault(FaultKind.TRANSLATION, 0))
     # AArch64.S2InvalidSL rejects every SL encoding S2StartLevel leaves undefined.
     assert level is not None
-    why = s2_inconsistent_sl(p.granule, p.ia_bits, level)
-    if why is not None:
+    inconsistent = s2_inconsistent_sl(p.granule, p.ia_bits, level)
+    if inconsistent is not None:
         return dataclasses.replace(common, start_level=level,
-                                   problem=f"AArch64.S2InconsistentSL: {why}",
+                                   problem=f"AArch64.S2InconsistentSL: {inconsistent}",
                                    fault=Fault(FaultKind.TRANSLATION, 0))
     geo = geometry(p.granule, p.ia_bits, level)
     kept = aarch64_s2_tt_base_address(cpu, p, _VTTBR_ADDRESS_BITS, level)

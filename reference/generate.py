@@ -46,6 +46,7 @@ from .walk import (
     aarch64_physical_address_size,
     aarch64_s2_invalid_sl,
     aarch64_s2_start_level,
+    aarch64_s2_tt_base_address,
     aarch64_s2_txsz_choices,
     aarch64_vttbr_misaligned_bits,
     contiguous_size,
@@ -74,6 +75,12 @@ class OptIn(enum.Enum):
     # aligned to the table's size): CONSTRAINED UNPREDICTABLE, Arm ARM
     # D24.2.225 (VTTBR_EL2.BADDR) and G8.2.173 (VTTBR.BADDR).
     MISALIGNED_VTTBR = "misaligned-vttbr"
+    # VTTBR with a base address bit beyond the output size: BADDR[51:48]
+    # (VTTBR_EL2[5:2]) with DS = 1 or 64K + FEAT_LPA, else a bit of
+    # [47:PS]; AArch32 VTTBR bits [47:40].  Every probe of the case then
+    # meets the start-level address check (AArch64.S2Walk: Address size
+    # fault, level 0; AArch32.S2Walk likewise on ARMv8).
+    VTTBR_BEYOND_PS = "vttbr-beyond-ps"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,10 +187,14 @@ class _Planner:
         self.probes: list[Probe] = []
         self.spans: list[tuple[int, int]] = []
         self.oa_bits = self._oa_bits()
-        # Highest IPA a probe can use: stage 1 is off, so the IPA is the
-        # input address: < 2^32 on AArch32, < 2^PAMax on AArch64.
+        # Highest IPA a placed entry can serve: stage 1 is off, so the IPA
+        # is the input address: < 2^32 on AArch32, < 2^PAMax on AArch64.
         self.ipa_limit = min(1 << layout.ia_bits,
                              1 << (32 if cpu.arch is Arch.AARCH32 else cpu.pamax))
+        # Highest IPA a probe can name: any 64-bit input address on AArch64
+        # (beyond 2^PAMax a stage-1 Address size fault, beyond the IPA
+        # size a Translation fault), a 32-bit VA on AArch32.
+        self.probe_limit = 1 << (32 if cpu.arch is Arch.AARCH32 else 64)
         # A few random indices per level, chosen once, shared by scenarios.
         self.random_idx = {lvl: [rng.randrange(self._entries(lvl)) for _ in range(2)]
                            for lvl in range(layout.start_level, FINAL_LEVEL + 1)}
@@ -277,16 +288,26 @@ class _Planner:
             base = ipa >> bits << bits
         self.spans.append((base, bits))
 
-    def put_leaf(self, level: int, attrs: LeafAttrs, *, beyond: bool = False) -> int | None:
+    def put_leaf(self, level: int, attrs: LeafAttrs, *, beyond: bool = False,
+                 extra: int = 0) -> int | None:
         """A leaf with ``attrs`` (its output address beyond the output size
-        with ``beyond``) at a fresh IPA."""
+        with ``beyond``; ``extra`` descriptor bits ORed in) at a fresh IPA."""
         oa = self.pick_oa(level, beyond=beyond)
         if oa is None:
             return None
-        return self.put(level, encode_leaf(self.layout, level, oa, attrs))
+        return self.put(level, self.software_bits(encode_leaf(self.layout, level, oa, attrs))
+                        | extra)
+
+    def software_bits(self, desc: int) -> int:
+        """``desc`` with, one time in two, random bits in [58:55]: reserved
+        for software use in a stage-2 Block or Page descriptor (VMSAv8-64
+        and the AArch32 Long-descriptor format), which no walk may read."""
+        if self.rng.random() < 0.5:
+            desc |= self.rng.getrandbits(4) << 55
+        return desc
 
     def probe(self, ipa: int, at: AtKind, aim: str) -> None:
-        if ipa < self.ipa_limit:
+        if ipa < self.probe_limit:
             self.probes.append(Probe(ipa, at, aim))
 
     def probe_block(self, ipa: int, level: int, aim: str, at: AtKind | None = None) -> None:
@@ -340,6 +361,27 @@ def misaligned_vttbr(cpu: CpuModel, config: S2Config, layout: Layout, vttbr: int
     for b in rng.sample(bits, min(len(bits), rng.randint(1, 3))):
         vttbr |= 1 << b
     return vttbr
+
+
+def vttbr_beyond_ps(cpu: CpuModel, config: S2Config, layout: Layout, vttbr: int,
+                    rng: random.Random) -> int:
+    """``vttbr`` with a base address bit at or beyond the output size, drawn
+    from ``rng``: BADDR[51:48] (VTTBR_EL2[5:2]) where the register holds
+    them (DS = 1, or 64K with FEAT_LPA and PS = 52 bits), else one bit of
+    [47:PS]; on AArch32 one bit of VTTBR[47:40].  Unchanged when no bit
+    the register holds lies beyond the output size."""
+    if cpu.arch is Arch.AARCH32:
+        return vttbr | 1 << rng.randrange(40, 48)
+    params = _layout_params(layout, config)
+    oa_bits = aarch64_physical_address_size(cpu, config.ps, layout.granule)
+    if aarch64_s2_tt_base_address(cpu, params, 1 << 2, layout.start_level):
+        # VTTBR_EL2[5:2] hold PA[51:48].
+        if oa_bits >= 52:
+            return vttbr
+        return vttbr & ~mask(5, 2) | rng.randrange(1 << max(0, oa_bits - 48), 16) << 2
+    if oa_bits >= 48:
+        return vttbr
+    return vttbr | 1 << rng.randrange(oa_bits, 48)
 
 
 def _scenarios(pl: _Planner, cpu: CpuModel, config: S2Config, layout: Layout) -> None:
@@ -432,6 +474,16 @@ def _level_scenarios(pl: _Planner, cpu: CpuModel, layout: Layout, level: int,
         steps.append(leaf(LeafAttrs(), ((f"L{level} {kind} OA beyond {pl.oa_bits} bits",
                                          pl.any_at),), beyond=True))
         steps.append(lambda: _contiguous(pl, cpu, layout, level))
+        steps.append(lambda: _contiguous_beyond_ipa(pl, cpu, layout, level))
+        steps.append(lambda: _lone_contiguous(pl, cpu, layout, level))
+        if level < FINAL_LEVEL and cpu.arch is Arch.AARCH64 and cpu.bbm in (1, 2):
+            # FEAT_BBM level 1 or 2: a block with nT (bit 16) set may fault
+            # (AArch64.BlocknTFaults, IMPLEMENTATION DEFINED).
+            def nt_block() -> None:
+                ipa = pl.put_leaf(level, LeafAttrs(s2ap=rng.choice((0b11, 0b01))), extra=1 << 16)
+                if ipa is not None:
+                    pl.probe_block(ipa, level, f"L{level} block with nT = 1", pl.any_at())
+            steps.append(nt_block)
     else:
         steps.append(leaf(LeafAttrs(), ((f"L{level} block where no block is allowed",
                                          pl.any_at),)))
@@ -439,6 +491,8 @@ def _level_scenarios(pl: _Planner, cpu: CpuModel, layout: Layout, level: int,
     if level == FINAL_LEVEL:
         oa = pl.pick_oa(level) or 0
         steps.append(raw(encode_leaf(layout, level, oa) & ~0b10, "L3 reserved 0b01"))
+        steps.append(raw(pl.software_bits(encode_leaf(layout, level, oa)) & ~0b01,
+                         "L3 invalid (bit 0 clear)"))
         return steps
     steps.append(raw(rng.choice((0, 0b10, rng.getrandbits(64) & ~1)),
                      f"L{level} invalid (bit 0 clear)"))
@@ -460,11 +514,58 @@ def _level_scenarios(pl: _Planner, cpu: CpuModel, layout: Layout, level: int,
     return steps
 
 
+def _contiguous_ignored(cpu: CpuModel, layout: Layout, level: int) -> bool:
+    """AArch64.ContiguousBit ignores bit 52 of 4K level-0 and 16K/64K
+    level-1 blocks."""
+    return cpu.arch is Arch.AARCH64 and ((level == 0 and layout.granule is Granule.G4K) or
+                                         (level == 1 and layout.granule is not Granule.G4K))
+
+
+def _contiguous_beyond_ipa(pl: _Planner, cpu: CpuModel, layout: Layout, level: int) -> None:
+    """Where a contiguous set at ``level`` would span more than the IPA
+    space (a start level with few entries): one leaf with the Contiguous
+    bit, which may fault (AArch64.ContiguousBitFaults; AArch32, Arm ARM
+    G5.5.5.1) or translate by StageOA (the other entries of its set are not
+    programmed, so its own output address is permitted too)."""
+    if _contiguous_ignored(cpu, layout, level):
+        return
+    if layout.geo.block_bits(level) + contiguous_size(layout.granule, level) <= layout.ia_bits:
+        return
+    ipa = pl.put_leaf(level, LeafAttrs(contiguous=1))
+    if ipa is not None:
+        pl.probe_block(ipa, level, f"L{level} contiguous entry, set larger than the IPA space",
+                       pl.read_at())
+
+
+def _lone_contiguous(pl: _Planner, cpu: CpuModel, layout: Layout, level: int) -> None:
+    """A misprogrammed contiguous set: one entry with the Contiguous bit,
+    the rest of its set not valid, its output address not the one StageOA
+    gives (its index in the set differs from the index of its OA in the
+    output span).  A lookup may then give StageOA or the entry's own OA
+    (Arm ARM D8.7.1.1, RJQQTC); no other entry can be in a TLB."""
+    if _contiguous_ignored(cpu, layout, level):
+        return
+    tsize, csize = layout.geo.block_bits(level), contiguous_size(layout.granule, level)
+    ipa, oa = pl.pick_ipa(level), pl.pick_oa(level)
+    if ipa is None or oa is None or pl.oa_bits < tsize + csize:
+        return
+    n = 1 << csize
+    index = (ipa >> tsize) % n
+    oa = oa >> (tsize + csize) << (tsize + csize) | ((index + 1) % n) << tsize
+    try:
+        pl.b.plant(ipa, level, pl.software_bits(encode_leaf(layout, level, oa,
+                                                            LeafAttrs(contiguous=1))))
+    except Conflict:
+        return
+    pl.add_span(ipa, level)
+    pl.probe_block(ipa, level, f"L{level} lone contiguous entry, OA not its index in the set",
+                   pl.read_at())
+
+
 def _contiguous(pl: _Planner, cpu: CpuModel, layout: Layout, level: int) -> None:
     """A full, aligned, consistent contiguous set at ``level`` (where the
     contiguous bit applies), probed at its first and last entries."""
-    if cpu.arch is Arch.AARCH64 and ((level == 0 and layout.granule is Granule.G4K) or
-                                     (level == 1 and layout.granule is not Granule.G4K)):
+    if _contiguous_ignored(cpu, layout, level):
         return
     csize = contiguous_size(layout.granule, level)
     n = 1 << csize
@@ -545,7 +646,8 @@ def generate_case(cpu: CpuModel, config: S2Config, seed: int, key: str,
 
     ``opt_in``: scenarios asked for explicitly (OptIn); with
     MISALIGNED_VTTBR the case's VTTBR gets RES0 base bits set (the image
-    stays where it is: the aligned reading finds it)."""
+    stays where it is: the aligned reading finds it); with VTTBR_BEYOND_PS
+    a base address bit beyond the output size (``vttbr_beyond_ps``)."""
     rng = random.Random(f"s2diff:{seed}:{key}")
     if config.s2pie:
         config = dataclasses.replace(config, s2pir=s2pir_permutation(rng))
@@ -559,5 +661,7 @@ def generate_case(cpu: CpuModel, config: S2Config, seed: int, key: str,
     vttbr = image.vttbr
     if OptIn.MISALIGNED_VTTBR in opt_in:
         vttbr = misaligned_vttbr(cpu, config, layout, vttbr, rng)
+    if OptIn.VTTBR_BEYOND_PS in opt_in:
+        vttbr = vttbr_beyond_ps(cpu, config, layout, vttbr, rng)
     return Case(key=key, seed=seed, cpu=cpu, config=config.with_vttbr(vttbr), image=image,
                 memory_map=mmap, probes=tuple(planner.probes), fanout=fan)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+from . import rules as R
 from .bits import bit, field
 
 
@@ -134,8 +135,9 @@ def decode_shareability(sh: int, what: str) -> list[tuple[Shareability, tuple[st
     known = {0b00: Shareability.NSH, 0b10: Shareability.OSH, 0b11: Shareability.ISH}
     if sh in known:
         return [(known[sh], ())]
-    return [(s, (f"CONSTRAINED UNPREDICTABLE (Unpredictable_Shareability): {what} SH=0b01 "
-                 f"taken as {s.value}",)) for s in Shareability]
+    return [(s, (R.MEM_SH_RESERVED.text(
+        f"CONSTRAINED UNPREDICTABLE (Unpredictable_Shareability): {what} SH=0b01 "
+        f"taken as {s.value}"),)) for s in Shareability]
 
 
 def decode_device(bits2: int) -> DeviceType:
@@ -188,8 +190,9 @@ def s1_decode_mem_attrs(attr: int, sh: int, s1aarch64: bool,
     (EffectiveShareability); the SH field is still decoded, as the
     pseudocode does."""
     if s1_constrain_unpredictable_resmair(attr, s1aarch64, feat_xs):
-        return [(None, (f"CONSTRAINED UNPREDICTABLE (Unpredictable_RESMAIR): MAIR attribute "
-                        f"{attr:#04x} is reserved, the attributes are UNKNOWN",))]
+        return [(None, (R.MEM_RESMAIR.text(
+            f"CONSTRAINED UNPREDICTABLE (Unpredictable_RESMAIR): MAIR attribute "
+            f"{attr:#04x} is reserved, the attributes are UNKNOWN"),))]
     out: list[tuple[MemAttrs | None, tuple[str, ...]]] = []
     for share, rules in decode_shareability(sh, "stage-1"):
         if field(attr, 7, 4) == 0:
@@ -213,9 +216,9 @@ def s2_decode_cacheability(bits2: int, what: str) -> list[tuple[AttrHints, tuple
     known = {0b01: Cacheability.NC, 0b10: Cacheability.WT, 0b11: Cacheability.WB}
     if bits2 in known:
         return [(AttrHints(known[bits2]), ())]
-    return [(AttrHints(c), (f"CONSTRAINED UNPREDICTABLE (Unpredictable_S2RESMEMATTR): stage-2 "
-                            f"{what} cacheability 0b00 taken as {c.value}",))
-            for c in Cacheability]
+    return [(AttrHints(c), (R.MEM_S2_RESMEMATTR.text(
+        f"CONSTRAINED UNPREDICTABLE (Unpredictable_S2RESMEMATTR): stage-2 "
+        f"{what} cacheability 0b00 taken as {c.value}"),)) for c in Cacheability]
 
 
 def s2_decode_mem_attrs(memattr: int, sh: int, fnxs: int = 0) -> list[tuple[MemAttrs, tuple[str, ...]]]:
@@ -441,11 +444,13 @@ def reported_par_attrs(m: MemAttrs, feat_xs: bool | None = True) -> list[tuple[i
     CPU model does not say) both are admitted, tagged."""
     variants: list[tuple[bool, tuple[str, ...]]]
     if feat_xs is None:
-        variants = [(True, ("EncodePARAttrs (FEAT_XS encodings of XS = 0)",)),
-                    (False, ("EncodePARAttrs without FEAT_XS (XS not encoded): FEAT_XS unknown "
-                             "for this CPU model",))]
+        variants = [(True, (R.PAR_ATTRS_XS_UNKNOWN.text(
+                        "EncodePARAttrs (FEAT_XS encodings of XS = 0)"),)),
+                    (False, (R.PAR_ATTRS_XS_UNKNOWN.text(
+                        "EncodePARAttrs without FEAT_XS (XS not encoded): FEAT_XS unknown "
+                        "for this CPU model"),))]
     else:
-        variants = [(feat_xs, ("EncodePARAttrs",))]
+        variants = [(feat_xs, (R.PAR_ATTRS.text("EncodePARAttrs"),))]
     out: list[tuple[int, tuple[str, ...]]] = []
     for xs_encodings, rules in variants:
         exact = encode_par_attrs(m, xs_encodings)
@@ -457,8 +462,9 @@ def reported_par_attrs(m: MemAttrs, feat_xs: bool | None = True) -> list[tuple[i
                 outer=dataclasses.replace(m.outer, transient=False) if m.outer.transient else m.outer)
             value = encode_par_attrs(plain, xs_encodings)
             if all(value != v for v, _ in out):
-                out.append((value, rules + ("IMPLEMENTATION DEFINED (ReportedPARAttrs): Transient "
-                                            "hint not implemented, reported as non-transient",)))
+                out.append((value, rules + (R.PAR_ATTRS_TRANSIENT.text(
+                    "IMPLEMENTATION DEFINED (ReportedPARAttrs): Transient "
+                    "hint not implemented, reported as non-transient"),)))
     return out
 
 
@@ -472,12 +478,12 @@ def reported_par_shareability(m: MemAttrs) -> list[tuple[int, tuple[str, ...]]]:
     Outer Shareable and Inner as Outer Shareable: "the resulting attribute,
     as determined by any permitted implementation choices")."""
     exact = par_encode_shareability(m)
-    out: list[tuple[int, tuple[str, ...]]] = [(exact, ("PAREncodeShareability",))]
+    out: list[tuple[int, tuple[str, ...]]] = [(exact, (R.PAR_SH.text("PAREncodeShareability"),))]
     if m.memtype is MemType.DEVICE or _all_nc(m):
         return out
     wider = {0b00: (0b11, 0b10), 0b11: (0b10,), 0b10: ()}[exact]
     names = {0b11: "Inner Shareable", 0b10: "Outer Shareable"}
     for sh in wider:
-        out.append((sh, (f"IMPLEMENTATION DEFINED (ReportedPARShareability): implemented as "
-                         f"{names[sh]}",)))
+        out.append((sh, (R.PAR_SH_WIDER.text(
+            f"IMPLEMENTATION DEFINED (ReportedPARShareability): implemented as {names[sh]}"),)))
     return out

@@ -37,6 +37,7 @@ import dataclasses
 import enum
 from typing import Callable, Iterable, Union
 
+from . import rules as R
 from .arch import Arch, AtKind, Granule
 from .bits import bit, field
 from .config import FINAL_LEVEL, TG0_DECODING, S2Config, geometry
@@ -219,8 +220,9 @@ def s2_translate_ttw(s2: Stage2, ipa: int, s1_level: int, path: Path, *,
     cpu, cfg = s2.cpu, s2.config
     what = "update of" if update else "fetch of"
     walker = "AArch64.S1Walk" if cfg.arch is Arch.AARCH64 else "AArch32.S1WalkLD"
-    step = (f"{walker}: {what} the stage-1 level {s1_level} descriptor at IPA {ipa:#x} "
-            f"translated by stage 2 (AccessType_TTW)")
+    step = R.S1_TTW[("a64" if cfg.arch is Arch.AARCH64 else "a32", update)].text(
+        f"{walker}: {what} the stage-1 level {s1_level} descriptor at IPA {ipa:#x} "
+        f"translated by stage 2 (AccessType_TTW)")
     translate = aarch64_s2_translate if cfg.arch is Arch.AARCH64 else aarch32_s2_translate
     out: list[Union[Outcome, S2Walked]] = []
     for o in translate(cpu, cfg, s2.memory, ipa, AtKind.S12E1R):
@@ -233,22 +235,25 @@ def s2_translate_ttw(s2: Stage2, ipa: int, s1_level: int, path: Path, *,
         assert isinstance(r, Translation)
         if s2.hcr.ptw and s2_leaf_is_device(s2, r):
             out.append(p.outcome(Fault(FaultKind.PERMISSION, r.level, s1ptw=True, ipa=ipa),
-                                 "AArch64.S2CheckPermissions: HCR_EL2.PTW = 1 and the stage-1 "
-                                 "walk accesses Device memory"))
+                                 R.S1_PTW_DEVICE.text(
+                                     "AArch64.S2CheckPermissions: HCR_EL2.PTW = 1 and the "
+                                     "stage-1 walk accesses Device memory")))
             continue
         if update:
             ha_hd_dbm = (cfg.arch is Arch.AARCH64 and cfg.ha and cfg.hd and cpu.hafdbs >= 2
                          and r.dbm)
             if not (r.s2ap >> 1 or ha_hd_dbm):
                 out.append(p.outcome(Fault(FaultKind.PERMISSION, r.level, s1ptw=True, ipa=ipa),
-                                     f"AArch64.S2CheckPermissions: S2AP={r.s2ap:02b} denies the "
-                                     f"write of a hardware update"))
+                                     R.A64_S1_TTW_UPDATE_DENIED.text(
+                                         f"AArch64.S2CheckPermissions: S2AP={r.s2ap:02b} denies "
+                                         f"the write of a hardware update")))
                 continue
             if not r.s2ap >> 1:
                 leaf = o.trace[-1]
                 assert leaf.value is not None
-                p = p.add(("AArch64.S2Translate: the table-walk write sets the stage-2 dirty "
-                           "state (S2AP[1] := 1, DBM)",),
+                p = p.add((R.A64_S1_TTW_DIRTY.text(
+                               "AArch64.S2Translate: the table-walk write sets the stage-2 dirty "
+                               "state (S2AP[1] := 1, DBM)"),),
                           writes=(DescriptorWrite(leaf.address, leaf.value, leaf.value | DESC_S2AP_W),))
         out.append(S2Walked(r.pa, r, p))
     return out
@@ -268,9 +273,9 @@ def fetch_descriptor(s2: Stage2, ipa: int, level: int, path: Path,
         desc = s2.memory.read64(w.pa)
         if desc is None:
             p = w.path.add(trace=(TraceStep(level, w.pa, None, "no memory", stage=1, ipa=ipa),))
-            out.append(p.outcome(s1_fault(FaultKind.SEA_ON_WALK, level),
-                                 "FetchDescriptor: synchronous External abort on the stage-1 "
-                                 "walk (taken as an exception by AT)"))
+            out.append(p.outcome(s1_fault(FaultKind.SEA_ON_WALK, level), R.S1_SEA.text(
+                "FetchDescriptor: synchronous External abort on the stage-1 walk (taken as an "
+                "exception by AT)")))
             continue
         out.extend(visit(w.pa, desc, w.path))
     return out
@@ -366,10 +371,12 @@ def stage_oa_choices(base: int, ia: int, tsize: int, contiguous: bool,
     span = tsize + csize
     stage = base & ~((1 << span) - 1) | ia & ((1 << span) - 1)
     out: list[tuple[int, tuple[str, ...]]] = [
-        (stage, ("StageOA: contiguous range, OA low bits from the input address",))]
+        (stage, (R.S1_STAGE_OA_CONTIG.text(
+            "StageOA: contiguous range, OA low bits from the input address"),))]
     if own != stage:
-        out.append((own, ("CONSTRAINED UNPREDICTABLE: misprogrammed contiguous set, OA from "
-                          "the descriptor itself",)))
+        out.append((own, (R.S1_CONTIG_MISPROGRAMMED.text(
+            "CONSTRAINED UNPREDICTABLE: misprogrammed contiguous set, OA from the descriptor "
+            "itself"),)))
     return out
 
 
@@ -437,7 +444,8 @@ def aarch64_s1_decode_tg(cpu: CpuModel, tg: int, upper: bool) -> list[tuple[Gran
     if granule is not None and aarch64_have_s1_tg(cpu, granule):
         return [(granule, ())]
     why = f"reserved {name} {tg:#04b}" if granule is None else f"{granule.label} not supported"
-    return [(g, (f"IMPLEMENTATION DEFINED (AArch64.S1Decode{name}, {why}): granule {g.label}",))
+    return [(g, (R.A64_S1_TG_IMPDEF.text(
+        f"IMPLEMENTATION DEFINED (AArch64.S1Decode{name}, {why}): granule {g.label}"),))
             for g in Granule if aarch64_have_s1_tg(cpu, g)]
 
 
@@ -476,14 +484,17 @@ def aarch64_s1_txsz_choices(cpu: CpuModel, p: S1Params) -> list[tuple[S1Params |
     name = "T1SZ" if p.upper else "T0SZ"
     if p.txsz < lo:
         if feat_lva(cpu):
-            return [(None, (f"AArch64.S1TxSZFaults: {name} {p.txsz} < minimum {lo} with FEAT_LVA",))]
-        return [(None, (f"IMPLEMENTATION DEFINED (AArch64.S1TxSZFaults): {name} {p.txsz} < {lo} faults",)),
-                (dataclasses.replace(p, txsz=lo),
-                 (f"IMPLEMENTATION DEFINED (AArch64.S1TxSZFaults): {name} {p.txsz} < {lo} acts as {lo}",))]
+            return [(None, (R.A64_S1_TXSZ_MIN_LVA.text(
+                f"AArch64.S1TxSZFaults: {name} {p.txsz} < minimum {lo} with FEAT_LVA"),))]
+        return [(None, (R.A64_S1_TXSZ_MIN_FAULT.text(
+                    f"IMPLEMENTATION DEFINED (AArch64.S1TxSZFaults): {name} {p.txsz} < {lo} faults"),)),
+                (dataclasses.replace(p, txsz=lo), (R.A64_S1_TXSZ_MIN_CLAMP.text(
+                    f"IMPLEMENTATION DEFINED (AArch64.S1TxSZFaults): {name} {p.txsz} < {lo} acts as {lo}"),))]
     if p.txsz > hi:
-        return [(None, (f"IMPLEMENTATION DEFINED (AArch64.S1TxSZFaults): {name} {p.txsz} > {hi} faults",)),
-                (dataclasses.replace(p, txsz=hi),
-                 (f"IMPLEMENTATION DEFINED (AArch64.S1TxSZFaults): {name} {p.txsz} > {hi} acts as {hi}",))]
+        return [(None, (R.A64_S1_TXSZ_MAX_FAULT.text(
+                    f"IMPLEMENTATION DEFINED (AArch64.S1TxSZFaults): {name} {p.txsz} > {hi} faults"),)),
+                (dataclasses.replace(p, txsz=hi), (R.A64_S1_TXSZ_MAX_CLAMP.text(
+                    f"IMPLEMENTATION DEFINED (AArch64.S1TxSZFaults): {name} {p.txsz} > {hi} acts as {hi}"),))]
     return [(p, ())]
 
 
@@ -535,10 +546,11 @@ def aarch64_s1_disabled_output(cpu: CpuModel, s1: S1Config, hcr: Hcr, va: int) -
     tbi = s1.tbi1 if bit(va, 55) else s1.tbi0
     why = "HCR_EL2.DC = 1" if hcr.dc else "SCTLR_EL1.M = 0"
     if field(va, aarch64_addr_top(tbi), cpu.pamax):
-        return Path((f"AArch64.S1DisabledOutput ({why}): VA beyond PAMax",)).outcome(
+        return Path((R.A64_S1_DISABLED_RANGE.text(
+            f"AArch64.S1DisabledOutput ({why}): VA beyond PAMax"),)).outcome(
             s1_fault(FaultKind.ADDRESS_SIZE, 0))
     return S1Output(field(va, 55, 0), None, s1_disabled_attrs(hcr.dc),
-                    Path((f"AArch64.S1DisabledOutput ({why})",)))
+                    Path((R.A64_S1_DISABLED.text(f"AArch64.S1DisabledOutput ({why})"),)))
 
 
 def aarch64_s1_translate(s2: Stage2, s1: S1Config, va: int, op: AtOp) -> list[S1Result]:
@@ -557,12 +569,12 @@ def aarch64_s1_translate(s2: Stage2, s1: S1Config, va: int, op: AtOp) -> list[S1
             if p is None:
                 out.append(path.outcome(s1_fault(FaultKind.TRANSLATION, 0)))
             elif aarch64_va_is_out_of_range(p, va):
-                out.append(path.outcome(s1_fault(FaultKind.TRANSLATION, 0),
-                                        f"AArch64.VAIsOutOfRange: VA {va:#x} outside the "
-                                        f"{p.ia_bits}-bit {'upper' if p.upper else 'lower'} range"))
+                out.append(path.outcome(s1_fault(FaultKind.TRANSLATION, 0), R.A64_S1_VA_RANGE.text(
+                    f"AArch64.VAIsOutOfRange: VA {va:#x} outside the "
+                    f"{p.ia_bits}-bit {'upper' if p.upper else 'lower'} range")))
             elif op.el == 0 and p.e0pd:
-                out.append(path.outcome(s1_fault(FaultKind.TRANSLATION, 0),
-                                        "AArch64.S1Translate: EL0 access with TCR_EL1.E0PD = 1"))
+                out.append(path.outcome(s1_fault(FaultKind.TRANSLATION, 0), R.A64_S1_E0PD.text(
+                    "AArch64.S1Translate: EL0 access with TCR_EL1.E0PD = 1")))
             else:
                 out.extend(aarch64_s1_walk(s2, s1, p, va, op, path))
     return out
@@ -576,13 +588,13 @@ def aarch64_s1_walk(s2: Stage2, s1: S1Config, p: S1Params, va: int, op: AtOp,
     cpu = s2.cpu
     if p.epd:
         return [path.outcome(s1_fault(FaultKind.TRANSLATION, 0),
-                             f"AArch64.S1Walk: TCR_EL1.EPD{int(p.upper)} = 1")]
+                             R.A64_S1_EPD.text(f"AArch64.S1Walk: TCR_EL1.EPD{int(p.upper)} = 1"))]
     start = aarch64_s1_start_level(p)
     geo = geometry(p.granule, p.ia_bits, start)
     address = aarch64_s1_tt_base_address(cpu, p, start) | geo.index(start, va) * 8
     if aarch64_s1_oa_out_of_range(cpu, p, address):
-        return [path.outcome(s1_fault(FaultKind.ADDRESS_SIZE, 0),
-                             f"AArch64.S1Walk: start-level table IPA {address:#x} beyond IPS")]
+        return [path.outcome(s1_fault(FaultKind.ADDRESS_SIZE, 0), R.A64_S1_TTBR_OA.text(
+            f"AArch64.S1Walk: start-level table IPA {address:#x} beyond IPS"))]
 
     def level_step(level: int, ipa: int, aptable: int, path: Path) -> list[S1Result]:
         def visit(pa: int, desc: int, path: Path) -> list[S1Result]:
@@ -594,15 +606,16 @@ def aarch64_s1_walk(s2: Stage2, s1: S1Config, p: S1Params, va: int, op: AtOp,
                 note = ("bit 0 clear" if kind == "invalid" else
                         "0b01 at level 3" if level == FINAL_LEVEL else f"no block at level {level}")
                 return [path.add(trace=(step(note),)).outcome(
-                    s1_fault(FaultKind.TRANSLATION, level), f"AArch64.DecodeDescriptorType: {note}")]
+                    s1_fault(FaultKind.TRANSLATION, level), R.A64_S1_DESC[(R.Desc(kind), level)].text(
+                        f"AArch64.DecodeDescriptorType: {note}"))]
             if kind == "table":
                 nxt = field(desc, 47, p.granule.bits) << p.granule.bits | oa_high_bits(
                     cpu, p.granule, p.ds, desc)
                 nxt_address = nxt | geo.index(level + 1, va) * 8
                 if aarch64_s1_oa_out_of_range(cpu, p, nxt_address):
                     return [path.add(trace=(step(f"next table IPA {nxt:#x} beyond IPS"),)).outcome(
-                        s1_fault(FaultKind.ADDRESS_SIZE, level),
-                        "AArch64.S1Walk: next-level table address out of range")]
+                        s1_fault(FaultKind.ADDRESS_SIZE, level), R.A64_S1_NEXT_TABLE_OA.text(
+                            "AArch64.S1Walk: next-level table address out of range"))]
                 # AArch64.S1NextWalkStateTable: APTable accumulates unless HPD.
                 apt = aptable if p.hpd else aptable | field(desc, 62, 61)
                 return level_step(level + 1, nxt_address, apt,
@@ -627,23 +640,25 @@ def aarch64_s1_leaf(s2: Stage2, s1: S1Config, p: S1Params, level: int, ipa: int,
     base = field(desc, 47, tsize) << tsize | oa_high_bits(cpu, p.granule, p.ds, desc)
     out: list[S1Result] = []
     if contiguous and tsize + csize > p.ia_bits:
-        out.append(path.outcome(s1_fault(FaultKind.TRANSLATION, level),
-                                "IMPLEMENTATION DEFINED (AArch64.ContiguousBitFaults): contiguous "
-                                "range larger than the VA space faults"))
-        path = path.add(("IMPLEMENTATION DEFINED (AArch64.ContiguousBitFaults): no fault",))
+        out.append(path.outcome(s1_fault(FaultKind.TRANSLATION, level), R.A64_S1_CONTIG_FAULT.text(
+            "IMPLEMENTATION DEFINED (AArch64.ContiguousBitFaults): contiguous "
+            "range larger than the VA space faults")))
+        path = path.add((R.A64_S1_CONTIG_NO_FAULT.text(
+            "IMPLEMENTATION DEFINED (AArch64.ContiguousBitFaults): no fault"),))
     if level < FINAL_LEVEL and cpu.bbm in (1, 2) and bit(desc, 16):
-        out.append(path.outcome(s1_fault(FaultKind.TRANSLATION, level),
-                                "IMPLEMENTATION DEFINED (AArch64.BlocknTFaults): block with nT = 1 faults"))
-        path = path.add(("IMPLEMENTATION DEFINED (AArch64.BlocknTFaults): nT = 1 ignored",))
+        out.append(path.outcome(s1_fault(FaultKind.TRANSLATION, level), R.A64_S1_NT_FAULT.text(
+            "IMPLEMENTATION DEFINED (AArch64.BlocknTFaults): block with nT = 1 faults")))
+        path = path.add((R.A64_S1_NT_IGNORED.text(
+            "IMPLEMENTATION DEFINED (AArch64.BlocknTFaults): nT = 1 ignored"),))
     for oa, oa_rules in stage_oa_choices(base, va, tsize, bool(contiguous), csize):
         br = path.add(oa_rules)
         if aarch64_s1_oa_out_of_range(cpu, p, oa):
-            out.append(br.outcome(s1_fault(FaultKind.ADDRESS_SIZE, level),
-                                  f"AArch64.S1Walk: output address {oa:#x} beyond IPS"))
+            out.append(br.outcome(s1_fault(FaultKind.ADDRESS_SIZE, level), R.A64_S1_OUTPUT_OA.text(
+                f"AArch64.S1Walk: output address {oa:#x} beyond IPS")))
             continue
         if bit(desc, 10) == 0 and p.ha == 0:
-            out.append(br.outcome(s1_fault(FaultKind.ACCESS_FLAG, level),
-                                  "AArch64.S1Walk: AF = 0 and TCR_EL1.HA = 0"))
+            out.append(br.outcome(s1_fault(FaultKind.ACCESS_FLAG, level), R.A64_S1_AF_FAULT.text(
+                "AArch64.S1Walk: AF = 0 and TCR_EL1.HA = 0")))
             continue
         # AArch64.S1ApplyOutputPerms: with HA, HD and DBM the entry is writable.
         dbm = p.ha and p.hd and bit(desc, 51)
@@ -668,8 +683,8 @@ def s1_dcache(attrs: MemAttrs | None, c: int) -> tuple[MemAttrs | None, tuple[st
     Non-cacheable (NormalNCMemAttr, XS kept)."""
     if c or attrs is None or attrs.memtype is not MemType.NORMAL:
         return attrs, ()
-    return normal_nc_mem_attr(attrs.xs), ("AArch64.S1DCacheEnabled: SCTLR.C = 0, Normal "
-                                          "memory is Non-cacheable",)
+    return normal_nc_mem_attr(attrs.xs), (R.S1_DCACHE_OFF.text(
+        "AArch64.S1DCacheEnabled: SCTLR.C = 0, Normal memory is Non-cacheable"),)
 
 
 def s1_output_shareability(walk: MemAttrs | None, attrs: MemAttrs | None
@@ -689,10 +704,12 @@ def s1_output_shareability(walk: MemAttrs | None, attrs: MemAttrs | None
     effective = dataclasses.replace(attrs, shareability=effective_shareability(attrs))
     if kept == effective:
         return [(kept, ())]
-    return [(kept, ("IMPLEMENTATION DEFINED (Apply effective shareability at stage 1): no, the "
-                    "descriptor's shareability is kept",)),
-            (effective, ("IMPLEMENTATION DEFINED (Apply effective shareability at stage 1): yes, "
-                         "EffectiveShareability",))]
+    return [(kept, (R.S1_SH_KEPT.text(
+                "IMPLEMENTATION DEFINED (Apply effective shareability at stage 1): no, the "
+                "descriptor's shareability is kept"),)),
+            (effective, (R.S1_SH_EFFECTIVE.text(
+                "IMPLEMENTATION DEFINED (Apply effective shareability at stage 1): yes, "
+                "EffectiveShareability"),))]
 
 
 def s1_permissions_and_af(s2: Stage2, leaf: S1Leaf, ipa: int, pa: int, desc: int, oa: int,
@@ -714,16 +731,19 @@ def s1_permissions_and_af(s2: Stage2, leaf: S1Leaf, ipa: int, pa: int, desc: int
     out: list[S1Result] = []
     results: list[tuple[Path, Fault | None]] = []
     if denied:
-        perm_rules = (f"AArch64.S1CheckPermissions: AP={leaf.ap:02b} APTable={leaf.aptable:02b} "
-                      f"denies {what}",)
+        perm_rules = (R.A64_S1_PERM_DENY.text(
+            f"AArch64.S1CheckPermissions: AP={leaf.ap:02b} APTable={leaf.aptable:02b} "
+            f"denies {what}"),)
         base = path.add(perm_rules)
         fault: Fault | None = s1_fault(FaultKind.PERMISSION, leaf.level)
-        keep = "CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF not set"
-        set_ = "CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF set"
+        keep = R.A64_S1_AFUPDATE_NOT_SET.text(
+            "CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF not set")
+        set_ = R.A64_S1_AFUPDATE_SET.text("CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF set")
     else:
         base, fault = path, None
-        keep = "hardware Access flag update: AT is permitted not to set AF"
-        set_ = "hardware Access flag update: AT sets AF"
+        keep = R.A64_S1_AF_AT_NOT_SET.text(
+            "hardware Access flag update: AT is permitted not to set AF")
+        set_ = R.A64_S1_AF_AT_SETS.text("hardware Access flag update: AT sets AF")
     if not (ha and leaf.af == 0):
         results.append((base, fault))
     else:
@@ -779,24 +799,24 @@ def aarch32_s1_translate_ld(s2: Stage2, s1: S1ConfigA32, va: int, op: AtOp) -> l
     if not s1.m or s2.hcr.dc:
         why = "HCR.DC = 1" if s2.hcr.dc else "SCTLR.M = 0"
         return [S1Output(va, None, s1_disabled_attrs(s2.hcr.dc),
-                         Path((f"AArch32.S1DisabledOutput ({why})",)))]
+                         Path((R.A32_S1_DISABLED.text(f"AArch32.S1DisabledOutput ({why})"),)))]
     if not s1.eae:
         raise ValueError("AArch32 stage 1 with TTBCR.EAE = 0 (Short-descriptor) is not modelled")
     upper = aarch32_va_range(s1, va)
     if upper is None:
-        return [Path().outcome(s1_fault(FaultKind.TRANSLATION, 1),
-                               f"AArch32.VAIsOutOfRange: VA {va:#x} in neither TTBR range")]
+        return [Path().outcome(s1_fault(FaultKind.TRANSLATION, 1), R.A32_S1_VA_RANGE.text(
+            f"AArch32.VAIsOutOfRange: VA {va:#x} in neither TTBR range"))]
     txsz = s1.t1sz if upper else s1.t0sz
     if (s1.epd1 if upper else s1.epd0):
         return [Path().outcome(s1_fault(FaultKind.TRANSLATION, 1),
-                               f"AArch32.S1WalkLD: TTBCR.EPD{int(upper)} = 1")]
+                               R.A32_S1_EPD.text(f"AArch32.S1WalkLD: TTBCR.EPD{int(upper)} = 1"))]
     ttbr = s1.ttbr1 if upper else s1.ttbr0
     ia_bits = aarch32_s1_ia_size(txsz)
     start = FINAL_LEVEL - (ia_bits - 1 - 12) // 9
     geo = geometry(Granule.G4K, ia_bits, start)
     path = Path()
     out: list[S1Result] = []
-    high = aarch32_high_address_bits(s2.cpu, ttbr, "TTBR")
+    high = aarch32_high_address_bits(s2.cpu, ttbr, "TTBR", stage=1)
     if high:
         out.append(path.outcome(s1_fault(FaultKind.ADDRESS_SIZE, 0), high[0]))
         if len(high) == 1:
@@ -817,9 +837,10 @@ def aarch32_s1_translate_ld(s2: Stage2, s1: S1ConfigA32, va: int, op: AtOp) -> l
             if kind == "invalid":
                 note = "bit 0 clear" if not low & 1 else "0b01 at level 3"
                 return [path.add(trace=(step(note),)).outcome(
-                    s1_fault(FaultKind.TRANSLATION, level), f"AArch32.DecodeDescriptorTypeLD: {note}")]
+                    s1_fault(FaultKind.TRANSLATION, level), R.A32_S1_DESC[(R.Desc.INVALID, level)].text(
+                        f"AArch32.DecodeDescriptorTypeLD: {note}"))]
             out: list[S1Result] = []
-            hi = aarch32_high_address_bits(s2.cpu, desc, f"{kind} descriptor")
+            hi = aarch32_high_address_bits(s2.cpu, desc, f"{kind} descriptor", stage=1)
             if hi:
                 out.append(path.add(trace=(step(),)).outcome(s1_fault(FaultKind.ADDRESS_SIZE, level),
                                                              hi[0]))
@@ -844,15 +865,16 @@ def aarch32_s1_leaf(s2: Stage2, s1: S1ConfigA32, level: int, tsize: int, desc: i
     AArch32.S1TranslateLD (AArch32.S1LDHasPermissionsFault, attributes from
     MAIR1:MAIR0, SCTLR.C; StageOA with the contiguous bit)."""
     if not bit(desc, 10):
-        return [path.outcome(s1_fault(FaultKind.ACCESS_FLAG, level), "AArch32.S1WalkLD: AF = 0")]
+        return [path.outcome(s1_fault(FaultKind.ACCESS_FLAG, level),
+                             R.A32_S1_AF_FAULT.text("AArch32.S1WalkLD: AF = 0"))]
     ap = field(desc, 7, 6)
     leaf = S1Leaf(level=level, block_bits=tsize, ap=ap, aptable=aptable, attrindx=field(desc, 4, 2),
                   sh=field(desc, 9, 8), af=1, ng=bit(desc, 11), contiguous=bit(desc, 52), dbm=0)
     r, w = s1_direct_base_permissions(ap, aptable, op.el)
     if not (w if op.is_write else r):
-        return [path.outcome(s1_fault(FaultKind.PERMISSION, level),
-                             f"AArch32.S1LDHasPermissionsFault: AP={ap:02b} APTable={aptable:02b} "
-                             f"denies {'write' if op.is_write else 'read'} at PL{op.el}")]
+        return [path.outcome(s1_fault(FaultKind.PERMISSION, level), R.A32_S1_PERM_DENY.text(
+            f"AArch32.S1LDHasPermissionsFault: AP={ap:02b} APTable={aptable:02b} "
+            f"denies {'write' if op.is_write else 'read'} at PL{op.el}"))]
     out: list[S1Result] = []
     base = field(desc, 39, tsize) << tsize
     for oa, oa_rules in stage_oa_choices(base, va, tsize, bool(leaf.contiguous), 4):

@@ -50,6 +50,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+from . import rules as R
 from .access import (
     AbortRecord,
     AbortStatus,
@@ -178,23 +179,28 @@ def _isv_choices(cpu: CpuModel, kind: AccessKind, abort: AbortRecord) -> list[tu
     """(ISV, rule) alternatives for a Data Abort taken to EL2 (Hyp)."""
     spec = kind.spec
     if not abort.secondstage or abort.s2fs1walk:
-        return [(False, "AArch64/AArch32.FaultSyndrome: no instruction syndrome for a fault "
-                        "that is not a stage-2 fault or is on a stage-1 walk")]
+        return [(False, R.SYN_ISV["not-stage2"].text(
+            "AArch64/AArch32.FaultSyndrome: no instruction syndrome for a fault "
+            "that is not a stage-2 fault or is on a stage-1 walk"))]
     syndrome = instruction_syndrome_valid(spec)
-    why = ("ISV: a single general-purpose register load/store without writeback"
-           if syndrome else
-           "ISV: 0 for pairs, multiple and SIMD&FP registers, exclusives, writeback and "
-           "cache maintenance (no AArch64.SetLSInstructionSyndrome)")
+    why = (R.SYN_ISV["valid"].text(
+               "ISV: a single general-purpose register load/store without writeback")
+           if syndrome else R.SYN_ISV["invalid"].text(
+               "ISV: 0 for pairs, multiple and SIMD&FP registers, exclusives, writeback and "
+               "cache maintenance (no AArch64.SetLSInstructionSyndrome)"))
     if abort.external:
         ras = feat_ras(cpu)
         if ras:
-            return [(False, "ISV: 0 for any synchronous External abort with FEAT_RAS")]
+            return [(False, R.SYN_ISV["ras"].text(
+                "ISV: 0 for any synchronous External abort with FEAT_RAS"))]
         if not syndrome:
             return [(False, why)]
-        return [(False, "IMPLEMENTATION DEFINED (no FEAT_RAS): ISV 0 on an External abort on "
-                        "the stage-2 walk"),
-                (True, "IMPLEMENTATION DEFINED (no FEAT_RAS): ISV 1 on an External abort on "
-                       "the stage-2 walk")]
+        return [(False, R.SYN_ISV["impdef-0"].text(
+                    "IMPLEMENTATION DEFINED (no FEAT_RAS): ISV 0 on an External abort on "
+                    "the stage-2 walk")),
+                (True, R.SYN_ISV["impdef-1"].text(
+                    "IMPLEMENTATION DEFINED (no FEAT_RAS): ISV 1 on an External abort on "
+                    "the stage-2 walk"))]
     return [(syndrome, why)]
 
 

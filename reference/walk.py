@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable
 
+from . import rules as R
 from .arch import Arch, AtKind, Granule
 from .bits import bit, field, mask
 from .config import FINAL_LEVEL, PS_BITS, TG0_DECODING, Geometry, S2Config, geometry
@@ -83,9 +84,10 @@ def aarch64_s2_decode_tg0(cpu: CpuModel, tg0: int) -> list[tuple[Granule, str]]:
     every granule the CPU supports is a permitted choice."""
     granule = TG0_DECODING.get(tg0)
     if granule is not None and cpu.s2_granule_supported(granule):
-        return [(granule, "AArch64.S2DecodeTG0")]
+        return [(granule, R.A64_S2_TG0.text("AArch64.S2DecodeTG0"))]
     why = "reserved TG0 0b11" if granule is None else f"{granule.label} not supported at stage 2"
-    return [(g, f"IMPLEMENTATION DEFINED (AArch64.S2DecodeTG0, {why}): granule {g.label}")
+    rule = R.A64_S2_TG0_RESERVED if granule is None else R.A64_S2_TG0_UNSUPPORTED
+    return [(g, rule.text(f"IMPLEMENTATION DEFINED (AArch64.S2DecodeTG0, {why}): granule {g.label}"))
             for g in cpu.s2_granules]
 
 
@@ -139,14 +141,17 @@ def aarch64_s2_txsz_choices(cpu: CpuModel, p: S2Params) -> list[tuple[S2Params |
     lo, hi = aarch64_s2_min_txsz(cpu, p), aarch64_max_txsz(cpu, p.granule)
     if p.txsz < lo:
         if cpu.feat_lpa:
-            return [(None, f"AArch64.S2TxSZFaults: T0SZ {p.txsz} < minimum {lo} with FEAT_LPA")]
-        return [(None, f"IMPLEMENTATION DEFINED (AArch64.S2TxSZFaults): T0SZ {p.txsz} < {lo} faults"),
-                (dataclasses.replace(p, txsz=lo),
-                 f"IMPLEMENTATION DEFINED (AArch64.S2TxSZFaults): T0SZ {p.txsz} < {lo} acts as {lo}")]
+            return [(None, R.A64_S2_TXSZ_MIN_LPA.text(
+                f"AArch64.S2TxSZFaults: T0SZ {p.txsz} < minimum {lo} with FEAT_LPA"))]
+        return [(None, R.A64_S2_TXSZ_MIN_FAULT.text(
+                    f"IMPLEMENTATION DEFINED (AArch64.S2TxSZFaults): T0SZ {p.txsz} < {lo} faults")),
+                (dataclasses.replace(p, txsz=lo), R.A64_S2_TXSZ_MIN_CLAMP.text(
+                    f"IMPLEMENTATION DEFINED (AArch64.S2TxSZFaults): T0SZ {p.txsz} < {lo} acts as {lo}"))]
     if p.txsz > hi:
-        return [(None, f"IMPLEMENTATION DEFINED (AArch64.S2TxSZFaults): T0SZ {p.txsz} > {hi} faults"),
-                (dataclasses.replace(p, txsz=hi),
-                 f"IMPLEMENTATION DEFINED (AArch64.S2TxSZFaults): T0SZ {p.txsz} > {hi} acts as {hi}")]
+        return [(None, R.A64_S2_TXSZ_MAX_FAULT.text(
+                    f"IMPLEMENTATION DEFINED (AArch64.S2TxSZFaults): T0SZ {p.txsz} > {hi} faults")),
+                (dataclasses.replace(p, txsz=hi), R.A64_S2_TXSZ_MAX_CLAMP.text(
+                    f"IMPLEMENTATION DEFINED (AArch64.S2TxSZFaults): T0SZ {p.txsz} > {hi} acts as {hi}"))]
     return [(p, "")]
 
 
@@ -160,7 +165,7 @@ def aarch64_s2_start_level(p: S2Params) -> int | None:
     return {0b00: 3, 0b01: 2, 0b10: 1}.get(p.sl0)
 
 
-def aarch64_s2_invalid_sl(cpu: CpuModel, p: S2Params) -> str | None:
+def aarch64_s2_invalid_sl(cpu: CpuModel, p: S2Params) -> R.Rule | None:
     """AArch64.S2InvalidSL: the reason SL0 (and SL2) is invalid, or None.
 
     4K: SL2=1 with SL0 != 0 is reserved; level 0 needs PAMax >= 44; level 3
@@ -170,22 +175,24 @@ def aarch64_s2_invalid_sl(cpu: CpuModel, p: S2Params) -> str | None:
     if p.granule is Granule.G4K:
         enc = p.sl2 << 2 | p.sl0
         if enc in (0b101, 0b110, 0b111):
-            return f"SL2:SL0={enc:03b} is reserved"
+            return R.A64_S2_SL_4K_RESERVED.text(f"SL2:SL0={enc:03b} is reserved")
         if enc == 0b010 and cpu.pamax < 44:
-            return f"start level 0 needs PAMax >= 44 (PAMax {cpu.pamax})"
+            return R.A64_S2_SL_4K_L0_PAMAX.text(
+                f"start level 0 needs PAMax >= 44 (PAMax {cpu.pamax})")
         if enc == 0b011 and not cpu.feat_ttst:
-            return "start level 3 (SL0=0b11) needs FEAT_TTST"
+            return R.A64_S2_SL_4K_L3_TTST.text("start level 3 (SL0=0b11) needs FEAT_TTST")
         return None
     if p.granule is Granule.G16K:
         if p.sl0 == 0b11 and p.ds == 0:
-            return "start level 0 (SL0=0b11) needs DS=1"
+            return R.A64_S2_SL_16K_L0_DS.text("start level 0 (SL0=0b11) needs DS=1")
         if p.sl0 == 0b10 and cpu.pamax < 42:
-            return f"start level 1 needs PAMax >= 42 (PAMax {cpu.pamax})"
+            return R.A64_S2_SL_16K_L1_PAMAX.text(
+                f"start level 1 needs PAMax >= 42 (PAMax {cpu.pamax})")
         return None
     if p.sl0 == 0b11:
-        return "SL0=0b11 is reserved for 64K"
+        return R.A64_S2_SL_64K_RESERVED.text("SL0=0b11 is reserved for 64K")
     if p.sl0 == 0b10 and cpu.pamax < 44:
-        return f"start level 1 needs PAMax >= 44 (PAMax {cpu.pamax})"
+        return R.A64_S2_SL_64K_L1_PAMAX.text(f"start level 1 needs PAMax >= 44 (PAMax {cpu.pamax})")
     return None
 
 
@@ -330,7 +337,8 @@ def aarch64_s2_translate(cpu: CpuModel, config: S2Config, memory: Memory, ipa: i
     permission check, then the hardware Access flag / dirty-state update."""
     s1 = aarch64_s1_disabled_output(cpu, ipa)
     if s1 is not None:
-        return [_outcome(s1, ["AArch64.S1DisabledOutput: IPA >= 2^PAMax with stage 1 off"], [])]
+        return [_outcome(s1, [R.A64_S1_DISABLED_OUTPUT.text(
+            "AArch64.S1DisabledOutput: IPA >= 2^PAMax with stage 1 off")], [])]
     outcomes: list[Outcome] = []
     for p0, tg_rule in aarch64_nss2_ttw_params(cpu, config):
         for p, tx_rule in aarch64_s2_txsz_choices(cpu, p0):
@@ -341,16 +349,17 @@ def aarch64_s2_translate(cpu: CpuModel, config: S2Config, memory: Memory, ipa: i
             level = aarch64_s2_start_level(p)
             why = aarch64_s2_invalid_sl(cpu, p)
             if why is None and level is not None:
-                why = s2_inconsistent_sl(p.granule, p.ia_bits, level)
+                inconsistent = s2_inconsistent_sl(p.granule, p.ia_bits, level)
+                why = R.A64_S2_SL_INCONSISTENT.text(inconsistent) if inconsistent else None
             if why is not None:
-                outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, 0),
-                                         rules + [f"AArch64.S2InvalidSL/S2InconsistentSL: {why}"], []))
+                outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, 0), rules + [
+                    why.id.text(f"AArch64.S2InvalidSL/S2InconsistentSL: {why}")], []))
                 continue
             # AArch64.S2InvalidSL rejects every SL encoding S2StartLevel leaves undefined.
             assert level is not None
             if ipa >> p.ia_bits:
-                outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, 0),
-                                         rules + [f"AArch64.IPAIsOutOfRange: IPA >= 2^{p.ia_bits}"], []))
+                outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, 0), rules + [
+                    R.A64_S2_IPA_RANGE.text(f"AArch64.IPAIsOutOfRange: IPA >= 2^{p.ia_bits}")], []))
                 continue
             outcomes.extend(aarch64_s2_walk(cpu, p, config.vttbr, level, memory, ipa,
                                             access, rules))
@@ -370,8 +379,9 @@ def aarch64_s2_walk(cpu: CpuModel, p: S2Params, vttbr: int, start_level: int,
         # The start-level table address is checked before the first fetch,
         # and the fault is reported at level 0 whatever the start level.
         trace = [TraceStep(start_level, address, None, "not read", "VTTBR_EL2 base beyond PS")]
-        return [_outcome(Fault(FaultKind.ADDRESS_SIZE, 0), rules + [
-            "AArch64.S2Walk: start-level table address out of range (AArch64.OAOutOfRange)"], trace)]
+        return [_outcome(Fault(FaultKind.ADDRESS_SIZE, 0), rules + [R.A64_S2_VTTBR_OA.text(
+            "AArch64.S2Walk: start-level table address out of range (AArch64.OAOutOfRange)")],
+            trace)]
     outcomes: list[Outcome] = []
     for start, why in misaligned_base_reads(memory, address,
                                             aarch64_vttbr_misaligned_bits(cpu, p, vttbr, start_level),
@@ -391,16 +401,17 @@ def _aarch64_walk_from(cpu: CpuModel, p: S2Params, geo: Geometry, level: int, ad
         desc = memory.read64(address)
         if desc is None:
             trace.append(TraceStep(level, address, None, "no memory"))
-            return [_outcome(Fault(FaultKind.SEA_ON_WALK, level), rules + [
+            return [_outcome(Fault(FaultKind.SEA_ON_WALK, level), rules + [R.A64_S2_SEA.text(
                 "AArch64.S2Walk: synchronous External abort on the descriptor fetch "
-                "(taken as an exception by AT)"], trace)]
+                "(taken as an exception by AT)")], trace)]
         kind = aarch64_decode_descriptor_type(cpu, p, desc, level)
         if kind in ("invalid", "reserved"):
             note = ("bit 0 clear" if kind == "invalid" else
                     "0b01 at level 3" if level == FINAL_LEVEL else f"no block at level {level}")
             trace.append(TraceStep(level, address, desc, kind, note))
             return [_outcome(Fault(FaultKind.TRANSLATION, level), rules + [
-                f"AArch64.DecodeDescriptorType: {note}"], trace)]
+                R.A64_S2_DESC[(R.Desc(kind), level)].text(f"AArch64.DecodeDescriptorType: {note}")],
+                trace)]
         if kind == "table":
             nxt = aarch64_next_table_base(cpu, p, desc)
             next_address = nxt | geo.index(level + 1, ipa) * 8
@@ -408,7 +419,8 @@ def _aarch64_walk_from(cpu: CpuModel, p: S2Params, geo: Geometry, level: int, ad
                 trace.append(TraceStep(level, address, desc, "table",
                                        f"next table {nxt:#x} beyond PS"))
                 return [_outcome(Fault(FaultKind.ADDRESS_SIZE, level), rules + [
-                    "AArch64.S2Walk: next-level table address out of range"], trace)]
+                    R.A64_S2_NEXT_TABLE_OA.text(
+                        "AArch64.S2Walk: next-level table address out of range")], trace)]
             trace.append(TraceStep(level, address, desc, "table", f"next table {nxt:#x}"))
             level, address = level + 1, next_address
             continue
@@ -440,6 +452,13 @@ def aarch64_vttbr_misaligned_bits(cpu: CpuModel, p: S2Params, vttbr: int, start_
     return vttbr & res0
 
 
+# The rules of a misaligned base per register: treated as zero, corrupted.
+_MISALIGNED_RULES = {
+    "VTTBR_EL2": (R.A64_S2_VTTBR_MISALIGNED_ZERO, R.A64_S2_VTTBR_MISALIGNED_CORRUPT),
+    "VTTBR": (R.A32_S2_VTTBR_MISALIGNED_ZERO, R.A32_S2_VTTBR_MISALIGNED_CORRUPT),
+}
+
+
 def misaligned_base_reads(memory: Memory, address: int, bits: int,
                           register: str) -> list[tuple[int, list[str]]]:
     """The addresses the first descriptor read of a walk may use when the
@@ -458,15 +477,17 @@ def misaligned_base_reads(memory: Memory, address: int, bits: int,
     if not bits:
         return [(address, [])]
     rule = f"CONSTRAINED UNPREDICTABLE ({register} base misaligned, RES0 bits {bits:#x} set)"
-    out = [(address, [f"{rule}: the bits are treated as zero"])]
+    zero_id, corrupt_id = _MISALIGNED_RULES[register]
+    out: list[tuple[int, list[str]]] = [(address, [zero_id.text(f"{rule}: the bits are treated as zero")])]
     base = address & ~bits
     seen = {address}
 
     def add(pa: int, what: str) -> None:
         if pa not in seen:
             seen.add(pa)
-            out.append((pa, [f"{rule}: walk address corrupted in those bits, first descriptor "
-                             f"read at {pa:#x} ({what})"]))
+            out.append((pa, [corrupt_id.text(
+                f"{rule}: walk address corrupted in those bits, first descriptor read at {pa:#x} "
+                f"({what})")]))
 
     for region in memory.regions:
         if region.end <= base or region.pa > base | bits:
@@ -574,8 +595,10 @@ def aarch64_s2_leaf(leaf: S2Leaf, rules: list[str]) -> list[Outcome]:
         # AArch64.BlocknTFaults: with FEAT_BBM level 1 or 2 it is
         # IMPLEMENTATION DEFINED whether a block with nT = 1 faults.
         nt_fault = leaf.outcome(Fault(FaultKind.TRANSLATION, leaf.level), rules + [
-            "IMPLEMENTATION DEFINED (AArch64.BlocknTFaults): block with nT = 1 faults"])
-        rules = rules + ["IMPLEMENTATION DEFINED (AArch64.BlocknTFaults): nT = 1 ignored"]
+            R.A64_S2_NT_FAULT.text(
+                "IMPLEMENTATION DEFINED (AArch64.BlocknTFaults): block with nT = 1 faults")])
+        rules = rules + [R.A64_S2_NT_IGNORED.text(
+            "IMPLEMENTATION DEFINED (AArch64.BlocknTFaults): nT = 1 ignored")]
         return [nt_fault] + aarch64_s2_leaf_oa(leaf, rules)
     return aarch64_s2_leaf_oa(leaf, rules)
 
@@ -590,20 +613,24 @@ def aarch64_s2_leaf_oa(leaf: S2Leaf, rules: list[str], checked: bool = False) ->
             # input address space may fault (IMPLEMENTATION DEFINED); if it
             # does not, the walk goes on with the contiguous bit set (StageOA).
             fault = leaf.outcome(Fault(FaultKind.TRANSLATION, leaf.level), rules + [
-                "IMPLEMENTATION DEFINED (AArch64.ContiguousBitFaults): contiguous range "
-                "larger than the IPA space faults"])
-            rules = rules + ["IMPLEMENTATION DEFINED (AArch64.ContiguousBitFaults): no fault"]
+                R.A64_S2_CONTIG_FAULT.text(
+                    "IMPLEMENTATION DEFINED (AArch64.ContiguousBitFaults): contiguous range "
+                    "larger than the IPA space faults")])
+            rules = rules + [R.A64_S2_CONTIG_NO_FAULT.text(
+                "IMPLEMENTATION DEFINED (AArch64.ContiguousBitFaults): no fault")]
             return [fault] + aarch64_s2_leaf_oa(leaf, rules, checked=True)
-    return _leaf_branches(leaf, stage_oa_choices(leaf.base, leaf.ipa, leaf.tsize, csize), rules)
+    return _leaf_branches(leaf, stage_oa_choices(leaf.base, leaf.ipa, leaf.tsize, csize,
+                                                 leaf.level), rules)
 
 
-def stage_oa_choices(base: int, ipa: int, tsize: int, csize: int) -> list[tuple[int, list[str]]]:
+def stage_oa_choices(base: int, ipa: int, tsize: int, csize: int,
+                     level: int) -> list[tuple[int, list[str]]]:
     """StageOA, and the other output address a misprogrammed contiguous set
     permits, each with the rules that permit it.
 
     ``base`` is the leaf's output address (bits below ``tsize`` zero),
     ``csize`` log2 of the entries of its contiguous set (0 without the
-    Contiguous bit).  StageOA keeps ``base`` from bit tsize + csize up and
+    Contiguous bit), ``level`` the leaf's level.  StageOA keeps ``base`` from bit tsize + csize up and
     takes the bits below from the IPA.  A set whose entries disagree is
     misprogrammed: a TLB lookup may give an OA consistent with any of the
     programmed entries (Arm ARM D8.7.1.1, rule RJQQTC), so the entry's
@@ -613,10 +640,12 @@ def stage_oa_choices(base: int, ipa: int, tsize: int, csize: int) -> list[tuple[
         return [(own, [])]
     span = tsize + csize
     stage_oa = base & ~((1 << span) - 1) | ipa & ((1 << span) - 1)
-    out = [(stage_oa, ["StageOA: contiguous range, OA low bits from the IPA"])]
+    out: list[tuple[int, list[str]]] = [(stage_oa, [R.S2_STAGE_OA_CONTIG[level].text(
+        "StageOA: contiguous range, OA low bits from the IPA")])]
     if own != stage_oa:
-        out.append((own, ["CONSTRAINED UNPREDICTABLE: misprogrammed contiguous set, OA from "
-                          "the descriptor itself"]))
+        out.append((own, [R.S2_CONTIG_MISPROGRAMMED.text(
+            "CONSTRAINED UNPREDICTABLE: misprogrammed contiguous set, OA from the descriptor "
+            "itself")]))
     return out
 
 
@@ -632,13 +661,14 @@ def _leaf_branches(leaf: S2Leaf, branches: list[tuple[int, list[str]]],
         r = rules + oa_rules
         if aarch64_oa_out_of_range(cpu, p, oa):
             outcomes.append(leaf.outcome(Fault(FaultKind.ADDRESS_SIZE, level), r + [
-                f"AArch64.S2Walk: output address {oa:#x} beyond "
-                f"{aarch64_physical_address_size(cpu, p.ps, p.granule)} bits"]))
+                R.A64_S2_OUTPUT_OA.text(
+                    f"AArch64.S2Walk: output address {oa:#x} beyond "
+                    f"{aarch64_physical_address_size(cpu, p.ps, p.granule)} bits")]))
             continue
         af = bit(leaf.desc, 10)
         if af == 0 and p.ha == 0:
             outcomes.append(leaf.outcome(Fault(FaultKind.ACCESS_FLAG, level), r + [
-                "AArch64.S2Walk: AF = 0 and VTCR_EL2.HA = 0"]))
+                R.A64_S2_AF_FAULT.text("AArch64.S2Walk: AF = 0 and VTCR_EL2.HA = 0")]))
             continue
         outcomes.extend(aarch64_s2_permissions_and_updates(leaf, oa, r))
     return outcomes
@@ -667,40 +697,54 @@ def aarch64_s2_permissions_and_updates(leaf: S2Leaf, oa: int, rules: list[str]) 
     af_clear = bit(desc, 10) == 0 and p.ha
     with_af = DescriptorWrite(leaf.address, desc, desc | DESC_AF)
     what = "write" if access.is_write else "read"
-    denial = None
-    if not (perms.w if access.is_write else perms.r):
-        denial = f"AArch64.S2CheckPermissions: {perms.source} denies {what}"
-    elif access.is_write and p.s2pie and not (p.ha and p.hd) and bit(desc, 7) == 0:
-        denial = ("AArch64.S2CheckPermissions: write through a writable-clean descriptor "
-                  "(S2PIE, Dirty = 0) with VTCR_EL2.{HA, HD} != {1, 1}: Permission fault "
-                  "due to dirty state")
-    if denial is not None:
+    granted = perms.w if access.is_write else perms.r
+    checks: list[str] = [perms.index] if perms.index else []
+    checks.append(perms.decided_by.text(
+        f"AArch64.S2CheckPermissions: {perms.source} {'permits' if granted else 'denies'} {what}"))
+    denied = not granted
+    if granted and access.is_write and p.s2pie and not (p.ha and p.hd) and bit(desc, 7) == 0:
+        denied = True
+        checks.append(R.A64_S2PIE_DIRTY_FAULT.text(
+            "AArch64.S2CheckPermissions: write through a writable-clean descriptor "
+            "(S2PIE, Dirty = 0) with VTCR_EL2.{HA, HD} != {1, 1}: Permission fault "
+            "due to dirty state"))
+    if denied:
         fault = Fault(FaultKind.PERMISSION, level)
-        r = rules + [denial]
+        r = rules + checks
         if not af_clear:
             return [leaf.outcome(fault, r)]
-        return [leaf.outcome(fault, r + ["CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF not set"]),
-                leaf.outcome(fault, r + ["CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF set"],
-                             (with_af,))]
+        return [leaf.outcome(fault, r + [R.A64_S2_AFUPDATE_NOT_SET.text(
+                    "CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF not set")]),
+                leaf.outcome(fault, r + [R.A64_S2_AFUPDATE_SET.text(
+                    "CONSTRAINED UNPREDICTABLE (Unpredictable_AFUPDATE): AF set")], (with_af,))]
     result = _leaf_translation(leaf, oa)
+    rules = rules + checks
     if access.is_write and p.s2pie and bit(desc, 7) == 0:
-        rules = rules + ["AArch64.S2Translate: HA = HD = 1 and AT never updates the dirty "
-                         "state: the writable-clean descriptor is left clean"]
+        rules = rules + [R.A64_S2PIE_LEFT_CLEAN.text(
+            "AArch64.S2Translate: HA = HD = 1 and AT never updates the dirty "
+            "state: the writable-clean descriptor is left clean")]
     if not af_clear:
-        return [leaf.outcome(result, rules + ["AArch64.S2Walk: translation"])]
-    return [leaf.outcome(result, rules + ["hardware Access flag update: AT sets AF"], (with_af,)),
-            leaf.outcome(result, rules + ["hardware Access flag update: AT is permitted not to set AF"])]
+        return [leaf.outcome(result, rules + [R.A64_S2_TRANSLATION.text("AArch64.S2Walk: translation")])]
+    return [leaf.outcome(result, rules + [R.A64_S2_AF_AT_SETS.text(
+                "hardware Access flag update: AT sets AF")], (with_af,)),
+            leaf.outcome(result, rules + [R.A64_S2_AF_AT_NOT_SET.text(
+                "hardware Access flag update: AT is permitted not to set AF")])]
 
 
 @dataclasses.dataclass(frozen=True)
 class S2DataPermissions:
     """The data-access part of S2AccessControls for one leaf: read ``r``,
     write ``w``, and ``source``, the descriptor field (and S2PIR_EL2 entry)
-    they come from, for the rule texts."""
+    they come from, for the rule texts; ``decided_by`` the rule that
+    decides the leaf's access (S2AP or S2PIR_EL2 encoding, per direction;
+    DBM when it makes the write permitted) and, with S2PIE, ``index`` the
+    rule of the PIIndex that selected the encoding."""
 
     r: int
     w: int
     source: str
+    decided_by: R.RuleId
+    index: R.Rule | None = None
 
 
 def aarch64_s2_data_permissions(leaf: S2Leaf) -> S2DataPermissions:
@@ -714,15 +758,23 @@ def aarch64_s2_data_permissions(leaf: S2Leaf) -> S2DataPermissions:
     [54,53,51,6] selects the 4-bit S2PIR_EL2.Perm<PIIndex>.  Stage-2
     Overlay permissions (FEAT_S2POE, VTCR_EL2.S2POE) are not modelled:
     S2Config never sets S2POE, so they are disabled."""
-    p, desc = leaf.params, leaf.desc
+    p, desc, write = leaf.params, leaf.desc, leaf.access.is_write
     if p.s2pie:
         index = aarch64_s2_pi_index(desc)
         base = aarch64_s2_indirect_base_permissions(s2pir_perm(p.s2pir, index))
-        return S2DataPermissions(base.r, base.w, f"PIIndex={index} -> S2PIR_EL2.Perm{index}="
-                                                 f"{base.encoding:04b} ({base.name})")
+        return S2DataPermissions(
+            base.r, base.w, f"PIIndex={index} -> S2PIR_EL2.Perm{index}={base.encoding:04b} "
+                            f"({base.name})",
+            R.A64_S2PIE_PERM[(base.encoding, write)],
+            R.A64_S2PIE_INDEX[index].text(
+                f"AArch64.S2ApplyOutputPerms: PIIndex={index} selects S2PIR_EL2.Perm{index}"))
     s2ap = field(desc, 7, 6)
     dbm_writable = p.ha and p.hd and bit(desc, 51)
-    return S2DataPermissions(s2ap & 1, (s2ap >> 1) | dbm_writable, f"S2AP={s2ap:02b}")
+    if write and not s2ap >> 1 and dbm_writable:
+        return S2DataPermissions(s2ap & 1, 1, f"S2AP={s2ap:02b} with DBM = 1 and VTCR_EL2.HA = "
+                                              "HD = 1 (writable-clean)", R.A64_S2_DBM_WRITABLE)
+    return S2DataPermissions(s2ap & 1, (s2ap >> 1) | dbm_writable, f"S2AP={s2ap:02b}",
+                             R.A64_S2_S2AP[(s2ap, write)])
 
 
 def aarch64_s2_pi_index(desc: int) -> int:
@@ -819,7 +871,7 @@ def aarch32_s2_translate(cpu: CpuModel, config: S2Config, memory: Memory, ipa: i
         ia_bits = 32 - t0sz
         if ia_bits < 40 and ipa >> ia_bits:
             outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, 1), rules + [
-                f"AArch32.IPAIsOutOfRange: IPA >= 2^{ia_bits}"], []))
+                R.A32_S2_IPA_RANGE.text(f"AArch32.IPAIsOutOfRange: IPA >= 2^{ia_bits}")], []))
             continue
         outcomes.extend(aarch32_s2_walk(cpu, config, t0sz, memory, ipa, access, rules))
     return outcomes
@@ -832,8 +884,9 @@ def aarch32_t0sz_choices(config: S2Config) -> list[tuple[int, tuple[str, ...]]]:
     s = config.s if config.s is not None else (config.t0sz >> 3) & 1
     if s == (config.t0sz >> 3) & 1:
         return [(config.t0sz, ())]
-    return [(t, (f"CONSTRAINED UNPREDICTABLE (Unpredictable_RESVTCRS): VTCR.S != T0SZ[3], "
-                 f"T0SZ taken as {t}",)) for t in range(-8, 8)]
+    return [(t, (R.A32_S2_RESVTCRS.text(
+        f"CONSTRAINED UNPREDICTABLE (Unpredictable_RESVTCRS): VTCR.S != T0SZ[3], T0SZ taken as {t}"),))
+        for t in range(-8, 8)]
 
 
 def aarch32_v7_unpredictable(cpu: CpuModel, config: S2Config) -> tuple[str, ...]:
@@ -851,22 +904,24 @@ def aarch32_v7_unpredictable(cpu: CpuModel, config: S2Config) -> tuple[str, ...]
     reachable when this was written; K1.1 is the primary source used."""
     if cpu.arch_version >= 8:
         return ()
-    found = []
+    found: list[str] = []
     if config.s is not None and config.s != (config.t0sz >> 3) & 1:
-        found.append("UNPREDICTABLE (ARMv7; Arm ARM K1.1.32.1): VTCR.S != T0SZ[3]")
+        found.append(R.A32_V7_VTCR_S.text(
+            "UNPREDICTABLE (ARMv7; Arm ARM K1.1.32.1): VTCR.S != T0SZ[3]"))
     if aarch32_sl0_reserved(config.sl0):
-        found.append(f"UNPREDICTABLE (ARMv7; Arm ARM K1.1.32.2): VTCR.SL0={config.sl0:02b} "
-                     "is reserved")
+        found.append(R.A32_V7_SL0_RESERVED.text(
+            f"UNPREDICTABLE (ARMv7; Arm ARM K1.1.32.2): VTCR.SL0={config.sl0:02b} is reserved"))
         return tuple(found)
     start = 2 - config.sl0
     why = s2_inconsistent_sl(Granule.G4K, 32 - config.t0sz, start)
     if why:
-        found.append(f"UNPREDICTABLE (ARMv7; Arm ARM K1.1.32.2): VTCR.{{SL0, T0SZ}} "
-                     f"inconsistent: {why}")
+        found.append(R.A32_V7_SL_INCONSISTENT.text(
+            f"UNPREDICTABLE (ARMv7; Arm ARM K1.1.32.2): VTCR.{{SL0, T0SZ}} inconsistent: {why}"))
         return tuple(found)
     root_bytes = geometry(Granule.G4K, 32 - config.t0sz, start).root_bytes
     if config.vttbr & mask(39, 3) & (root_bytes - 1):
-        found.append("UNPREDICTABLE (ARMv7; Arm ARM K1.1.15): VTTBR base misaligned")
+        found.append(R.A32_V7_VTTBR_MISALIGNED.text(
+            "UNPREDICTABLE (ARMv7; Arm ARM K1.1.15): VTTBR base misaligned"))
     return tuple(found)
 
 
@@ -875,8 +930,19 @@ def aarch32_sl0_reserved(sl0: int) -> bool:
     return bool(sl0 & 0b10)
 
 
-def aarch32_high_address_bits(cpu: CpuModel, value: int, what: str) -> list[str] | None:
-    """The AArch32 rule for address bits [47:40] of VTTBR or a descriptor.
+# Where a walk meets address bits [47:40] (the ``what`` of
+# aarch32_high_address_bits, per stage) -> the rule family's key.
+_HIGH_BITS_WHERE = {
+    2: {"VTTBR": "vttbr", "table descriptor": "table", "output address": "output"},
+    1: {"TTBR": "ttbr", "table descriptor": "table", "block descriptor": "output",
+        "page descriptor": "output"},
+}
+
+
+def aarch32_high_address_bits(cpu: CpuModel, value: int, what: str,
+                              stage: int = 2) -> list[str] | None:
+    """The AArch32 rule for address bits [47:40] of VTTBR or a descriptor
+    (of stage ``stage``; TTBR and stage-1 descriptors with 1).
 
     ARMv8 AArch32: non-zero bits are an Address size fault (AArch32.S2Walk).
     ARMv7 LPAE: the bits are UNK/SBZP; a non-zero value is UNPREDICTABLE, so
@@ -885,10 +951,16 @@ def aarch32_high_address_bits(cpu: CpuModel, value: int, what: str) -> list[str]
     are zero."""
     if field(value, 47, 40) == 0:
         return None
+    where = _HIGH_BITS_WHERE[stage][what]
+    family = R.A32_S2_HIGH_BITS if stage == 2 else R.A32_S1_HIGH_BITS
     if cpu.arch_version >= 8:
-        return [f"AArch32.S2Walk: {what} bits [47:40] non-zero"]
-    return [f"ARMv7 LPAE: {what} bits [47:40] are UNK/SBZP, UNPREDICTABLE if non-zero: fault",
-            f"ARMv7 LPAE: {what} bits [47:40] are UNK/SBZP, UNPREDICTABLE if non-zero: ignored"]
+        return [family[(where, R.HighBits.V8_FAULT)].text(
+            f"AArch32.S2Walk: {what} bits [47:40] non-zero")]
+    return [family[(where, R.HighBits.V7_FAULT)].text(
+                f"ARMv7 LPAE: {what} bits [47:40] are UNK/SBZP, UNPREDICTABLE if non-zero: fault"),
+            family[(where, R.HighBits.V7_IGNORED)].text(
+                f"ARMv7 LPAE: {what} bits [47:40] are UNK/SBZP, UNPREDICTABLE if non-zero: "
+                "ignored")]
 
 
 def aarch32_s2_walk(cpu: CpuModel, config: S2Config, t0sz: int, memory: Memory, ipa: int,
@@ -896,13 +968,13 @@ def aarch32_s2_walk(cpu: CpuModel, config: S2Config, t0sz: int, memory: Memory, 
     """AArch32.S2Walk: 4K granule, 40-bit output, start level 2 - SL0."""
     ia_bits = 32 - t0sz
     if aarch32_sl0_reserved(config.sl0):
-        return [_outcome(Fault(FaultKind.TRANSLATION, 1),
-                         rules + [f"AArch32.S2Walk: SL0={config.sl0:02b} is reserved"], [])]
+        return [_outcome(Fault(FaultKind.TRANSLATION, 1), rules + [
+            R.A32_S2_SL0_RESERVED.text(f"AArch32.S2Walk: SL0={config.sl0:02b} is reserved")], [])]
     start = 2 - config.sl0
     why = s2_inconsistent_sl(Granule.G4K, ia_bits, start)
     if why:
-        return [_outcome(Fault(FaultKind.TRANSLATION, 1),
-                         rules + [f"AArch32.S2InconsistentSL: {why}"], [])]
+        return [_outcome(Fault(FaultKind.TRANSLATION, 1), rules + [
+            R.A32_S2_SL_INCONSISTENT.text(f"AArch32.S2InconsistentSL: {why}")], [])]
     geo = geometry(Granule.G4K, ia_bits, start)
     outcomes: list[Outcome] = []
     high = aarch32_high_address_bits(cpu, config.vttbr, "VTTBR")
@@ -935,7 +1007,8 @@ def _aarch32_walk_from(cpu: CpuModel, geo: Geometry, ia_bits: int, level: int, a
         if desc is None:
             trace.append(TraceStep(level, address, None, "no memory"))
             outcomes.append(_outcome(Fault(FaultKind.SEA_ON_WALK, level), rules + [
-                "AArch32.S2Walk: synchronous External abort on the descriptor fetch"], trace))
+                R.A32_S2_SEA.text(
+                    "AArch32.S2Walk: synchronous External abort on the descriptor fetch")], trace))
             return outcomes
         low = desc & 0b11
         if low == 0b11 and level < FINAL_LEVEL:
@@ -950,10 +1023,12 @@ def _aarch32_walk_from(cpu: CpuModel, geo: Geometry, ia_bits: int, level: int, a
             level, address = level + 1, nxt | geo.index(level + 1, ipa) * 8
             continue
         if not (low == 0b11 or (low == 0b01 and level < FINAL_LEVEL)):
+            kind = R.Desc.INVALID if not low & 1 else R.Desc.RESERVED
             note = "bit 0 clear" if not low & 1 else "0b01 at level 3"
-            trace.append(TraceStep(level, address, desc, "invalid", note))
-            outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, level),
-                                     rules + [f"AArch32.DecodeDescriptorTypeLD: {note}"], trace))
+            trace.append(TraceStep(level, address, desc, kind.value, note))
+            outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, level), rules + [
+                R.A32_S2_DESC[(kind, level)].text(f"AArch32.DecodeDescriptorTypeLD: {note}")],
+                trace))
             return outcomes
         trace.append(TraceStep(level, address, desc, "page" if level == FINAL_LEVEL else "block"))
         lsb = geo.block_bits(level)
@@ -963,9 +1038,11 @@ def _aarch32_walk_from(cpu: CpuModel, geo: Geometry, ia_bits: int, level: int, a
             # address size an implementation might generate a Translation
             # fault, or not (as AArch64.ContiguousBitFaults).
             outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, level), rules + [
-                "IMPLEMENTATION DEFINED (Arm ARM G5.5.5.1): contiguous range larger than the "
-                "IPA space faults"], trace))
-            rules = rules + ["IMPLEMENTATION DEFINED (Arm ARM G5.5.5.1): no fault"]
+                R.A32_S2_CONTIG_FAULT.text(
+                    "IMPLEMENTATION DEFINED (Arm ARM G5.5.5.1): contiguous range larger than the "
+                    "IPA space faults")], trace))
+            rules = rules + [R.A32_S2_CONTIG_NO_FAULT.text(
+                "IMPLEMENTATION DEFINED (Arm ARM G5.5.5.1): no fault")]
         high = aarch32_high_address_bits(cpu, desc, "output address")
         if high:
             outcomes.append(_outcome(Fault(FaultKind.ADDRESS_SIZE, level), rules + high[:1], trace))
@@ -973,28 +1050,31 @@ def _aarch32_walk_from(cpu: CpuModel, geo: Geometry, ia_bits: int, level: int, a
                 return outcomes
             rules = rules + high[1:]
         if not bit(desc, 10):
-            outcomes.append(_outcome(Fault(FaultKind.ACCESS_FLAG, level),
-                                     rules + ["AArch32.S2Walk: AF = 0 (no hardware update)"], trace))
+            outcomes.append(_outcome(Fault(FaultKind.ACCESS_FLAG, level), rules + [
+                R.A32_S2_AF_FAULT.text("AArch32.S2Walk: AF = 0 (no hardware update)")], trace))
             return outcomes
         s2ap = field(desc, 7, 6)
         denied = not (s2ap >> 1) if access.is_write else not (s2ap & 1)
+        what = "write" if access.is_write else "read"
+        check = R.A32_S2_S2AP[(s2ap, access.is_write)].text(
+            f"AArch32.S2HasPermissionsFault: S2AP={s2ap:02b} {'denies' if denied else 'permits'} "
+            f"{what}")
         if denied:
-            what = "write" if access.is_write else "read"
-            outcomes.append(_outcome(Fault(FaultKind.PERMISSION, level), rules + [
-                f"AArch32.S2HasPermissionsFault: S2AP={s2ap:02b} denies {what}"], trace))
+            outcomes.append(_outcome(Fault(FaultKind.PERMISSION, level), rules + [check], trace))
             return outcomes
+        rules = rules + [check]
         # XN = desc[54]; XNX = desc[53] only with FEAT_XNX (AArch32.S2Walk).
         xn = bit(desc, 54) << 1 | (bit(desc, 53) if cpu.feat_xnx else 0)
         # AArch32.S2Walk sets walkstate.contiguous = desc[52] and
         # AArch32.S2Translate takes the OA from StageOA, as on AArch64; the
         # 4K ContiguousSize is 4 at every level.
         csize = contiguous_size(Granule.G4K, level) if bit(desc, 52) else 0
-        for oa, oa_rules in stage_oa_choices(field(desc, 39, lsb) << lsb, ipa, lsb, csize):
+        for oa, oa_rules in stage_oa_choices(field(desc, 39, lsb) << lsb, ipa, lsb, csize, level):
             result = Translation(pa=oa, level=level, block_bits=lsb, s2ap=s2ap,
                                  xn=xn, memattr=field(desc, 5, 2), sh=field(desc, 9, 8),
                                  af=1, contiguous=bit(desc, 52), dbm=0)
-            outcomes.append(_outcome(result, rules + oa_rules + ["AArch32.S2Walk: translation"],
-                                     trace))
+            outcomes.append(_outcome(result, rules + oa_rules + [
+                R.A32_S2_TRANSLATION.text("AArch32.S2Walk: translation")], trace))
         return outcomes
 
 

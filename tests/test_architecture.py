@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("harness.vocabulary",),
     ("harness.records",),
     ("harness.datafile", "harness.casefile", "harness.baseline", "harness.report",
-     "harness.shards"),
+     "harness.shards", "harness.coverage"),
     ("harness.kinds", "harness.plan", "harness.matrix"),
     ("harness.judge",),
     ("harness.single",),

@@ -89,6 +89,27 @@ def claimants(d: Divergence, version: str | None) -> list[BaselineEntry]:
             if (e.unversioned().matches(d, "") if version is None else e.matches(d, version))]
 
 
+# QEMU versions at which entries' claims must not overlap: the builds
+# measured and a version inside every range boundary the file uses.  Two
+# entries may share a pattern when their ranges are disjoint -- e.g. on 7.2
+# a 52-bit IPA over a 48-bit PS meets qemu-7.2-ipa-larger-than-ps before the
+# VTTBR base is read, from 8.0 it meets qemu-vttbr-ds-baddr-51-48-ignored:
+# the same divergence, a different bug per version.
+GRID = ("6.2.0", "7.2.22", "8.0.0", "8.2.0", "9.2.0", "10.0.2", "10.0.13", "10.1.0",
+        "10.2.0", "11.0.0", "11.1.3", "99.0.0")
+
+
+def claims_on_grid(d: Divergence) -> list[BaselineEntry]:
+    """Every entry that claims ``d`` on some QEMU of GRID; at most one does
+    on each of them."""
+    seen: dict[str, BaselineEntry] = {}
+    for v in GRID:
+        claims = claimants(d, f"QEMU emulator version {v}")
+        assert len(claims) <= 1, (v, d.summary(), [e.id for e in claims])
+        seen.update((e.id, e) for e in claims)
+    return list(seen.values())
+
+
 def own_families() -> dict[str, set[tuple]]:
     """Per entry, the families of the divergences it matches in its own
     case files (as recorded)."""
@@ -163,16 +184,14 @@ def crash_record(entry: BaselineEntry, case, signature: str, version: str) -> Cr
 @pytest.mark.parametrize("pair", [p for p in ENTRY_CASES if p[0].kind != "crash"],
                          ids=entry_case_id)
 def test_no_entry_claims_another_entrys_divergences(pair):
-    """Every entry's matcher, version range aside, against the divergences
-    of every case file: at most one entry claims each, and it is one of
-    the claiming entry's own families."""
+    """Every entry's matcher against the divergences of every case file, on
+    each QEMU version of GRID: at most one entry claims each there, and it
+    is one of the claiming entry's own families."""
     entry, path = pair
     divergences, _ = recorded_divergences(ROOT / path)
     assert divergences
     for d in divergences:
-        claims = claimants(d, None)
-        assert len(claims) <= 1, (d.summary(), [e.id for e in claims])
-        for e in claims:
+        for e in claims_on_grid(d):
             assert family(d) in OWN[e.id], (e.id, d.summary(), family(d))
 
 
@@ -180,7 +199,7 @@ def test_every_sampled_divergence_has_exactly_one_entry_of_its_family():
     """The nightly's divergences on 7.2.22, 10.0.2, 10.0.13 and 11.1.3
     (sampled per family): each is claimed on its QEMU version by exactly
     one entry, whose own case files show that family; and no entry's
-    pattern (versions aside) claims a divergence of another family."""
+    pattern claims a divergence of another family on any QEMU of GRID."""
     records = sampled()
     versions = {version_number(r.qemu_version) for r in records}
     assert {"7.2.22", "10.0.2", "10.0.13", "11.1.3"} <= versions
@@ -198,9 +217,7 @@ def test_every_sampled_divergence_has_exactly_one_entry_of_its_family():
 
 
 def claims_any(d: Divergence) -> list[BaselineEntry]:
-    claims = claimants(d, None)
-    assert len(claims) <= 1, (d.summary(), [e.id for e in claims])
-    return claims
+    return claims_on_grid(d)
 
 
 def test_the_matching_can_fail():
@@ -273,9 +290,15 @@ def test_case_reproduces_its_entry_on_the_versions_it_names(pair):
     if inside:
         assert matched, f"{entry.id} no longer reproduces with {path} on QEMU {version}"
     else:
-        assert not matched, (f"{entry.id} ({entry.qemu.describe()}) shows on QEMU "
-                             f"{version_number(version)}: widen its range? "
-                             + "; ".join(d.summary() for d in matched[:3]))
+        # Outside its range the case may still diverge this way when another
+        # entry, in range there, explains it (an earlier check of that
+        # version answers first: qemu-7.2-ipa-larger-than-ps on 7.2 for the
+        # 52-bit cases of qemu-vttbr-ds-baddr-51-48-ignored).
+        unexplained = [d for d in matched if not any(
+            e.id != entry.id for e in claimants(d, version))]
+        assert not unexplained, (f"{entry.id} ({entry.qemu.describe()}) shows on QEMU "
+                                 f"{version_number(version)}: widen its range? "
+                                 + "; ".join(d.summary() for d in unexplained[:3]))
 
 
 # ---------------------------------------------------------------------------

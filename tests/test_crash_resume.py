@@ -240,7 +240,8 @@ def test_a_real_qemu_that_aborts_on_a_common_probe(tmp_path):
         "target/arm/helper.c:N: do_ats_write: Assertion `!res.cacheattrs.is_s2_format' failed. "
         "[SIGABRT]"}
     # The reference says each of them ends in a stage-2 Permission fault.
-    assert all(c["expected"] and all(e.startswith("permission L") for e in c["expected"])
+    # (one of them when the reference permits more than one outcome)
+    assert all(c["expected"] and any(e.startswith("permission L") for e in c["expected"])
                for c in crashes), [c["expected"] for c in crashes]
     assert {c["arch"] for c in crashes} == {"aarch64", "arm"}
     (first,) = [c for c in crashes if c["reproduced"] is not None]

@@ -441,7 +441,10 @@ class TestBaseline:
         causes = root_causes(load_run([a57_new[0]]))
         assert len(files) <= 3 * len(causes)
         # (a cpu-model finding has no case file: its records are the ID registers)
-        assert all(1 <= len(c.case_files) <= 3 for c in causes
+        # Every cause keeps one at least; a file kept for one cause also
+        # names the others its case shows, so a cause may list more than 3.
+        # (a cpu-model finding has no case file: its records are the ID registers)
+        assert all(1 <= len(c.case_files) for c in causes
                    if not all("/cpu-model/" in k for k in c.cases))
 
     def test_stale_entry(self, tmp_path):

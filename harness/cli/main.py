@@ -26,12 +26,12 @@ from types import FrameType
 from typing import NoReturn
 
 from ..errors import S2DiffError
-from . import bench, cases, configs, debug, qemu, report, run
+from . import bench, cases, configs, coverage, debug, qemu, report, run
 from .common import EXIT_CODES, PROG, Outcome, Parser, Streams, Subcommand, error_outcome
 
 SUBCOMMANDS: tuple[Subcommand, ...] = (
     *configs.COMMANDS, *cases.COMMANDS, *run.COMMANDS, *report.COMMANDS, *debug.COMMANDS,
-    *bench.COMMANDS, *qemu.COMMANDS,
+    *bench.COMMANDS, *qemu.COMMANDS, *coverage.COMMANDS,
 )
 
 

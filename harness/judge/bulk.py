@@ -13,7 +13,9 @@ import dataclasses
 
 import numpy as np
 
+from reference import rules as R
 from reference.arch import AtKind
+from reference.coverage import result_rules
 from reference.fast import SpanModel, bulk_matches, bulk_patterns, span_model
 from reference.generate import Case
 from reference.memory import Memory
@@ -46,14 +48,16 @@ class FanoutDivergence:
 
 @dataclasses.dataclass
 class BulkVerdict:
-    """What judge_fanout accumulates: counts, the aggregated divergences
-    and the descriptor writes the permitted outcomes allow."""
+    """What judge_fanout accumulates: counts, the aggregated divergences,
+    the descriptor writes the permitted outcomes allow and the rules the
+    probes that ran reached (rules of a span model, probes of it)."""
 
     passed: int = 0
     diverged: int = 0
     not_run: int = 0
     divergences: list[FanoutDivergence] = dataclasses.field(default_factory=list)
     writes: list[DescriptorWrite] = dataclasses.field(default_factory=list)
+    rules: list[tuple[frozenset[R.RuleId], int]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +157,8 @@ def _judge_rows(table: _Table, rows: np.ndarray, at_kind: AtKind, model: SpanMod
             # UNPREDICTABLE on this core (ARMv7): every observation passes.
             ok = np.ones(len(rows), dtype=bool)
         verdict.writes.extend(w for o in model.result.outcomes for w in o.writes)
+        # Every IPA of a span meets the same descriptors and checks (reference.fast).
+        verdict.rules.append((result_rules(arch, model.result), int(np.count_nonzero(ran))))
     else:
         results = [walk(cpu, case.config, table.memory, int(ipa), at_kind)
                    for ipa in ipas.tolist()]
@@ -161,6 +167,7 @@ def _judge_rows(table: _Table, rows: np.ndarray, at_kind: AtKind, model: SpanMod
                        for res, ipa, r in zip(results, ipas.tolist(), rows.tolist())],
                       dtype=bool)
         verdict.writes.extend(w for res in results for o in res.outcomes for w in o.writes)
+        verdict.rules.extend((result_rules(arch, res), 1) for res, r in zip(results, ran) if r)
     verdict.passed += int(np.count_nonzero(ok & ran))
     bad = np.nonzero(~ok & ran)[0]
     if not bad.size:

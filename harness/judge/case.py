@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from reference.access_case import AccessCase
 from reference.arch import AtKind
+from reference.coverage import count_rules, result_rules
 from reference.generate import Case
 from reference.generate_s1 import S1Case
 from reference.outcome import WalkResult
@@ -73,7 +74,7 @@ def judge_batch(batch: Batch, cases: Sequence[RunCase], result: BatchResult) -> 
             vttbr=f"{case.config.vttbr:#x}", valid=spec.entry.valid, kvm=spec.entry.kvm,
             batch=batch.number, status=case_status(result.status, image.completed, counts),
             probes=counts.probes, passed=counts.passed, diverged=counts.diverged,
-            not_run=counts.not_run))
+            not_run=counts.not_run, rules=counts.rules))
         records += [DivergenceRecord.of(d, key=case.key, entry=spec.entry.name,
                                         group=spec.entry.group, batch=batch.number,
                                         qemu_version=result.qemu_version,
@@ -96,15 +97,19 @@ def judge_any_case(case: RunCase, image: ImageResult) -> tuple[CaseCounts, list[
 def judge_case(case: Case, image: ImageResult) -> tuple[CaseCounts, list[Divergence]]:
     """Counts and divergences (without run context) for one case's
     observations: the named probes one by one with the readable walker,
-    the fan-out probes in bulk."""
+    the fan-out probes in bulk.  The counts carry the rules every probe
+    that ran reached (reference.coverage), whatever its verdict."""
     permitted = case.permitted()
     arch = case.cpu.arch
     named = len(case.probes)
     passed = diverged = not_run = 0
     divergences: list[Divergence] = []
+    reached = []
     for i, (probe, res) in enumerate(zip(case.probes, permitted)):
         obs = row_observation(image.records[i])
         verdict = judge_probe(arch, res, probe.ipa, obs, case.cpu.arch_version)
+        if verdict.status is not ProbeStatus.NOT_RUN:
+            reached.append((result_rules(arch, res), 1))
         if verdict.status.passed:
             passed += 1
         elif verdict.status is ProbeStatus.NOT_RUN:
@@ -128,7 +133,8 @@ def judge_case(case: Case, image: ImageResult) -> tuple[CaseCounts, list[Diverge
                                    permitted_writes(permitted) + bulk.writes):
             diverged += 1
             divergences.append(_memory_divergence(case, permitted, change))
-    return CaseCounts(named + len(case.fanout), passed, diverged, not_run), divergences
+    rules = tuple(count_rules(reached + bulk.rules).items())
+    return CaseCounts(named + len(case.fanout), passed, diverged, not_run, rules=rules), divergences
 
 
 def case_status(batch_status: BatchStatus, completed: bool, counts: CaseCounts) -> CaseStatus:

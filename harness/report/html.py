@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..coverage import html_tables
 from ..records import DivergenceRecord
 from .load import RunData
 from .rootcause import CauseKind, RootCause, root_causes
@@ -449,8 +450,21 @@ def render_html(run: RunData, report_dir: Path | str = ".",
     if len(ordered) > len(shown):
         parts.append(f"<p>{len(ordered) - len(shown):,} more divergence record(s) not shown; "
                      "all are in results.jsonl.</p>")
+    parts += _coverage_html(run)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _coverage_html(run: RunData) -> list[str]:
+    """The rule-coverage section (harness.coverage gives the tables; none
+    for results written before rule coverage)."""
+    out = []
+    for t in html_tables(run.cases):
+        head = "".join(f"<th>{_e(h)}</th>" for h in t.headers)
+        rows = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in t.rows)
+        out += [f"<h2>{_e(t.title)}</h2>", f"<p>{_e(t.summary)}</p>",
+                f"<table><tr>{head}</tr>{rows}</table>"]
+    return out
 
 
 def write_html(run: RunData, path: Path | str, max_divergences: int = MAX_HTML_DIVERGENCES) -> Path:
