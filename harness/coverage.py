@@ -32,12 +32,13 @@ from reference.cpus import CPUS, CpuModel
 
 from .records import CaseRecord
 
-# The probe kinds the matrix's cases make (stage-2 AT with stage 1 off).
+# The probe kinds whose rules this table counts (stage-2 AT with stage 1
+# off; the access and stage-1 cases of the nightly do not record rules yet).
 MATRIX_PROBES = frozenset({R.Probe.S2_AT})
 
-_S2PIE = ("no CPU model of the matrix implements FEAT_S2PIE: the 'max' model is QEMU 7.2's "
-          "(ID_AA64MMFR3_EL1 = 0); QEMU 10.1's max has it, follow it with "
-          "CpuModel.from_id_registers")
+_S2PIE = ("no named CPU model implements FEAT_S2PIE; only a QEMU whose max has it (10.1 and "
+          "later: ID_AA64MMFR3_EL1.S2PIE, read by harness.qemu.models) runs the s2pie entries "
+          "that reach these rules")
 
 # Rules of the stage-2 AT probes that no case of the default nightly
 # matrix can reach, and why.  Every other rule of those probes must be
@@ -51,7 +52,7 @@ def unreachable_reason(rule: R.RuleId) -> str | None:
     """Why ``rule`` cannot be reached by the default matrix, or None."""
     if not rule.probes & MATRIX_PROBES:
         kinds = " or ".join(sorted(p.value for p in rule.probes))
-        return f"needs {kinds} probes, which the matrix's cases do not make"
+        return f"needs {kinds} probes, whose cases record no rules yet"
     return UNREACHABLE.get(rule.key)
 
 
