@@ -32,6 +32,7 @@ on large seeded samples of every configuration family.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -162,17 +163,58 @@ def bulk_patterns(arch: Arch, model: SpanModel, arch_version: int) -> BulkPatter
                         as_u64(masks))
 
 
+@dataclasses.dataclass(frozen=True)
+class PatternTable:
+    """The BulkPatterns of several span models side by side, so that the
+    probes of all of them are compared in one vectorised pass: column m
+    holds model m's outcomes (row k its k-th), padded with slots that
+    match nothing (neither ``par`` nor ``exception``)."""
+
+    par: np.ndarray         # (K, M) bool: slot k of model m is a PAR pattern
+    exception: np.ndarray   # (K, M) bool: ... an exception pattern
+    value: np.ndarray       # (K, M) uint64, as BulkPatterns
+    care: np.ndarray
+    delta: np.ndarray
+    pa_mask: np.ndarray
+
+
+def pattern_table(patterns: Sequence[BulkPatterns]) -> PatternTable:
+    k = max((len(p.report) for p in patterns), default=0)
+    shape = (k, len(patterns))
+    par, exception = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
+    words = [np.zeros(shape, dtype=np.uint64) for _ in range(4)]
+    for m, p in enumerate(patterns):
+        n = len(p.report)
+        par[:n, m] = [r is Report.PAR for r in p.report]
+        exception[:n, m] = ~par[:n, m]
+        for dst, src in zip(words, (p.value, p.care, p.delta, p.pa_mask)):
+            dst[:n, m] = src
+    return PatternTable(par, exception, *words)
+
+
+def table_matches(table: PatternTable, which: np.ndarray, ipas: np.ndarray,
+                  is_par: np.ndarray, is_exception: np.ndarray, par: np.ndarray,
+                  esr: np.ndarray, far: np.ndarray) -> np.ndarray:
+    """Boolean array: which observations (PAR or exception registers, as
+    uint64 arrays) match at least one outcome of their span model
+    (``which``: each observation's column of ``table``).  An observation
+    matches a PAR outcome when (par & care) == value | ((ipa + delta) &
+    pa_mask), an exception outcome when (esr & care) == value and FAR is
+    the IPA."""
+    ok = np.zeros(ipas.shape, dtype=bool)
+    for k in range(table.par.shape[0]):
+        value = table.value[k][which]
+        care = table.care[k][which]
+        want = value | ((ipas + table.delta[k][which]) & table.pa_mask[k][which])
+        ok |= is_par & table.par[k][which] & ((par & care) == want)
+        ok |= is_exception & table.exception[k][which] & ((esr & care) == value) & (far == ipas)
+    return ok
+
+
 def bulk_matches(patterns: BulkPatterns, ipas: np.ndarray, is_par: np.ndarray,
                  is_exception: np.ndarray, par: np.ndarray, esr: np.ndarray,
                  far: np.ndarray) -> np.ndarray:
     """Boolean array: which observations (PAR or exception registers, as
     uint64 arrays) match at least one outcome of the span."""
-    ok = np.zeros(ipas.shape, dtype=bool)
-    for i, report in enumerate(patterns.report):
-        care = patterns.care[i]
-        if report is Report.PAR:
-            want = patterns.value[i] | ((ipas + patterns.delta[i]) & patterns.pa_mask[i])
-            ok |= is_par & ((par & care) == want)
-        else:
-            ok |= is_exception & ((esr & care) == patterns.value[i]) & (far == ipas)
-    return ok
+    return table_matches(pattern_table([patterns]), np.zeros(ipas.shape, dtype=np.intp), ipas,
+                         is_par, is_exception, par, esr, far)
