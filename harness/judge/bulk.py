@@ -14,14 +14,7 @@ import dataclasses
 import numpy as np
 
 from reference.arch import AtKind
-from reference.fast import (
-    BulkPatterns,
-    SpanModel,
-    bulk_patterns,
-    pattern_table,
-    span_model,
-    table_matches,
-)
+from reference.fast import SpanModel, model_table, span_model, table_matches
 from reference.generate import Case
 from reference.memory import Memory
 from reference.outcome import DescriptorWrite, WalkResult
@@ -173,8 +166,7 @@ def judge_fanout(case: Case, records: np.ndarray) -> BulkVerdict:
     # Every modelled row in one comparison (a part without a model gets a
     # column of no outcomes: its rows are walked below).
     modelled = [m for _, m in parts]
-    columns = pattern_table([bulk_patterns(arch, m, case.cpu.arch_version) if m is not None
-                             else _NO_PATTERNS for m in modelled])
+    columns = model_table(arch, modelled, case.cpu.arch_version)
     which = np.where(covered, part_of, 0)
     ok = table_matches(columns, which, fan.ipa, table.is_par, table.is_exc, table.par,
                        table.esr, table.far) if parts else np.zeros(len(fan), dtype=bool)
@@ -205,10 +197,6 @@ def judge_fanout(case: Case, records: np.ndarray) -> BulkVerdict:
         _aggregate(table, rows, np.nonzero(bad_all[rows])[0], at_kind, model,
                    results.get(p, []), verdict)
     return verdict
-
-
-# The patterns of a part without a model: no outcome, so nothing matches.
-_NO_PATTERNS = BulkPatterns((), *(np.zeros(0, dtype=np.uint64) for _ in range(4)))
 
 
 def _walk_rows(table: _Table, rows: np.ndarray, at_kind: AtKind
