@@ -75,7 +75,7 @@ class BenchResult:
     notes: list = dataclasses.field(default_factory=list)
     # Seconds per stage summed over the end-to-end run's batches (worker
     # side: generate, images, pack, qemu, unpack, boot, run, judge,
-    # records; see harness.workers), wall time.
+    # records; see harness.costs), wall time.
     profile: dict = dataclasses.field(default_factory=dict)
     # CPU seconds per stage over the same batches: the workers' own per
     # stage, and "qemu", QEMU's processes.  On a machine shared with other
@@ -236,7 +236,7 @@ def measure_e2e(entries: list[MatrixEntry], jobs: int, cases: int, fanout: int, 
     """(probes/s, images/s, probes, images, seconds) of a real run (no
     baseline matching cost omitted: the default baseline is used);
     ``profile`` gets the seconds per stage summed over the batches,
-    ``profile_cpu`` the CPU seconds (harness.workers._Stopwatch)."""
+    ``profile_cpu`` the CPU seconds (harness.costs.Stopwatch)."""
     profile_cpu = {} if profile_cpu is None else profile_cpu
     shutil.rmtree(out, ignore_errors=True)
     opts = RunOptions(out=out, seed=1, cases_per_entry=cases, jobs=jobs,
