@@ -75,8 +75,12 @@ class BenchResult:
     notes: list = dataclasses.field(default_factory=list)
     # Seconds per stage summed over the end-to-end run's batches (worker
     # side: generate, images, pack, qemu, unpack, boot, run, judge,
-    # records; see harness.workers), and the parent's (plan, write).
+    # records; see harness.costs), wall time.
     profile: dict = dataclasses.field(default_factory=dict)
+    # CPU seconds per stage over the same batches: the workers' own per
+    # stage, and "qemu", QEMU's processes.  On a machine shared with other
+    # work these hold still where wall times do not.
+    profile_cpu: dict = dataclasses.field(default_factory=dict)
 
     @property
     def ratio_raw(self) -> float:
@@ -92,10 +96,22 @@ class BenchResult:
     def scaling(self) -> float:
         return self.scaling_measured
 
+    @property
+    def host_cpu_per_probe(self) -> float:
+        """Microseconds of worker CPU per end-to-end probe (all but QEMU)."""
+        host = sum(v for k, v in self.profile_cpu.items() if k != "qemu")
+        return host / self.e2e_probes * 1e6 if self.e2e_probes else 0.0
+
+    @property
+    def qemu_cpu_per_probe(self) -> float:
+        """Microseconds of QEMU CPU per end-to-end probe (boots included)."""
+        return self.profile_cpu.get("qemu", 0.0) / self.e2e_probes * 1e6 if self.e2e_probes else 0.0
+
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d.update(ratio_e2e_over_raw=self.ratio_raw, ratio_e2e_over_naive=self.ratio_naive,
-                 jobs_scaling=self.scaling)
+                 jobs_scaling=self.scaling, host_cpu_us_per_probe=self.host_cpu_per_probe,
+                 qemu_cpu_us_per_probe=self.qemu_cpu_per_probe)
         return d
 
 
@@ -214,11 +230,14 @@ def _sample(entries: list[MatrixEntry], k: int) -> list[MatrixEntry]:
 
 def measure_e2e(entries: list[MatrixEntry], jobs: int, cases: int, fanout: int, out: Path,
                 profile: dict | None = None,
-                log: Callable[[str], None] = lambda _: None
+                log: Callable[[str], None] = lambda _: None,
+                profile_cpu: dict | None = None,
                 ) -> tuple[float, float, int, int, float]:
     """(probes/s, images/s, probes, images, seconds) of a real run (no
     baseline matching cost omitted: the default baseline is used);
-    ``profile`` gets the seconds per stage summed over the batches."""
+    ``profile`` gets the seconds per stage summed over the batches,
+    ``profile_cpu`` the CPU seconds (harness.costs.Stopwatch)."""
+    profile_cpu = {} if profile_cpu is None else profile_cpu
     shutil.rmtree(out, ignore_errors=True)
     opts = RunOptions(out=out, seed=1, cases_per_entry=cases, jobs=jobs,
                       baseline=default_baseline(), fanout=fanout, profile=True)
@@ -238,7 +257,9 @@ def measure_e2e(entries: list[MatrixEntry], jobs: int, cases: int, fanout: int, 
             images += 1
         elif isinstance(rec, BatchRecord) and rec.profile and profile is not None:
             for stage, spent in rec.profile:
-                profile[stage] = profile.get(stage, 0.0) + spent
+                into, name = ((profile_cpu, stage[len("cpu."):]) if stage.startswith("cpu.")
+                              else (profile, stage))
+                into[name] = into.get(name, 0.0) + spent
     if outcome.batch_status.get(BatchStatus.COMPLETED, 0) != outcome.batch_status.total():
         raise RuntimeError(f"bench run had failed batches: {dict(outcome.batch_status)}")
     return probes / seconds, images / seconds, probes, images, seconds
@@ -284,7 +305,7 @@ def run_bench(jobs: int, fanout: int, sample: int = 6, cases: int = 2,
         step(f"(b) end to end, {len(entries)} entries x {cases} cases, --jobs {jobs}")
         (res.e2e_probes_per_s, res.e2e_images_per_s, res.e2e_probes, res.e2e_images,
          res.e2e_seconds) = measure_e2e(entries, jobs, cases, fanout, Path(tmp) / "n",
-                                        res.profile, step)
+                                        res.profile, step, res.profile_cpu)
         if jobs > 1:
             # Scaling: the same work on one worker.
             step("(b) end to end again, --jobs 1 (scaling)")
@@ -326,6 +347,12 @@ def render(res: BenchResult) -> str:
         rows.append(("(b) where the worker time goes", f"{total:.1f} s in all"))
         rows += [(f"    {stage}", f"{spent:6.2f} s  {spent / total:4.0%}")
                  for stage, spent in sorted(res.profile.items(), key=lambda kv: -kv[1])]
+    total_cpu = sum(res.profile_cpu.values())
+    if total_cpu:
+        rows.append(("(b) CPU per probe: host / QEMU",
+                     f"{res.host_cpu_per_probe:.3f} / {res.qemu_cpu_per_probe:.3f} us"))
+        rows += [(f"    {stage} (CPU)", f"{spent:6.2f} s  {spent / total_cpu:4.0%}")
+                 for stage, spent in sorted(res.profile_cpu.items(), key=lambda kv: -kv[1])]
     width = max(len(a) for a, _ in rows)
     lines = [f"s2diff bench (fan-out {res.fanout} probes per placed entry)"]
     lines += [f"  {a.ljust(width)}  {b}" for a, b in rows]

@@ -31,8 +31,9 @@ import numpy as np
 from reference.access_case import AccessCase
 from reference.generate import Case
 
-from .baseline import EMPTY, apply_baseline, load_baseline
+from .baseline import EMPTY, Baseline, apply_baseline, load_baseline
 from .casefile import divergence_case, save_case
+from .costs import Stopwatch, keep_freed_memory
 from .errors import InfrastructureError, QemuError, UsageError
 from .findings import (
     Where,
@@ -135,7 +136,7 @@ def _execute_batch(task: Task, cfg: WorkerConfig) -> list[Record]:
     machine = cfg.machine
     qemu = machine.qemu_path(label, batch.arch)
     stub = Path(machine.stubs[arch])
-    clock = _Stopwatch()
+    clock = Stopwatch()
     cases = generate_batch(batch, cfg.seed, machine.arena[arch], machine.memory_map(batch.arch),
                            cfg.fanout, el1=el1_window(read_stub(stub)))
     clock.lap("generate")
@@ -164,7 +165,7 @@ def _execute_batch(task: Task, cfg: WorkerConfig) -> list[Record]:
     records = [_labelled(r, label) for r in judge_batch(batch, cases, result)]
     clock.lap("judge")
     records = _with_crash_counts(records, cases, run)
-    baseline = load_baseline(cfg.baseline) if cfg.baseline else EMPTY
+    baseline = _baseline(cfg.baseline) if cfg.baseline else EMPTY
     records = apply_baseline(baseline, records)
     crashes = [crash_record(batch, label, cases, result, ev, keys_of.get(id(ev), ""),
                             int(run.held[ev.image].sum())) for ev in run.crashes]
@@ -190,23 +191,21 @@ def _execute_batch(task: Task, cfg: WorkerConfig) -> list[Record]:
     return records + list(crashes)
 
 
-class _Stopwatch:
-    """Seconds per stage of a batch in a worker (`s2diff bench`'s profile):
-    each ``lap`` charges the time since the last one to a stage, or to the
-    parts ``inner`` names (the rest of it to the stage itself)."""
+_BASELINES: dict[tuple[str, int, int], Baseline] = {}
 
-    def __init__(self) -> None:
-        self.stages: dict[str, float] = {}
-        self._last = time.monotonic()
 
-    def lap(self, stage: str, inner: dict[str, float] | None = None) -> None:
-        now = time.monotonic()
-        spent = now - self._last
-        self._last = now
-        for name, seconds in (inner or {}).items():
-            self.stages[name] = self.stages.get(name, 0.0) + seconds
-            spent -= seconds
-        self.stages[stage] = self.stages.get(stage, 0.0) + max(spent, 0.0)
+def _baseline(path: str) -> Baseline:
+    """The baseline file, parsed once per worker process while it is
+    unchanged (parsing it costs ~6 ms, a batch's judging ~50 ms)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return load_baseline(path)      # its own error for a missing file
+    key = (path, st.st_mtime_ns, st.st_size)
+    if key not in _BASELINES:
+        _BASELINES.clear()
+        _BASELINES[key] = load_baseline(path)
+    return _BASELINES[key]
 
 
 def _probe_key(case: RunCase, row: int) -> str:
@@ -383,6 +382,7 @@ def run_batches(tasks: Iterable[Task], cfg: WorkerConfig, jobs: int,
     done = 0
     queue = iter(tasks)
     if jobs <= 1:
+        keep_freed_memory()
         for task in queue:
             if deadline is not None and time.monotonic() > deadline:
                 break
@@ -433,6 +433,7 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
     set_parent_death_signal(signal.SIGTERM)
+    keep_freed_memory()
 
 
 # Whether this worker process is inside execute_batch (_execute_in_worker),

@@ -32,6 +32,8 @@ on large seeded samples of every configuration family.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -143,23 +145,108 @@ class BulkPatterns:
     pa_mask: np.ndarray
 
 
-def bulk_patterns(arch: Arch, model: SpanModel, arch_version: int) -> BulkPatterns:
-    reports, values, cares, deltas, masks = [], [], [], [], []
+# predict() of an outcome depends on its result alone (and the IPA, which
+# only goes to the FAR a bulk comparison checks itself): spans of a case
+# share a few results, so their patterns are computed once.
+_PREDICTIONS: dict[tuple[Arch, Any, int], tuple[Report, int, int]] = {}
+
+
+def _outcome_patterns(arch: Arch, model: SpanModel, arch_version: int
+                      ) -> list[tuple[Report, int, int, int, int]]:
+    """(report, value, care, delta, pa_mask) of each outcome of ``model``."""
+    out = []
     hi, lo = pa_bits(arch)
     for o, delta in zip(model.result.outcomes, model.deltas):
-        pred = predict(arch, o, model.base, arch_version)
-        value, pa_mask = pred.pattern.value, 0
+        result = o.result
+        if delta is not None and isinstance(result, Translation):
+            # Only the PAR's PA field depends on the PA, and pa_mask below
+            # takes that field out of the pattern: one entry for them all.
+            result = dataclasses.replace(result, pa=0)
+        key = (arch, result, arch_version)
+        if key not in _PREDICTIONS:
+            if len(_PREDICTIONS) > 4096:
+                _PREDICTIONS.clear()
+            pred = predict(arch, dataclasses.replace(o, result=result), model.base, arch_version)
+            _PREDICTIONS[key] = (pred.report, pred.pattern.value, pred.pattern.care)
+        report, value, care = _PREDICTIONS[key]
+        pa_mask = 0
         if delta is not None:
             pa_mask = mask(hi, lo)
             value &= ~pa_mask
-        reports.append(pred.report)
-        values.append(value)
-        cares.append(pred.pattern.care)
-        deltas.append(delta or 0)
-        masks.append(pa_mask)
-    as_u64 = lambda xs: np.array(xs, dtype=np.uint64)  # noqa: E731
-    return BulkPatterns(tuple(reports), as_u64(values), as_u64(cares), as_u64(deltas),
-                        as_u64(masks))
+        out.append((report, value, care, delta or 0, pa_mask))
+    return out
+
+
+def bulk_patterns(arch: Arch, model: SpanModel, arch_version: int) -> BulkPatterns:
+    rows = _outcome_patterns(arch, model, arch_version)
+    as_u64 = lambda i: np.array([r[i] for r in rows], dtype=np.uint64)  # noqa: E731
+    return BulkPatterns(tuple(r[0] for r in rows), as_u64(1), as_u64(2), as_u64(3), as_u64(4))
+
+
+@dataclasses.dataclass(frozen=True)
+class PatternTable:
+    """The BulkPatterns of several span models side by side, so that the
+    probes of all of them are compared in one vectorised pass: column m
+    holds model m's outcomes (row k its k-th), padded with slots that
+    match nothing (neither ``par`` nor ``exception``)."""
+
+    par: np.ndarray         # (K, M) bool: slot k of model m is a PAR pattern
+    exception: np.ndarray   # (K, M) bool: ... an exception pattern
+    value: np.ndarray       # (K, M) uint64, as BulkPatterns
+    care: np.ndarray
+    delta: np.ndarray
+    pa_mask: np.ndarray
+
+
+def pattern_table(patterns: Sequence[BulkPatterns]) -> PatternTable:
+    k = max((len(p.report) for p in patterns), default=0)
+    shape = (k, len(patterns))
+    par, exception = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
+    words = [np.zeros(shape, dtype=np.uint64) for _ in range(4)]
+    for m, p in enumerate(patterns):
+        n = len(p.report)
+        par[:n, m] = [r is Report.PAR for r in p.report]
+        exception[:n, m] = ~par[:n, m]
+        for dst, src in zip(words, (p.value, p.care, p.delta, p.pa_mask)):
+            dst[:n, m] = src
+    return PatternTable(par, exception, *words)
+
+
+def model_table(arch: Arch, models: Sequence[SpanModel | None],
+                arch_version: int) -> PatternTable:
+    """pattern_table of the models' bulk_patterns (a model None: a column
+    of no outcomes), built from Python lists at once: a case has a hundred
+    or more models, each a handful of numbers."""
+    rows = [_outcome_patterns(arch, m, arch_version) if m is not None else [] for m in models]
+    k = max((len(r) for r in rows), default=0)
+    none = (None, 0, 0, 0, 0)
+    slots = [[r[i] if i < len(r) else none for r in rows] for i in range(k)]
+    field = lambda i: np.array([[s[i] for s in slot] for slot in slots],  # noqa: E731
+                               dtype=np.uint64).reshape(k, len(rows))
+    par = np.array([[s[0] is Report.PAR for s in slot] for slot in slots],
+                   dtype=bool).reshape(k, len(rows))
+    exception = np.array([[s[0] is not None and s[0] is not Report.PAR for s in slot]
+                          for slot in slots], dtype=bool).reshape(k, len(rows))
+    return PatternTable(par, exception, field(1), field(2), field(3), field(4))
+
+
+def table_matches(table: PatternTable, which: np.ndarray, ipas: np.ndarray,
+                  is_par: np.ndarray, is_exception: np.ndarray, par: np.ndarray,
+                  esr: np.ndarray, far: np.ndarray) -> np.ndarray:
+    """Boolean array: which observations (PAR or exception registers, as
+    uint64 arrays) match at least one outcome of their span model
+    (``which``: each observation's column of ``table``).  An observation
+    matches a PAR outcome when (par & care) == value | ((ipa + delta) &
+    pa_mask), an exception outcome when (esr & care) == value and FAR is
+    the IPA."""
+    ok = np.zeros(ipas.shape, dtype=bool)
+    for k in range(table.par.shape[0]):
+        value = table.value[k][which]
+        care = table.care[k][which]
+        want = value | ((ipas + table.delta[k][which]) & table.pa_mask[k][which])
+        ok |= is_par & table.par[k][which] & ((par & care) == want)
+        ok |= is_exception & table.exception[k][which] & ((esr & care) == value) & (far == ipas)
+    return ok
 
 
 def bulk_matches(patterns: BulkPatterns, ipas: np.ndarray, is_par: np.ndarray,
@@ -167,12 +254,5 @@ def bulk_matches(patterns: BulkPatterns, ipas: np.ndarray, is_par: np.ndarray,
                  far: np.ndarray) -> np.ndarray:
     """Boolean array: which observations (PAR or exception registers, as
     uint64 arrays) match at least one outcome of the span."""
-    ok = np.zeros(ipas.shape, dtype=bool)
-    for i, report in enumerate(patterns.report):
-        care = patterns.care[i]
-        if report is Report.PAR:
-            want = patterns.value[i] | ((ipas + patterns.delta[i]) & patterns.pa_mask[i])
-            ok |= is_par & ((par & care) == want)
-        else:
-            ok |= is_exception & ((esr & care) == patterns.value[i]) & (far == ipas)
-    return ok
+    return table_matches(pattern_table([patterns]), np.zeros(ipas.shape, dtype=np.intp), ipas,
+                         is_par, is_exception, par, esr, far)

@@ -607,9 +607,10 @@ def fan_out(pl: _Planner, count: int) -> FanOut:
     bases = np.array([b for b, _ in spans], dtype=np.uint64)
     sizes = np.array([1 << bits for _, bits in spans], dtype=np.uint64)
     span = np.repeat(np.arange(len(spans), dtype=np.int32), count)
-    # Offsets uniform in [0, size): 64 random bits reduced modulo the size.
+    # Offsets uniform in [0, size): 64 random bits reduced modulo the size
+    # (a power of two: the low bits, without numpy's slow 64-bit division).
     offsets = gen.integers(0, 1 << 63, size=len(span), dtype=np.uint64, endpoint=False)
-    ipa = bases[span] + offsets % sizes[span]
+    ipa = bases[span] + (offsets & (sizes - np.uint64(1))[span])
     # Each span is probed with one read and one write AT kind, its EL (0 or
     # 1) drawn per span: every kind is covered across spans, and a span
     # needs two models rather than four.

@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("harness.judge",),
     ("harness.single",),
     ("harness.debug", "harness.findings", "harness.resume"),
-    ("harness.workers",),
+    ("harness.workers", "harness.costs"),
     ("harness.run",),
     ("harness.bench",),
     ("harness.cli",),

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.qemu
 RATES = ("raw_at_per_s", "raw_access_per_s", "e2e_access_per_s", "raw_images_per_s", "boot_s", "e2e_probes_per_s", "e2e_images_per_s",
          "e2e_seconds", "e2e1_probes_per_s", "naive_probes_per_s", "peak_harness_mib",
          "peak_qemu_mib", "scaling_measured", "ratio_e2e_over_raw", "ratio_e2e_over_naive",
-         "jobs_scaling")
+         "jobs_scaling", "host_cpu_us_per_probe", "qemu_cpu_us_per_probe")
 
 
 def test_bench_small_prints_every_figure_as_json():
@@ -28,7 +28,7 @@ def test_bench_small_prints_every_figure_as_json():
     assert code == 0
     figures = json.loads(out.getvalue())
     assert set(figures) == set(RATES) | {"e2e_probes", "e2e_images", "jobs", "fanout", "notes",
-                                         "profile"}
+                                         "profile", "profile_cpu"}
     assert all(isinstance(figures[k], float) and figures[k] >= 0 for k in RATES)
     assert (figures["jobs"], figures["fanout"]) == (2, 16)
     # Every sampled entry ran one case; each case has its named probes and
@@ -40,6 +40,13 @@ def test_bench_small_prints_every_figure_as_json():
     stages = {"generate", "images", "pack", "qemu", "unpack", "boot", "run", "judge", "records"}
     assert set(figures["profile"]) == stages
     assert all(figures["profile"][s] >= 0 for s in stages) and figures["profile"]["qemu"] > 0
+    # The same in CPU seconds: the worker's own per stage (pack, unpack and
+    # boot are inside "run": only wall time splits them out of QEMU's), and
+    # QEMU's processes, which did run.
+    cpu_stages = {"generate", "images", "run", "judge", "records", "qemu"}
+    assert set(figures["profile_cpu"]) == cpu_stages
+    assert all(figures["profile_cpu"][s] >= 0 for s in cpu_stages)
+    assert figures["profile_cpu"]["qemu"] > 0 and figures["qemu_cpu_us_per_probe"] > 0
 
 
 def test_bench_refuses_bad_options_in_one_line(capsys):

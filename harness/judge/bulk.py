@@ -16,7 +16,7 @@ import numpy as np
 from reference import rules as R
 from reference.arch import AtKind
 from reference.coverage import result_rules
-from reference.fast import SpanModel, bulk_matches, bulk_patterns, span_model
+from reference.fast import SpanModel, model_table, span_model, table_matches
 from reference.generate import Case
 from reference.memory import Memory
 from reference.outcome import DescriptorWrite, WalkResult
@@ -114,65 +114,126 @@ def _label_keys(kinds: np.ndarray, par: np.ndarray, esr: np.ndarray) -> np.ndarr
 def judge_fanout(case: Case, records: np.ndarray) -> BulkVerdict:
     """Judge the fan-out rows (``records``: one results row per fan-out
     probe, in FanOut order); divergences are aggregated by observed label
-    (harness.vocabulary)."""
+    (harness.vocabulary).
+
+    Every (span, AT kind) group gets its span models first (a *part* per
+    model: the group's rows inside the model's span); then the rows of all
+    modelled parts are compared in one vectorised pass (a Python loop per
+    group of a couple of thousand probes cost more than QEMU running them).
+    Parts are then visited in order only for what needs Python: walking
+    the rows of an unmodelled part, and aggregating divergences."""
     verdict = BulkVerdict()
     fan = case.fanout
     if not len(fan):
         return verdict
     table = _Table.of(case, records)
+    arch = case.cpu.arch
     verdict.not_run = int(np.count_nonzero(table.kinds == ObsKind.NOT_RUN.value))
-    group_key = fan.span.astype(np.int64) * len(AtKind) + fan.at.astype(np.int64)
-    order = np.argsort(group_key, kind="stable")
-    keys, starts = np.unique(group_key[order], return_index=True)
-    bounds = list(starts[1:]) + [len(order)]
-    for key, lo, hi in zip(keys.tolist(), starts.tolist(), bounds):
+    # Groups by counting, not sorting: keys are small (4 per span), and a
+    # sort of a few 10^5 rows costs more than the comparison itself.
+    group_key = fan.span.astype(np.intp) * len(AtKind) + fan.at
+    counts = np.bincount(group_key)
+    keys = np.flatnonzero(counts)
+    rank = np.cumsum(counts > 0) - 1
+    group_of = rank[group_key]
+    # Each row's part (-1: outside every part, never judged), and the parts
+    # in the order the groups and their models come.
+    part_of = np.full(len(fan), -1, dtype=np.intp)
+    first_part = np.full(len(keys), -1, dtype=np.intp)
+    parts: list[tuple[AtKind, SpanModel | None]] = []
+    span_base = np.array([b for b, _ in fan.spans], dtype=np.uint64)
+    span_size = np.array([1 << bits for _, bits in fan.spans], dtype=np.uint64)
+    row_base = span_base[fan.span]
+    in_span = (fan.ipa >= row_base) & (fan.ipa - row_base < span_size[fan.span])
+    for g, (key, n) in enumerate(zip(keys.tolist(), counts[keys].tolist())):
         span_index, at = divmod(key, len(AtKind))
         at_kind = AtKind(at)
         base, bits = fan.spans[span_index]
-        group = order[lo:hi]
-        for sub_base, sub_bits, model in _models(case, table.memory, base, bits, at_kind,
-                                                 len(group)):
-            ipas_all = fan.ipa[group]
+        models = _models(case, table.memory, base, bits, at_kind, n)
+        if len(models) == 1 and models[0][:2] == (base, bits):
+            # The span itself: its rows are the group's rows inside it.
+            first_part[g] = len(parts)
+            parts.append((at_kind, models[0][2]))
+            continue
+        group = np.flatnonzero(group_of == g)
+        ipas_all = fan.ipa[group]
+        for sub_base, sub_bits, model in models:
             inside = (ipas_all >= np.uint64(sub_base)) & \
                      (ipas_all - np.uint64(sub_base) < np.uint64(1 << sub_bits))
-            rows = group[inside]
-            if rows.size:
-                _judge_rows(table, rows, at_kind, model, verdict)
+            if np.any(inside):
+                part_of[group[inside]] = len(parts)
+                parts.append((at_kind, model))
+    whole = in_span & (first_part[group_of] >= 0)
+    part_of[whole] = first_part[group_of[whole]]
+    covered = part_of >= 0
+    ran = table.kinds != ObsKind.NOT_RUN.value
+    # Every modelled row in one comparison (a part without a model gets a
+    # column of no outcomes: its rows are walked below).
+    modelled = [m for _, m in parts]
+    columns = model_table(arch, modelled, case.cpu.arch_version)
+    which = np.where(covered, part_of, 0)
+    ok = table_matches(columns, which, fan.ipa, table.is_par, table.is_exc, table.par,
+                       table.esr, table.far) if parts else np.zeros(len(fan), dtype=bool)
+    anything = np.array([m is not None and m.result.permits_anything for m in modelled] or
+                        [False], dtype=bool)
+    # UNPREDICTABLE on this core (ARMv7): every observation passes.
+    ok |= anything[which] & covered
+    # The rows of unmodelled parts are walked one by one.
+    results: dict[int, list[WalkResult]] = {}
+    for p, (at_kind, model) in enumerate(parts):
+        if model is None:
+            rows = np.nonzero(part_of == p)[0]
+            results[p], ok[rows] = _walk_rows(table, rows, at_kind)
+    size = np.bincount(part_of[covered], minlength=len(parts))
+    ran_size = np.bincount(part_of[covered & ran], minlength=len(parts))
+    for p, (_, model) in enumerate(parts):
+        if not size[p]:
+            continue
+        if model is not None:
+            verdict.writes.extend(w for o in model.result.outcomes for w in o.writes)
+            # Every IPA of a span meets the same descriptors and checks
+            # (reference.fast): the model's rules, once per probe that ran.
+            if ran_size[p]:
+                verdict.rules.append((result_rules(arch, model.result), int(ran_size[p])))
+        else:
+            verdict.writes.extend(w for res in results[p] for o in res.outcomes for w in o.writes)
+            part_ran = ran[np.nonzero(part_of == p)[0]]
+            verdict.rules.extend((result_rules(arch, res), 1)
+                                 for res, r in zip(results[p], part_ran.tolist()) if r)
+    verdict.passed = int(np.count_nonzero(ok & ran & covered))
+    bad_all = covered & ~ok & ran
+    verdict.diverged = int(np.count_nonzero(bad_all))
+    for p in np.unique(part_of[bad_all]).tolist():
+        rows = np.nonzero(part_of == p)[0]
+        at_kind, model = parts[p]
+        _aggregate(table, rows, np.nonzero(bad_all[rows])[0], at_kind, model,
+                   results.get(p, []), verdict)
     return verdict
 
 
-def _judge_rows(table: _Table, rows: np.ndarray, at_kind: AtKind, model: SpanModel | None,
-                verdict: BulkVerdict) -> None:
-    """Judge the fan-out ``rows`` of one (span, AT kind): against the span
-    ``model`` in one vectorised comparison, or walk by walk without one."""
+def _walk_rows(table: _Table, rows: np.ndarray, at_kind: AtKind
+               ) -> tuple[list[WalkResult], np.ndarray]:
+    """Walk the fan-out ``rows`` of a part the span model cannot vouch for,
+    probe by probe: each one's permitted outcomes and whether it passed."""
     case, records = table.case, table.records
-    arch, cpu = case.cpu.arch, case.cpu
+    cpu = case.cpu
     ipas = case.fanout.ipa[rows]
-    ran = table.kinds[rows] != ObsKind.NOT_RUN.value
-    results: list[WalkResult] = []
-    if model is not None:
-        ok = bulk_matches(bulk_patterns(arch, model, cpu.arch_version), ipas, table.is_par[rows],
-                          table.is_exc[rows], table.par[rows], table.esr[rows], table.far[rows])
-        if model.result.permits_anything:
-            # UNPREDICTABLE on this core (ARMv7): every observation passes.
-            ok = np.ones(len(rows), dtype=bool)
-        verdict.writes.extend(w for o in model.result.outcomes for w in o.writes)
-        # Every IPA of a span meets the same descriptors and checks (reference.fast).
-        verdict.rules.append((result_rules(arch, model.result), int(np.count_nonzero(ran))))
-    else:
-        results = [walk(cpu, case.config, table.memory, int(ipa), at_kind)
-                   for ipa in ipas.tolist()]
-        ok = np.array([judge_probe(arch, res, int(ipa), row_observation(records[r]),
-                                   cpu.arch_version).status.passed
-                       for res, ipa, r in zip(results, ipas.tolist(), rows.tolist())],
-                      dtype=bool)
-        verdict.writes.extend(w for res in results for o in res.outcomes for w in o.writes)
-        verdict.rules.extend((result_rules(arch, res), 1) for res, r in zip(results, ran) if r)
-    verdict.passed += int(np.count_nonzero(ok & ran))
-    bad = np.nonzero(~ok & ran)[0]
-    if not bad.size:
-        return
-    verdict.diverged += int(bad.size)
+    results = [walk(cpu, case.config, table.memory, int(ipa), at_kind) for ipa in ipas.tolist()]
+    ok = np.array([judge_probe(cpu.arch, res, int(ipa), row_observation(records[r]),
+                               cpu.arch_version).status.passed
+                   for res, ipa, r in zip(results, ipas.tolist(), rows.tolist())], dtype=bool)
+    return results, ok
+
+
+def _aggregate(table: _Table, rows: np.ndarray, bad: np.ndarray, at_kind: AtKind,
+               model: SpanModel | None, results: list[WalkResult],
+               verdict: BulkVerdict) -> None:
+    """The divergences of one part's ``rows`` (``bad``: positions in
+    ``rows`` that diverge), one per observed label: its first row, the
+    count and the first few IPAs."""
+    case, records = table.case, table.records
+    arch = case.cpu.arch
+    ipas = case.fanout.ipa[rows]
     # Aggregate by observed label: one representative row per label key.
     bad_rows = rows[bad]
     bad_keys = _label_keys(table.kinds[bad_rows], table.par[bad_rows], table.esr[bad_rows])
