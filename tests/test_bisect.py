@@ -130,6 +130,67 @@ def test_failing_configure_is_untestable(tmp_path, capsys):
     assert "BISECT: skip (exit 125)" in out
 
 
+# A configure that knows only some of s2diff's default options, as an old
+# tree's does: an option it does not know is an error, as in QEMU's.
+PICKY_CONFIGURE = """\
+#!/bin/sh
+for opt; do
+  case "$opt" in
+  --target-list=*) ;;
+  --disable-docs) ;;
+  --enable-docs) ;;
+  --disable-werror) ;;
+  *) echo "ERROR: unknown option $opt"; exit 1 ;;
+  esac
+done
+echo "ERROR: stop after the options"
+exit 1
+"""
+
+
+def test_default_configure_args(tmp_path, capsys):
+    """The DESIGN recipe's options are given by default, those the tree's
+    configure knows only, and one the user gives either way replaces its
+    default."""
+    src = tmp_path / "qemu"
+    src.mkdir()
+    (src / "configure").write_text(PICKY_CONFIGURE)
+    (src / "configure").chmod(0o755)
+    case = level0_case(tmp_path / "case.json")
+    assert main(["bisect", "--qemu-src", str(src), "--build-dir", str(tmp_path / "b1"),
+                 str(case)]) == UNTESTABLE
+    out = capsys.readouterr().out
+    assert "stop after the options" in out and "unknown option" not in out
+    assert ("configure --target-list=aarch64-softmmu,arm-softmmu --disable-docs "
+            "--disable-werror  (in") in out
+    assert main(["bisect", "--qemu-src", str(src), "--build-dir", str(tmp_path / "b2"),
+                 "--configure-arg=--enable-docs", str(case)]) == UNTESTABLE
+    out = capsys.readouterr().out
+    assert ("configure --target-list=aarch64-softmmu,arm-softmmu --disable-werror "
+            "--enable-docs  (in") in out
+
+
+@pytest.mark.parametrize("message", [
+    "ERROR: missing subprojects",                      # QEMU's configure, --disable-download
+    "tests/fp/meson.build:38:20: ERROR: Automatic wrap-based subproject downloading is "
+    "disabled",                                        # meson, --wrap-mode=nodownload
+])
+def test_missing_subprojects_abort(tmp_path, capsys, message):
+    """Missing meson subprojects are the machine's trouble, not the
+    commit's: every step would be untestable, so the bisection stops and
+    says what to do."""
+    src = tmp_path / "qemu"
+    src.mkdir()
+    (src / "configure").write_text(f"#!/bin/sh\necho '{message}'\nexit 1\n")
+    (src / "configure").chmod(0o755)
+    case = level0_case(tmp_path / "case.json")
+    assert main(["bisect", "--qemu-src", str(src), "--build-dir", str(tmp_path / "b"),
+                 str(case)]) == ABORT
+    err = capsys.readouterr().err
+    assert "meson subprojects are missing" in err and f"{src}/subprojects" in err
+    assert "aborting the bisection" in err
+
+
 def test_failing_build_is_untestable(tmp_path, capsys):
     """configure succeeds and writes a build.ninja whose build fails."""
     src = tmp_path / "qemu"

@@ -14,7 +14,7 @@ from reference.generate import Case
 
 from ..baseline import EMPTY, Baseline, default_baseline, load_baseline
 from ..casefile import load_any_case, load_case, load_case_data, save_case
-from ..debug.bisect import Abort, BisectOptions, BisectVerdict, bisect_step
+from ..debug.bisect import DEFAULT_CONFIGURE_ARGS, Abort, BisectOptions, BisectVerdict, bisect_step
 from ..debug.explain import explain_case
 from ..debug.isolate import (
     ReproVerdict,
@@ -274,7 +274,9 @@ def _bisect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--build-dir", type=Path, metavar="DIR",
                    help="build directory, kept between steps (default: QEMU-SRC/build-s2diff)")
     p.add_argument("--configure-arg", action="append", default=[], metavar="ARG",
-                   help="extra argument for QEMU's configure (repeatable)")
+                   help="extra argument for QEMU's configure (repeatable; write an option with "
+                        "'=': --configure-arg=--enable-debug; given either way, it replaces a "
+                        "default: " + " ".join(DEFAULT_CONFIGURE_ARGS) + ")")
     p.add_argument("--jobs", type=int, metavar="N", help="ninja -j N")
     p.add_argument("--timeout", type=positive, metavar="SECONDS", help="QEMU timeout per case")
     p.add_argument("--any-divergence", action="store_true",
