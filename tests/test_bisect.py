@@ -191,6 +191,15 @@ def test_missing_subprojects_abort(tmp_path, capsys, message):
     assert "aborting the bisection" in err
 
 
+def test_configure_arg_needs_equals(tmp_path, capsys):
+    """argparse takes `--configure-arg --enable-debug` for two options: the
+    bisection stops with a line that says how to write it."""
+    case = level0_case(tmp_path / "case.json")
+    assert main(["bisect", "--qemu-src", str(tmp_path), "--configure-arg", "--enable-debug",
+                 str(case)]) == ABORT
+    assert "needs '=': --configure-arg=--enable-debug" in capsys.readouterr().err
+
+
 def test_failing_build_is_untestable(tmp_path, capsys):
     """configure succeeds and writes a build.ninja whose build fails."""
     src = tmp_path / "qemu"

@@ -285,6 +285,9 @@ def _bisect_arguments(p: argparse.ArgumentParser) -> None:
     error = p.error
 
     def abort(message: str) -> NoReturn:
+        if "--configure-arg: expected one argument" in message:
+            # argparse takes `--configure-arg --enable-debug` for two options.
+            message += " (a value that starts with '-' needs '=': --configure-arg=--enable-debug)"
         try:
             error(message)
         except UsageError as exc:
