@@ -7,6 +7,7 @@ case whose reference model is the cortex-a57 (PAMax 44) with a 4K walk from
 level 0 (SL0 = 0b10, which needs PAMax >= 44) starts to diverge there."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -268,6 +269,43 @@ def test_qemu_cmd_printing_paths(tmp_path, capsys):
         assert "diverges as recorded: probe 37: expected translation L1, observed ok" in out
     else:
         assert code == GOOD
+
+
+ABORTING_QEMU = """\
+#!/bin/sh
+# Dies as a failed assertion does, before the guest runs.
+case "$1" in --version) echo "QEMU emulator version 9.1.50"; exit 0 ;; esac
+cat >&2 <<'END'
+qemu-system-aarch64: {where}: {what}
+END
+kill -ABRT $$
+"""
+RECORDED = "do_ats_write: Assertion `!res.cacheattrs.is_s2_format' failed."
+
+
+@pytest.mark.parametrize("where, what, code", [
+    # The same assertion, moved to another file and line: the recorded crash.
+    ("../target/arm/tcg/cpregs-at.c:77", RECORDED, BAD),
+    # Another assertion: another bug (or a broken commit), not the one bisected.
+    ("../accel/tcg/cputlb.c:1234", "probe_access_internal: Assertion `0' failed.", UNTESTABLE),
+])
+def test_a_crash_case_is_bad_only_for_the_recorded_assertion(tmp_path, capsys, where, what,
+                                                             code):
+    case = level0_case(tmp_path / "case.json")
+    data = json.loads(case.read_text())
+    data["expect"] = {"kind": "crash", "status": "crashed", "signal": 6,
+                      "console": f"qemu-system-aarch64: target/arm/helper.c:3508: {RECORDED}\n"}
+    case.write_text(json.dumps(data))
+    fake = tmp_path / "bin" / "qemu-system-aarch64"
+    fake.parent.mkdir()
+    fake.write_text(ABORTING_QEMU.format(where=where, what=what))
+    fake.chmod(0o755)
+    assert main(["bisect", "--qemu-cmd", str(fake), str(case)]) == code
+    out = capsys.readouterr().out
+    if code == BAD:
+        assert f"fails as recorded: crash: QEMU killed by signal 6 (SIGABRT): {RECORDED}" in out
+    else:
+        assert "fails differently" in out and "probe_access_internal" in out
 
 
 def test_command_failure_is_untestable(tmp_path, capsys):

@@ -46,6 +46,7 @@ from ..casefile import load_case_data
 from ..errors import QemuError, UsageError
 from ..judge.case import judge_case
 from ..qemu.launcher import qemu_version
+from ..qemu.signature import _ASSERTION, dying_line, normalise
 from ..single import run_case
 from .isolate import ReproVerdict, parse_expect, repro_crash
 
@@ -257,6 +258,19 @@ def qemu_from_command(command: str, cwd: Path,
 # Judging the cases
 # ---------------------------------------------------------------------------
 
+_SOURCE_PREFIX = re.compile(r"^\S+\.[ch]:N:\s*")
+
+
+def dying_words(console: str) -> str:
+    """The assertion or fatal error QEMU died with, normalised and without
+    its source file and line (they move between commits: do_ats_write's
+    assertion is in target/arm/helper.c in 9.2, tcg/cpregs-at.c in 10.2);
+    "" when the console has none (a bare signal proves nothing either way)."""
+    if not _ASSERTION.search(console):
+        return ""
+    return _SOURCE_PREFIX.sub("", normalise(dying_line(console)))
+
+
 def _recorded(data: dict) -> set[tuple]:
     out = set()
     for d in data.get("divergence") or []:
@@ -287,8 +301,18 @@ def judge_case_file(path: Path, binaries: dict[Arch, Path], *, timeout: float | 
     try:
         if expected is not None:
             rep = repro_crash(case, expected, qemu=binary, timeout=timeout)
+            exp = data.get("expect") or {}
+            recorded_words = dying_words(str(exp.get("console") or exp.get("diagnostic") or ""))
+            words = dying_words(rep.batch.console)
+            if rep.verdict is ReproVerdict.REPRODUCES and recorded_words != words and recorded_words:
+                # Another abort (another bug, or a broken commit) is not the
+                # one bisected: a signal alone would call it bad.
+                return CaseVerdict(path, UNTESTABLE, f"fails differently: {expected.describe()}"
+                                   f" with {words or 'no assertion'!r} (recorded: "
+                                   f"{recorded_words!r})")
             if rep.verdict is ReproVerdict.REPRODUCES:
-                return CaseVerdict(path, BAD, f"fails as recorded: {expected.describe()}")
+                return CaseVerdict(path, BAD, f"fails as recorded: {expected.describe()}"
+                                   + (f": {words}" if words else ""))
             if rep.verdict is ReproVerdict.COMPLETES:
                 return CaseVerdict(path, GOOD, f"completes (recorded: {expected.describe()})")
             observed = rep.observed.describe() if rep.observed else "completes"
