@@ -114,6 +114,34 @@ def test_git_bisect_run_names_the_commit(tmp_path):
     git(repo, "bisect", "reset")
 
 
+@pytest.mark.qemu
+def test_git_bisect_run_finds_the_fix(tmp_path):
+    """--find-fix: the same history read the other way, the cortex-a53
+    script first (the case diverges) and the real QEMU back in a later
+    commit: git's "first fixed commit" is that one."""
+    real = str(find_qemu(Arch.AARCH64))
+    case = level0_case(tmp_path / "case.json")
+    repo = tmp_path / "qemu-versions"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    shas = [commit(repo, "run the guest on a cortex-a53",
+                   {"qemu-system-aarch64": A53_SCRIPT.format(python=sys.executable, real=real)}),
+            commit(repo, "notes", {"NOTES": "one\n"}),
+            commit(repo, "launch script: the real QEMU",
+                   {"qemu-system-aarch64": REAL_SCRIPT.format(real=real)}),
+            commit(repo, "notes: more", {"NOTES": "one\ntwo\n"}),
+            commit(repo, "notes: last", {"NOTES": "one\ntwo\nthree\n"})]
+    git(repo, "bisect", "start", "--term-old=broken", "--term-new=fixed", shas[-1], shas[0])
+    proc = subprocess.run(["git", "bisect", "run", sys.executable, "-m", "harness.cli", "bisect",
+                           "--find-fix", "--qemu-cmd", "./qemu-system-aarch64", str(case)],
+                          cwd=repo, capture_output=True, text=True, env=env(), timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert f"{shas[2]} is the first fixed commit" in out
+    assert "bisect: BISECT: fixed (exit 1)" in out
+    git(repo, "bisect", "reset")
+
+
 def test_failing_configure_is_untestable(tmp_path, capsys):
     src = tmp_path / "qemu"
     src.mkdir()

@@ -281,6 +281,10 @@ def _bisect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=positive, metavar="SECONDS", help="QEMU timeout per case")
     p.add_argument("--any-divergence", action="store_true",
                    help="count any divergence as bad, not only the one a case file records")
+    p.add_argument("--find-fix", action="store_true",
+                   help="look for the commit that fixed it: exit 0 while QEMU still fails the "
+                        "case, 1 once it agrees (with git bisect start --term-old=broken "
+                        "--term-new=fixed)")
     # Argument errors must stop `git bisect run`, not mark the commit bad.
     error = p.error
 
@@ -313,6 +317,11 @@ def run_bisect(args: argparse.Namespace, io: Streams) -> Outcome:
     outcome = BISECT_OUTCOMES[step.verdict]
     word = {Outcome.BISECT_GOOD: "good", Outcome.BISECT_BAD: "bad",
             Outcome.BISECT_SKIP: "skip"}[outcome]
+    if args.find_fix and outcome is not Outcome.BISECT_SKIP:
+        # git bisect run calls exit 0 "old" and 1 "new": looking for a fix,
+        # the old commits are those that still fail.
+        outcome, word = ((Outcome.BISECT_BAD, "fixed") if outcome is Outcome.BISECT_GOOD
+                         else (Outcome.BISECT_GOOD, "still broken"))
     print(f"bisect: BISECT: {word} (exit {EXIT_CODES[outcome]})"
           + (f" at {step.commit.split()[0][:12]}" if step.commit else ""), file=io.out, flush=True)
     return outcome
