@@ -87,31 +87,44 @@ def env() -> dict[str, str]:
     return e
 
 
-@pytest.mark.qemu
-def test_git_bisect_run_names_the_commit(tmp_path):
-    real = str(find_qemu(Arch.AARCH64))
-    case = level0_case(tmp_path / "case.json")
+def history(tmp_path: Path, real: str, order: list[str]) -> tuple[Path, list[str]]:
+    """A repository of launch scripts, one commit per entry of ``order``:
+    "real" (the real QEMU), "a53" (guest on a cortex-a53) or a notes change."""
     repo = tmp_path / "qemu-versions"
     repo.mkdir()
     git(repo, "init", "-q")
-    shas = [commit(repo, "launch script: the real QEMU",
-                   {"qemu-system-aarch64": REAL_SCRIPT.format(real=real)}),
-            commit(repo, "notes", {"NOTES": "one\n"}),
-            commit(repo, "notes: more", {"NOTES": "one\ntwo\n"}),
-            commit(repo, "run the guest on a cortex-a53",
-                   {"qemu-system-aarch64": A53_SCRIPT.format(python=sys.executable, real=real)}),
-            commit(repo, "notes: even more", {"NOTES": "one\ntwo\nthree\n"}),
-            commit(repo, "notes: last", {"NOTES": "one\ntwo\nthree\nfour\n"})]
-    git(repo, "bisect", "start", shas[-1], shas[0])
+    scripts = {"real": ("launch script: the real QEMU", REAL_SCRIPT.format(real=real)),
+               "a53": ("run the guest on a cortex-a53",
+                       A53_SCRIPT.format(python=sys.executable, real=real))}
+    shas = []
+    for i, what in enumerate(order):
+        message, files = ((scripts[what][0], {"qemu-system-aarch64": scripts[what][1]})
+                          if what in scripts else (f"notes {i}", {"NOTES": f"{i}\n"}))
+        shas.append(commit(repo, message, files))
+    return repo, shas
+
+
+def bisect_run(repo: Path, *args: str) -> str:
+    """`git bisect run s2diff bisect ARGS` in repo; its output (git's and ours)."""
     proc = subprocess.run(["git", "bisect", "run", sys.executable, "-m", "harness.cli", "bisect",
-                           "--qemu-cmd", "./qemu-system-aarch64", str(case)],
-                          cwd=repo, capture_output=True, text=True, env=env(), timeout=600)
+                           *args], cwd=repo, capture_output=True, text=True, env=env(),
+                          timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
+    git(repo, "bisect", "reset")
+    return out
+
+
+@pytest.mark.qemu
+def test_git_bisect_run_names_the_commit(tmp_path):
+    case = level0_case(tmp_path / "case.json")
+    repo, shas = history(tmp_path, str(find_qemu(Arch.AARCH64)),
+                         ["real", "notes", "notes", "a53", "notes", "notes"])
+    git(repo, "bisect", "start", shas[-1], shas[0])
+    out = bisect_run(repo, "--qemu-cmd", "./qemu-system-aarch64", str(case))
     assert f"{shas[3]} is the first bad commit" in out
     assert "bisect: BISECT: bad (exit 1)" in out and "bisect: BISECT: good (exit 0)" in out
     assert "probe 0: expected ok L3, observed translation L0" in out
-    git(repo, "bisect", "reset")
 
 
 @pytest.mark.qemu
@@ -119,27 +132,13 @@ def test_git_bisect_run_finds_the_fix(tmp_path):
     """--find-fix: the same history read the other way, the cortex-a53
     script first (the case diverges) and the real QEMU back in a later
     commit: git's "first fixed commit" is that one."""
-    real = str(find_qemu(Arch.AARCH64))
     case = level0_case(tmp_path / "case.json")
-    repo = tmp_path / "qemu-versions"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    shas = [commit(repo, "run the guest on a cortex-a53",
-                   {"qemu-system-aarch64": A53_SCRIPT.format(python=sys.executable, real=real)}),
-            commit(repo, "notes", {"NOTES": "one\n"}),
-            commit(repo, "launch script: the real QEMU",
-                   {"qemu-system-aarch64": REAL_SCRIPT.format(real=real)}),
-            commit(repo, "notes: more", {"NOTES": "one\ntwo\n"}),
-            commit(repo, "notes: last", {"NOTES": "one\ntwo\nthree\n"})]
+    repo, shas = history(tmp_path, str(find_qemu(Arch.AARCH64)),
+                         ["a53", "notes", "real", "notes", "notes"])
     git(repo, "bisect", "start", "--term-old=broken", "--term-new=fixed", shas[-1], shas[0])
-    proc = subprocess.run(["git", "bisect", "run", sys.executable, "-m", "harness.cli", "bisect",
-                           "--find-fix", "--qemu-cmd", "./qemu-system-aarch64", str(case)],
-                          cwd=repo, capture_output=True, text=True, env=env(), timeout=600)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
+    out = bisect_run(repo, "--find-fix", "--qemu-cmd", "./qemu-system-aarch64", str(case))
     assert f"{shas[2]} is the first fixed commit" in out
     assert "bisect: BISECT: fixed (exit 1)" in out
-    git(repo, "bisect", "reset")
 
 
 def test_failing_configure_is_untestable(tmp_path, capsys):
