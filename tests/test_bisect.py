@@ -7,6 +7,7 @@ case whose reference model is the cortex-a57 (PAMax 44) with a 4K walk from
 level 0 (SL0 = 0b10, which needs PAMax >= 44) starts to diverge there."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -86,31 +87,58 @@ def env() -> dict[str, str]:
     return e
 
 
-@pytest.mark.qemu
-def test_git_bisect_run_names_the_commit(tmp_path):
-    real = str(find_qemu(Arch.AARCH64))
-    case = level0_case(tmp_path / "case.json")
+def history(tmp_path: Path, real: str, order: list[str]) -> tuple[Path, list[str]]:
+    """A repository of launch scripts, one commit per entry of ``order``:
+    "real" (the real QEMU), "a53" (guest on a cortex-a53) or a notes change."""
     repo = tmp_path / "qemu-versions"
     repo.mkdir()
     git(repo, "init", "-q")
-    shas = [commit(repo, "launch script: the real QEMU",
-                   {"qemu-system-aarch64": REAL_SCRIPT.format(real=real)}),
-            commit(repo, "notes", {"NOTES": "one\n"}),
-            commit(repo, "notes: more", {"NOTES": "one\ntwo\n"}),
-            commit(repo, "run the guest on a cortex-a53",
-                   {"qemu-system-aarch64": A53_SCRIPT.format(python=sys.executable, real=real)}),
-            commit(repo, "notes: even more", {"NOTES": "one\ntwo\nthree\n"}),
-            commit(repo, "notes: last", {"NOTES": "one\ntwo\nthree\nfour\n"})]
-    git(repo, "bisect", "start", shas[-1], shas[0])
+    scripts = {"real": ("launch script: the real QEMU", REAL_SCRIPT.format(real=real)),
+               "a53": ("run the guest on a cortex-a53",
+                       A53_SCRIPT.format(python=sys.executable, real=real))}
+    shas = []
+    for i, what in enumerate(order):
+        message, files = ((scripts[what][0], {"qemu-system-aarch64": scripts[what][1]})
+                          if what in scripts else (f"notes {i}", {"NOTES": f"{i}\n"}))
+        shas.append(commit(repo, message, files))
+    return repo, shas
+
+
+def bisect_run(repo: Path, *args: str) -> str:
+    """`git bisect run s2diff bisect ARGS` in repo; its output (git's and ours)."""
     proc = subprocess.run(["git", "bisect", "run", sys.executable, "-m", "harness.cli", "bisect",
-                           "--qemu-cmd", "./qemu-system-aarch64", str(case)],
-                          cwd=repo, capture_output=True, text=True, env=env(), timeout=600)
+                           *args], cwd=repo, capture_output=True, text=True, env=env(),
+                          timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
+    git(repo, "bisect", "reset")
+    return out
+
+
+@pytest.mark.qemu
+def test_git_bisect_run_names_the_commit(tmp_path):
+    case = level0_case(tmp_path / "case.json")
+    repo, shas = history(tmp_path, str(find_qemu(Arch.AARCH64)),
+                         ["real", "notes", "notes", "a53", "notes", "notes"])
+    git(repo, "bisect", "start", shas[-1], shas[0])
+    out = bisect_run(repo, "--qemu-cmd", "./qemu-system-aarch64", str(case))
     assert f"{shas[3]} is the first bad commit" in out
     assert "bisect: BISECT: bad (exit 1)" in out and "bisect: BISECT: good (exit 0)" in out
     assert "probe 0: expected ok L3, observed translation L0" in out
-    git(repo, "bisect", "reset")
+
+
+@pytest.mark.qemu
+def test_git_bisect_run_finds_the_fix(tmp_path):
+    """--find-fix: the same history read the other way, the cortex-a53
+    script first (the case diverges) and the real QEMU back in a later
+    commit: git's "first fixed commit" is that one."""
+    case = level0_case(tmp_path / "case.json")
+    repo, shas = history(tmp_path, str(find_qemu(Arch.AARCH64)),
+                         ["a53", "notes", "real", "notes", "notes"])
+    git(repo, "bisect", "start", "--term-old=broken", "--term-new=fixed", shas[-1], shas[0])
+    out = bisect_run(repo, "--find-fix", "--qemu-cmd", "./qemu-system-aarch64", str(case))
+    assert f"{shas[2]} is the first fixed commit" in out
+    assert "bisect: BISECT: fixed (exit 1)" in out
 
 
 def test_failing_configure_is_untestable(tmp_path, capsys):
@@ -128,6 +156,76 @@ def test_failing_configure_is_untestable(tmp_path, capsys):
     assert "ERROR: this tree does not configure" in out
     assert "--target-list=aarch64-softmmu,arm-softmmu" in out
     assert "BISECT: skip (exit 125)" in out
+
+
+# A configure that knows only some of s2diff's default options, as an old
+# tree's does: an option it does not know is an error, as in QEMU's.
+PICKY_CONFIGURE = """\
+#!/bin/sh
+for opt; do
+  case "$opt" in
+  --target-list=*) ;;
+  --disable-docs) ;;
+  --enable-docs) ;;
+  --disable-werror) ;;
+  *) echo "ERROR: unknown option $opt"; exit 1 ;;
+  esac
+done
+echo "ERROR: stop after the options"
+exit 1
+"""
+
+
+def test_default_configure_args(tmp_path, capsys):
+    """The DESIGN recipe's options are given by default, those the tree's
+    configure knows only, and one the user gives either way replaces its
+    default."""
+    src = tmp_path / "qemu"
+    src.mkdir()
+    (src / "configure").write_text(PICKY_CONFIGURE)
+    (src / "configure").chmod(0o755)
+    case = level0_case(tmp_path / "case.json")
+    assert main(["bisect", "--qemu-src", str(src), "--build-dir", str(tmp_path / "b1"),
+                 str(case)]) == UNTESTABLE
+    out = capsys.readouterr().out
+    assert "stop after the options" in out and "unknown option" not in out
+    assert ("configure --target-list=aarch64-softmmu,arm-softmmu --disable-docs "
+            "--disable-werror  (in") in out
+    assert main(["bisect", "--qemu-src", str(src), "--build-dir", str(tmp_path / "b2"),
+                 "--configure-arg=--enable-docs", str(case)]) == UNTESTABLE
+    out = capsys.readouterr().out
+    assert ("configure --target-list=aarch64-softmmu,arm-softmmu --disable-werror "
+            "--enable-docs  (in") in out
+
+
+@pytest.mark.parametrize("message", [
+    "ERROR: missing subprojects",                      # QEMU's configure, --disable-download
+    "tests/fp/meson.build:38:20: ERROR: Automatic wrap-based subproject downloading is "
+    "disabled",                                        # meson, --wrap-mode=nodownload
+])
+def test_missing_subprojects_abort(tmp_path, capsys, message):
+    """Missing meson subprojects are the machine's trouble, not the
+    commit's: every step would be untestable, so the bisection stops and
+    says what to do."""
+    src = tmp_path / "qemu"
+    src.mkdir()
+    (src / "configure").write_text(f"#!/bin/sh\necho '{message}'\nexit 1\n")
+    (src / "configure").chmod(0o755)
+    case = level0_case(tmp_path / "case.json")
+    assert main(["bisect", "--qemu-src", str(src), "--build-dir", str(tmp_path / "b"),
+                 str(case)]) == ABORT
+    err = capsys.readouterr().err
+    assert "meson subprojects are missing" in err and f"{src}/subprojects" in err
+    assert "aborting the bisection" in err
+
+
+def test_configure_arg_needs_equals(tmp_path, capsys):
+    """argparse takes `--configure-arg --enable-debug` for two options: the
+    bisection stops with a line that says how to write it."""
+    case = level0_case(tmp_path / "case.json")
+    assert main(["bisect", "--qemu-src", str(tmp_path), "--configure-arg", "--enable-debug",
+                 str(case)]) == ABORT
+    assert "needs '=': --configure-arg=--enable-debug" in capsys.readouterr().err
 
 
 def test_failing_build_is_untestable(tmp_path, capsys):
@@ -198,6 +296,43 @@ def test_qemu_cmd_printing_paths(tmp_path, capsys):
         assert "diverges as recorded: probe 37: expected translation L1, observed ok" in out
     else:
         assert code == GOOD
+
+
+ABORTING_QEMU = """\
+#!/bin/sh
+# Dies as a failed assertion does, before the guest runs.
+case "$1" in --version) echo "QEMU emulator version 9.1.50"; exit 0 ;; esac
+cat >&2 <<'END'
+qemu-system-aarch64: {where}: {what}
+END
+kill -ABRT $$
+"""
+RECORDED = "do_ats_write: Assertion `!res.cacheattrs.is_s2_format' failed."
+
+
+@pytest.mark.parametrize("where, what, code", [
+    # The same assertion, moved to another file and line: the recorded crash.
+    ("../target/arm/tcg/cpregs-at.c:77", RECORDED, BAD),
+    # Another assertion: another bug (or a broken commit), not the one bisected.
+    ("../accel/tcg/cputlb.c:1234", "probe_access_internal: Assertion `0' failed.", UNTESTABLE),
+])
+def test_a_crash_case_is_bad_only_for_the_recorded_assertion(tmp_path, capsys, where, what,
+                                                             code):
+    case = level0_case(tmp_path / "case.json")
+    data = json.loads(case.read_text())
+    data["expect"] = {"kind": "crash", "status": "crashed", "signal": 6,
+                      "console": f"qemu-system-aarch64: target/arm/helper.c:3508: {RECORDED}\n"}
+    case.write_text(json.dumps(data))
+    fake = tmp_path / "bin" / "qemu-system-aarch64"
+    fake.parent.mkdir()
+    fake.write_text(ABORTING_QEMU.format(where=where, what=what))
+    fake.chmod(0o755)
+    assert main(["bisect", "--qemu-cmd", str(fake), str(case)]) == code
+    out = capsys.readouterr().out
+    if code == BAD:
+        assert f"fails as recorded: crash: QEMU killed by signal 6 (SIGABRT): {RECORDED}" in out
+    else:
+        assert "fails differently" in out and "probe_access_internal" in out
 
 
 def test_command_failure_is_untestable(tmp_path, capsys):

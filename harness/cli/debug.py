@@ -14,7 +14,7 @@ from reference.generate import Case
 
 from ..baseline import EMPTY, Baseline, default_baseline, load_baseline
 from ..casefile import load_any_case, load_case, load_case_data, save_case
-from ..debug.bisect import Abort, BisectOptions, BisectVerdict, bisect_step
+from ..debug.bisect import DEFAULT_CONFIGURE_ARGS, Abort, BisectOptions, BisectVerdict, bisect_step
 from ..debug.explain import explain_case
 from ..debug.isolate import (
     ReproVerdict,
@@ -279,15 +279,24 @@ def _bisect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--build-dir", type=Path, metavar="DIR",
                    help="build directory, kept between steps (default: QEMU-SRC/build-s2diff)")
     p.add_argument("--configure-arg", action="append", default=[], metavar="ARG",
-                   help="extra argument for QEMU's configure (repeatable)")
+                   help="extra argument for QEMU's configure (repeatable; write an option with "
+                        "'=': --configure-arg=--enable-debug; given either way, it replaces a "
+                        "default: " + " ".join(DEFAULT_CONFIGURE_ARGS) + ")")
     p.add_argument("--jobs", type=int, metavar="N", help="ninja -j N")
     p.add_argument("--timeout", type=positive, metavar="SECONDS", help="QEMU timeout per case")
     p.add_argument("--any-divergence", action="store_true",
                    help="count any divergence as bad, not only the one a case file records")
+    p.add_argument("--find-fix", action="store_true",
+                   help="look for the commit that fixed it: exit 0 while QEMU still fails the "
+                        "case, 1 once it agrees (with git bisect start --term-old=broken "
+                        "--term-new=fixed)")
     # Argument errors must stop `git bisect run`, not mark the commit bad.
     error = p.error
 
     def abort(message: str) -> NoReturn:
+        if "--configure-arg: expected one argument" in message:
+            # argparse takes `--configure-arg --enable-debug` for two options.
+            message += " (a value that starts with '-' needs '=': --configure-arg=--enable-debug)"
         try:
             error(message)
         except UsageError as exc:
@@ -313,6 +322,11 @@ def run_bisect(args: argparse.Namespace, io: Streams) -> Outcome:
     outcome = BISECT_OUTCOMES[step.verdict]
     word = {Outcome.BISECT_GOOD: "good", Outcome.BISECT_BAD: "bad",
             Outcome.BISECT_SKIP: "skip"}[outcome]
+    if args.find_fix and outcome is not Outcome.BISECT_SKIP:
+        # git bisect run calls exit 0 "old" and 1 "new": looking for a fix,
+        # the old commits are those that still fail.
+        outcome, word = ((Outcome.BISECT_BAD, "fixed") if outcome is Outcome.BISECT_GOOD
+                         else (Outcome.BISECT_GOOD, "still broken"))
     print(f"bisect: BISECT: {word} (exit {EXIT_CODES[outcome]})"
           + (f" at {step.commit.split()[0][:12]}" if step.commit else ""), file=io.out, flush=True)
     return outcome

@@ -13,8 +13,9 @@ case file, a missing cross toolchain) aborts the bisection: exit 128, which
 Where the binaries come from:
 
 * ``--qemu-src DIR [--build-dir BUILD]``: configure (once per build
-  directory: ``DIR/configure --target-list=aarch64-softmmu,arm-softmmu``,
-  run in BUILD) and build incrementally with ``ninja -C BUILD`` (``make``
+  directory: ``DIR/configure --target-list=aarch64-softmmu,arm-softmmu``
+  with DEFAULT_CONFIGURE_ARGS, run in BUILD) and build incrementally with
+  ``ninja -C BUILD qemu-system-aarch64 qemu-system-arm`` (``make``
   for trees older than QEMU 5.2 whose configure writes a Makefile).  The
   binaries are BUILD/qemu-system-aarch64 and BUILD/qemu-system-arm (or
   BUILD/<target>/qemu-system-* in old trees).
@@ -45,6 +46,7 @@ from ..casefile import load_case_data
 from ..errors import QemuError, UsageError
 from ..judge.case import judge_case
 from ..qemu.launcher import qemu_version
+from ..qemu.signature import _ASSERTION, dying_line, normalise
 from ..single import run_case
 from .isolate import ReproVerdict, parse_expect, repro_crash
 
@@ -61,6 +63,21 @@ GOOD, BAD, UNTESTABLE = BisectVerdict.GOOD, BisectVerdict.BAD, BisectVerdict.UNT
 TARGETS = "aarch64-softmmu,arm-softmmu"
 BINARIES = {Arch.AARCH64: "qemu-system-aarch64", Arch.AARCH32: "qemu-system-arm"}
 LOG_TAIL = 30           # lines of a failing build step's output shown
+# Given to configure unless the user gives the same option either way
+# (--enable-docs overrides --disable-docs) or the tree's configure does not
+# know it (--disable-download is 8.0's): no docs, no tools, warnings not
+# errors (an old commit with today's compiler must still build) and no
+# downloads (configure must not depend on the network, step after step).
+DEFAULT_CONFIGURE_ARGS = ("--disable-docs", "--disable-tools", "--disable-werror",
+                          "--disable-download")
+# What configure (QEMU's own check, or meson's wrap code) prints when a meson
+# subproject is missing and may not or cannot be downloaded.  The bisection
+# cannot go on until the user puts them in place: not the commit's fault.
+MISSING_SUBPROJECT = re.compile(
+    r"ERROR: missing subprojects|Automatic wrap-based subproject downloading is disabled"
+    r"|Neither a subproject directory nor a \S+ file was found"
+    r"|Subproject exists but has no meson\.build file"
+    r"|is the internet available\?")
 
 
 class Untestable(Exception):
@@ -86,7 +103,8 @@ def _tail(text: str, lines: int = LOG_TAIL) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def _step(argv: Sequence[str], cwd: Path, what: str, log: Callable[[str], None]) -> None:
+def _step(argv: Sequence[str], cwd: Path, what: str, log: Callable[[str], None],
+          src: Path | None = None) -> None:
     log(f"{what}: {shlex.join(argv)}  (in {cwd})")
     started = time.monotonic()
     try:
@@ -94,6 +112,12 @@ def _step(argv: Sequence[str], cwd: Path, what: str, log: Callable[[str], None])
                               stderr=subprocess.STDOUT, text=True, errors="replace", check=False)
     except OSError as exc:
         raise Untestable(f"{what} could not start: {exc}") from None
+    missing = MISSING_SUBPROJECT.search(proc.stdout) if proc.returncode != 0 else None
+    if missing is not None:
+        raise Abort(f"{what} failed: {missing.group(0)!r}: QEMU's meson subprojects are missing "
+                    f"and are not downloaded; put them in {src or '.'}/subprojects (`meson "
+                    "subprojects download` there, or from their git mirrors: docs/debugging.md), "
+                    "or give --configure-arg=--enable-download where the network is reachable")
     if proc.returncode != 0:
         raise Untestable(f"{what} failed (exit status {proc.returncode}); last lines:\n"
                          f"{_tail(proc.stdout)}")
@@ -111,8 +135,9 @@ def build_qemu(src: Path, build_dir: Path, *, jobs: int | None = None,
         raise Untestable(f"{configure} does not exist at this commit")
     build_dir.mkdir(parents=True, exist_ok=True)
     if not (build_dir / "build.ninja").exists() and not (build_dir / "Makefile").exists():
-        _step([str(configure), f"--target-list={TARGETS}", *configure_args], build_dir,
-              "configure", log)
+        _step([str(configure), f"--target-list={TARGETS}",
+               *default_configure_args(src, configure_args), *configure_args], build_dir,
+              "configure", log, src)
     if (build_dir / "build.ninja").exists():
         # Only the two emulators: a whole tree takes twice as long, and
         # parts of it (tests/fp's softfloat subprojects) may not build
@@ -123,7 +148,7 @@ def build_qemu(src: Path, build_dir: Path, *, jobs: int | None = None,
         argv = ["make", "-C", str(build_dir), f"-j{jobs or os.cpu_count() or 1}"]
     else:
         raise Untestable("configure wrote neither build.ninja nor a Makefile")
-    _step(argv, build_dir, "build", log)
+    _step(argv, build_dir, "build", log, src)
     found = {}
     for arch, name in BINARIES.items():
         for candidate in (build_dir / name, build_dir / arch_target(arch) / name):
@@ -133,6 +158,29 @@ def build_qemu(src: Path, build_dir: Path, *, jobs: int | None = None,
     if not found:
         raise Untestable(f"the build produced no {' or '.join(BINARIES.values())} in {build_dir}")
     return found
+
+
+def _option_name(arg: str) -> str | None:
+    """``docs`` for --enable-docs, --disable-docs, --enable-docs=...; None
+    for anything else."""
+    m = re.match(r"--(?:enable|disable)-([\w-]+)(?:=|$)", arg)
+    return m.group(1) if m else None
+
+
+def default_configure_args(src: Path, user_args: Sequence[str] = ()) -> list[str]:
+    """DEFAULT_CONFIGURE_ARGS that the tree's configure knows (a case label
+    ``--disable-docs)`` in configure or, for meson options, in
+    scripts/meson-buildoptions.sh) and the user does not give either way."""
+    known = ""
+    for name in ("configure", "scripts/meson-buildoptions.sh"):
+        try:
+            known += (src / name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            pass
+    given = {_option_name(a) for a in user_args} - {None}
+    return [arg for arg in DEFAULT_CONFIGURE_ARGS
+            if _option_name(arg) not in given
+            and re.search(rf"^\s*{re.escape(arg)}\)", known, re.MULTILINE)]
 
 
 def emulator_targets(ninja_file: Path) -> list[str]:
@@ -210,6 +258,19 @@ def qemu_from_command(command: str, cwd: Path,
 # Judging the cases
 # ---------------------------------------------------------------------------
 
+_SOURCE_PREFIX = re.compile(r"^\S+\.[ch]:N:\s*")
+
+
+def dying_words(console: str) -> str:
+    """The assertion or fatal error QEMU died with, normalised and without
+    its source file and line (they move between commits: do_ats_write's
+    assertion is in target/arm/helper.c in 9.2, tcg/cpregs-at.c in 10.2);
+    "" when the console has none (a bare signal proves nothing either way)."""
+    if not _ASSERTION.search(console):
+        return ""
+    return _SOURCE_PREFIX.sub("", normalise(dying_line(console)))
+
+
 def _recorded(data: dict) -> set[tuple]:
     out = set()
     for d in data.get("divergence") or []:
@@ -240,8 +301,18 @@ def judge_case_file(path: Path, binaries: dict[Arch, Path], *, timeout: float | 
     try:
         if expected is not None:
             rep = repro_crash(case, expected, qemu=binary, timeout=timeout)
+            exp = data.get("expect") or {}
+            recorded_words = dying_words(str(exp.get("console") or exp.get("diagnostic") or ""))
+            words = dying_words(rep.batch.console)
+            if rep.verdict is ReproVerdict.REPRODUCES and recorded_words != words and recorded_words:
+                # Another abort (another bug, or a broken commit) is not the
+                # one bisected: a signal alone would call it bad.
+                return CaseVerdict(path, UNTESTABLE, f"fails differently: {expected.describe()}"
+                                   f" with {words or 'no assertion'!r} (recorded: "
+                                   f"{recorded_words!r})")
             if rep.verdict is ReproVerdict.REPRODUCES:
-                return CaseVerdict(path, BAD, f"fails as recorded: {expected.describe()}")
+                return CaseVerdict(path, BAD, f"fails as recorded: {expected.describe()}"
+                                   + (f": {words}" if words else ""))
             if rep.verdict is ReproVerdict.COMPLETES:
                 return CaseVerdict(path, GOOD, f"completes (recorded: {expected.describe()})")
             observed = rep.observed.describe() if rep.observed else "completes"
