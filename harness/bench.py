@@ -17,6 +17,7 @@ QEMU's, from getrusage of the processes waited for.
 from __future__ import annotations
 
 import dataclasses
+import math
 import resource
 import shutil
 import tempfile
@@ -112,7 +113,8 @@ class BenchResult:
         d.update(ratio_e2e_over_raw=self.ratio_raw, ratio_e2e_over_naive=self.ratio_naive,
                  jobs_scaling=self.scaling, host_cpu_us_per_probe=self.host_cpu_per_probe,
                  qemu_cpu_us_per_probe=self.qemu_cpu_per_probe)
-        return d
+        # A rate too short to measure is null in JSON (NaN is not JSON).
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in d.items()}
 
 
 RAW_PAGES = 512
@@ -137,6 +139,22 @@ def _probes(n: int, rng: np.random.Generator) -> np.ndarray:
     return table
 
 
+# Below this much time over an empty boot, a boot's work is lost in the
+# noise of QEMU's start and exit: no rate is reported (bench --small).
+MIN_NET_SECONDS = 0.010
+
+
+def net_rate(n: int, seconds: float, empty: float) -> float:
+    """``n`` per second of a boot net of an empty boot; NaN (printed "too
+    short to measure") when the difference is below MIN_NET_SECONDS."""
+    net = seconds - empty
+    return n / net if net >= MIN_NET_SECONDS else float("nan")
+
+
+def _rate_text(rate: float) -> str:
+    return "too short to measure" if math.isnan(rate) else f"{rate:,.0f}"
+
+
 def measure_raw(arena_base: int, n_probes: int = RAW_PROBES,
                 n_images: int = RAW_IMAGES) -> tuple[float, float, float]:
     """(AT probes/s, image switches/s, empty boot seconds), each rate net
@@ -157,8 +175,8 @@ def measure_raw(arena_base: int, n_probes: int = RAW_PROBES,
     switches = [JobImage(config.vtcr(), config.vttbr, regions if i == 0 else (), _probes(1, rng))
                 for i in range(n_images)]
     t_images = sorted(boot(switches) for _ in range(3))[1]
-    at_rate = n_probes / max(t_probes - empty, 1e-9)
-    image_rate = n_images / max(t_images - empty, 1e-9)
+    at_rate = net_rate(n_probes, t_probes, empty)
+    image_rate = net_rate(n_images, t_images, empty)
     return at_rate, image_rate, empty
 
 
@@ -195,7 +213,7 @@ def measure_access(machine: Machine, n_probes: int, out: Path,
     job = [JobImage(config.vtcr(), image.vttbr, tuple((r.pa, r.data) for r in image.regions),
                     probes, el1_ipa=el1.pa)]
     empty = sorted(boot([]) for _ in range(3))[1]
-    raw = n_probes / max(sorted(boot(job) for _ in range(3))[1] - empty, 1e-9)
+    raw = net_rate(n_probes, sorted(boot(job) for _ in range(3))[1], empty)
     e2e = measure_e2e(entries, 1, 1, 0, out)[0] if entries else 0.0
     return raw, e2e
 
@@ -327,10 +345,10 @@ def run_bench(jobs: int, fanout: int, sample: int = 6, cases: int = 2,
 
 def render(res: BenchResult) -> str:
     rows = [
-        ("(a) QEMU raw: AT probes/s", f"{res.raw_at_per_s:,.0f}"),
-        ("(a) QEMU raw: access probes/s", f"{res.raw_access_per_s:,.0f}"),
+        ("(a) QEMU raw: AT probes/s", _rate_text(res.raw_at_per_s)),
+        ("(a) QEMU raw: access probes/s", _rate_text(res.raw_access_per_s)),
         ("(b) end to end, access entries, 1 job: probes/s", f"{res.e2e_access_per_s:,.0f}"),
-        ("(a) QEMU raw: image switches/s", f"{res.raw_images_per_s:,.0f}"),
+        ("(a) QEMU raw: image switches/s", _rate_text(res.raw_images_per_s)),
         ("    QEMU start + exit, empty job", f"{res.boot_s * 1000:.0f} ms"),
         (f"(b) end to end, nightly mix, {res.jobs} jobs: probes/s", f"{res.e2e_probes_per_s:,.0f}"),
         ("(b) end to end: images/s", f"{res.e2e_images_per_s:,.0f}"),
