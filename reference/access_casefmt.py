@@ -28,9 +28,8 @@ from .access_case import (
     Tlbi,
 )
 from .arch import Arch
-from .casefmt import CaseFormatError, _get, _int, cpu_model_data, cpu_model_from_data
+from .casefmt import CaseFormatError, _get, _int, head_data, read_head
 from .config import S2Config
-from .cpus import CPUS, get_cpu
 from .generate import MemoryMap
 from .image import Image
 from .memory import Memory, Region
@@ -74,7 +73,6 @@ def _step(step: Step) -> dict[str, Any]:
 
 def access_case_to_data(case: AccessCase, *, with_expected: bool = True) -> dict[str, Any]:
     """JSON data for ``case`` (keys in a stable, readable order)."""
-    arch = case.cpu.arch
     steps = [_step(s) for s in case.steps]
     if with_expected:
         for entry, exp in zip(steps, case.expectations()):
@@ -86,14 +84,7 @@ def access_case_to_data(case: AccessCase, *, with_expected: bool = True) -> dict
                                       "rules": list(e.outcome.rules + e.rules),
                                       "fields": [f.describe() for f in e.fields]} for e in exp]
     return {
-        "format": FORMAT,
-        "version": VERSION,
-        "key": case.key,
-        "seed": case.seed,
-        "arch": arch.value,
-        "cpu": case.cpu.name,
-        **({"cpu_model": cpu_model_data(case.cpu)}
-           if CPUS.get((arch, case.cpu.name)) != case.cpu else {}),
+        **head_data(FORMAT, VERSION, case.key, case.seed, case.cpu),
         "config": {"vtcr": _hex(case.config.vtcr()), "vttbr": _hex(case.config.vttbr),
                    **({"s2pir": _hex(case.config.s2pir)} if case.config.s2pir else {}),
                    "describe": case.config.describe()},
@@ -202,24 +193,7 @@ def _read_step(data: Any, arch: Arch, where: str) -> Step:
 
 def access_case_from_data(data: Any) -> AccessCase:
     """Validate JSON data and rebuild the AccessCase it describes."""
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise CaseFormatError(f"format: expected {FORMAT!r}")
-    version = _get(data, "version", int, "case")
-    if version != VERSION:
-        raise CaseFormatError(f"version: unsupported access case version {version} "
-                              f"(this s2diff reads {VERSION})")
-    try:
-        arch = Arch(_get(data, "arch", str, "case"))
-    except ValueError:
-        raise CaseFormatError("arch: not one of aarch64, arm") from None
-    cpu_name = _get(data, "cpu", str, "case")
-    if "cpu_model" in data:
-        cpu = cpu_model_from_data(data["cpu_model"], arch, cpu_name)
-    else:
-        try:
-            cpu = get_cpu(arch, cpu_name)
-        except ValueError as exc:
-            raise CaseFormatError(f"cpu: {exc}") from None
+    arch, cpu = read_head(data, FORMAT, VERSION, "access case")
     cfg = _get(data, "config", dict, "case")
     config = S2Config.from_vtcr(arch, _int(_get(cfg, "vtcr", str, "config"), "config.vtcr",
                                            64 if arch is Arch.AARCH64 else 32),

@@ -60,6 +60,42 @@ def outcome_data(arch: Arch, result: WalkResult, ipa: int) -> list[dict[str, Any
     return data
 
 
+def head_data(fmt: str, version: int, key: str, seed: int, cpu: CpuModel) -> dict[str, Any]:
+    """The first keys of a case file of any kind: format, version, key,
+    seed, architecture and CPU -- with the whole model when it is not the
+    named table's (e.g. QEMU's max built from the ID registers a newer QEMU
+    reports), so that the case travels with it."""
+    arch = cpu.arch
+    return {"format": fmt, "version": version, "key": key, "seed": seed, "arch": arch.value,
+            "cpu": cpu.name,
+            **({"cpu_model": cpu_model_data(cpu)} if CPUS.get((arch, cpu.name)) != cpu else {})}
+
+
+def read_head(data: Any, fmt: str, version: int, what: str) -> tuple[Arch, CpuModel]:
+    """Check the head keys of case-file data (head_data) and return its
+    architecture and CPU model; CaseFormatError saying what is wrong."""
+    if not isinstance(data, dict):
+        raise CaseFormatError("case: expected a JSON object")
+    if data.get("format") != fmt:
+        raise CaseFormatError(f"format: expected {fmt!r}, got {data.get('format')!r}")
+    got = _get(data, "version", int, "case")
+    if got != version:
+        raise CaseFormatError(f"version: unsupported {what} version {got} "
+                              f"(this s2diff reads {version})")
+    arch_name = _get(data, "arch", str, "case")
+    try:
+        arch = Arch(arch_name)
+    except ValueError:
+        raise CaseFormatError(f"arch: {arch_name!r} is not one of aarch64, arm") from None
+    cpu_name = _get(data, "cpu", str, "case")
+    if "cpu_model" in data:
+        return arch, cpu_model_from_data(data["cpu_model"], arch, cpu_name)
+    try:
+        return arch, get_cpu(arch, cpu_name)
+    except ValueError as exc:
+        raise CaseFormatError(f"cpu: {exc}") from None
+
+
 def case_to_data(case: Case, *, with_outcomes: bool = True) -> dict[str, Any]:
     """JSON data for ``case`` (keys in a stable, readable order)."""
     arch = case.cpu.arch
@@ -74,16 +110,7 @@ def case_to_data(case: Case, *, with_outcomes: bool = True) -> dict[str, Any]:
                 entry["unpredictable"] = list(result.unpredictable)
         probes.append(entry)
     return {
-        "format": FORMAT,
-        "version": VERSION,
-        "key": case.key,
-        "seed": case.seed,
-        "arch": arch.value,
-        "cpu": case.cpu.name,
-        # A model that is not the named table's (e.g. QEMU's max built from
-        # the ID registers a newer QEMU reports) travels with the case.
-        **({"cpu_model": cpu_model_data(case.cpu)}
-           if CPUS.get((arch, case.cpu.name)) != case.cpu else {}),
+        **head_data(FORMAT, VERSION, case.key, case.seed, case.cpu),
         "config": {
             "vtcr": _hex(case.config.vtcr()),
             "vttbr": _hex(case.config.vttbr),
@@ -208,26 +235,7 @@ def _int(text: Any, where: str, bits: int = 64) -> int:
 
 def case_from_data(data: Any) -> Case:
     """Validate JSON data and rebuild the Case it describes."""
-    if not isinstance(data, dict):
-        raise CaseFormatError("case: expected a JSON object")
-    if data.get("format") != FORMAT:
-        raise CaseFormatError(f"format: expected {FORMAT!r}, got {data.get('format')!r}")
-    version = _get(data, "version", int, "case")
-    if version != VERSION:
-        raise CaseFormatError(f"version: unsupported case-file version {version} (this s2diff reads {VERSION})")
-    arch_name = _get(data, "arch", str, "case")
-    try:
-        arch = Arch(arch_name)
-    except ValueError:
-        raise CaseFormatError(f"arch: {arch_name!r} is not one of aarch64, arm") from None
-    cpu_name = _get(data, "cpu", str, "case")
-    if "cpu_model" in data:
-        cpu = cpu_model_from_data(data["cpu_model"], arch, cpu_name)
-    else:
-        try:
-            cpu = get_cpu(arch, cpu_name)
-        except ValueError as exc:
-            raise CaseFormatError(f"cpu: {exc}") from None
+    arch, cpu = read_head(data, FORMAT, VERSION, "case-file")
     cfg = _get(data, "config", dict, "case")
     vtcr = _int(_get(cfg, "vtcr", str, "config"), "config.vtcr",
                 64 if arch is Arch.AARCH64 else 32)

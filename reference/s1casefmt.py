@@ -16,9 +16,8 @@ from typing import Any
 
 from .arch import Arch, Granule
 from .at import predict
-from .casefmt import CaseFormatError, _get, _int, cpu_model_data, cpu_model_from_data
+from .casefmt import CaseFormatError, _get, _int, head_data, read_head
 from .config import S2Config
-from .cpus import CPUS, get_cpu
 from .generate import MemoryMap
 from .generate_s1 import S1Case, S1Probe, Stage1Part, Stage1Shape
 from .image import Image
@@ -54,7 +53,7 @@ def _stage1_config(s1: S1Config | S1ConfigA32) -> dict[str, Any]:
 
 def s1_case_to_data(case: S1Case, *, with_outcomes: bool = True) -> dict[str, Any]:
     """JSON data for ``case`` (keys in a stable, readable order)."""
-    arch, part = case.cpu.arch, case.stage1
+    part = case.stage1
     probes = []
     results = case.permitted() if with_outcomes else (None,) * len(case.probes)
     for p, result in zip(case.probes, results):
@@ -69,10 +68,7 @@ def s1_case_to_data(case: S1Case, *, with_outcomes: bool = True) -> dict[str, An
                  "trace": [t.describe() for t in o.trace]} for o in result.outcomes]
         probes.append(entry)
     return {
-        "format": FORMAT, "version": VERSION, "key": case.key, "seed": case.seed,
-        "arch": arch.value, "cpu": case.cpu.name,
-        **({"cpu_model": cpu_model_data(case.cpu)}
-           if CPUS.get((arch, case.cpu.name)) != case.cpu else {}),
+        **head_data(FORMAT, VERSION, case.key, case.seed, case.cpu),
         "config": {"vtcr": _hex(case.config.vtcr()), "vttbr": _hex(case.config.vttbr),
                    **({"s2pir": _hex(case.config.s2pir)} if case.config.s2pir else {}),
                    "describe": case.config.describe()},
@@ -150,24 +146,7 @@ def _read_stage1_config(data: Any, arch: Arch) -> S1Config | S1ConfigA32:
 
 def s1_case_from_data(data: Any) -> S1Case:
     """Validate JSON data and rebuild the S1Case it describes."""
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise CaseFormatError(f"format: expected {FORMAT!r}")
-    version = _get(data, "version", int, "case")
-    if version != VERSION:
-        raise CaseFormatError(f"version: unsupported stage-1 case version {version} "
-                              f"(this s2diff reads {VERSION})")
-    try:
-        arch = Arch(_get(data, "arch", str, "case"))
-    except ValueError:
-        raise CaseFormatError("arch: not one of aarch64, arm") from None
-    cpu_name = _get(data, "cpu", str, "case")
-    if "cpu_model" in data:
-        cpu = cpu_model_from_data(data["cpu_model"], arch, cpu_name)
-    else:
-        try:
-            cpu = get_cpu(arch, cpu_name)
-        except ValueError as exc:
-            raise CaseFormatError(f"cpu: {exc}") from None
+    arch, cpu = read_head(data, FORMAT, VERSION, "stage-1 case")
     cfg = _get(data, "config", dict, "case")
     vttbr = _int(_get(cfg, "vttbr", str, "config"), "config.vttbr")
     config = S2Config.from_vtcr(arch, _int(_get(cfg, "vtcr", str, "config"), "config.vtcr",

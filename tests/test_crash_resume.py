@@ -13,16 +13,14 @@ last test runs a real QEMU build that aborts on a common probe (Debian's
 walk takes a Permission fault), when one is at hand."""
 from __future__ import annotations
 
-import io
 import json
 import os
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import records, s2diff
 
-from harness.cli import main
 from harness.kinds import CaseKind
 from harness.matrix import build_matrix
 from harness.plan import Plan, generate_batch, job_image, prepare_machine
@@ -39,18 +37,6 @@ FAKE = Path(__file__).resolve().parent / "fakes" / "qemu_abort.py"
 SEED = 5
 SELECTION = ("--cpu", "cortex-a57", "--granule", "4k", "--ipa", "40", "--cases", "2",
              "--jobs", "1", "--seed", str(SEED))
-
-
-def s2diff(*args) -> tuple[int, str]:
-    out = io.StringIO()
-    with redirect_stdout(out), redirect_stderr(io.StringIO()):
-        code = main([str(a) for a in args])
-    return code, out.getvalue()
-
-
-def records(out: Path, kind: str) -> list[dict]:
-    lines = (out / "results.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["type"] == kind]
 
 
 def planned_cases(fanout: int) -> list:

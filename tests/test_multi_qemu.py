@@ -8,32 +8,17 @@ trixie's on a bookworm host, bookworm's elsewhere), else any cached build
 (s2diff qemu list) of another version than the QEMU the tests run."""
 from __future__ import annotations
 
-import io
-import json
 import os
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+from cli_helpers import records, s2diff
 
-from harness.cli import main
 from harness.qemu import builds
 from harness.qemu.launcher import qemu_cpus, qemu_version
 from reference.arch import Arch
 
 pytestmark = pytest.mark.qemu
-
-
-def s2diff(*args) -> tuple[int, str]:
-    out = io.StringIO()
-    with redirect_stdout(out), redirect_stderr(io.StringIO()):
-        code = main([str(a) for a in args])
-    return code, out.getvalue()
-
-
-def records(out: Path, kind: str) -> list[dict]:
-    lines = (out / "results.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["type"] == kind]
 
 
 def first_qemu() -> builds.QemuBuild:

@@ -8,32 +8,17 @@ dies of SIGSEGV when the job holds an image whose VMID is the marker, and
 otherwise runs the real QEMU."""
 from __future__ import annotations
 
-import io
 import json
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
-
-from harness.cli import main
+from cli_helpers import records, s2diff
 
 pytestmark = pytest.mark.qemu
 
 MARKER = Path(__file__).resolve().parent / "fakes" / "qemu_marker.py"
 SELECTION = ("--cpu", "cortex-a57", "--granule", "4k", "--ipa", "40", "--cases", "2",
              "--fanout", "0", "--jobs", "1", "--seed", "4")
-
-
-def s2diff(*args) -> tuple[int, str]:
-    out = io.StringIO()
-    with redirect_stdout(out), redirect_stderr(io.StringIO()):
-        code = main([str(a) for a in args])
-    return code, out.getvalue()
-
-
-def records(out: Path, kind: str) -> list[dict]:
-    lines = (out / "results.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["type"] == kind]
 
 
 def test_crashing_batch_is_isolated_to_one_case(tmp_path, monkeypatch):
