@@ -11,8 +11,6 @@ by the reference whenever the case is used.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 from types import MappingProxyType
 from typing import Any
 
@@ -28,31 +26,34 @@ from .access_case import (
     Tlbi,
 )
 from .arch import Arch
-from .casefmt import CaseFormatError, _get, _int, head_data, read_head
+from .casefmt import (
+    CaseFormatError,
+    _get,
+    _int,
+    head_data,
+    read_head,
+    read_regions,
+    regions_data,
+)
 from .config import S2Config
 from .generate import MemoryMap
 from .image import Image
-from .memory import Memory, Region
+from .memory import Memory
 
 FORMAT = "s2diff-access-case"
 VERSION = 1
 MAX_STEPS = 1 << 16
-MAX_REGION_BYTES = 64 << 20
 
 
 def _hex(value: int) -> str:
     return f"{value:#x}"
 
 
-def _regions(regions: tuple[Region, ...]) -> list[dict[str, str]]:
-    return [{"pa": _hex(r.pa), "data": base64.b64encode(r.data).decode("ascii")} for r in regions]
-
-
 def _image(image: Image) -> dict[str, Any]:
     return {"vttbr": _hex(image.vttbr), "root": _hex(image.root),
             "window": [_hex(image.window[0]), _hex(image.window[1])],
             "tables": [[level, _hex(pa)] for level, pa in image.tables],
-            "regions": _regions(image.regions)}
+            "regions": regions_data(image.regions)}
 
 
 def _step(step: Step) -> dict[str, Any]:
@@ -92,7 +93,7 @@ def access_case_to_data(case: AccessCase, *, with_expected: bool = True) -> dict
                    "empty": [_hex(a) for a in case.memory_map.empty]},
         "image": _image(case.image),
         **({"other_image": _image(case.other)} if case.other else {}),
-        "data": _regions(case.data),
+        "data": regions_data(case.data),
         "el1": {"pa": _hex(case.el1.pa), "size": _hex(case.el1.size),
                 "insns": {k.name: [_hex(o) for o in offs] for k, offs in case.el1.insns.items()},
                 "ipa": _hex(case.el1_ipa)},
@@ -102,30 +103,11 @@ def access_case_to_data(case: AccessCase, *, with_expected: bool = True) -> dict
 
 # --- reading ---------------------------------------------------------------------
 
-def _read_regions(items: Any, where: str, budget: list[int]) -> tuple[Region, ...]:
-    if not isinstance(items, list):
-        raise CaseFormatError(f"{where}: expected a list")
-    out = []
-    for i, reg in enumerate(items):
-        pa = _int(_get(reg, "pa", str, f"{where}[{i}]"), f"{where}[{i}].pa", 52)
-        try:
-            blob = base64.b64decode(_get(reg, "data", str, f"{where}[{i}]"), validate=True)
-        except (binascii.Error, ValueError):
-            raise CaseFormatError(f"{where}[{i}].data: not valid base64") from None
-        budget[0] += len(blob)
-        if budget[0] > MAX_REGION_BYTES:
-            raise CaseFormatError(f"{where}: more than {MAX_REGION_BYTES} bytes of regions")
-        if pa % 8 or len(blob) % 8 or not blob:
-            raise CaseFormatError(f"{where}[{i}]: PA and length must be non-zero multiples of 8")
-        out.append(Region(pa, blob))
-    return tuple(out)
-
-
 def _read_image(data: Any, where: str, budget: list[int]) -> Image:
     window = _get(data, "window", list, where)
     if len(window) != 2:
         raise CaseFormatError(f"{where}.window: expected [base, size]")
-    return Image(regions=_read_regions(_get(data, "regions", list, where), f"{where}.regions",
+    return Image(regions=read_regions(_get(data, "regions", list, where), f"{where}.regions",
                                        budget),
                  vttbr=_int(_get(data, "vttbr", str, where), f"{where}.vttbr"),
                  root=_int(_get(data, "root", str, where), f"{where}.root", 52),
@@ -214,7 +196,7 @@ def access_case_from_data(data: Any) -> AccessCase:
     image = _read_image(_get(data, "image", dict, "case"), "image", budget)
     other = _read_image(data["other_image"], "other_image", budget) if "other_image" in data \
         else None
-    chunks = _read_regions(data.get("data", []), "data", budget)
+    chunks = read_regions(data.get("data", []), "data", budget)
     el1 = _get(data, "el1", dict, "case")
     insns = {}
     for name, offs in _get(el1, "insns", dict, "el1").items():

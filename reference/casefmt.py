@@ -60,6 +60,34 @@ def outcome_data(arch: Arch, result: WalkResult, ipa: int) -> list[dict[str, Any
     return data
 
 
+def regions_data(regions: tuple[Region, ...]) -> list[dict[str, str]]:
+    """Memory regions as case-file data: PA and base64 bytes (every kind
+    of case file)."""
+    return [{"pa": _hex(r.pa), "data": base64.b64encode(r.data).decode("ascii")} for r in regions]
+
+
+def read_regions(items: Any, where: str, budget: list[int]) -> tuple[Region, ...]:
+    """Case-file region data back to Regions, checked: base64, 8-byte
+    aligned and sized, ``budget[0]`` counting bytes against
+    MAX_REGION_BYTES over all the file's regions."""
+    if not isinstance(items, list):
+        raise CaseFormatError(f"{where}: expected a list")
+    out = []
+    for i, reg in enumerate(items):
+        pa = _int(_get(reg, "pa", str, f"{where}[{i}]"), f"{where}[{i}].pa", 52)
+        try:
+            blob = base64.b64decode(_get(reg, "data", str, f"{where}[{i}]"), validate=True)
+        except (binascii.Error, ValueError):
+            raise CaseFormatError(f"{where}[{i}].data: not valid base64") from None
+        budget[0] += len(blob)
+        if budget[0] > MAX_REGION_BYTES:
+            raise CaseFormatError(f"{where}: more than {MAX_REGION_BYTES} bytes of regions")
+        if pa % 8 or len(blob) % 8 or not blob:
+            raise CaseFormatError(f"{where}[{i}]: PA and length must be non-zero multiples of 8")
+        out.append(Region(pa, blob))
+    return tuple(out)
+
+
 def head_data(fmt: str, version: int, key: str, seed: int, cpu: CpuModel) -> dict[str, Any]:
     """The first keys of a case file of any kind: format, version, key,
     seed, architecture and CPU -- with the whole model when it is not the

@@ -10,18 +10,24 @@ is for the reader and recomputed whenever the case is used.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from .arch import Arch, Granule
 from .at import predict
-from .casefmt import CaseFormatError, _get, _int, head_data, read_head
+from .casefmt import (
+    CaseFormatError,
+    _get,
+    _int,
+    head_data,
+    read_head,
+    read_regions,
+    regions_data,
+)
 from .config import S2Config
 from .generate import MemoryMap
 from .generate_s1 import S1Case, S1Probe, Stage1Part, Stage1Shape
 from .image import Image
-from .memory import Memory, Region
+from .memory import Memory
 from .s1config import Hcr, S1Config, S1ConfigA32
 from .s1image import S1Table, TablePlacement
 from .stage1 import AtOp
@@ -29,16 +35,11 @@ from .stage1 import AtOp
 FORMAT = "s2diff-s1-case"
 VERSION = 1
 MAX_PROBES = 1 << 16
-MAX_REGION_BYTES = 64 << 20
 _HCR_BITS = ("ptw", "dc", "cd", "id", "fwb")
 
 
 def _hex(value: int) -> str:
     return f"{value:#x}"
-
-
-def _regions(regions: tuple[Region, ...]) -> list[dict[str, str]]:
-    return [{"pa": _hex(r.pa), "data": base64.b64encode(r.data).decode("ascii")} for r in regions]
 
 
 def _stage1_config(s1: S1Config | S1ConfigA32) -> dict[str, Any]:
@@ -75,13 +76,13 @@ def s1_case_to_data(case: S1Case, *, with_outcomes: bool = True) -> dict[str, An
         "memory": {"ram": [[_hex(b), _hex(s)] for b, s in case.memory_map.ram],
                    "empty": [_hex(a) for a in case.memory_map.empty]},
         "image": {"window": [_hex(case.image.window[0]), _hex(case.image.window[1])],
-                  "root": _hex(case.image.root), "regions": _regions(case.image.regions)},
+                  "root": _hex(case.image.root), "regions": regions_data(case.image.regions)},
         "stage1": {
             "config": _stage1_config(part.config),
             "hcr": {n: getattr(part.hcr, n) for n in _HCR_BITS},
             "shape": {"granule": part.shape.granule.label, "va_bits": part.shape.va_bits,
                       "tables_high": part.shape.tables_high},
-            "regions": _regions(part.regions),
+            "regions": regions_data(part.regions),
             "tables": [{"level": t.level, "ipa": _hex(t.ipa),
                         "pa": None if t.pa is None else _hex(t.pa),
                         "placement": t.placement.value} for t in part.tables],
@@ -98,25 +99,6 @@ def _pair(data: Any, where: str) -> tuple[int, int]:
     if not isinstance(data, list) or len(data) != 2:
         raise CaseFormatError(f"{where}: expected [base, size]")
     return _int(data[0], f"{where}[0]", 52), _int(data[1], f"{where}[1]", 52)
-
-
-def _read_regions(items: Any, where: str, budget: list[int]) -> tuple[Region, ...]:
-    if not isinstance(items, list):
-        raise CaseFormatError(f"{where}: expected a list")
-    out = []
-    for i, reg in enumerate(items):
-        pa = _int(_get(reg, "pa", str, f"{where}[{i}]"), f"{where}[{i}].pa", 52)
-        try:
-            blob = base64.b64decode(_get(reg, "data", str, f"{where}[{i}]"), validate=True)
-        except (binascii.Error, ValueError):
-            raise CaseFormatError(f"{where}[{i}].data: not valid base64") from None
-        budget[0] += len(blob)
-        if budget[0] > MAX_REGION_BYTES:
-            raise CaseFormatError(f"{where}: more than {MAX_REGION_BYTES} bytes of regions")
-        if pa % 8 or len(blob) % 8 or not blob:
-            raise CaseFormatError(f"{where}[{i}]: PA and length must be non-zero multiples of 8")
-        out.append(Region(pa, blob))
-    return tuple(out)
 
 
 def _bit(data: dict, name: str, where: str) -> int:
@@ -161,7 +143,7 @@ def s1_case_from_data(data: Any) -> S1Case:
                                           enumerate(_get(mem, "empty", list, "memory"))))
     budget = [0]
     img = _get(data, "image", dict, "case")
-    image = Image(regions=_read_regions(_get(img, "regions", list, "image"), "image.regions",
+    image = Image(regions=read_regions(_get(img, "regions", list, "image"), "image.regions",
                                         budget),
                   vttbr=vttbr, root=_int(_get(img, "root", str, "image"), "image.root", 52),
                   window=_pair(_get(img, "window", list, "image"), "image.window"), tables=())
@@ -189,7 +171,7 @@ def s1_case_from_data(data: Any) -> S1Case:
                               None if pa is None else _int(pa, f"{where}.pa", 52), placement))
     part = Stage1Part(config=_read_stage1_config(_get(s1, "config", dict, "stage1"), arch),
                       hcr=hcr, shape=shape,
-                      regions=_read_regions(_get(s1, "regions", list, "stage1"),
+                      regions=read_regions(_get(s1, "regions", list, "stage1"),
                                             "stage1.regions", budget),
                       tables=tuple(tables),
                       ipa_window=_pair(_get(s1, "ipa_window", list, "stage1"), "stage1.ipa_window"),
