@@ -32,11 +32,11 @@ from .casefmt import (
     _int,
     head_data,
     read_head,
+    read_memory_map,
     read_regions,
     regions_data,
 )
 from .config import S2Config
-from .generate import MemoryMap
 from .image import Image
 from .memory import Memory
 
@@ -182,16 +182,7 @@ def access_case_from_data(data: Any) -> AccessCase:
                                 _int(_get(cfg, "vttbr", str, "config"), "config.vttbr"),
                                 _int(cfg.get("s2pir", "0x0"), "config.s2pir")
                                 if arch is Arch.AARCH64 else 0)
-    mem = _get(data, "memory", dict, "case")
-    ram = []
-    for i, pair in enumerate(_get(mem, "ram", list, "memory")):
-        if not isinstance(pair, list) or len(pair) != 2:
-            raise CaseFormatError(f"memory.ram[{i}]: expected [base, size]")
-        ram.append((_int(pair[0], f"memory.ram[{i}][0]", 52), _int(pair[1], f"memory.ram[{i}][1]", 52)))
-    if not ram:
-        raise CaseFormatError("memory.ram: at least one RAM range is needed")
-    mmap = MemoryMap(ram=tuple(ram), empty=tuple(_int(a, f"memory.empty[{i}]", 52) for i, a in
-                                                 enumerate(_get(mem, "empty", list, "memory"))))
+    mmap = read_memory_map(data)
     budget = [0]
     image = _read_image(_get(data, "image", dict, "case"), "image", budget)
     other = _read_image(data["other_image"], "other_image", budget) if "other_image" in data \

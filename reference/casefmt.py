@@ -88,6 +88,22 @@ def read_regions(items: Any, where: str, budget: list[int]) -> tuple[Region, ...
     return tuple(out)
 
 
+def read_memory_map(data: dict[str, Any]) -> MemoryMap:
+    """A case file's ``memory``: its RAM ranges (one at least) and the
+    addresses with nothing behind them (every kind of case file)."""
+    mem = _get(data, "memory", dict, "case")
+    ram = []
+    for i, pair in enumerate(_get(mem, "ram", list, "memory")):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise CaseFormatError(f"memory.ram[{i}]: expected [base, size]")
+        ram.append((_int(pair[0], f"memory.ram[{i}][0]", 52), _int(pair[1], f"memory.ram[{i}][1]", 52)))
+    if not ram:
+        raise CaseFormatError("memory.ram: at least one RAM range is needed")
+    empty = tuple(_int(a, f"memory.empty[{i}]", 52)
+                  for i, a in enumerate(_get(mem, "empty", list, "memory")))
+    return MemoryMap(ram=tuple(ram), empty=empty)
+
+
 def head_data(fmt: str, version: int, key: str, seed: int, cpu: CpuModel) -> dict[str, Any]:
     """The first keys of a case file of any kind: format, version, key,
     seed, architecture and CPU -- with the whole model when it is not the
@@ -273,17 +289,7 @@ def case_from_data(data: Any) -> Case:
         raise CaseFormatError("config.s2pir: S2PIR_EL2 exists only for aarch64")
     config = S2Config.from_vtcr(arch, vtcr, vttbr, s2pir)
 
-    mem = _get(data, "memory", dict, "case")
-    ram = []
-    for i, pair in enumerate(_get(mem, "ram", list, "memory")):
-        if not isinstance(pair, list) or len(pair) != 2:
-            raise CaseFormatError(f"memory.ram[{i}]: expected [base, size]")
-        ram.append((_int(pair[0], f"memory.ram[{i}][0]", 52), _int(pair[1], f"memory.ram[{i}][1]", 52)))
-    if not ram:
-        raise CaseFormatError("memory.ram: at least one RAM range is needed")
-    empty = tuple(_int(a, f"memory.empty[{i}]", 52)
-                  for i, a in enumerate(_get(mem, "empty", list, "memory")))
-    mmap = MemoryMap(ram=tuple(ram), empty=empty)
+    mmap = read_memory_map(data)
 
     img = _get(data, "image", dict, "case")
     window = _get(img, "window", list, "image")

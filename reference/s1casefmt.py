@@ -20,11 +20,11 @@ from .casefmt import (
     _int,
     head_data,
     read_head,
+    read_memory_map,
     read_regions,
     regions_data,
 )
 from .config import S2Config
-from .generate import MemoryMap
 from .generate_s1 import S1Case, S1Probe, Stage1Part, Stage1Shape
 from .image import Image
 from .memory import Memory
@@ -135,12 +135,7 @@ def s1_case_from_data(data: Any) -> S1Case:
                                            64 if arch is Arch.AARCH64 else 32), vttbr,
                                 _int(cfg.get("s2pir", "0x0"), "config.s2pir")
                                 if arch is Arch.AARCH64 else 0)
-    mem = _get(data, "memory", dict, "case")
-    ram = tuple(_pair(p, f"memory.ram[{i}]") for i, p in enumerate(_get(mem, "ram", list, "memory")))
-    if not ram:
-        raise CaseFormatError("memory.ram: at least one RAM range is needed")
-    mmap = MemoryMap(ram=ram, empty=tuple(_int(a, f"memory.empty[{i}]", 52) for i, a in
-                                          enumerate(_get(mem, "empty", list, "memory"))))
+    mmap = read_memory_map(data)
     budget = [0]
     img = _get(data, "image", dict, "case")
     image = Image(regions=read_regions(_get(img, "regions", list, "image"), "image.regions",
