@@ -350,11 +350,15 @@ class TestSigstop:
     def test_stopped_qemu_is_a_timeout_and_is_killed(self, fake_qemu):
         """QEMU stopped mid-batch: TIMEOUT after the timeout, QEMU gone at
         once (a stopped process acts on SIGTERM only when continued), the
-        finished images kept.  The stub parks after the image the stop
-        comes at, so the stop always lands before the end."""
+        finished images kept.  The stub parks once image ``half`` is done
+        (images_done = half + 1) and the stop is sent when images_done
+        reaches half + 1, so it lands while the stub is parked: exactly
+        half + 1 images are done whatever the machine's speed.  (Sent at
+        images_done = half it raced image ``half``: CI once saw 1000 of
+        1001.)"""
         arch = Arch.AARCH64
         half = N_IMAGES // 2
-        fake_qemu.arm("stop", at_image=half)
+        fake_qemu.arm("stop", at_image=half + 1)
         r = run_batch(arch, "cortex-a57", small_batch(arch, N_IMAGES), qemu=fake_qemu.path,
                       timeout=STOP_TIMEOUT, hang_after=half)
         assert (fake_qemu.state / "signalled-0").exists(), "the stop never came"
