@@ -328,23 +328,33 @@ def aarch64_s1_disabled_output(cpu: CpuModel, ipa: int) -> Fault | None:
     return None
 
 
-def aarch64_s2_translate(cpu: CpuModel, config: S2Config, memory: Memory, ipa: int,
-                         access: AtKind) -> list[Outcome]:
-    """AArch64.S2Translate for an AT S12E1*/S12E0* probe with stage 1 off.
+@dataclasses.dataclass(frozen=True)
+class S2Start:
+    """What AArch64.S2Translate settles before it looks at the IPA, for one
+    combination of the IMPLEMENTATION DEFINED choices (granule, T0SZ):
+    either a Translation fault at level 0 (``fault``: T0SZ, SL invalid or
+    inconsistent) or the walk's parameters, start level and table base
+    (``base``: AArch64.S2TTBaseAddress, ``misaligned``: the RES0 base bits
+    set), with the rules of the choices made."""
 
-    Order of checks: T0SZ limits, start level (invalid / inconsistent), IPA
-    range (all Translation faults at level 0), then the walk, then the
-    permission check, then the hardware Access flag / dirty-state update."""
-    s1 = aarch64_s1_disabled_output(cpu, ipa)
-    if s1 is not None:
-        return [_outcome(s1, [R.A64_S1_DISABLED_OUTPUT.text(
-            "AArch64.S1DisabledOutput: IPA >= 2^PAMax with stage 1 off")], [])]
-    outcomes: list[Outcome] = []
+    rules: tuple[str, ...]
+    fault: Outcome | None = None
+    p: S2Params | None = None
+    level: int = 0
+    base: int = 0
+    misaligned: int = 0
+
+
+def aarch64_s2_starts(cpu: CpuModel, config: S2Config) -> tuple[S2Start, ...]:
+    """The IPA-independent part of AArch64.S2Translate, in its order of
+    checks: T0SZ limits, start level (invalid / inconsistent), then the
+    start-level table base from VTTBR_EL2."""
+    starts: list[S2Start] = []
     for p0, tg_rule in aarch64_nss2_ttw_params(cpu, config):
         for p, tx_rule in aarch64_s2_txsz_choices(cpu, p0):
-            rules = [r for r in (tg_rule, tx_rule) if r]
+            rules = tuple(r for r in (tg_rule, tx_rule) if r)
             if p is None:
-                outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, 0), rules, []))
+                starts.append(S2Start(rules, _outcome(Fault(FaultKind.TRANSLATION, 0), rules, [])))
                 continue
             level = aarch64_s2_start_level(p)
             why = aarch64_s2_invalid_sl(cpu, p)
@@ -352,29 +362,79 @@ def aarch64_s2_translate(cpu: CpuModel, config: S2Config, memory: Memory, ipa: i
                 inconsistent = s2_inconsistent_sl(p.granule, p.ia_bits, level)
                 why = R.A64_S2_SL_INCONSISTENT.text(inconsistent) if inconsistent else None
             if why is not None:
-                outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, 0), rules + [
-                    why.id.text(f"AArch64.S2InvalidSL/S2InconsistentSL: {why}")], []))
+                starts.append(S2Start(rules, _outcome(Fault(FaultKind.TRANSLATION, 0), rules + (
+                    why.id.text(f"AArch64.S2InvalidSL/S2InconsistentSL: {why}"),), [])))
                 continue
             # AArch64.S2InvalidSL rejects every SL encoding S2StartLevel leaves undefined.
             assert level is not None
-            if ipa >> p.ia_bits:
-                outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, 0), rules + [
-                    R.A64_S2_IPA_RANGE.text(f"AArch64.IPAIsOutOfRange: IPA >= 2^{p.ia_bits}")], []))
-                continue
-            outcomes.extend(aarch64_s2_walk(cpu, p, config.vttbr, level, memory, ipa,
-                                            access, rules))
+            starts.append(S2Start(rules, None, p, level,
+                                  aarch64_s2_tt_base_address(cpu, p, config.vttbr, level),
+                                  aarch64_vttbr_misaligned_bits(cpu, p, config.vttbr, level)))
+    return tuple(starts)
+
+
+class _LastStarts:
+    """aarch64_s2_starts of the last (cpu, config) asked for: a case walks
+    thousands of IPAs under one configuration, and this part of every walk
+    is the same.  Keyed by identity: both objects are frozen and held here,
+    so the key cannot be confused with another object; an equal but
+    distinct object is a miss that recomputes the same answer.  (Hashing a
+    CpuModel on every walk would cost much of what is saved.)"""
+
+    def __init__(self) -> None:
+        self.key: tuple[CpuModel, S2Config] | None = None
+        self.starts: tuple[S2Start, ...] = ()
+
+    def get(self, cpu: CpuModel, config: S2Config) -> tuple[S2Start, ...]:
+        key = self.key
+        if key is None or key[0] is not cpu or key[1] is not config:
+            self.starts = aarch64_s2_starts(cpu, config)
+            self.key = (cpu, config)
+        return self.starts
+
+
+_LAST_STARTS = _LastStarts()
+
+
+def aarch64_s2_translate(cpu: CpuModel, config: S2Config, memory: Memory, ipa: int,
+                         access: AtKind) -> list[Outcome]:
+    """AArch64.S2Translate for an AT S12E1*/S12E0* probe with stage 1 off.
+
+    Order of checks: T0SZ limits, start level (invalid / inconsistent)
+    (aarch64_s2_starts), IPA range (all Translation faults at level 0),
+    then the walk, then the permission check, then the hardware Access
+    flag / dirty-state update."""
+    s1 = aarch64_s1_disabled_output(cpu, ipa)
+    if s1 is not None:
+        return [_outcome(s1, [R.A64_S1_DISABLED_OUTPUT.text(
+            "AArch64.S1DisabledOutput: IPA >= 2^PAMax with stage 1 off")], [])]
+    outcomes: list[Outcome] = []
+    for start in _LAST_STARTS.get(cpu, config):
+        if start.fault is not None:
+            outcomes.append(start.fault)
+            continue
+        assert start.p is not None
+        rules = list(start.rules)
+        if ipa >> start.p.ia_bits:
+            outcomes.append(_outcome(Fault(FaultKind.TRANSLATION, 0), rules + [
+                R.A64_S2_IPA_RANGE.text(f"AArch64.IPAIsOutOfRange: IPA >= 2^{start.p.ia_bits}")], []))
+            continue
+        outcomes.extend(aarch64_s2_walk(cpu, start, memory, ipa, access, rules))
     return outcomes
 
 
-def aarch64_s2_walk(cpu: CpuModel, p: S2Params, vttbr: int, start_level: int,
-                    memory: Memory, ipa: int, access: AtKind, rules: list[str]) -> list[Outcome]:
-    """AArch64.S2Walk followed by the leaf checks of AArch64.S2Translate.
+def aarch64_s2_walk(cpu: CpuModel, start: S2Start, memory: Memory, ipa: int, access: AtKind,
+                    rules: list[str]) -> list[Outcome]:
+    """AArch64.S2Walk from ``start`` followed by the leaf checks of
+    AArch64.S2Translate.
 
     A VTTBR_EL2 whose RES0 base bits are set (a base not aligned to the
     start-level table) reads its first descriptor at any of the addresses
     ``misaligned_base_reads`` lists."""
+    p, start_level = start.p, start.level
+    assert p is not None
     geo = geometry(p.granule, p.ia_bits, start_level)
-    address = aarch64_s2_tt_base_address(cpu, p, vttbr, start_level) | geo.index(start_level, ipa) * 8
+    address = start.base | geo.index(start_level, ipa) * 8
     if aarch64_oa_out_of_range(cpu, p, address):
         # The start-level table address is checked before the first fetch,
         # and the fault is reported at level 0 whatever the start level.
@@ -383,10 +443,8 @@ def aarch64_s2_walk(cpu: CpuModel, p: S2Params, vttbr: int, start_level: int,
             "AArch64.S2Walk: start-level table address out of range (AArch64.OAOutOfRange)")],
             trace)]
     outcomes: list[Outcome] = []
-    for start, why in misaligned_base_reads(memory, address,
-                                            aarch64_vttbr_misaligned_bits(cpu, p, vttbr, start_level),
-                                            "VTTBR_EL2"):
-        outcomes.extend(_aarch64_walk_from(cpu, p, geo, start_level, start, memory, ipa, access,
+    for first, why in misaligned_base_reads(memory, address, start.misaligned, "VTTBR_EL2"):
+        outcomes.extend(_aarch64_walk_from(cpu, p, geo, start_level, first, memory, ipa, access,
                                            rules + why))
     return outcomes
 
