@@ -238,14 +238,36 @@ def table_matches(table: PatternTable, which: np.ndarray, ipas: np.ndarray,
     (``which``: each observation's column of ``table``).  An observation
     matches a PAR outcome when (par & care) == value | ((ipa + delta) &
     pa_mask), an exception outcome when (esr & care) == value and FAR is
-    the IPA."""
+    the IPA.
+
+    Slot k is compared only for the rows whose model has a k-th outcome:
+    most models have one, and a single model with many (IMPLEMENTATION
+    DEFINED choices) must not make every row pay for its slots."""
     ok = np.zeros(ipas.shape, dtype=bool)
+    slots = (table.par | table.exception).sum(axis=0)     # outcomes per model
+    rows: np.ndarray | None = None                          # None: every row
     for k in range(table.par.shape[0]):
-        value = table.value[k][which]
-        care = table.care[k][which]
-        want = value | ((ipas + table.delta[k][which]) & table.pa_mask[k][which])
-        ok |= is_par & table.par[k][which] & ((par & care) == want)
-        ok |= is_exception & table.exception[k][which] & ((esr & care) == value) & (far == ipas)
+        if k:
+            need = slots[which if rows is None else which[rows]] > k
+            rows = np.flatnonzero(need) if rows is None else rows[need]
+            if not rows.size:
+                break
+        w = which if rows is None else which[rows]
+        x = ipas if rows is None else ipas[rows]
+        is_p = is_par if rows is None else is_par[rows]
+        is_e = is_exception if rows is None else is_exception[rows]
+        p = par if rows is None else par[rows]
+        e = esr if rows is None else esr[rows]
+        f = far if rows is None else far[rows]
+        value = table.value[k][w]
+        care = table.care[k][w]
+        want = value | ((x + table.delta[k][w]) & table.pa_mask[k][w])
+        hit = (is_p & table.par[k][w] & ((p & care) == want)) | \
+              (is_e & table.exception[k][w] & ((e & care) == value) & (f == x))
+        if rows is None:
+            ok |= hit
+        else:
+            ok[rows] |= hit
     return ok
 
 

@@ -126,3 +126,58 @@ def test_a_span_with_varying_walks_is_refused():
     # The whole IPA space: its ends walk different entries.
     assert span_model(cpu, case.config, case.memory(), 0, case.config.ia_bits,
                       AtKind.S12E1R) is None
+
+
+def _matches_one_by_one(table, which, ipas, is_par, is_exc, par, esr, far) -> list[bool]:
+    """table_matches's definition, row by row over every slot of the row's
+    model: a PAR matches (par & care) == value | ((ipa + delta) & pa_mask),
+    an exception (esr & care) == value with FAR the IPA."""
+    out = []
+    for r, m in enumerate(which.tolist()):
+        hit = False
+        for k in range(table.par.shape[0]):
+            value, care = int(table.value[k][m]), int(table.care[k][m])
+            want = value | ((int(ipas[r]) + int(table.delta[k][m])) & (2**64 - 1)
+                            & int(table.pa_mask[k][m]))
+            hit |= bool(is_par[r] and table.par[k][m] and (int(par[r]) & care) == want)
+            hit |= bool(is_exc[r] and table.exception[k][m] and (int(esr[r]) & care) == value
+                        and int(far[r]) == int(ipas[r]))
+        out.append(hit)
+    return out
+
+
+def test_table_matches_visits_every_slot_of_every_row():
+    """Models with 1..4 outcomes side by side (table_matches compares slot k
+    only for rows whose model has a k-th outcome): its answer equals the
+    row-by-row definition, with observations drawn to hit a random slot of
+    their own model, of another model, or none."""
+    from reference.fast import PatternTable, table_matches
+    rng = np.random.default_rng(7)
+    n_models, n_rows = 6, 4000
+    outcomes = rng.integers(1, 5, size=n_models)
+    k_max = int(outcomes.max())
+    par = np.zeros((k_max, n_models), dtype=bool)
+    exc = np.zeros((k_max, n_models), dtype=bool)
+    for m, n in enumerate(outcomes.tolist()):
+        kinds = rng.integers(0, 2, size=n).astype(bool)
+        par[:n, m], exc[:n, m] = kinds, ~kinds
+    words = [rng.integers(0, 1 << 12, size=(k_max, n_models), dtype=np.uint64) for _ in range(4)]
+    table = PatternTable(par, exc, *words)
+    which = rng.integers(0, n_models, size=n_rows).astype(np.intp)
+    ipas = rng.integers(0, 1 << 12, size=n_rows, dtype=np.uint64)
+    # Observations: the value of a random slot of a random model (so some
+    # hit their own model's k-th outcome, some another's), ANDed with care.
+    src_m = rng.integers(0, n_models, size=n_rows)
+    src_k = rng.integers(0, k_max, size=n_rows)
+    value = table.value[src_k, src_m]
+    reg = value | ((ipas + table.delta[src_k, src_m]) & table.pa_mask[src_k, src_m])
+    is_par = rng.integers(0, 2, size=n_rows).astype(bool)
+    far = np.where(rng.integers(0, 4, size=n_rows) == 0, ipas + np.uint64(1), ipas)
+    got = table_matches(table, which, ipas, is_par, ~is_par, reg, value, far)
+    want = _matches_one_by_one(table, which, ipas, is_par, ~is_par, reg, value, far)
+    assert got.tolist() == want
+    # Both answers occur, from slots beyond the first too: the comparison
+    # can fail, and the later slots are really compared.
+    assert 0 < sum(want) < n_rows
+    late = [r for r in range(n_rows) if want[r] and src_k[r] > 0 and src_m[r] == which[r]]
+    assert late

@@ -77,10 +77,11 @@ class _Table:
 
     @classmethod
     def of(cls, case: Case, records: np.ndarray) -> _Table:
-        kinds = records[:, 0]
+        # The columns copied out contiguous once: a column of the row-major
+        # records is strided by a whole record, and each is read many times.
+        kinds, par, esr, far = np.ascontiguousarray(records[:, :4].T)
         return cls(case, case.memory(), records, kinds, kinds == ObsKind.PAR.value,
-                   kinds == ObsKind.EXCEPTION.value, records[:, 1], records[:, 2],
-                   records[:, 3])
+                   kinds == ObsKind.EXCEPTION.value, par, esr, far)
 
 
 # A span the model cannot vouch for is split in halves, recursively, down
@@ -109,6 +110,27 @@ def _label_keys(kinds: np.ndarray, par: np.ndarray, esr: np.ndarray) -> np.ndarr
     exc_key = (esr >> 26) << 8 | (esr & 0x3F)
     return np.where(kinds == ObsKind.PAR.value, par_key,
                     np.where(kinds == ObsKind.EXCEPTION.value, exc_key, 0)) | (kinds << 60)
+
+
+class _PartRows:
+    """The rows of each part, ascending (what np.nonzero(part_of == p)
+    gives), from one stable sort made the first time a part's rows are
+    asked for: a case has ~10^5 rows and can have hundreds of parts to walk
+    or to aggregate, each a full pass over the rows otherwise."""
+
+    def __init__(self, part_of: np.ndarray, n_parts: int) -> None:
+        self.part_of = part_of
+        self.n_parts = n_parts
+        self.order: np.ndarray | None = None
+        self.starts: list[int] = []
+
+    def __call__(self, p: int) -> np.ndarray:
+        if self.order is None:
+            # part_of is -1 for rows outside every part: shifted to 0.
+            self.order = np.argsort(self.part_of, kind="stable")
+            counts = np.bincount(self.part_of + 1, minlength=self.n_parts + 1)
+            self.starts = [0] + np.cumsum(counts).tolist()
+        return self.order[self.starts[p + 1]:self.starts[p + 2]]
 
 
 def judge_fanout(case: Case, records: np.ndarray) -> BulkVerdict:
@@ -179,10 +201,11 @@ def judge_fanout(case: Case, records: np.ndarray) -> BulkVerdict:
     # UNPREDICTABLE on this core (ARMv7): every observation passes.
     ok |= anything[which] & covered
     # The rows of unmodelled parts are walked one by one.
+    rows_of = _PartRows(part_of, len(parts))
     results: dict[int, list[WalkResult]] = {}
     for p, (at_kind, model) in enumerate(parts):
         if model is None:
-            rows = np.nonzero(part_of == p)[0]
+            rows = rows_of(p)
             results[p], ok[rows] = _walk_rows(table, rows, at_kind)
     size = np.bincount(part_of[covered], minlength=len(parts))
     ran_size = np.bincount(part_of[covered & ran], minlength=len(parts))
@@ -197,14 +220,14 @@ def judge_fanout(case: Case, records: np.ndarray) -> BulkVerdict:
                 verdict.rules.append((result_rules(arch, model.result), int(ran_size[p])))
         else:
             verdict.writes.extend(w for res in results[p] for o in res.outcomes for w in o.writes)
-            part_ran = ran[np.nonzero(part_of == p)[0]]
+            part_ran = ran[rows_of(p)]
             verdict.rules.extend((result_rules(arch, res), 1)
                                  for res, r in zip(results[p], part_ran.tolist()) if r)
     verdict.passed = int(np.count_nonzero(ok & ran & covered))
     bad_all = covered & ~ok & ran
     verdict.diverged = int(np.count_nonzero(bad_all))
     for p in np.unique(part_of[bad_all]).tolist():
-        rows = np.nonzero(part_of == p)[0]
+        rows = rows_of(p)
         at_kind, model = parts[p]
         _aggregate(table, rows, np.nonzero(bad_all[rows])[0], at_kind, model,
                    results.get(p, []), verdict)
