@@ -356,3 +356,24 @@ def test_stale_batch_directories_are_swept(tmp_path):
     sweep_stale_batch_dirs(tmp_path)
     assert not stale.exists()
     assert live.exists() and other.exists()
+
+
+def test_ram_file_view_is_read_without_the_copy(tmp_path):
+    """RamFile.view gives the bytes read() gives (zeros past a short
+    file's end included), and a view stays valid after close() and after
+    the file is unlinked, as a batch's results records must."""
+    from harness.qemu.job import RamFile
+    base = 0x4000_0000
+    path = tmp_path / "ram.bin"
+    data = bytes(range(256)) * 64                  # 16 KiB, distinct bytes
+    path.write_bytes(data)
+    ram = RamFile(path, base)
+    inside = ram.view(base + 1000, 4096)
+    assert bytes(inside) == ram.read(base + 1000, 4096) == data[1000:5096]
+    # Past the end: read()'s zero padding, not a fault.
+    tail = ram.view(base + len(data) - 8, 24)
+    assert bytes(tail) == data[-8:] + bytes(16)
+    ram.close()
+    path.unlink()
+    assert bytes(inside) == data[1000:5096]
+    assert np.frombuffer(inside, dtype="<u8")[0] == int.from_bytes(data[1000:1008], "little")

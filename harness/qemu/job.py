@@ -24,6 +24,7 @@ from __future__ import annotations
 import array
 import enum
 import functools
+import mmap
 import os
 import struct
 import sys
@@ -324,6 +325,26 @@ class RamFile:
         self.path = Path(path)
         self.base = base
         self._fd: int | None = os.open(self.path, os.O_RDONLY)
+        self._map: mmap.mmap | None = None
+
+    def view(self, pa: int, length: int) -> memoryview | bytes:
+        """The ``length`` bytes at ``pa`` without copying them: a view of
+        the file mapped read-only (a batch's results area is tens of MB;
+        read() would copy it and fault in as many fresh pages).  The mapping
+        lives as long as any view of it, after close() and after the file is
+        unlinked.  A range past the end of the file (a short RAM file: QEMU
+        died before sizing it) is read() instead, zeros and all: a mapping
+        would fault there."""
+        if self._fd is None:
+            raise ValueError(f"{self.path} is closed")
+        off = pa - self.base
+        if off < 0:
+            raise UsageError(f"PA {pa:#x} is below the RAM base {self.base:#x}")
+        if not length or off + length > os.fstat(self._fd).st_size:
+            return self.read(pa, length)
+        if self._map is None:
+            self._map = mmap.mmap(self._fd, 0, prot=mmap.PROT_READ)
+        return memoryview(self._map)[off:off + length]
 
     def read(self, pa: int, length: int) -> bytes:
         if self._fd is None:
@@ -338,6 +359,9 @@ class RamFile:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        # Not mmap.close(): views handed out by view() may still be alive;
+        # the mapping goes with the last of them.
+        self._map = None
 
     def __enter__(self) -> "RamFile":
         return self
@@ -439,7 +463,7 @@ def _regime(arch: Arch, i: int, im: JobImage) -> tuple[int, ...]:
     return (im.s2pir, hcr, sctlr, im.tcr, im.ttbr0, im.ttbr1, im.mair)
 
 
-def pack_job(layout: JobLayout, images: Sequence[JobImage], hang_after: int | None = None) -> bytes:
+def pack_job(layout: JobLayout, images: Sequence[JobImage], hang_after: int | None = None) -> bytearray:
     """Serialise ``images`` into a job blob for the stub described by ``layout``.
 
     ``hang_after``: image index after which the stub spins forever (a fault-
@@ -515,7 +539,8 @@ def pack_job(layout: JobLayout, images: Sequence[JobImage], hang_after: int | No
             blob[data_at:data_at + len(data)] = data
             data_at += _align(len(data))
             r += 1
-    return bytes(blob)
+    # The bytearray itself: bytes(blob) would copy a batch's ~30 MB again.
+    return blob
 
 
 # --- unpacking ---------------------------------------------------------------
@@ -581,7 +606,8 @@ def unpack_results(layout: JobLayout, ram: RamReader | bytes | bytearray | memor
         fatal = FatalInfo(fr, vector, esr, elr, far, detail)
 
     n_probes = sum(len(im.probes) for im in images)
-    raw = reader.read(layout.results_start + RESULTS_HEADER_SIZE, n_probes * RECORD_SIZE)
+    where, size = layout.results_start + RESULTS_HEADER_SIZE, n_probes * RECORD_SIZE
+    raw = reader.view(where, size) if isinstance(reader, RamFile) else reader.read(where, size)
     table = np.frombuffer(raw, dtype="<u8").reshape(n_probes, RECORD_WORDS)
     if n_probes:
         # ObsKind values are 0, 1, 2: anything larger is not a record.
