@@ -39,12 +39,12 @@ import numpy as np
 
 from .arch import Arch, AtKind
 from .bits import mask
-from .config import S2Config
+from .config import S2Config, geometry
 from .cpus import CpuModel
 from .memory import Memory
-from .outcome import Translation, WalkResult
+from .outcome import Fault, Translation, WalkResult
 from .par import Report, pa_bits, predict
-from .walk import walk
+from .walk import s2_starts, walk
 
 U64 = (1 << 64) - 1
 
@@ -94,17 +94,42 @@ def _no_memory_reads(result: WalkResult) -> list[int]:
     return [o.trace[-1].address for o in result.outcomes if o.trace and o.trace[-1].value is None]
 
 
-def _within_one_leaf(cpu: CpuModel, result: WalkResult, bits: int, last: int) -> bool:
-    """The second walk is not needed when every outcome is a translation
-    whose block (or page) is at least the span: every index field of such
-    a walk lies at or above the block size, so the whole span reads the
-    same descriptors; and the span's last IPA passes the range checks the
-    first passed (the block lies inside the input space, and below
-    2^PAMax — checked here — whose boundaries are multiples of the block)."""
-    limit = cpu.pamax if cpu.arch is Arch.AARCH64 else 32
-    return (last >> limit == 0 and bool(result.outcomes)
-            and all(isinstance(o.result, Translation) and o.result.block_bits >= bits
-                    for o in result.outcomes))
+def _one_walk_suffices(cpu: CpuModel, config: S2Config, result: WalkResult, base: int,
+                       bits: int, last: int) -> bool:
+    """The second walk is not needed when no walk of the span can read
+    other descriptors than the first, nor meet other range checks.
+
+    Every descriptor a walk reads is indexed by IPA bits at or above the
+    level_lsb of its level (the start level's index, concatenated tables
+    included, too).  So when every step of every outcome's trace is at a
+    level whose level_lsb is at least ``bits``, every IPA of the span reads
+    the same descriptors, at the same addresses, as ``base``: the same
+    faults, the same leaf.  A translation's leaf is then a block (or page)
+    of at least the span, so PA - IPA is the same throughout.  The range
+    checks before the walk (IPA >= 2^PAMax, AArch64.S1DisabledOutput; IPA
+    beyond the input size, AArch64.IPAIsOutOfRange) are monotone in the
+    IPA: ``base`` and ``last`` on the same side of each limit means every
+    IPA between is too.  Checked for AArch64 configurations; where
+    IMPLEMENTATION DEFINED granule or T0SZ choices give several starts
+    (geometries), an outcome does not say which one it came from, so the
+    levels must pass under every start's geometry."""
+    if cpu.arch is not Arch.AARCH64 or not result.outcomes:
+        return False
+    starts = [start for start in s2_starts(cpu, config) if start.p is not None]
+    limits = [cpu.pamax] + [start.p.ia_bits for start in starts if start.p is not None]
+    for limit in limits:
+        if (base >> limit == 0) != (last >> limit == 0):
+            return False
+    lsbs = [geometry(st.p.granule, st.p.ia_bits, st.level).level_lsb
+            for st in starts if st.p is not None]
+    for o in result.outcomes:
+        if isinstance(o.result, Translation) and o.result.block_bits < bits:
+            return False
+        if isinstance(o.result, Fault) and o.result.ipa is not None:
+            return False
+        if any(lsb(step.level) < bits for step in o.trace for lsb in lsbs):
+            return False
+    return True
 
 
 def span_model(cpu: CpuModel, config: S2Config, memory: Memory, base: int, bits: int,
@@ -119,7 +144,7 @@ def span_model(cpu: CpuModel, config: S2Config, memory: Memory, base: int, bits:
     abort, so that final address is compared by this check instead."""
     last = base + (1 << bits) - 1
     first = walk(cpu, config, memory, base, at)
-    if bits and not _within_one_leaf(cpu, first, bits, last):
+    if bits and not _one_walk_suffices(cpu, config, first, base, bits, last):
         other = walk(cpu, config, memory, last, at)
         if _normalised(first, base) != _normalised(other, last):
             return None

@@ -396,6 +396,12 @@ class _LastStarts:
 _LAST_STARTS = _LastStarts()
 
 
+def s2_starts(cpu: CpuModel, config: S2Config) -> tuple[S2Start, ...]:
+    """aarch64_s2_starts of an AArch64 configuration, remembered for the
+    last (cpu, config) as the walks under it use it."""
+    return _LAST_STARTS.get(cpu, config)
+
+
 def aarch64_s2_translate(cpu: CpuModel, config: S2Config, memory: Memory, ipa: int,
                          access: AtKind) -> list[Outcome]:
     """AArch64.S2Translate for an AT S12E1*/S12E0* probe with stage 1 off.

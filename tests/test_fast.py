@@ -181,3 +181,29 @@ def test_table_matches_visits_every_slot_of_every_row():
     assert 0 < sum(want) < n_rows
     late = [r for r in range(n_rows) if want[r] and src_k[r] > 0 and src_m[r] == which[r]]
     assert late
+
+
+def test_a_span_across_pamax_is_not_one_walk():
+    """A configuration every walk of which faults before reading a
+    descriptor (reserved SL0: Translation fault at level 0, no trace) still
+    depends on the IPA through the check that comes first: an IPA at or
+    above 2^PAMax is a stage-1 Address size fault (AArch64.S1DisabledOutput).
+    A span across 2^PAMax must not be vouched for by its first walk alone:
+    the model either refuses it or answers as the readable walker at both
+    ends."""
+    entry = next(e for e in build_matrix(cpus=["cortex-a35"])
+                 if e.kind is CaseKind.AT and e.name.endswith("reserved-SL0"))
+    cpu = get_cpu(entry.arch, entry.cpu)
+    case = generate_case(cpu, entry.config, 3, entry.name, WINDOW, MMAP)
+    memory = case.memory()
+    base, bits = (1 << cpu.pamax) - (1 << 12), 13
+    last = base + (1 << bits) - 1
+    below, above = (walk(cpu, case.config, memory, ipa, AtKind.S12E1R) for ipa in (base, last))
+    # The two ends really differ (worked out above: level-0 Translation
+    # fault below 2^PAMax, stage-1 Address size fault at or above it).
+    assert _predictions(cpu.arch, cpu.arch_version, below, base) != \
+        _predictions(cpu.arch, cpu.arch_version, above, base)
+    model = span_model(cpu, case.config, memory, base, bits, AtKind.S12E1R)
+    if model is not None:
+        assert _predictions(cpu.arch, cpu.arch_version, model.result_for(last), last) == \
+            _predictions(cpu.arch, cpu.arch_version, above, last)
