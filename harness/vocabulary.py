@@ -92,6 +92,16 @@ def observed_label(arch: Arch, obs: RawObservation) -> str:
     return f"{'' if view.s else 'stage-1 '}{kind.value} L{level}{walk}"
 
 
+def observed_par_text(arch: str, raw: Mapping[str, str]) -> str:
+    """The PAR of a divergence record's raw registers decoded field by
+    field ('PAR 0x...: PA 0x... SH=11 ATTR=0x44', reference.par.ParView),
+    what a baseline entry's ``par`` pattern reads; '' when the observation
+    holds no PAR (an exception, a descriptor write, an access step)."""
+    if raw.get("kind") != ObsKind.PAR.name or "par" not in raw:
+        return ""
+    return decode_par(Arch(arch), int(raw["par"], 16)).describe()
+
+
 def describe_observation(arch: Arch, obs: RawObservation) -> str:
     """An observation in words: the PAR decoded, or the exception's
     syndrome and addresses."""
