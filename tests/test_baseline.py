@@ -13,8 +13,10 @@ Three sources of divergences:
 * tests/baseline/sampled-divergences.jsonl: up to two records of every
   divergence family of the default nightly matrix run with --no-baseline
   on QEMU 7.2.22, 10.0.2, 10.0.13 and 11.1.3 (scripts/sample-divergences,
-  from the issue-10 triage runs and a --cases 1 --fanout 64 run on 7.2):
-  each must be claimed by exactly one entry, of its family.
+  from the issue-10 triage runs and a --cases 1 --fanout 64 run on 7.2;
+  the stage-1 and cpu-model families added from `run --probes stage1
+  --cases 3 --no-baseline` on 7.2.22 and 11.1.3 and a neoverse-n2 run on
+  11.1.3): each must be claimed by exactly one entry, of its family.
 """
 from __future__ import annotations
 
