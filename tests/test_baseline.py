@@ -16,7 +16,9 @@ Three sources of divergences:
   from the issue-10 triage runs and a --cases 1 --fanout 64 run on 7.2;
   the stage-1 and cpu-model families added from `run --probes stage1
   --cases 3 --no-baseline` on 7.2.22 and 11.1.3 and a neoverse-n2 run on
-  11.1.3): each must be claimed by exactly one entry, of its family.
+  11.1.3, then the families new in `run --probes stage1 --cases 10/15
+  --fanout 16` on 7.2.22, 10.0.13 and 11.1.3): each must be claimed by
+  exactly one entry, of its family.
 """
 from __future__ import annotations
 
