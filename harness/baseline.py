@@ -21,6 +21,7 @@ from typing import Any, Iterable
 
 from .datafile import load_data_file
 from .errors import UsageError
+from .kinds import entry_kind
 from .qemu.builds import version_number
 from .records import CrashRecord, Divergence, DivergenceRecord, Record
 from .vocabulary import DivergenceKind, observed_par_text
@@ -347,9 +348,11 @@ def stale_entries(baseline: Baseline, used: set, ran: set,
                   root: Path | None = None) -> list[BaselineEntry]:
     """Entries that matched no divergence or crash (``used``: the ids that
     did) although the run executed the configuration of their case file
-    (its arch, CPU model and VTCR) on a QEMU of their version range
-    (``ran``: (arch, cpu, vtcr, QEMU version) of every case run; a 3-tuple
-    without the version counts for every range) -- for a cpu-model entry
+    (its arch, CPU model and VTCR, in a case of the same kind: AT, access
+    or stage 1 -- an AT case of the same VTCR does not run a stage-1
+    case's probes) on a QEMU of their version range (``ran``: (arch, cpu,
+    vtcr, QEMU version, kind) of every case run; without the version it
+    counts for every range, without the kind for every kind) -- for a cpu-model entry
     without a case file, ran a case on one of its CPU models (whose ID
     registers every run reads): the bug they describe did not show where
     it used to."""
@@ -362,10 +365,12 @@ def stale_entries(baseline: Baseline, used: set, ran: set,
         for case in e.cases:
             try:
                 data = json.loads((base / case).read_text(encoding="utf-8"))
-                wheres.add((data["arch"], data["cpu"], data["config"]["vtcr"]))
-            except (OSError, ValueError, KeyError, TypeError):
+                wheres.add((data["arch"], data["cpu"], data["config"]["vtcr"],
+                            entry_kind(data["key"]).value))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 continue  # a missing or broken case file is reported by the tests
-        if any(tuple(r[:3]) in wheres and (len(r) < 4 or e.applies_to(r[3])) for r in ran):
+        if any(w[:3] == tuple(r[:3]) and (len(r) < 5 or r[4] == w[3])
+               and (len(r) < 4 or e.applies_to(r[3])) for r in ran for w in wheres):
             stale.append(e)
         elif not e.cases and any(r[0] == e.arch and r[1] in e.cpus
                                  and (len(r) < 4 or e.applies_to(r[3])) for r in ran):

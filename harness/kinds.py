@@ -177,6 +177,14 @@ def kind_job_image(case: RunCase) -> JobImage:
     return at_job_image(case)
 
 
+def entry_kind(entry: str) -> CaseKind:
+    """The kind of case a matrix entry (its name, or a case key
+    ``ENTRY#n``) generates: access and stage-1 entries end in their
+    kind's tag (harness.matrix), every other one is AT."""
+    tag = entry.split("#", 1)[0].rsplit("/", 1)[-1]
+    return next((k for k in CaseKind if k is not CaseKind.AT and k.value == tag), CaseKind.AT)
+
+
 def case_kind(case: RunCase) -> CaseKind:
     if isinstance(case, AccessCase):
         return CaseKind.ACCESS

@@ -361,6 +361,26 @@ def test_caseless_cpu_model_entry_reproduces_on_the_versions_it_names(entry):
                + "; ".join(r.summary() for r in shown)))
 
 
+def test_stale_needs_a_case_of_the_entrys_kind():
+    """An entry is judged stale only where a case of its case file's kind
+    ran on its configuration: tests/baseline/s1-device-nc-sh.json is a
+    stage-1 case (key .../stage1#0) of cortex-a72, VTCR 0x80047558, whose
+    entry is for QEMU < 8.2; an AT case of the same VTCR does not run its
+    probes.  A case-less cpu-model entry is judged where its model ran."""
+    from harness.baseline import Baseline, stale_entries
+    entry = next(e for e in BASELINE.entries if e.id == "qemu-7.2-at-s1-device-nc-sh")
+    model = next(e for e in BASELINE.entries if e.id == "qemu-7.2-a15-a7-id-dfr0-mmaptrc")
+    one = Baseline(ROOT / "baseline.toml", (entry, model))
+    where = ("aarch64", "cortex-a72", "0x80047558")
+    v72 = "QEMU emulator version 7.2.22"
+    assert stale_entries(one, set(), {where + (v72, "stage1")}) == [entry]
+    assert stale_entries(one, set(), {where + (v72, "at")}) == []
+    assert stale_entries(one, set(), {where + ("QEMU emulator version 11.1.3", "stage1")}) == []
+    assert stale_entries(one, {entry.id}, {where + (v72, "stage1")}) == []
+    assert stale_entries(one, set(), {("arm", "cortex-a7", "0x80003558", v72, "at")}) == [model]
+    assert stale_entries(one, set(), {("arm", "max", "0x80003558", v72, "at")}) == []
+
+
 def attribute_entry(**fields: str) -> BaselineEntry:
     text = ('version = 1\n[[divergence]]\nid = "x"\ntitle = "t"\nverdict = "qemu-bug"\n'
             'evidence = "e"\ncase = "c.json"\n'
