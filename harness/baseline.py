@@ -21,10 +21,9 @@ from typing import Any, Iterable
 
 from .datafile import load_data_file
 from .errors import UsageError
-from .kinds import entry_kind
 from .qemu.builds import version_number
 from .records import CrashRecord, Divergence, DivergenceRecord, Record
-from .vocabulary import DivergenceKind, observed_par_text
+from .vocabulary import DivergenceKind, entry_kind, observed_par_text
 
 VERSION = 1
 _LIST_FIELDS = ("cpus", "granules", "qemu_versions")

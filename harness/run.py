@@ -18,7 +18,6 @@ from reference.arch import Arch
 
 from .baseline import EMPTY, apply_baseline, load_baseline
 from .errors import UsageError
-from .kinds import entry_kind
 from .plan import MatrixEntry, Plan, prepare_machine
 from .qemu.boot import BatchStatus
 from .qemu.builds import QemuBuild, default_build
@@ -44,6 +43,7 @@ from .records import (
     read_json_lines,
     rewrite_records,
 )
+from .vocabulary import entry_kind
 from .workers import Task, WorkerConfig, run_batches
 
 # The default (nightly) run: cases per matrix entry, seconds after which no

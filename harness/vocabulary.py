@@ -246,6 +246,26 @@ def family_key(arch: str, kind: DivergenceKind, expected: Sequence[str], observe
 
 
 # ---------------------------------------------------------------------------
+# Kinds of case (what a matrix entry generates)
+# ---------------------------------------------------------------------------
+
+class CaseKind(enum.Enum):
+    """What a matrix entry generates (MatrixEntry.kind)."""
+
+    AT = "at"                   # AT S12E* probes, stage 1 off, with fan-out
+    ACCESS = "access"           # loads, stores, DC ZVA, fetches from EL1 (PL1), TLB steps
+    STAGE1 = "stage1"           # AT S12E*/S1E* probes with stage 1 on
+
+
+def entry_kind(entry: str) -> CaseKind:
+    """The kind of case a matrix entry (its name, or a case key
+    ``ENTRY#n``) generates: access and stage-1 entries end in their
+    kind's tag (harness.matrix), every other one is AT."""
+    tag = entry.split("#", 1)[0].rsplit("/", 1)[-1]
+    return next((k for k in CaseKind if k is not CaseKind.AT and k.value == tag), CaseKind.AT)
+
+
+# ---------------------------------------------------------------------------
 # CPU models (kind cpu-model)
 # ---------------------------------------------------------------------------
 
