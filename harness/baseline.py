@@ -23,11 +23,12 @@ from .datafile import load_data_file
 from .errors import UsageError
 from .qemu.builds import version_number
 from .records import CrashRecord, Divergence, DivergenceRecord, Record
-from .vocabulary import DivergenceKind
+from .vocabulary import DivergenceKind, entry_kind, observed_par_text
 
 VERSION = 1
 _LIST_FIELDS = ("cpus", "granules", "qemu_versions")
-_REGEX_FIELDS = ("expected", "observed", "aim", "at", "config", "rule", "signature")
+_REGEX_FIELDS = ("expected", "observed", "aim", "at", "config", "rule", "signature", "par",
+                 "permitted")
 _TEXT_FIELDS = ("id", "title", "evidence", "upstream", "kind", "arch", "verdict")
 _KNOWN = set(_LIST_FIELDS) | set(_REGEX_FIELDS) | set(_TEXT_FIELDS) | {"qemu", "case"}
 # Divergence kinds (harness.vocabulary), and crash entries (crash records).
@@ -125,8 +126,14 @@ class BaselineEntry:
     against the probe's aim and the configuration text; ``at`` (fullmatch)
     against the probe's instruction (AtKind name, e.g. "S12E1W"); ``rule`` (search)
     against the rules of the permitted outcomes, i.e. the architecture rule
-    the emulator breaks; ``signature`` (search) against a crash record's
-    signature (kind "crash").  ``cpus``, ``granules`` and ``qemu`` (a
+    the emulator breaks; ``par`` (search) against the observed PAR decoded
+    field by field (vocabulary.observed_par_text: 'PA 0x... SH=11
+    ATTR=0x44', or the fault it reports; nothing for an observation
+    without a PAR), for the attribute families whose label says only
+    'differs in SH'; ``permitted`` (search) against the results of the
+    permitted outcomes (one must match, as for ``rule``: '; Device-' says
+    the architecture gives Device memory); ``signature`` (search)
+    against a crash record's signature (kind "crash").  ``cpus``, ``granules`` and ``qemu`` (a
     VersionRange; the old ``qemu_versions`` prefixes are read into it)
     restrict the entry when given."""
 
@@ -148,12 +155,15 @@ class BaselineEntry:
     rule: re.Pattern | None = None
     at: re.Pattern | None = None
     signature: re.Pattern | None = None
+    par: re.Pattern | None = None
+    permitted: re.Pattern | None = None
     qemu: VersionRange = VersionRange()
 
     @property
-    def case(self) -> str:
-        """The entry's first case file."""
-        return self.cases[0]
+    def case(self) -> str | None:
+        """The entry's first case file (None: a cpu-model entry, which the
+        models it names reproduce)."""
+        return self.cases[0] if self.cases else None
 
     def unversioned(self) -> BaselineEntry:
         """The entry for any QEMU version: its pattern alone."""
@@ -204,6 +214,10 @@ class BaselineEntry:
         if self.rule and not any(self.rule.search(r) for p in d.permitted or ()
                                  for r in p.rules):
             return False
+        if self.par and not self.par.search(observed_par_text(d.arch, d.raw_map)):
+            return False
+        if self.permitted and not any(self.permitted.search(p.result) for p in d.permitted or ()):
+            return False
         return True
 
 
@@ -253,9 +267,17 @@ def parse_baseline(data: dict[str, Any], where: str = "baseline") -> Baseline:
                 raise UsageError(f"{at}.{key}: required, a non-empty string")
         case = item.get("case")
         cases = [case] if isinstance(case, str) else case
-        if not isinstance(cases, list) or not cases or not all(
+        if case is None and item.get("kind") == "cpu-model":
+            # A model difference belongs to no case: the (arch, -cpu) pair
+            # reproduces it (tests/test_baseline.py reads the model again).
+            if not isinstance(item.get("arch"), str) or not item.get("cpus"):
+                raise UsageError(f"{at}: a cpu-model entry without a case names its arch "
+                                 "and cpus (the models that reproduce it)")
+            cases = []
+        elif not isinstance(cases, list) or not cases or not all(
                 isinstance(c, str) and c.strip() for c in cases):
-            raise UsageError(f"{at}.case: required, a case file or a list of them")
+            raise UsageError(f"{at}.case: required, a case file or a list of them "
+                             "(only a cpu-model entry may go without)")
         if item["id"] in ids:
             raise UsageError(f"{at}.id: {item['id']!r} is used twice")
         ids.add(item["id"])
@@ -325,10 +347,14 @@ def stale_entries(baseline: Baseline, used: set, ran: set,
                   root: Path | None = None) -> list[BaselineEntry]:
     """Entries that matched no divergence or crash (``used``: the ids that
     did) although the run executed the configuration of their case file
-    (its arch, CPU model and VTCR) on a QEMU of their version range
-    (``ran``: (arch, cpu, vtcr, QEMU version) of every case run; a 3-tuple
-    without the version counts for every range): the bug they describe
-    did not show where it used to."""
+    (its arch, CPU model and VTCR, in a case of the same kind: AT, access
+    or stage 1 -- an AT case of the same VTCR does not run a stage-1
+    case's probes) on a QEMU of their version range (``ran``: (arch, cpu,
+    vtcr, QEMU version, kind) of every case run; without the version it
+    counts for every range, without the kind for every kind) -- for a cpu-model entry
+    without a case file, ran a case on one of its CPU models (whose ID
+    registers every run reads): the bug they describe did not show where
+    it used to."""
     base = root or (baseline.path.parent if baseline.path else Path("."))
     stale = []
     for e in baseline.entries:
@@ -338,9 +364,14 @@ def stale_entries(baseline: Baseline, used: set, ran: set,
         for case in e.cases:
             try:
                 data = json.loads((base / case).read_text(encoding="utf-8"))
-                wheres.add((data["arch"], data["cpu"], data["config"]["vtcr"]))
-            except (OSError, ValueError, KeyError, TypeError):
+                wheres.add((data["arch"], data["cpu"], data["config"]["vtcr"],
+                            entry_kind(data["key"]).value))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 continue  # a missing or broken case file is reported by the tests
-        if any(tuple(r[:3]) in wheres and (len(r) < 4 or e.applies_to(r[3])) for r in ran):
+        if any(w[:3] == tuple(r[:3]) and (len(r) < 5 or r[4] == w[3])
+               and (len(r) < 4 or e.applies_to(r[3])) for r in ran for w in wheres):
             stale.append(e)
+        elif not e.cases and any(r[0] == e.arch and r[1] in e.cpus
+                                 and (len(r) < 4 or e.applies_to(r[3])) for r in ran):
+            stale.append(e)     # a case-less cpu-model entry: the run used its model
     return stale

@@ -10,7 +10,6 @@ for nothing: no I/O here, the stub's EL1 window comes in as an argument.
 """
 from __future__ import annotations
 
-import enum
 from typing import Union
 
 import numpy as np
@@ -36,6 +35,7 @@ from reference.generate_s1 import (
 from reference.s1config import S1Config
 
 from .qemu.job import KIND_DESC_WRITE, KIND_SET_VTTBR, PROBE_DTYPE, JobImage
+from .vocabulary import CaseKind
 
 FLAG_HCR_DC = 1 << 0        # access probe flags: run with HCR_EL2.DC = 1
 
@@ -43,14 +43,6 @@ FLAG_HCR_DC = 1 << 0        # access probe flags: run with HCR_EL2.DC = 1
 # takes about a dozen (each permission, AF, fetches, DC ZVA, DBM, beyond
 # the output size), the TLB steps three.
 ACCESS_DATA_PAGES = 64
-
-
-class CaseKind(enum.Enum):
-    """What a matrix entry generates (MatrixEntry.kind)."""
-
-    AT = "at"                   # AT S12E* probes, stage 1 off, with fan-out
-    ACCESS = "access"           # loads, stores, DC ZVA, fetches from EL1 (PL1), TLB steps
-    STAGE1 = "stage1"           # AT S12E*/S1E* probes with stage 1 on
 
 
 RunCase = Union[Case, AccessCase, S1Case]

@@ -43,6 +43,7 @@ from .records import (
     read_json_lines,
     rewrite_records,
 )
+from .vocabulary import entry_kind
 from .workers import Task, WorkerConfig, run_batches
 
 # The default (nightly) run: cases per matrix entry, seconds after which no
@@ -97,7 +98,7 @@ class RunOutcome:
     (a nightly run's records stay on disk: memory does not grow with it).
 
     ``known_used``: baseline ids that matched; ``ran``: (arch, cpu, vtcr,
-    QEMU version) of every case executed; ``entries_ran``: (entry, QEMU
+    QEMU version, kind of case) of every case executed; ``entries_ran``: (entry, QEMU
     label) pairs with a case; ``batch_status``: batches per status;
     ``findings``: crashes and hangs reproduced by one case (isolation of a
     boot no probe could be named for); ``crashes``: crash records;
@@ -108,7 +109,7 @@ class RunOutcome:
     cases_run: int = 0
     interrupted: bool = False
     known_used: set[str] = dataclasses.field(default_factory=set)
-    ran: set[tuple[str, str, str, str]] = dataclasses.field(default_factory=set)
+    ran: set[tuple[str, str, str, str, str]] = dataclasses.field(default_factory=set)
     entries_ran: set[tuple[str, str]] = dataclasses.field(default_factory=set)
     batch_status: collections.Counter[BatchStatus] = dataclasses.field(
         default_factory=collections.Counter)
@@ -124,8 +125,8 @@ class RunOutcome:
                 versions[rec.batch, rec.qemu] = rec.qemu_version
         for rec in records:
             if isinstance(rec, CaseRecord):
-                self.ran.add((rec.arch, rec.cpu, rec.vtcr, versions.get((rec.batch, rec.qemu),
-                                                                        "")))
+                self.ran.add((rec.arch, rec.cpu, rec.vtcr, versions.get((rec.batch, rec.qemu), ""),
+                              entry_kind(rec.entry).value))
                 self.entries_ran.add((rec.entry, rec.qemu))
                 self.cases_run += 1
             elif isinstance(rec, DivergenceRecord):

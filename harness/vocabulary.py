@@ -92,6 +92,16 @@ def observed_label(arch: Arch, obs: RawObservation) -> str:
     return f"{'' if view.s else 'stage-1 '}{kind.value} L{level}{walk}"
 
 
+def observed_par_text(arch: str, raw: Mapping[str, str]) -> str:
+    """The PAR of a divergence record's raw registers decoded field by
+    field ('PAR 0x...: PA 0x... SH=11 ATTR=0x44', reference.par.ParView),
+    what a baseline entry's ``par`` pattern reads; '' when the observation
+    holds no PAR (an exception, a descriptor write, an access step)."""
+    if raw.get("kind") != ObsKind.PAR.name or "par" not in raw:
+        return ""
+    return decode_par(Arch(arch), int(raw["par"], 16)).describe()
+
+
 def describe_observation(arch: Arch, obs: RawObservation) -> str:
     """An observation in words: the PAR decoded, or the exception's
     syndrome and addresses."""
@@ -233,6 +243,26 @@ def family_key(arch: str, kind: DivergenceKind, expected: Sequence[str], observe
         return FamilyKey(arch, kind.value, MEMORY_FAMILY_EXPECTED,
                          memory_family_label(raw, observed), aim_family(aim))
     return FamilyKey(arch, kind.value, tuple(expected), observed, aim_family(aim))
+
+
+# ---------------------------------------------------------------------------
+# Kinds of case (what a matrix entry generates)
+# ---------------------------------------------------------------------------
+
+class CaseKind(enum.Enum):
+    """What a matrix entry generates (MatrixEntry.kind)."""
+
+    AT = "at"                   # AT S12E* probes, stage 1 off, with fan-out
+    ACCESS = "access"           # loads, stores, DC ZVA, fetches from EL1 (PL1), TLB steps
+    STAGE1 = "stage1"           # AT S12E*/S1E* probes with stage 1 on
+
+
+def entry_kind(entry: str) -> CaseKind:
+    """The kind of case a matrix entry (its name, or a case key
+    ``ENTRY#n``) generates: access and stage-1 entries end in their
+    kind's tag (harness.matrix), every other one is AT."""
+    tag = entry.split("#", 1)[0].rsplit("/", 1)[-1]
+    return next((k for k in CaseKind if k is not CaseKind.AT and k.value == tag), CaseKind.AT)
 
 
 # ---------------------------------------------------------------------------

@@ -13,8 +13,12 @@ Three sources of divergences:
 * tests/baseline/sampled-divergences.jsonl: up to two records of every
   divergence family of the default nightly matrix run with --no-baseline
   on QEMU 7.2.22, 10.0.2, 10.0.13 and 11.1.3 (scripts/sample-divergences,
-  from the issue-10 triage runs and a --cases 1 --fanout 64 run on 7.2):
-  each must be claimed by exactly one entry, of its family.
+  from the issue-10 triage runs and a --cases 1 --fanout 64 run on 7.2;
+  the stage-1 and cpu-model families added from `run --probes stage1
+  --cases 3 --no-baseline` on 7.2.22 and 11.1.3 and a neoverse-n2 run on
+  11.1.3, then the families new in `run --probes stage1 --cases 10/15
+  --fanout 16` on 7.2.22, 10.0.13 and 11.1.3): each must be claimed by
+  exactly one entry, of its family.
 """
 from __future__ import annotations
 
@@ -23,12 +27,13 @@ import collections
 import dataclasses
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from harness.baseline import BaselineEntry, load_baseline
+from harness.baseline import BaselineEntry, load_baseline, parse_baseline
 from harness.casefile import load_any_case, load_case_data
 from harness.debug.isolate import parse_expect, repro_crash
 from harness.errors import ToolMissing
@@ -115,15 +120,23 @@ def claims_on_grid(d: Divergence) -> list[BaselineEntry]:
     return list(seen.values())
 
 
+CASELESS = [e for e in BASELINE.entries if not e.cases]
+
+
 def own_families() -> dict[str, set[tuple]]:
     """Per entry, the families of the divergences it matches in its own
-    case files (as recorded)."""
+    case files (as recorded); for a cpu-model entry without a case file
+    the one family its literal labels name (test_caseless_entries_name_
+    their model_and_labels_literally)."""
     out: dict[str, set[tuple]] = collections.defaultdict(set)
     for entry, path in ENTRY_CASES:
         if entry.kind == "crash":
             continue
         divergences, _ = recorded_divergences(ROOT / path)
         out[entry.id] |= {family(d) for d in divergences if entry.unversioned().matches(d, "")}
+    for entry in CASELESS:
+        out[entry.id].add((entry.arch, entry.kind, (_LEVEL.sub("L*", entry.expected.pattern),),
+                           _LEVEL.sub("L*", entry.observed.pattern)))
     return out
 
 
@@ -236,14 +249,19 @@ def test_the_matching_can_fail():
             continue
         r = mine[0]
         tried += 1
-        changes = [dict(observed="ok" if r.observed != "ok" else "stage-1 address-size L0"),
-                   dict(arch="arm" if r.arch == "aarch64" else "aarch64")]
+        changes = [dict(observed="ok" if r.observed != "ok" else "stage-1 address-size L0")]
+        if entry.arch:      # an entry of both architectures is not about arch
+            changes.append(dict(arch="arm" if r.arch == "aarch64" else "aarch64"))
+        if entry.permitted:
+            changes.append(dict(permitted=tuple(dataclasses.replace(p, result="")
+                                                for p in r.permitted)))
         for change in changes:
             assert not entry.matches(dataclasses.replace(r, **change), r.qemu_version), \
                 (entry.id, change)
-        outside = next(v for v in ("1.0.0", "7.2.22", "10.0.2", "10.0.13", "11.1.3", "99.0.0")
-                       if not entry.applies_to(v))
-        assert not entry.matches(r, f"QEMU emulator version {outside}")
+        outside = next((v for v in ("1.0.0", "7.2.22", "10.0.2", "10.0.13", "11.1.3", "99.0.0")
+                        if not entry.applies_to(v)), None)
+        if outside is not None:     # None: an entry of every version
+            assert not entry.matches(r, f"QEMU emulator version {outside}")
     assert tried >= 6
 
 
@@ -306,6 +324,93 @@ def test_case_reproduces_its_entry_on_the_versions_it_names(pair):
                                  + "; ".join(d.summary() for d in unexplained[:3]))
 
 
+def test_caseless_entries_name_their_model_and_labels_literally():
+    """A cpu-model entry without a case file is reproduced by its models
+    alone, so it names them, and its labels are the literal values (its one
+    family)."""
+    for entry in CASELESS:
+        assert entry.kind == "cpu-model" and entry.arch and entry.cpus, entry.id
+        for pattern in (entry.expected, entry.observed):
+            assert pattern.fullmatch(pattern.pattern), (entry.id, pattern.pattern)
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("entry", CASELESS, ids=lambda e: e.id)
+def test_caseless_cpu_model_entry_reproduces_on_the_versions_it_names(entry):
+    """The ID registers of each model the entry names, read from the QEMU
+    at hand: on a version in its range the run's cpu-model records show
+    the entry, outside it none does."""
+    from harness.judge.models import model_records
+    from harness.qemu.models import machine_model
+    from reference.arch import Arch
+    arch = Arch(entry.arch)
+    try:
+        binary, version = qemu_at_hand(arch)
+    except ToolMissing as exc:
+        pytest.skip(str(exc))
+    present = [c for c in entry.cpus if c in qemu_cpus(binary)]
+    if not present:
+        pytest.skip(f"QEMU {version_number(version)} has none of {entry.cpus}")
+    inside = entry.applies_to(version)
+    for cpu in present:
+        records = model_records([machine_model(arch, cpu, binary)])
+        shown = [r for r in records if entry.unversioned().matches(r, version)]
+        assert bool(shown) == inside, (
+            f"{entry.id} ({entry.qemu.describe()}) on QEMU {version_number(version)} -cpu {cpu}: "
+            + ("no longer shows" if inside else "shows outside its range: "
+               + "; ".join(r.summary() for r in shown)))
+
+
+def test_stale_needs_a_case_of_the_entrys_kind():
+    """An entry is judged stale only where a case of its case file's kind
+    ran on its configuration: tests/baseline/s1-device-nc-sh.json is a
+    stage-1 case (key .../stage1#0) of cortex-a72, VTCR 0x80047558, whose
+    entry is for QEMU < 8.2; an AT case of the same VTCR does not run its
+    probes.  A case-less cpu-model entry is judged where its model ran."""
+    from harness.baseline import Baseline, stale_entries
+    entry = next(e for e in BASELINE.entries if e.id == "qemu-7.2-at-s1-device-nc-sh")
+    model = next(e for e in BASELINE.entries if e.id == "qemu-7.2-a15-a7-id-dfr0-mmaptrc")
+    one = Baseline(ROOT / "baseline.toml", (entry, model))
+    where = ("aarch64", "cortex-a72", "0x80047558")
+    v72 = "QEMU emulator version 7.2.22"
+    assert stale_entries(one, set(), {where + (v72, "stage1")}) == [entry]
+    assert stale_entries(one, set(), {where + (v72, "at")}) == []
+    assert stale_entries(one, set(), {where + ("QEMU emulator version 11.1.3", "stage1")}) == []
+    assert stale_entries(one, {entry.id}, {where + (v72, "stage1")}) == []
+    assert stale_entries(one, set(), {("arm", "cortex-a7", "0x80003558", v72, "at")}) == [model]
+    assert stale_entries(one, set(), {("arm", "max", "0x80003558", v72, "at")}) == []
+
+
+def attribute_entry(**fields: str) -> BaselineEntry:
+    text = ('version = 1\n[[divergence]]\nid = "x"\ntitle = "t"\nverdict = "qemu-bug"\n'
+            'evidence = "e"\ncase = "c.json"\n'
+            + "".join(f"{k} = '{v}'\n" for k, v in fields.items()))
+    return parse_baseline(tomllib.loads(text)).entries[0]
+
+
+def test_par_and_permitted_patterns_match_and_can_fail():
+    """``par`` reads the observed PAR decoded (SH, ATTR), ``permitted`` the
+    permitted results: tests/baseline/s1-reserved-sh.json (11.1.3,
+    cortex-a72) has probes observed 'ok; differs in SH' where the
+    descriptor's reserved SH = 0b01 comes back in PAR.SH (PAR bits [8:7] =
+    0b01) over Normal Write-Back memory (the reference permits NSH, ISH or
+    OSH: 0b00, 0b11, 0b10)."""
+    divergences, version = recorded_divergences(ROOT / "tests/baseline/s1-reserved-sh.json")
+    d = next(d for d in divergences if d.observed == "ok; differs in SH"
+             and (int(d.raw_map["par"], 16) >> 7) & 3 == 0b01)
+    assert attribute_entry(par=" SH=01 ", permitted="; Normal inner WB").matches(d, version)
+    # Other SH values in the PAR, other memory types: no match.
+    assert not attribute_entry(par=" SH=(00|10|11) ").matches(d, version)
+    assert not attribute_entry(permitted="; Device-").matches(d, version)
+    moved = dataclasses.replace(d, raw=tuple((k, hex(int(v, 16) & ~0x180 | 0b11 << 7))
+                                             if k == "par" else (k, v) for k, v in d.raw))
+    assert not attribute_entry(par=" SH=01 ").matches(moved, version)
+    # No PAR (an exception observed): nothing for a par pattern to read.
+    trapped = dataclasses.replace(d, raw=(("kind", "EXCEPTION"), ("par", "0x0")))
+    assert attribute_entry(par="^PAR ").matches(d, version)
+    assert not attribute_entry(par="^PAR ").matches(trapped, version)
+
+
 # ---------------------------------------------------------------------------
 # Version ranges and the file's validation
 # ---------------------------------------------------------------------------
@@ -335,12 +440,15 @@ def test_version_ranges(spec, inside, outside):
     ('kind = "crash"', "signature: required"),
     ('signature = "x"', "only crash entries"),
     ('case = []', "case: required"),
+    ('kind = "probe"\nnocase = 1', "case: required"),
+    ('kind = "cpu-model"\nnocase = 1', "names its arch and cpus"),
 ])
 def test_bad_entries_are_one_line_errors(tmp_path, extra, message):
     from harness.errors import UsageError
     text = ('version = 1\n[[divergence]]\nid = "x"\ntitle = "t"\nverdict = "qemu-bug"\n'
             'evidence = "e"\n')
-    text += extra + "\n" + ("" if extra.startswith("case") else 'case = "c.json"\n')
+    text += extra.replace("nocase = 1", "") + "\n" + (
+        "" if extra.startswith("case") or "nocase" in extra else 'case = "c.json"\n')
     (tmp_path / "b.toml").write_text(text)
     with pytest.raises(UsageError, match=message):
         load_baseline(tmp_path / "b.toml")

@@ -457,11 +457,13 @@ class TestBaseline:
     def test_stale_entry(self, tmp_path):
         """An entry that matches nothing although its case's configuration
         (arch, CPU model, VTCR) ran is STALE; one whose configuration did
-        not run is not, nor is one that matched."""
+        not run is not, nor is one that matched.  A cpu-model entry without
+        a case file is STALE when a run used its model and it matched
+        nothing."""
         data = tomllib.loads((ROOT / "baseline.toml").read_text())
         entries = [dict(e, case=[str(ROOT / c) for c in
                                  ([e["case"]] if isinstance(e["case"], str) else e["case"])])
-                   for e in data["divergence"]]
+                   if "case" in e else e for e in data["divergence"]]
         by_id = {e["id"]: e for e in entries}
         larger = by_id["qemu-7.2-ipa-larger-than-ps"]   # case: cortex-a72, VTCR 0x80013558
         lpa2 = by_id["qemu-7.2-lpa2-16k-start-level-0"]  # case: max
@@ -471,7 +473,13 @@ class TestBaseline:
         entries += [{k: v for k, v in dict(larger, id="never-ipa-larger-than-ps",
                                            observed=never).items() if k != "qemu"},
                     {k: v for k, v in dict(lpa2, id="never-lpa2-16k-start-level-0",
-                                           observed=never).items() if k != "qemu"}]
+                                           observed=never).items() if k != "qemu"},
+                    # a case-less cpu-model entry of the model the run uses, and
+                    # one of a model it does not use (not judged)
+                    dict(id="never-a72-model", title="t", verdict="qemu-bug", evidence="e",
+                         kind="cpu-model", arch="aarch64", cpus=["cortex-a72"], observed=never),
+                    dict(id="never-a57-model", title="t", verdict="qemu-bug", evidence="e",
+                         kind="cpu-model", arch="aarch64", cpus=["cortex-a57"], observed=never)]
         baseline = tmp_path / "baseline.toml"
         baseline.write_text("version = 1\n\n" + "\n".join(map(_toml_entry, entries)))
         out = tmp_path / "out"
@@ -480,7 +488,9 @@ class TestBaseline:
         assert run.code == 0, run.out + run.err
         stale = [line for line in run.out.splitlines() if line.startswith("STALE:")]
         assert stale == [f"STALE: baseline entry never-ipa-larger-than-ps matched nothing although "
-                         f"its configuration ran (fixed? case: {larger['case'][0]})"]
+                         f"its configuration ran (fixed? case: {larger['case'][0]})",
+                         "STALE: baseline entry never-a72-model matched nothing although "
+                         "its configuration ran (fixed? case: its -cpu model, cortex-a72)"]
         # The original entry took the divergences the copy could not, on a
         # QEMU its version range holds (QEMU 7.2); on a later one there is
         # nothing to take, and it is not stale: its range does not hold it.

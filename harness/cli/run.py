@@ -337,7 +337,7 @@ def finish_run(out: Path, outcome: RunOutcome, baseline: Path | None, io: Stream
     if baseline is not None:
         for entry in stale_entries(load_baseline(baseline), outcome.known_used, outcome.ran):
             print(f"STALE: baseline entry {entry.id} matched nothing although its configuration "
-                  f"ran (fixed? case: {entry.case})", file=io.out)
+                  f"ran (fixed? case: {entry.case or 'its -cpu model, ' + ', '.join(entry.cpus)})", file=io.out)
     for name, path in written.items():
         print(f"{name}: {path}", file=io.out)
     for finding in outcome.findings:
