@@ -115,13 +115,11 @@ def _one_walk_suffices(cpu: CpuModel, config: S2Config, result: WalkResult, base
     levels must pass under every start's geometry."""
     if cpu.arch is not Arch.AARCH64 or not result.outcomes:
         return False
-    starts = [start for start in s2_starts(cpu, config) if start.p is not None]
-    limits = [cpu.pamax] + [start.p.ia_bits for start in starts if start.p is not None]
-    for limit in limits:
+    walks = [(st.p, st.level) for st in s2_starts(cpu, config) if st.p is not None]
+    for limit in [cpu.pamax] + [p.ia_bits for p, _ in walks]:
         if (base >> limit == 0) != (last >> limit == 0):
             return False
-    lsbs = [geometry(st.p.granule, st.p.ia_bits, st.level).level_lsb
-            for st in starts if st.p is not None]
+    lsbs = [geometry(p.granule, p.ia_bits, level).level_lsb for p, level in walks]
     for o in result.outcomes:
         if isinstance(o.result, Translation) and o.result.block_bits < bits:
             return False
