@@ -12,6 +12,8 @@ import bisect
 import dataclasses
 import struct
 
+_U64 = struct.Struct("<Q")
+
 
 @dataclasses.dataclass(frozen=True)
 class Region:
@@ -44,7 +46,12 @@ class Memory:
                 raise ValueError(f"image regions overlap at {b.pa:#x}")
 
     def is_ram(self, pa: int) -> bool:
-        return any(base <= pa < base + size for base, size in self.ram)
+        # A loop, not any() over a generator: a walk asks this for every
+        # descriptor it reads, and the generator cost most of the read.
+        for base, size in self.ram:
+            if base <= pa < base + size:
+                return True
+        return False
 
     def ram_overlaps(self, lo: int, hi: int) -> bool:
         """Whether any byte of [lo, hi] (inclusive) is RAM."""
@@ -58,6 +65,7 @@ class Memory:
         i = bisect.bisect_right(self._starts, pa) - 1  # type: ignore[attr-defined]
         if i >= 0:
             region = self.regions[i]
-            if region.pa <= pa and pa + 8 <= region.end:
-                return struct.unpack_from("<Q", region.data, pa - region.pa)[0]
+            offset = pa - region.pa
+            if offset + 8 <= len(region.data):
+                return _U64.unpack_from(region.data, offset)[0]
         return 0

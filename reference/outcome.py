@@ -26,10 +26,12 @@ class FaultKind(enum.Enum):
     @property
     def fsc_base(self) -> int:
         """Long-descriptor fault status code with LL = 00 (levels 0..3)."""
-        return {FaultKind.ADDRESS_SIZE: 0b000000, FaultKind.TRANSLATION: 0b000100,
-                FaultKind.ACCESS_FLAG: 0b001000, FaultKind.PERMISSION: 0b001100,
-                FaultKind.SEA_ON_WALK: 0b010100}[self]
+        return _FSC_BASE[self]
 
+
+_FSC_BASE = {FaultKind.ADDRESS_SIZE: 0b000000, FaultKind.TRANSLATION: 0b000100,
+             FaultKind.ACCESS_FLAG: 0b001000, FaultKind.PERMISSION: 0b001100,
+             FaultKind.SEA_ON_WALK: 0b010100}
 
 # EncodeLDFSC for level -1 (FEAT_LPA2): only these kinds can occur there.
 FSC_LEVEL_MINUS1 = {FaultKind.ADDRESS_SIZE: 0b101001, FaultKind.TRANSLATION: 0b101011,
@@ -49,13 +51,14 @@ def encode_fsc(kind: FaultKind, level: int) -> int:
 
 def decode_fsc(fsc: int) -> tuple[FaultKind, int] | None:
     """Inverse of :func:`encode_fsc`; None for codes a stage-2 walk does not produce."""
-    for kind, code in FSC_LEVEL_MINUS1.items():
-        if fsc == code:
-            return kind, -1
-    for kind in FaultKind:
-        if fsc & ~0b11 == kind.fsc_base:
-            return kind, fsc & 0b11
-    return None
+    return _DECODE_FSC.get(fsc)
+
+
+# Every code encode_fsc gives, and what it encodes (the judge decodes one
+# per modelled outcome and per diverging observation).
+_DECODE_FSC = {encode_fsc(kind, level): (kind, level)
+               for kind in FaultKind for level in (-1, 0, 1, 2, 3)
+               if level != -1 or kind in FSC_LEVEL_MINUS1}
 
 
 @dataclasses.dataclass(frozen=True)

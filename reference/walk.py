@@ -907,14 +907,16 @@ def _leaf_translation(leaf: S2Leaf, pa: int) -> Translation:
     it selects and Dirty [7] instead."""
     desc, p = leaf.desc, leaf.params
     sh = p.sh0 if p.ds else field(desc, 9, 8)
-    common = dict(pa=pa, level=leaf.level, block_bits=leaf.tsize, memattr=field(desc, 5, 2),
-                  sh=sh, af=bit(desc, 10), contiguous=leaf.contiguous)
     if p.s2pie:
         index = aarch64_s2_pi_index(desc)
-        return Translation(**common, s2ap=0, xn=0, dbm=0, pi_index=index,
-                           base_perm=s2pir_perm(p.s2pir, index), dirty=bit(desc, 7))
+        return Translation(pa, leaf.level, leaf.tsize, s2ap=0, xn=0, memattr=field(desc, 5, 2),
+                           sh=sh, af=bit(desc, 10), contiguous=leaf.contiguous, dbm=0,
+                           pi_index=index, base_perm=s2pir_perm(p.s2pir, index),
+                           dirty=bit(desc, 7))
     xn = bit(desc, 54) << 1 | (bit(desc, 53) if leaf.cpu.feat_xnx else 0)
-    return Translation(**common, s2ap=field(desc, 7, 6), xn=xn, dbm=bit(desc, 51))
+    return Translation(pa, leaf.level, leaf.tsize, s2ap=field(desc, 7, 6), xn=xn,
+                       memattr=field(desc, 5, 2), sh=sh, af=bit(desc, 10),
+                       contiguous=leaf.contiguous, dbm=bit(desc, 51))
 
 
 # ---------------------------------------------------------------------------
@@ -1162,6 +1164,9 @@ def walk(cpu: CpuModel, config: S2Config, memory: Memory, ipa: int, access: AtKi
     else:
         outcomes = aarch32_s2_translate(cpu, config, memory, ipa, access)
         unpredictable = aarch32_v7_unpredictable(cpu, config)
+    if len(outcomes) == 1:
+        # Nothing to merge (most walks): no outcome is hashed.
+        return WalkResult(tuple(outcomes), unpredictable)
     merged: dict[tuple, Outcome] = {}
     for o in outcomes:
         key = (o.result, o.writes)
