@@ -4,7 +4,10 @@
     per second (one image, many probes on valid mappings), access probes
     per second (one image, many EL1 loads of one mapped page: each an ERET,
     the load and an HVC back) and image switches per second (many images
-    sharing one set of tables, one probe each), each net of an empty boot.
+    sharing one set of tables, one probe each), each net of an empty boot
+    taken just before it (the median of RAW_PAIRS pairs).  The AT rate is
+    measured again right after (b): (b)/(a) uses the mean of the two, and
+    a drift between them is stated in the report.
 (b) The harness end to end on a sample of the default nightly mix:
     generated, executed and compared probes and images per second, with
     --jobs 1 and --jobs N (scaling).
@@ -49,7 +52,7 @@ from .records import BatchRecord, CaseRecord, read_records
 from .run import RunOptions, run_matrix
 
 BENCH_CPU = "cortex-a57"
-RAW_PROBES = 400_000
+RAW_PROBES = 900_000
 RAW_IMAGES = 20_000
 
 
@@ -58,6 +61,11 @@ class BenchResult:
     """All figures of one bench run (rates per second, memory in MiB)."""
 
     raw_at_per_s: float = 0.0
+    # The raw AT rate measured just before and just after (b) with --jobs
+    # N; raw_at_per_s is their mean, so that (b)/(a) compares rates taken
+    # around the same minute of a machine whose speed drifts.
+    raw_at_before_per_s: float = 0.0
+    raw_at_after_per_s: float = 0.0
     raw_access_per_s: float = 0.0
     e2e_access_per_s: float = 0.0
     raw_images_per_s: float = 0.0
@@ -155,10 +163,32 @@ def _rate_text(rate: float) -> str:
     return "too short to measure" if math.isnan(rate) else f"{rate:,.0f}"
 
 
+# Boots per raw rate: each rate is the median over RAW_PAIRS (empty boot,
+# loaded boot) pairs of the loaded boot's extra time.  Taking the pairs
+# back to back, rather than one median empty boot against one median
+# loaded boot, keeps a drift of the machine's speed (a shared host) out
+# of the difference: three boots of each gave 1.54 to 2.23 M AT probes/s
+# in six runs on one idle machine.
+RAW_PAIRS = 5
+
+
+def _paired_rate(boot: Callable[[list], float], images: list, n: int,
+                 pairs: int) -> tuple[float, float]:
+    """(``n`` per second of ``images`` net of an empty boot, median empty
+    boot seconds) from ``pairs`` back-to-back (empty, loaded) boots."""
+    extra, empty = [], []
+    for _ in range(pairs):
+        t_empty = boot([])
+        extra.append(boot(images) - t_empty)
+        empty.append(t_empty)
+    return net_rate(n, sorted(extra)[pairs // 2], 0.0), sorted(empty)[pairs // 2]
+
+
 def measure_raw(arena_base: int, n_probes: int = RAW_PROBES,
-                n_images: int = RAW_IMAGES) -> tuple[float, float, float]:
+                n_images: int = RAW_IMAGES, pairs: int = RAW_PAIRS) -> tuple[float, float, float]:
     """(AT probes/s, image switches/s, empty boot seconds), each rate net
-    of an empty boot, medians of three."""
+    of an empty boot (_paired_rate); no image switches (NaN) with
+    ``n_images`` 0."""
     config, image = _one_image_tables(arena_base)
     regions = tuple((r.pa, r.data) for r in image.regions)
     rng = np.random.default_rng(1)
@@ -169,14 +199,13 @@ def measure_raw(arena_base: int, n_probes: int = RAW_PROBES,
             raise RuntimeError(f"bench boot did not complete: {result.diagnostic}")
         return result.elapsed
 
-    empty = sorted(boot([]) for _ in range(3))[1]
     many_probes = [JobImage(config.vtcr(), config.vttbr, regions, _probes(n_probes, rng))]
-    t_probes = sorted(boot(many_probes) for _ in range(3))[1]
+    at_rate, empty = _paired_rate(boot, many_probes, n_probes, pairs)
+    if not n_images:
+        return at_rate, float("nan"), empty
     switches = [JobImage(config.vtcr(), config.vttbr, regions if i == 0 else (), _probes(1, rng))
                 for i in range(n_images)]
-    t_images = sorted(boot(switches) for _ in range(3))[1]
-    at_rate = net_rate(n_probes, t_probes, empty)
-    image_rate = net_rate(n_images, t_images, empty)
+    image_rate, _ = _paired_rate(boot, switches, n_images, pairs)
     return at_rate, image_rate, empty
 
 
@@ -283,9 +312,26 @@ def measure_e2e(entries: list[MatrixEntry], jobs: int, cases: int, fanout: int, 
     return probes / seconds, images / seconds, probes, images, seconds
 
 
+# A drift of the raw AT rate across (b) above this is noted in the report.
+RAW_DRIFT_NOTE = 0.10
+
+
+def _mean_rate(before: float, after: float) -> float:
+    """The mean of two rates; the one there is when the other is NaN."""
+    rates = [r for r in (before, after) if not math.isnan(r)]
+    return sum(rates) / len(rates) if rates else float("nan")
+
+
+def _drift(before: float, after: float) -> float:
+    """|after - before| over their mean (0 when either is NaN)."""
+    if math.isnan(before) or math.isnan(after) or not before + after:
+        return 0.0
+    return abs(after - before) / ((before + after) / 2)
+
+
 # ``--small``: every measurement, on a few entries, cases and probes: enough
 # to show that bench works end to end, not to measure anything.
-SMALL = {"sample": 60, "cases": 1, "naive": 2, "raw_probes": 2000, "raw_images": 20}
+SMALL = {"sample": 60, "cases": 1, "naive": 2, "raw_probes": 2000, "raw_images": 20, "pairs": 1}
 
 
 # Seconds between two progress lines of a bench.
@@ -302,15 +348,17 @@ def run_bench(jobs: int, fanout: int, sample: int = 6, cases: int = 2,
 
     def step(text: str) -> None:
         log(f"{time.monotonic() - started:5.0f} s: {text}")
-    naive, raw_probes, raw_images = 24, RAW_PROBES, RAW_IMAGES
+    naive, raw_probes, raw_images, pairs = 24, RAW_PROBES, RAW_IMAGES, RAW_PAIRS
     if small:
         sample, cases, naive = SMALL["sample"], SMALL["cases"], SMALL["naive"]
         raw_probes, raw_images = SMALL["raw_probes"], SMALL["raw_images"]
+        pairs = SMALL["pairs"]
         res.notes.append("--small: a check that every measurement runs; the figures mean little")
     machine = prepare_machine([Arch.AARCH64, Arch.AARCH32], {})
+    arena_base = machine.arena["aarch64"][0]
     step("(a) QEMU's raw rates")
-    res.raw_at_per_s, res.raw_images_per_s, res.boot_s = measure_raw(
-        machine.arena["aarch64"][0], raw_probes, raw_images)
+    res.raw_at_before_per_s, res.raw_images_per_s, res.boot_s = measure_raw(
+        arena_base, raw_probes, raw_images, pairs)
     available = {a: qemu_cpus(find_qemu(a)) for a in (Arch.AARCH64, Arch.AARCH32)}
     entries = _sample(build_matrix(available=available), sample)
     with tempfile.TemporaryDirectory(prefix="s2diff-bench-") as tmp:
@@ -324,6 +372,15 @@ def run_bench(jobs: int, fanout: int, sample: int = 6, cases: int = 2,
         (res.e2e_probes_per_s, res.e2e_images_per_s, res.e2e_probes, res.e2e_images,
          res.e2e_seconds) = measure_e2e(entries, jobs, cases, fanout, Path(tmp) / "n",
                                         res.profile, step, res.profile_cpu)
+        step("(a) QEMU's raw AT rate again, after (b)")
+        res.raw_at_after_per_s = measure_raw(arena_base, raw_probes, 0, pairs)[0]
+        res.raw_at_per_s = _mean_rate(res.raw_at_before_per_s, res.raw_at_after_per_s)
+        drift = _drift(res.raw_at_before_per_s, res.raw_at_after_per_s)
+        if drift > RAW_DRIFT_NOTE:
+            res.notes.append(
+                f"QEMU's raw AT rate moved by {drift:.0%} across (b) "
+                f"({res.raw_at_before_per_s:,.0f} before, {res.raw_at_after_per_s:,.0f} after): "
+                "the machine's speed drifted, (b)/(a) is that uncertain")
         if jobs > 1:
             # Scaling: the same work on one worker.
             step("(b) end to end again, --jobs 1 (scaling)")
@@ -346,6 +403,8 @@ def run_bench(jobs: int, fanout: int, sample: int = 6, cases: int = 2,
 def render(res: BenchResult) -> str:
     rows = [
         ("(a) QEMU raw: AT probes/s", _rate_text(res.raw_at_per_s)),
+        ("    before (b) / after (b)",
+         f"{_rate_text(res.raw_at_before_per_s)} / {_rate_text(res.raw_at_after_per_s)}"),
         ("(a) QEMU raw: access probes/s", _rate_text(res.raw_access_per_s)),
         ("(b) end to end, access entries, 1 job: probes/s", f"{res.e2e_access_per_s:,.0f}"),
         ("(a) QEMU raw: image switches/s", _rate_text(res.raw_images_per_s)),

@@ -15,7 +15,7 @@ from harness.cli import main
 
 pytestmark = pytest.mark.qemu
 
-RATES = ("raw_at_per_s", "raw_access_per_s", "e2e_access_per_s", "raw_images_per_s", "boot_s", "e2e_probes_per_s", "e2e_images_per_s",
+RATES = ("raw_at_per_s", "raw_at_before_per_s", "raw_at_after_per_s", "raw_access_per_s", "e2e_access_per_s", "raw_images_per_s", "boot_s", "e2e_probes_per_s", "e2e_images_per_s",
          "e2e_seconds", "e2e1_probes_per_s", "naive_probes_per_s", "peak_harness_mib",
          "peak_qemu_mib", "scaling_measured", "ratio_e2e_over_raw", "ratio_e2e_over_naive",
          "jobs_scaling", "host_cpu_us_per_probe", "qemu_cpu_us_per_probe")
