@@ -26,6 +26,7 @@ from harness.matrix import build_matrix
 from harness.plan import Plan, generate_batch, job_image, prepare_machine
 from harness.qemu import builds
 from harness.qemu.boot import BatchStatus
+from harness.qemu.elf import read_stub
 from harness.qemu.launcher import find_qemu
 from harness.resume import CONFIRM, probe_key, run_resumable
 from harness.run import RunOptions
@@ -71,6 +72,10 @@ def wrapper(tmp_path, monkeypatch):
     path.symlink_to(FAKE)
     # The wrapper runs the QEMU the tests run ($S2DIFF_QEMU_AARCH64, PATH).
     monkeypatch.setenv("S2DIFF_ABORT_REAL", str(find_qemu(Arch.AARCH64)))
+    # Where the results header is in the guest RAM file: from the stub's
+    # symbols (docs/job-abi.md), as the harness reads it.
+    layout = read_stub(Path(prepare_machine([Arch.AARCH64]).stubs["aarch64"])).layout
+    monkeypatch.setenv("S2DIFF_ABORT_RESULTS", f"{layout.results_start - layout.ram_base:#x}")
     return path
 
 

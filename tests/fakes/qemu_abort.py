@@ -11,7 +11,8 @@ that carries it (a resumed boot does not: it starts after it):
                        any of them)
 ``S2DIFF_ABORT_REAL``  the real emulator (default /usr/bin/<own name>)
 ``S2DIFF_ABORT_RESULTS`` hex offset of the results header in the guest RAM
-                       file (default 0x400000: docs/job-abi.md)
+                       file (__s2_results_start - __s2_ram_base of the stub,
+                       docs/job-abi.md)
 ``S2DIFF_ABORT_STATE`` directory: one ``boot-N.json`` per boot (its job's
                        images and whether it aborted)
 
@@ -135,7 +136,7 @@ def main() -> None:
         f.write(blob)
     argv[found[0]] = argv[found[0]].replace(f"file={found[1]}", f"file={job}")
     ram = ram_file(argv)
-    results = int(os.environ.get("S2DIFF_ABORT_RESULTS", "0x400000"), 16)
+    results = int(os.environ["S2DIFF_ABORT_RESULTS"], 16)
     child = subprocess.Popen([real] + argv, stdin=subprocess.DEVNULL)
     # The stub has finished the cut image once images_done passes it; it
     # then parks (hang_after), so nothing more is written.
