@@ -222,7 +222,11 @@ def run_resumable(arch, cpu: str, images: Sequence[JobImage], *, capacity: int,
         results_first: BatchResult | None = only
     else:
         results_first = None
-    records = [np.zeros((n, RECORD_WORDS), dtype=np.uint64) for n in sizes]
+    # An image's records: the boot's own (read-only) array when one boot
+    # ran the whole image, else one array its boots' rows are copied into
+    # (made on first need: copying ~10^6 records of a batch that only
+    # overflowed one boot cost more than the boot).
+    records: list[np.ndarray | None] = [None] * len(sizes)
     # Table memory: every boot starts from the image's own regions, so the
     # descriptor words each boot changed are gathered over the boots (a
     # later boot's word wins): a hardware update made in a boot that then
@@ -271,8 +275,7 @@ def run_resumable(arch, cpu: str, images: Sequence[JobImage], *, capacity: int,
         named = False
         for k, seg in enumerate(boot):
             image = result.images[k]
-            written = image.records[:, 0] != 0
-            records[seg.image][seg.rows[written]] = image.records[written]
+            _store(records, sizes, seg, image.records)
             _gather(memory[seg.image], images[seg.image], image)
             if image.completed:
                 if not any(p.image == seg.image for p in pending):
@@ -281,7 +284,7 @@ def run_resumable(arch, cpu: str, images: Sequence[JobImage], *, capacity: int,
             if not failed:
                 continue
             kind = failure_kind(result.status)
-            missing = np.nonzero(~written)[0]
+            missing = np.nonzero(image.records[:, 0] == 0)[0]
             readable = "unreadable" not in result.diagnostic
             if kind in (FailureKind.CRASH, FailureKind.HANG) and readable and missing.size \
                     and result.guest_status is GuestStatus.RUNNING:
@@ -310,8 +313,34 @@ def run_resumable(arch, cpu: str, images: Sequence[JobImage], *, capacity: int,
             break
     after = [tuple((pa, words.tobytes()) for (pa, _), words in zip(im.regions, mem))
              if done else None for im, mem, done in zip(images, memory, done_images)]
-    merged = _merge(arch, cpu, images, results, records, after, crashes, held, stopped)
+    filled = [r if r is not None else np.zeros((n, RECORD_WORDS), dtype=np.uint64)
+              for r, n in zip(records, sizes)]
+    merged = _merge(arch, cpu, images, results, filled, after, crashes, held, stopped)
     return ResumedRun(merged, tuple(crashes), tuple(held), len(results), unattributed)
+
+
+def _store(records: list[np.ndarray | None], sizes: list[int], seg: Segment,
+           got: np.ndarray) -> None:
+    """Put one boot's records of ``seg`` (``got``, in segment order) in
+    place: the boot's array itself when it is the image's first and holds
+    the whole image, else the rows the boot wrote (kind != 0), copied."""
+    n = sizes[seg.image]
+    have = records[seg.image]
+    if have is None and n and len(seg.rows) == n:
+        # The rows of a segment are ascending image rows: all n are 0..n-1.
+        records[seg.image] = got
+        return
+    if have is None or not have.flags.writeable:
+        have = (np.zeros((n, RECORD_WORDS), dtype=np.uint64) if have is None
+                else np.array(have))
+        records[seg.image] = have
+    written = got[:, 0] != 0
+    first, last = (int(seg.rows[0]), int(seg.rows[-1])) if len(seg.rows) else (0, -1)
+    if last - first + 1 == len(seg.rows) and written.all():
+        # A run of consecutive rows (no probe held back), all written.
+        have[first:last + 1] = got
+    else:
+        have[seg.rows[written]] = got[written]
 
 
 def _gather(memory: list[np.ndarray], image: JobImage, result: ImageResult) -> None:

@@ -179,16 +179,21 @@ def test_after_three_crashes_on_one_predicted_outcome_its_probes_are_held_back(
 
 def test_a_batch_larger_than_the_results_area_runs_in_several_boots(tmp_path):
     """Every boot respects the results area: with room for 50 probes, a
-    67-probe image runs in two boots, and its records come back in place."""
+    67-probe image runs in two boots, and its records come back in place;
+    with room for the first image and 10 more, the first image's records
+    are its boot's own and the second's come from two boots."""
     cases = planned_cases(0)[:2]
     images = [job_image(c) for c in cases]
     whole = run_resumable(Arch.AARCH64, "cortex-a57", images, capacity=10**6)
-    split = run_resumable(Arch.AARCH64, "cortex-a57", images, capacity=50)
-    assert whole.boots == 1 and split.boots == -(-sum(len(i.probes) for i in images) // 50)
-    assert split.result.status is BatchStatus.COMPLETED
-    for a, b in zip(whole.result.images, split.result.images):
-        assert np.array_equal(a.records, b.records) and a.completed and b.completed
-        assert a.regions_after == b.regions_after
+    assert whole.boots == 1
+    total = sum(len(i.probes) for i in images)
+    for capacity in (50, len(images[0].probes) + 10):
+        split = run_resumable(Arch.AARCH64, "cortex-a57", images, capacity=capacity)
+        assert split.boots == -(-total // capacity) > 1
+        assert split.result.status is BatchStatus.COMPLETED
+        for a, b in zip(whole.result.images, split.result.images):
+            assert np.array_equal(a.records, b.records) and a.completed and b.completed
+            assert a.regions_after == b.regions_after
 
 
 def crashing_qemu() -> Path | None:
