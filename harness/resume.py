@@ -273,10 +273,16 @@ def run_resumable(arch, cpu: str, images: Sequence[JobImage], *, capacity: int,
         results.append(result)
         failed = result.status is not BatchStatus.COMPLETED
         named = False
+        # The stub copies every table region into place before its first
+        # probe: a boot that wrote no probe record may have died part-way
+        # through the copy, its regions half zeros that no probe wrote
+        # (and no probe ran in it to change them): nothing to gather.
+        probed = any(bool(np.any(im.records[:, 0] != 0)) for im in result.images)
         for k, seg in enumerate(boot):
             image = result.images[k]
             _store(records, sizes, seg, image.records)
-            _gather(memory[seg.image], images[seg.image], image)
+            if probed:
+                _gather(memory[seg.image], images[seg.image], image)
             if image.completed:
                 if not any(p.image == seg.image for p in pending):
                     done_images[seg.image] = True

@@ -13,6 +13,7 @@ last test runs a real QEMU build that aborts on a common probe (Debian's
 walk takes a Permission fault), when one is at hand."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -194,6 +195,41 @@ def test_a_batch_larger_than_the_results_area_runs_in_several_boots(tmp_path):
         for a, b in zip(whole.result.images, split.result.images):
             assert np.array_equal(a.records, b.records) and a.completed and b.completed
             assert a.regions_after == b.regions_after
+
+
+def test_a_boot_killed_while_the_stub_copies_the_tables_leaves_no_trace_in_memory(monkeypatch):
+    """The stub says RUNNING, then copies every table region into place,
+    then runs probes.  A boot killed during the copy wrote no probe
+    record; its regions read back half zeros that no probe wrote.  The
+    resumed run must not take those zeros for hardware updates: on
+    cortex-a57 (no FEAT_HAFDBS: AT writes no descriptor) every image's
+    tables after the run are exactly the ones it was given."""
+    import harness.resume as resume
+    from harness.qemu.job import GuestStatus, ImageResult
+
+    images = [job_image(c) for c in planned_cases(0)[:2]]
+    real = resume.run_batch
+    calls = []
+
+    def killed_in_the_copy(*args, **kwargs):
+        result = real(*args, **kwargs)
+        calls.append(len(calls))
+        if len(calls) > 1:
+            return result
+        half = tuple(ImageResult(np.zeros_like(im.records),
+                                 tuple((pa, bytes(len(d) // 2) + d[len(d) // 2:])
+                                       for pa, d in im.regions_after), False)
+                     for im in result.images)
+        return dataclasses.replace(result, status=BatchStatus.CRASHED, images=half,
+                                   guest_status=GuestStatus.RUNNING, images_done=0,
+                                   probes_done=0, signal=9, returncode=None)
+
+    monkeypatch.setattr(resume, "run_batch", killed_in_the_copy)
+    run = run_resumable(Arch.AARCH64, "cortex-a57", images, capacity=10**6)
+    assert len(calls) == 2 and len(run.crashes) == 1 and run.crashes[0].probe == 0
+    for image, got in zip(images, run.result.images):
+        assert got.completed
+        assert got.regions_after == image.regions
 
 
 def crashing_qemu() -> Path | None:
