@@ -63,8 +63,11 @@ class TestShardAuto:
         assert "shard 2/2" in out.splitlines()[0]
 
 
-# Six batches of about a second (the nightly fan-out makes two images a batch).
-RESUMABLE = ("run", "--cpu", "cortex-a57", "--granule", "4k", "--ipa", "40", "--cases", "6",
+# Four batches of a second or two: at the nightly fan-out five rounds of the
+# two entries fill a boot's results area (2,097,148 probes), so 16 cases
+# are 5 + 5 + 5 + 1 rounds.  The run must outlast the two batches the test
+# waits for.
+RESUMABLE = ("run", "--cpu", "cortex-a57", "--granule", "4k", "--ipa", "40", "--cases", "16",
              "--seed", "9", "--jobs", "1", "--no-baseline")
 
 
@@ -93,10 +96,10 @@ def test_resume_alone_continues_with_the_recorded_options(tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, err
-    code, _, err = s2diff("run", "--resume", "--out", out, "--cases", "7")
+    code, _, err = s2diff("run", "--resume", "--out", out, "--cases", "17")
     assert code == 2
     assert err.strip() == (f"s2diff: error: --resume: the run in {out} was started with "
-                           "--cases 6; --cases 7 differs (leave it out to continue with the "
+                           "--cases 16; --cases 17 differs (leave it out to continue with the "
                            "recorded value)")
     code, _, err = s2diff("run", "--resume", "--out", out, "--seed", "9", "--jobs", "2")
     assert code in (0, 1), err          # the same seed, given again; --jobs is free
