@@ -53,9 +53,10 @@ from .workers import Task, WorkerConfig, run_batches
 NIGHTLY_CASES = 15
 # The budget bounds a runaway run, it does not size the nightly: measured on
 # this project's 2-core machine (2026-11-30, QEMU 7.2.22) the default matrix
-# (498 entries with the access, stage-1 and S2PIE kinds) took 13 min 16 s,
-# so 40 min leaves a slower CI machine, or a QEMU that diverges everywhere,
-# three times that before any entry loses cases (coverage first: entries
+# (498 entries with the access, stage-1 and S2PIE kinds) took 13 min 16 s
+# (6 min 38 s on 2026-12-01, with 2 M-probe boots), so 40 min leaves a
+# slower CI machine, or a QEMU that diverges everywhere, three times the
+# older figure before any entry loses cases (coverage first: entries
 # are never lost, only later cases, and the summary says so).
 NIGHTLY_BUDGET = 2400.0
 NIGHTLY_FANOUT = 2048
