@@ -609,13 +609,15 @@ def fan_out(pl: _Planner, count: int) -> FanOut:
     span = np.repeat(np.arange(len(spans), dtype=np.int32), count)
     # Offsets uniform in [0, size): 64 random bits reduced modulo the size
     # (a power of two: the low bits, without numpy's slow 64-bit division).
+    # A per-span value is repeated ``count`` times, as ``span`` is (a repeat
+    # costs a fraction of indexing by ``span``).
     offsets = gen.integers(0, 1 << 63, size=len(span), dtype=np.uint64, endpoint=False)
-    ipa = bases[span] + (offsets & (sizes - np.uint64(1))[span])
+    ipa = np.repeat(bases, count) + (offsets & np.repeat(sizes - np.uint64(1), count))
     # Each span is probed with one read and one write AT kind, its EL (0 or
     # 1) drawn per span: every kind is covered across spans, and a span
     # needs two models rather than four.
-    el0_read = gen.integers(0, 2, size=len(spans), dtype=np.uint8)[span]
-    el0_write = gen.integers(0, 2, size=len(spans), dtype=np.uint8)[span]
+    el0_read = np.repeat(gen.integers(0, 2, size=len(spans), dtype=np.uint8), count)
+    el0_write = np.repeat(gen.integers(0, 2, size=len(spans), dtype=np.uint8), count)
     is_write = gen.integers(0, 2, size=len(span), dtype=np.uint8)
     # AtKind codes: S12E1R 0, S12E1W 1, S12E0R 2, S12E0W 3.
     at = (is_write + 2 * np.where(is_write == 1, el0_write, el0_read)).astype(np.uint8)
