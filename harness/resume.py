@@ -277,10 +277,11 @@ def run_resumable(arch, cpu: str, images: Sequence[JobImage], *, capacity: int,
         # probe: a boot that wrote no probe record may have died part-way
         # through the copy, its regions half zeros that no probe wrote
         # (and no probe ran in it to change them): nothing to gather.
-        probed = any(bool(np.any(im.records[:, 0] != 0)) for im in result.images)
+        written_of = [im.records[:, 0] != 0 for im in result.images]
+        probed = any(bool(w.any()) for w in written_of)
         for k, seg in enumerate(boot):
-            image = result.images[k]
-            _store(records, sizes, seg, image.records)
+            image, written = result.images[k], written_of[k]
+            _store(records, sizes, seg, image.records, written)
             if probed:
                 _gather(memory[seg.image], images[seg.image], image)
             if image.completed:
@@ -290,7 +291,7 @@ def run_resumable(arch, cpu: str, images: Sequence[JobImage], *, capacity: int,
             if not failed:
                 continue
             kind = failure_kind(result.status)
-            missing = np.nonzero(image.records[:, 0] == 0)[0]
+            missing = np.nonzero(~written)[0]
             readable = "unreadable" not in result.diagnostic
             if kind in (FailureKind.CRASH, FailureKind.HANG) and readable and missing.size \
                     and result.guest_status is GuestStatus.RUNNING:
@@ -326,10 +327,11 @@ def run_resumable(arch, cpu: str, images: Sequence[JobImage], *, capacity: int,
 
 
 def _store(records: list[np.ndarray | None], sizes: list[int], seg: Segment,
-           got: np.ndarray) -> None:
+           got: np.ndarray, written: np.ndarray) -> None:
     """Put one boot's records of ``seg`` (``got``, in segment order) in
     place: the boot's array itself when it is the image's first and holds
-    the whole image, else the rows the boot wrote (kind != 0), copied."""
+    the whole image, else the rows the boot wrote (``written``: kind != 0),
+    copied."""
     n = sizes[seg.image]
     have = records[seg.image]
     if have is None and n and len(seg.rows) == n:
@@ -340,7 +342,6 @@ def _store(records: list[np.ndarray | None], sizes: list[int], seg: Segment,
         have = (np.zeros((n, RECORD_WORDS), dtype=np.uint64) if have is None
                 else np.array(have))
         records[seg.image] = have
-    written = got[:, 0] != 0
     first, last = (int(seg.rows[0]), int(seg.rows[-1])) if len(seg.rows) else (0, -1)
     if last - first + 1 == len(seg.rows) and written.all():
         # A run of consecutive rows (no probe held back), all written.
