@@ -85,6 +85,13 @@ class MatrixEntry:
             return STAGE1_PROBES
         return MAX_SPANS * ((0 if self.opt_in else fanout) + 2)
 
+    def cost_estimate(self, fanout: int) -> int:
+        """A rough cost of one case of the entry, in AT probes: an access
+        probe costs ~ACCESS_WEIGHT of them, a stage-1 probe ~STAGE1_WEIGHT.
+        Only for ordering batches (Plan.tail): it decides no result."""
+        weight = {CaseKind.ACCESS: ACCESS_WEIGHT, CaseKind.STAGE1: STAGE1_WEIGHT}
+        return self.probe_estimate(fanout) * weight.get(self.kind, 1)
+
     @property
     def window_bytes(self) -> int:
         """PA window one case of the entry takes in the arena."""
@@ -178,13 +185,16 @@ class Plan:
     case before any entry runs a second: a stop part-way (``--budget``,
     Ctrl-C) thins cases, never entries.  ``--shard K/N`` keeps the batches
     whose number is K-1 modulo N, so the shards of a run together hold
-    exactly its batches."""
+    exactly its batches.  ``tail``: the order the last block's chunks run
+    in (costliest first by MatrixEntry.cost_estimate; see __iter__), empty
+    when the run is one block."""
 
     entries: tuple[MatrixEntry, ...]
     cases_per_entry: int
     chunks: tuple[Chunk, ...]
     shard: tuple[int, int] | None = None
     rounds_per_batch: int = 1
+    tail: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, entries: Sequence[MatrixEntry], cases_per_entry: int, arena: tuple[int, int],
@@ -200,7 +210,11 @@ class Plan:
             if max_probes is not None:
                 per_round = sum(e.probe_estimate(fanout) for e in entries)
                 k = max(1, min(k, max_probes // max(per_round, 1)))
-        return cls(entries, cases_per_entry, chunks, shard, k)
+        tail: tuple[int, ...] = ()
+        if -(-cases_per_entry // k) > 1:
+            cost = [sum(entries[i].cost_estimate(fanout) for i in c.entries) for c in chunks]
+            tail = tuple(sorted(range(len(chunks)), key=lambda i: -cost[i]))
+        return cls(entries, cases_per_entry, chunks, shard, k, tail)
 
     @property
     def blocks(self) -> int:
@@ -224,9 +238,19 @@ class Plan:
                      tuple(CaseSpec(self.entries[i], r) for r in rounds for i in chunk.entries))
 
     def __iter__(self) -> Iterator[Batch]:
-        """The batches of this shard, in order."""
+        """The batches of this shard in the order they run: by number,
+        except that the last round block, when it is not the first, runs
+        its costliest chunks first (``tail``), so that the run's last
+        batches are its shortest and the workers finish together (a long
+        batch taken last leaves the other workers idle while it runs).
+        The first round keeps its order: a budget stop in it loses
+        entries, and its machines are interleaved."""
         k, n = self.shard or (1, 1)
-        return (self.batch(number) for number in range(k - 1, self.total_batches, n))
+        last = (self.blocks - 1) * len(self.chunks) if self.tail else self.total_batches
+        yield from (self.batch(number) for number in range(k - 1, last, n))
+        for i in self.tail:
+            if self.in_shard(last + i):
+                yield self.batch(last + i)
 
     def chunk_rounds(self) -> list[int]:
         """Per chunk, how many of its cases (rounds) the shard holds."""
@@ -335,6 +359,13 @@ MAX_SPANS = 100
 # walk from level 1, more from level 0) and of a stage-1 case (~90).
 ACCESS_PROBES = 400
 STAGE1_PROBES = 200
+# Cost of an access / stage-1 probe in AT probes (MatrixEntry.cost_estimate),
+# measured end to end on one worker (bench.measure_e2e, cortex-a72 entries of
+# one kind, 2 cases each, QEMU 7.2): AT ~1.0 M probes/s; access ~170 probes in
+# ~0.085 s a case (each step a reference walk and a trap); stage 1 ~90 probes
+# in ~0.1 s a case (two stages and the walk's own translations).
+ACCESS_WEIGHT = 500
+STAGE1_WEIGHT = 1000
 
 
 def images_per_batch(max_images: int, fanout: int, max_probes: int) -> int:

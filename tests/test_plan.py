@@ -29,7 +29,14 @@ def test_count_solutions_counts(step, modulus):
 def test_plan_sizes_shards_and_order(entries, max_images, cases):
     full = Plan.of(entries, cases, ARENA, max_images)
     batches = list(full)
-    assert [b.number for b in batches] == list(range(full.total_batches))
+    # By number, except the last round block (when not the first), which
+    # runs its costliest chunks first: the workers finish together.
+    last = (full.blocks - 1) * len(full.chunks) if full.blocks > 1 else full.total_batches
+    numbers = [b.number for b in batches]
+    assert numbers[:last] == list(range(last))
+    assert sorted(numbers) == list(range(full.total_batches))
+    costs = [sum(s.entry.cost_estimate(0) for s in b.specs) for b in batches[last:]]
+    assert costs == sorted(costs, reverse=True)
     assert full.batches == len(batches)
     assert full.cases == sum(len(b.specs) for b in batches)
     keys = sorted(s.key for b in batches for s in b.specs)
