@@ -18,7 +18,8 @@ pytestmark = pytest.mark.qemu
 RATES = ("raw_at_per_s", "raw_at_before_per_s", "raw_at_after_per_s", "raw_access_per_s", "e2e_access_per_s", "raw_images_per_s", "boot_s", "e2e_probes_per_s", "e2e_images_per_s",
          "e2e_seconds", "e2e1_probes_per_s", "naive_probes_per_s", "peak_harness_mib",
          "peak_qemu_mib", "scaling_measured", "ratio_e2e_over_raw", "ratio_e2e_over_naive",
-         "jobs_scaling", "host_cpu_us_per_probe", "qemu_cpu_us_per_probe")
+         "jobs_scaling", "host_cpu_us_per_probe", "qemu_cpu_us_per_probe",
+         "ratio_host_over_qemu_cpu")
 
 
 def test_bench_small_prints_every_figure_as_json():
@@ -52,6 +53,9 @@ def test_bench_small_prints_every_figure_as_json():
     assert set(figures["profile_cpu"]) == cpu_stages
     assert all(figures["profile_cpu"][s] >= 0 for s in cpu_stages)
     assert figures["profile_cpu"]["qemu"] > 0 and figures["qemu_cpu_us_per_probe"] > 0
+    # The host-over-QEMU CPU ratio is the two per-probe figures' quotient.
+    assert figures["ratio_host_over_qemu_cpu"] == pytest.approx(
+        figures["host_cpu_us_per_probe"] / figures["qemu_cpu_us_per_probe"])
 
 
 def test_bench_refuses_bad_options_in_one_line(capsys):
@@ -68,3 +72,15 @@ def test_a_boot_too_short_to_measure_has_no_rate():
     from harness.bench import net_rate
     assert math.isnan(net_rate(1000, 0.032, 0.030))
     assert net_rate(1000, 0.080, 0.030) == 1000 / (0.080 - 0.030)
+
+
+def test_a_raw_rate_is_the_time_average_of_its_pairs():
+    """_paired_rate: three (empty, loaded) pairs of 100 probes whose loaded
+    boots take 1, 3 and 1 s longer than their empty ones did 300 probes in
+    5 s of extra time: 60/s (a median of the extras, 1 s, would say 100/s;
+    the mean of the per-pair rates, 77.8/s).  The empty boot is the median
+    of the empty ones (0.2 s)."""
+    from harness.bench import _paired_rate
+    times = iter([0.1, 1.1, 0.2, 3.2, 0.3, 1.3])
+    rate, empty = _paired_rate(lambda images: next(times), ["job"], 100, 3)
+    assert rate == pytest.approx(60.0) and empty == 0.2
