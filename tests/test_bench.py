@@ -27,9 +27,14 @@ def test_bench_small_prints_every_figure_as_json():
     with contextlib.redirect_stdout(out):
         code = main(["bench", "--small", "--json", "--jobs", "2", "--fanout", "16"])
     assert code == 0
-    figures = json.loads(out.getvalue())
+    # Strict JSON: a rate too short to measure is null, never NaN.
+    figures = json.loads(out.getvalue(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     assert set(figures) == set(RATES) | {"e2e_probes", "e2e_images", "jobs", "fanout", "notes",
-                                         "profile", "profile_cpu"}
+                                         "profile", "profile_cpu", "raw_at_rates", "e2e_rates",
+                                         "ratios_per_round"}
+    # --small runs (b) once, with a raw AT rate before and after it.
+    assert len(figures["e2e_rates"]) == len(figures["ratios_per_round"]) == 1
+    assert len(figures["raw_at_rates"]) == 2
     # A rate is a non-negative number, or null when --small's boots are too
     # short to tell from an empty one (harness.bench.net_rate); never the
     # absurd rate a near-zero difference gave (2e12 probes/s).
