@@ -43,6 +43,7 @@ from harness.qemu.job import (
     JobProbe,
     ObsKind,
     RamFile,
+    PackedJob,
     RawObservation,
     pack_job,
     read_results_header,
@@ -257,6 +258,12 @@ class TestStage2:
             assert obs.kind is ObsKind.EXCEPTION and obs.esr >> 26 == 0x25
 
 
+def _whole(blob: bytes | bytearray) -> PackedJob:
+    """A job of the given bytes as they are (what run_batch writes for the
+    stub), for the tests that corrupt a packed job."""
+    return PackedJob(bytes(blob), (), b"", (), len(blob))
+
+
 def small_batch(arch: Arch, n: int) -> list[JobImage]:
     """``n`` images sharing one table (placed by image 0): each probe a 1 GiB block hit."""
     a = layout(arch).arena_start
@@ -340,9 +347,9 @@ class TestEndings:
             region_off = struct.unpack_from("<Q", blob, 0x28)[0]
             struct.pack_into("<Q", blob, region_off + 16,
                              lay.ram_base + lay.ram_size - lay.job_start)
-            return bytes(blob)
+            return _whole(blob)
 
-        monkeypatch.setattr(qemu_mod, "pack_job", corrupt_pack_job)
+        monkeypatch.setattr(qemu_mod, "prepare_job", corrupt_pack_job)
         r = run_batch(arch, cpu, small_batch(arch, 2))
         assert r.status is BatchStatus.GUEST_ERROR
         assert r.returncode == 1 and r.guest_status is GuestStatus.FATAL
@@ -374,9 +381,9 @@ class TestEndings:
                 struct.pack_into("<Q", blob, struct.unpack_from("<Q", blob, 0x28)[0], value)
             else:
                 struct.pack_into("<I", blob, field, value)
-            return bytes(blob)
+            return _whole(blob)
 
-        monkeypatch.setattr(qemu_mod, "pack_job", corrupt_pack_job)
+        monkeypatch.setattr(qemu_mod, "prepare_job", corrupt_pack_job)
         r = run_batch(arch, cpu, small_batch(arch, 1))
         assert r.status is BatchStatus.GUEST_ERROR
         assert r.returncode == 2

@@ -30,6 +30,7 @@ from harness.qemu.job import (
     RawObservation,
     SparseRam,
     pack_job,
+    prepare_job,
     unpack_results,
 )
 from reference.arch import Arch, AtKind
@@ -94,6 +95,16 @@ class TestPackJob:
         assert blob[data_off:data_off + 16] == bytes(range(16))
         assert blob[data_off + 16:data_off + 40] == b"\xaa" * 24
         assert blob[data_off + 40:data_off + 48] == b"\x55" * 8
+
+    def test_a_job_written_to_its_file_is_the_packed_blob(self, tmp_path):
+        """run_batch writes the job piece by piece (PackedJob.write, no blob
+        in memory); the file holds exactly the blob the test above checks
+        field by field (pack_job builds it from the same pieces)."""
+        job = prepare_job(LAYOUT, _images(), hang_after=1)
+        job.write(tmp_path / "job.bin")
+        written = (tmp_path / "job.bin").read_bytes()
+        assert len(written) == job.size
+        assert written == bytes(pack_job(LAYOUT, _images(), hang_after=1))
 
     def test_hang_after_defaults_to_off(self):
         """No hang_after means the 0xffffffff sentinel."""

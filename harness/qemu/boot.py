@@ -35,7 +35,7 @@ from .job import (
     JobImage,
     JobResults,
     RamFile,
-    pack_job,
+    prepare_job,
     unpack_results,
 )
 from .launcher import QemuExit, QemuMachine, find_qemu
@@ -259,7 +259,7 @@ def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
         raise UsageError(f"{stub_elf.path} is a {stub_elf.arch.value} stub, not {arch.value}")
     layout = stub_elf.layout
     t = time.monotonic()
-    blob = pack_job(layout, images, hang_after)
+    job = prepare_job(layout, images, hang_after)
     t_pack = time.monotonic() - t
     binary = find_qemu(arch, qemu)
     limit = default_timeout(images) if timeout is None else timeout
@@ -279,7 +279,7 @@ def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
         tmp = Path(tempfile.mkdtemp(prefix=f"{BATCH_DIR_PREFIX}{os.getpid()}-", dir=root))
     try:
         job_path = tmp / "job.bin"
-        job_path.write_bytes(blob)
+        job.write(job_path)
         ram_path = tmp / "ram.bin"
         # A fresh RAM file reads as zeros: results records of probes the
         # stub never reached are then NOT_RUN (kind 0).
@@ -308,7 +308,7 @@ def run_batch(arch: Arch, cpu: str, images: Sequence[JobImage], *,
                 try:
                     results = unpack_results(layout, ram, images)
                 except UsageError as exc:
-                    # Not the job's fault (pack_job and the stub checked
+                    # Not the job's fault (prepare_job and the stub checked
                     # it): something scribbled on the results area.
                     unreadable = str(exc)
                     results = _empty_results(images)
