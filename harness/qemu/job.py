@@ -481,7 +481,7 @@ class PackedJob:
         yield self.head
         for table in self.tables:
             if len(table):
-                yield memoryview(table.view(np.uint8))
+                yield table.view(np.uint8).data
         yield self.region_records
         for data in self.data:
             yield data
