@@ -17,7 +17,11 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
+
+from reference.arch import Arch
+from reference.casefmt import cpu_model_from_data
+from reference.cpus import CpuModel
 
 from .datafile import load_data_file
 from .errors import UsageError
@@ -343,8 +347,21 @@ def default_baseline() -> Path | None:
     return path if path.is_file() else None
 
 
+def _same_model(recorded: CpuModel | None, ran: CpuModel | None) -> bool:
+    """Whether a case recorded for ``recorded`` (None: its named table's
+    model) speaks for a run whose model of that CPU was ``ran`` (None: not
+    known): the same ID registers, so the same features.  A ``max`` case
+    recorded on a QEMU whose max has FEAT_XS says nothing about a QEMU
+    whose max has not."""
+    if recorded is None or ran is None:
+        return True
+    return (recorded.arch_version, recorded.id_regs) == (ran.arch_version, ran.id_regs)
+
+
 def stale_entries(baseline: Baseline, used: set, ran: set,
-                  root: Path | None = None) -> list[BaselineEntry]:
+                  root: Path | None = None,
+                  models: Mapping[tuple[str, str, str], CpuModel] | None = None
+                  ) -> list[BaselineEntry]:
     """Entries that matched no divergence or crash (``used``: the ids that
     did) although the run executed the configuration of their case file
     (its arch, CPU model and VTCR, in a case of the same kind: AT, access
@@ -354,22 +371,32 @@ def stale_entries(baseline: Baseline, used: set, ran: set,
     counts for every range, without the kind for every kind) -- for a cpu-model entry
     without a case file, ran a case on one of its CPU models (whose ID
     registers every run reads): the bug they describe did not show where
-    it used to."""
+    it used to.  ``models``: the CPU model the run used per (QEMU version
+    number, arch, CPU); where a case file records its CPU's model (a
+    ``max``, as the QEMU it was recorded on reports it), a run of another
+    model of that CPU did not run its configuration."""
     base = root or (baseline.path.parent if baseline.path else Path("."))
+    models = models or {}
     stale = []
     for e in baseline.entries:
         if e.id in used:
             continue
-        wheres = set()
+        wheres = []
         for case in e.cases:
             try:
                 data = json.loads((base / case).read_text(encoding="utf-8"))
-                wheres.add((data["arch"], data["cpu"], data["config"]["vtcr"],
-                            entry_kind(data["key"]).value))
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                arch = data["arch"]
+                recorded = cpu_model_from_data(data["cpu_model"], Arch(arch), data["cpu"]) \
+                    if "cpu_model" in data else None
+                wheres.append(((arch, data["cpu"], data["config"]["vtcr"],
+                                entry_kind(data["key"]).value), recorded))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, UsageError):
                 continue  # a missing or broken case file is reported by the tests
         if any(w[:3] == tuple(r[:3]) and (len(r) < 5 or r[4] == w[3])
-               and (len(r) < 4 or e.applies_to(r[3])) for r in ran for w in wheres):
+               and (len(r) < 4 or e.applies_to(r[3]))
+               and (len(r) < 4 or _same_model(recorded, models.get(
+                   (version_number(r[3]), r[0], r[1]))))
+               for r in ran for w, recorded in wheres):
             stale.append(e)
         elif not e.cases and any(r[0] == e.arch and r[1] in e.cpus
                                  and (len(r) < 4 or e.applies_to(r[3])) for r in ran):

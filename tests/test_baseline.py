@@ -381,6 +381,34 @@ def test_stale_needs_a_case_of_the_entrys_kind():
     assert stale_entries(one, set(), {("arm", "max", "0x80003558", v72, "at")}) == []
 
 
+def test_stale_needs_the_cpu_model_the_case_was_recorded_for():
+    """tests/baseline/s1-max-fwb-xs.json is a -cpu max case recorded on
+    11.1.3, whose max has FEAT_XS (ID_AA64ISAR1_EL1.XS, bits [59:56], = 1).
+    QEMU 7.2's max has not: the Normal Non-cacheable result's PAR.ATTR is
+    then 0x44 by EncodePARAttrs (XS = 1 without FEAT_XS), QEMU agrees, and
+    the entry matching nothing there is not news (the 7.2 nightly printed
+    it as STALE).  A run of the case's configuration counts only where the
+    run's model of the CPU is the one the case records."""
+    from harness.baseline import Baseline, stale_entries
+    from reference.arch import Arch
+    from reference.casefmt import cpu_model_from_data
+    from reference.cpus import CpuModel
+    entry = next(e for e in BASELINE.entries if e.id == "qemu-at-par-attr-xs-not-encoded")
+    one = Baseline(ROOT / "baseline.toml", (entry,))
+    data = json.loads((ROOT / "tests/baseline/s1-max-fwb-xs.json").read_text())
+    recorded = cpu_model_from_data(data["cpu_model"], Arch.AARCH64, "max")
+    regs = dict(recorded.id_regs)
+    assert regs["ID_AA64ISAR1_EL1"] >> 56 & 0xF == 1
+    regs["ID_AA64ISAR1_EL1"] &= ~(0xF << 56)
+    without_xs = CpuModel.from_id_registers(Arch.AARCH64, "max", regs,
+                                            arch_version=recorded.arch_version)
+    ran = {("aarch64", "max", data["config"]["vtcr"], "QEMU emulator version 7.2.22", "stage1")}
+    key = ("7.2.22", "aarch64", "max")
+    assert stale_entries(one, set(), ran, models={key: without_xs}) == []
+    assert stale_entries(one, set(), ran, models={key: recorded}) == [entry]
+    assert stale_entries(one, set(), ran) == [entry]       # the model not known: as before
+
+
 def attribute_entry(**fields: str) -> BaselineEntry:
     text = ('version = 1\n[[divergence]]\nid = "x"\ntitle = "t"\nverdict = "qemu-bug"\n'
             'evidence = "e"\ncase = "c.json"\n'

@@ -6,11 +6,12 @@ import argparse
 import dataclasses
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from reference.arch import Arch, Granule
+from reference.cpus import CpuModel
 
 from ..baseline import default_baseline, load_baseline, stale_entries
 from ..errors import UsageError
@@ -19,6 +20,7 @@ from ..kinds import CaseKind
 from ..matrix import build_matrix, cpu_selection
 from ..plan import parse_shard
 from ..qemu.boot import BatchStatus
+from ..qemu.builds import version_number
 from ..qemu.launcher import qemu_cpus
 from ..qemu.models import machine_models
 from ..records import (
@@ -308,7 +310,10 @@ def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
                              on_start=started, preamble=[
                                  dataclasses.replace(r, qemu=label) for label, ms in models.items()
                                  for r in model_records(ms.values())])
-    result = finish_run(args.out, outcome, baseline, io, case_files=args.case_files)
+    ran_models = {(version_number(mm.qemu_version), a.value, c): mm.model
+                  for per_build in models.values() for (a, c), mm in per_build.items()}
+    result = finish_run(args.out, outcome, baseline, io, case_files=args.case_files,
+                        models=ran_models)
     if args.keep is not None:
         print(f"boots kept in {args.keep}/batch-N; re-run one by hand: sh "
               f"{args.keep}/batch-N/rerun.sh", file=io.out)
@@ -318,7 +323,8 @@ def run_run(args: argparse.Namespace, io: Streams) -> Outcome:
 
 
 def finish_run(out: Path, outcome: RunOutcome, baseline: Path | None, io: Streams,
-               case_files: int = CASE_FILES_PER_CAUSE) -> Outcome:
+               case_files: int = CASE_FILES_PER_CAUSE,
+               models: Mapping[tuple[str, str, str], CpuModel] | None = None) -> Outcome:
     """Reports for a finished run, and its outcome: FOUND for a new
     divergence or a reproduced crash, INFRASTRUCTURE when nothing could
     run, else OK.  Case files beyond ``case_files`` per root cause are
@@ -335,7 +341,8 @@ def finish_run(out: Path, outcome: RunOutcome, baseline: Path | None, io: Stream
     written = write_reports(run, out)
     print_summary(run, io, out)
     if baseline is not None:
-        for entry in stale_entries(load_baseline(baseline), outcome.known_used, outcome.ran):
+        for entry in stale_entries(load_baseline(baseline), outcome.known_used, outcome.ran,
+                                   models=models):
             print(f"STALE: baseline entry {entry.id} matched nothing although its configuration "
                   f"ran (fixed? case: {entry.case or 'its -cpu model, ' + ', '.join(entry.cpus)})", file=io.out)
     for name, path in written.items():
