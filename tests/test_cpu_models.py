@@ -139,6 +139,19 @@ class TestFromIdRegisters:
         assert cpu.arch_version == 8
 
 
+    def test_the_same_registers_are_the_same_model_whatever_the_description(self):
+        """-cpu max of Debian's 10.0.2 and 10.0.13 report the same ID
+        registers; a run on both compares their models (harness.cli.run)
+        and ran max on the first only while the description ("as QEMU
+        10.0.2 reports it") took part in the comparison."""
+        regs = dict(get_cpu(Arch.AARCH64, "cortex-a72").id_regs)
+        a = CpuModel.from_id_registers(Arch.AARCH64, "max", regs, description="as QEMU 10.0.2 reports it")
+        b = CpuModel.from_id_registers(Arch.AARCH64, "max", regs, description="as QEMU 10.0.13 reports it")
+        assert a == b and hash(a) == hash(b)
+        regs["ID_AA64MMFR0_EL1"] ^= 1          # another PARange: another CPU
+        assert CpuModel.from_id_registers(Arch.AARCH64, "max", regs) != a
+
+
 class TestModelDifferences:
     def test_qemu_10_max_against_the_7_2_table(self):
         # The named "max" is QEMU 7.2's; QEMU 10's reports other values for
