@@ -24,7 +24,7 @@ import functools
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
@@ -968,3 +968,16 @@ def read_records(path: Path) -> Iterator[Record]:
             yield parse_record(rec, path.parent)
         except (InvalidRecord, ResultsVersionError):
             continue
+
+
+def crash_family_state(members: Sequence[CrashRecord]) -> str:
+    """'new', 'known: ID', or for a family only some of whose probes a
+    baseline entry describes (its expected outcomes are narrower than the
+    family) 'known: ID for K of N probes, M new'."""
+    known = [c.known for c in members if c.known]
+    if not known:
+        return "new"
+    ids = ", ".join(sorted(set(known)))
+    if len(known) == len(members):
+        return f"known: {ids}"
+    return f"known: {ids} for {len(known)} of {len(members)} probes, {len(members) - len(known)} new"

@@ -251,6 +251,19 @@ def crash_record(**kw) -> CrashRecord:
     return CrashRecord(**fields)
 
 
+def test_a_crash_family_is_known_only_as_far_as_its_members_are():
+    """A crash family (QEMU, signature) whose baseline entry describes only
+    some of its probes (the entry's expected outcomes narrower than the
+    family's: a 10.0.2 run had 12 of 18 known) says so, where the first
+    member's verdict used to speak for all."""
+    from harness.records import crash_family_state
+    e = "qemu-9.2-ats-s2-permission-fault-abort"
+    assert crash_family_state([crash_record(), crash_record()]) == "new"
+    assert crash_family_state([crash_record(known=e)] * 3) == f"known: {e}"
+    mixed = [crash_record(known=e)] * 12 + [crash_record()] * 6
+    assert crash_family_state(mixed) == f"known: {e} for 12 of 18 probes, 6 new"
+
+
 def test_crash_end_and_header_records_read_back_unchanged():
     header = RunHeader(seed=1, cases_per_entry=2, fanout=0, shard=(1, 2), entries=3, batches=4,
                        cases=6, argv=("s2diff", "run"), started="2026-11-30T00:00:00Z",

@@ -29,6 +29,7 @@ from ..records import (
     InvalidRecord,
     ResultsVersionError,
     RunHeader,
+    crash_family_state,
     read_json_lines,
 )
 from ..report.casefiles import CASE_FILES_PER_CAUSE, prune_case_files
@@ -382,9 +383,9 @@ def print_crash_families(out: Path, crashes: Sequence[CrashRecord], io: Streams)
             how = "not reproduced by a re-run (infrastructure, not a finding)"
         else:
             how = "not checked"
-        known = members[0].known
+        state = crash_family_state(members)
         keys = sorted({c.quarantine for c in members if c.quarantine})
-        print(f"CRASH{'' if known is None else ' (known: ' + known + ')'}: "
+        print(f"CRASH{'' if state == 'new' else ' (' + state + ')'}: "
               f"{'QEMU ' + label + ': ' if label else ''}{signature} -- QEMU died on "
               f"{len(members)} probe(s) ({'; '.join(keys)}); {how}", file=io.out)
 

@@ -14,7 +14,7 @@ from reference.arch import Arch
 from reference.config import S2Config
 
 from ..qemu.boot import BatchStatus
-from ..records import BatchRecord, CaseRecord, CaseStatus, DivergenceRecord
+from ..records import BatchRecord, CaseRecord, CaseStatus, DivergenceRecord, crash_family_state
 from ..vocabulary import DivergenceKind
 from .load import RunData, record_qemu
 
@@ -401,7 +401,7 @@ def _crash_lines(run: RunData) -> list[str]:
         families[c.qemu, c.signature].append(c)
     for (label, signature), members in sorted(families.items()):
         file = next((c.case_file for c in members if c.case_file), None)
-        state = "known: " + members[0].known if members[0].known else "new"
+        state = crash_family_state(members)
         lines.append(f"crash family{' on QEMU ' + label if label else ''}: {signature} "
                      f"({len(members)} probe(s), {state}"
                      + (f", case {file})" if file else ")"))
