@@ -279,6 +279,23 @@ class TestCrashes:
         assert headline(run, causes) == "CRASH: 2 crash families"
 
 
+    def test_a_known_crash_family_says_how_many_probes_qemu_died_on(self, tmp_path):
+        """In the terminal's known list a crash root cause gives its count
+        of probes (it printed an empty count: 'ID:  -- QEMU crash: ...')."""
+        recs: list = [header(), batch(0)]
+        sig = "target/arm/helper.c:N: do_ats_write: Assertion `x' failed. [SIGABRT]"
+        for probe in (4, 9, 11):
+            recs.append(CrashRecord(
+                qemu="", qemu_version="QEMU 10.0.2", batch=0, arch="aarch64", cpu="max",
+                key="aarch64/max/x#0", entry="aarch64/max/x", group="--vtcr", probe=probe,
+                ipa="0x1000", at="S12E0R", aim="L1 block S2AP=00 read",
+                expected=("permission L1",), kind=FailureKind.CRASH, signature=sig,
+                signal=6, returncode=None, console="qemu-system-aarch64: ...",
+                case_file=None, reproduced=True, known="qemu-x-abort"))
+        text = render_terminal(load_run([write(tmp_path, recs)]), width=200)
+        assert f"qemu-x-abort: 3 probes QEMU died on -- QEMU crash: {sig}" in text
+
+
 class TestCaseFiles:
     def test_at_most_n_case_files_per_root_cause(self, tmp_path):
         """Five cases of one root cause: the first three (in run order)

@@ -322,7 +322,9 @@ def render_terminal(run: RunData, out_dir: Path | None = None, width: int = WIDT
     if known:
         out.append(f"known ({_plural(len(known), 'root cause')}):")
         for c in known[:limit]:
-            out += _wrap(f"{', '.join(c.known_ids) or '?'}: {_counts(c)} -- {c.title}",
+            counts = _plural(c.crashes, "probe") + " QEMU died on" \
+                if c.kind is CauseKind.CRASH else _counts(c)
+            out += _wrap(f"{', '.join(c.known_ids) or '?'}: {counts} -- {c.title}",
                          "  ", width)
         if len(known) > limit:
             out.append(f"  ... {len(known) - limit} more in summary.txt")
