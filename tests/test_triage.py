@@ -255,6 +255,18 @@ class TestSeveralQemus:
         assert table[0] in text and families[0] in text
 
 
+def _crash(probe: int, signature: str, **kw) -> CrashRecord:
+    """A crash record of probe ``probe`` of one max case on 10.0.2."""
+    fields = dict(qemu="", qemu_version="QEMU 10.0.2", batch=0, arch="aarch64", cpu="max",
+                  key="aarch64/max/x#0", entry="aarch64/max/x", group="--vtcr", probe=probe,
+                  ipa="0x1000", at="S12E0R", aim="L1 block S2AP=00 read",
+                  expected=("permission L1",), kind=FailureKind.CRASH, signature=signature,
+                  signal=6, returncode=None, console="qemu-system-aarch64: ...",
+                  case_file=None, reproduced=True)
+    fields.update(kw)
+    return CrashRecord(**fields)
+
+
 class TestCrashes:
     def test_crash_records_group_by_signature(self, tmp_path):
         """Two probes, one signature: one crash family, first in the
@@ -262,14 +274,9 @@ class TestCrashes:
         recs: list = [header(), batch(0)]
         sig = "target/arm/helper.c:N: do_ats_write: Assertion `x' failed. [SIGABRT]"
         for probe, signature in ((4, sig), (9, sig), (12, "hw/core/cpu.c:N: oops [SIGSEGV]")):
-            recs.append(CrashRecord(
-                qemu="", qemu_version="QEMU 10.0.2", batch=0, arch="aarch64", cpu="max",
-                key="aarch64/max/x#0", entry="aarch64/max/x", group="--vtcr", probe=probe,
-                ipa="0x1000", at="S12E0R", aim="L1 block S2AP=00 read",
-                expected=("permission L1",), kind=FailureKind.CRASH, signature=signature,
-                signal=6, returncode=None, console="qemu-system-aarch64: ...",
-                case_file=f"cases/crash-{probe}.json" if probe != 9 else None,
-                reproduced=True if probe != 9 else None))
+            recs.append(_crash(probe, signature,
+                               case_file=f"cases/crash-{probe}.json" if probe != 9 else None,
+                               reproduced=True if probe != 9 else None))
         run = load_run([write(tmp_path, recs)])
         causes = root_causes(run)
         assert [(c.kind, c.title) for c in causes] == [
@@ -284,14 +291,7 @@ class TestCrashes:
         of probes (it printed an empty count: 'ID:  -- QEMU crash: ...')."""
         recs: list = [header(), batch(0)]
         sig = "target/arm/helper.c:N: do_ats_write: Assertion `x' failed. [SIGABRT]"
-        for probe in (4, 9, 11):
-            recs.append(CrashRecord(
-                qemu="", qemu_version="QEMU 10.0.2", batch=0, arch="aarch64", cpu="max",
-                key="aarch64/max/x#0", entry="aarch64/max/x", group="--vtcr", probe=probe,
-                ipa="0x1000", at="S12E0R", aim="L1 block S2AP=00 read",
-                expected=("permission L1",), kind=FailureKind.CRASH, signature=sig,
-                signal=6, returncode=None, console="qemu-system-aarch64: ...",
-                case_file=None, reproduced=True, known="qemu-x-abort"))
+        recs += [_crash(probe, sig, known="qemu-x-abort") for probe in (4, 9, 11)]
         text = render_terminal(load_run([write(tmp_path, recs)]), width=200)
         assert f"qemu-x-abort: 3 probes QEMU died on -- QEMU crash: {sig}" in text
 
