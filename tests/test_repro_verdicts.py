@@ -139,3 +139,28 @@ def test_shrink_keeps_the_family_it_was_asked_for(tmp_path, capsys):
     assert vtcr & 0x3F == 24 and (vtcr >> 16) & 7 == 0b010      # T0SZ (40 bits) and PS kept
     assert main(["repro", "-q", str(tmp_path / "k1.min.json")]) == 1
     assert capsys.readouterr().out == "new divergence: 1 probe\n"
+
+
+def test_a_max_case_on_a_qemu_whose_max_differs_says_so():
+    """A case records its -cpu max model (as the QEMU it was recorded on
+    reports it); replayed where max reports other ID registers (an 11.1.3
+    case with FEAT_XS on 7.2), repro and probe add a note naming the
+    registers: the verdict is the recorded model's.  None where they agree,
+    and none for a named core (judged by its table, not its registers)."""
+    import types
+
+    from harness.cli.cases import model_mismatch
+    from reference.arch import Arch
+    from reference.cpus import CpuModel, get_cpu
+    regs = dict(get_cpu(Arch.AARCH64, "cortex-a72").id_regs)
+    recorded = CpuModel.from_id_registers(Arch.AARCH64, "max", regs,
+                                          description="as QEMU 11.1.3 reports it")
+
+    def run(cpu: CpuModel, seen: dict) -> types.SimpleNamespace:
+        return types.SimpleNamespace(case=types.SimpleNamespace(cpu=cpu),
+                                     batch=types.SimpleNamespace(id_registers=seen))
+    assert model_mismatch(run(recorded, dict(regs))) is None
+    other = dict(regs, ID_AA64ISAR1_EL1=regs.get("ID_AA64ISAR1_EL1", 0) ^ (1 << 56))
+    note = model_mismatch(run(recorded, other))
+    assert note is not None and "ID_AA64ISAR1_EL1" in note and "as QEMU 11.1.3 reports it" in note
+    assert model_mismatch(run(get_cpu(Arch.AARCH64, "cortex-a72"), other)) is None

@@ -16,6 +16,7 @@ from reference.par import predict
 from ..baseline import EMPTY, Baseline, default_baseline, load_baseline
 from ..casefile import load_any_case, load_case_data, regenerate_fanout
 from ..errors import UsageError
+from ..qemu.models import FOLLOWS_THE_MACHINE
 from ..single import (
     CaseRun,
     CaseVerdict,
@@ -202,7 +203,31 @@ def _run_case_file(args: argparse.Namespace, *, full_fanout: bool,
                    qemu_args=qemu_arg_list(args.qemu_arg), numbers=numbers)
     if args.keep is not None:
         notes.append(f"boot kept in {args.keep}; re-run it by hand: sh {args.keep / 'rerun.sh'}")
+    other = model_mismatch(run)
+    if other:
+        notes.append(other)
     return run, notes
+
+
+def model_mismatch(run: CaseRun) -> str | None:
+    """A note when the case's CPU follows the machine (max) and the QEMU at
+    hand reports other ID registers than the case records: the verdict is
+    then the recorded model's, not this QEMU's max's (an 11.1.3 max case
+    with FEAT_XS replayed on 7.2, whose max has no FEAT_XS)."""
+    cpu = run.case.cpu
+    seen = run.batch.id_registers
+    if cpu.name not in FOLLOWS_THE_MACHINE or not seen:
+        return None
+    differ = [(name, value, int(seen[name])) for name, value in cpu.id_regs
+              if name in seen and int(seen[name]) != value]
+    if not differ:
+        return None
+    shown = ", ".join(f"{n} {here:#x} (the case: {there:#x})" for n, there, here in differ[:3])
+    more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+    recorded = f" ({cpu.description})" if cpu.description else ""
+    return (f"this QEMU's -cpu {cpu.name} reports other ID registers than the case's model"
+            f"{recorded}: {shown}{more}; the verdict is that model's, not this QEMU's "
+            f"{cpu.name}'s (`s2diff run --cpu {cpu.name}` generates for this QEMU's)")
 
 
 def _probe_arguments(p: argparse.ArgumentParser) -> None:
