@@ -64,9 +64,10 @@ class BenchResult:
     """All figures of one bench run (rates per second, memory in MiB)."""
 
     raw_at_per_s: float = 0.0
-    # The raw AT rate measured just before and just after (b) with --jobs
-    # N; raw_at_per_s is their mean, so that (b)/(a) compares rates taken
-    # around the same minute of a machine whose speed drifts.
+    # The raw AT rate measured just before the first run of (b) with --jobs
+    # N and just after the last; raw_at_per_s is the mean of every raw AT
+    # rate of raw_at_rates, so that (b)/(a) compares rates taken around the
+    # same minutes of a machine whose speed drifts.
     raw_at_before_per_s: float = 0.0
     raw_at_after_per_s: float = 0.0
     # (b) is run E2E_ROUNDS times, each between two raw AT measurements:
