@@ -296,6 +296,20 @@ class TestCrashes:
         assert f"qemu-x-abort: 3 probes QEMU died on -- QEMU crash: {sig}" in text
 
 
+    def test_a_crash_family_is_new_while_any_of_its_probes_is(self, tmp_path):
+        """Two probes an entry describes and one it does not (its expected
+        outcomes narrower than the family): the root cause is a new crash,
+        whichever probe reproduced it; all three described: known."""
+        sig = "target/arm/helper.c:N: do_ats_write: Assertion `x' failed. [SIGABRT]"
+        mixed = [_crash(4, sig, known="qemu-x-abort"), _crash(9, sig, known="qemu-x-abort"),
+                 _crash(11, sig, reproduced=None)]
+        cause, = root_causes(load_run([write(tmp_path / "m", [header(), batch(0), *mixed])]))
+        assert cause.is_new and cause.known_ids == ("qemu-x-abort",)
+        known = [_crash(p, sig, known="qemu-x-abort") for p in (4, 9, 11)]
+        cause, = root_causes(load_run([write(tmp_path / "k", [header(), batch(0), *known])]))
+        assert not cause.is_new
+
+
 class TestCaseFiles:
     def test_at_most_n_case_files_per_root_cause(self, tmp_path):
         """Five cases of one root cause: the first three (in run order)

@@ -131,11 +131,12 @@ class RootCause:
     shrink: ShrinkRecord | None = None
     crash: CrashView | None = None
     crashes: int = 0        # probes QEMU crashed or hung on (a crash root cause)
+    crashes_new: int = 0    # of those, the ones no baseline entry describes
 
     @property
     def is_new(self) -> bool:
         if self.kind is CauseKind.CRASH:
-            return self.crash is None or self.crash.known is None
+            return self.crash is None or self.crashes_new > 0
         return bool(self.new or self.writes_new)
 
     @property
@@ -432,4 +433,4 @@ def _crash_cause(run: RunData, family: list[CrashView]) -> RootCause:
         cases=tuple(dict.fromkeys(c.key for c in family if c.key)),
         cpus=tuple(sorted({c.cpu for c in family})),
         qemus=tuple(sorted({c.qemu for c in family})), case_files=files, crash=first,
-        crashes=len(family))
+        crashes=len(family), crashes_new=sum(1 for c in family if c.known is None))
