@@ -185,9 +185,9 @@ class Plan:
     case before any entry runs a second: a stop part-way (``--budget``,
     Ctrl-C) thins cases, never entries.  ``--shard K/N`` keeps the batches
     whose number is K-1 modulo N, so the shards of a run together hold
-    exactly its batches.  ``tail``: the order the last block's chunks run
-    in (costliest first by MatrixEntry.cost_estimate; see __iter__), empty
-    when the run is one block."""
+    exactly its batches.  ``tail``: the chunks, costliest first
+    (MatrixEntry.cost_estimate): the order of the last block when it is
+    not the first (see __iter__)."""
 
     entries: tuple[MatrixEntry, ...]
     cases_per_entry: int
@@ -210,10 +210,8 @@ class Plan:
             if max_probes is not None:
                 per_round = sum(e.probe_estimate(fanout) for e in entries)
                 k = max(1, min(k, max_probes // max(per_round, 1)))
-        tail: tuple[int, ...] = ()
-        if -(-cases_per_entry // k) > 1:
-            cost = [sum(entries[i].cost_estimate(fanout) for i in c.entries) for c in chunks]
-            tail = tuple(sorted(range(len(chunks)), key=lambda i: -cost[i]))
+        cost = [sum(entries[i].cost_estimate(fanout) for i in c.entries) for c in chunks]
+        tail = tuple(sorted(range(len(chunks)), key=lambda i: -cost[i]))
         return cls(entries, cases_per_entry, chunks, shard, k, tail)
 
     @property
@@ -246,11 +244,12 @@ class Plan:
         The first round keeps its order: a budget stop in it loses
         entries, and its machines are interleaved."""
         k, n = self.shard or (1, 1)
-        last = (self.blocks - 1) * len(self.chunks) if self.tail else self.total_batches
+        if self.blocks <= 1:
+            yield from (self.batch(number) for number in range(k - 1, self.total_batches, n))
+            return
+        last = (self.blocks - 1) * len(self.chunks)
         yield from (self.batch(number) for number in range(k - 1, last, n))
-        for i in self.tail:
-            if self.in_shard(last + i):
-                yield self.batch(last + i)
+        yield from (self.batch(last + i) for i in self.tail if self.in_shard(last + i))
 
     def chunk_rounds(self) -> list[int]:
         """Per chunk, how many of its cases (rounds) the shard holds."""

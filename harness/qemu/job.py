@@ -483,10 +483,9 @@ class PackedJob:
             if len(table):
                 yield table.view(np.uint8).data
         yield self.region_records
-        for data in self.data:
-            yield data
-            if len(data) % REGION_ALIGN:
-                yield bytes(_align(len(data)) - len(data))
+        # Each region's length is a multiple of REGION_ALIGN (_check_regions):
+        # the data follow each other with no padding.
+        yield from self.data
 
     def write(self, path: Path | str) -> None:
         with open(path, "wb") as f:
